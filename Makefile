@@ -1,0 +1,74 @@
+# protomesh: every target installs what it needs. `make up` runs the mesh, `make test` checks everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS_DIR := $(CURDIR)/.tools
+TOOLS_BIN := $(TOOLS_DIR)/bin
+export PATH := $(TOOLS_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+
+# Pinned versions of the Go tools the tests drive (go install from the Go module proxy).
+GRPCURL_VERSION := v1.9.3
+GRPC_HEALTH_PROBE_VERSION := v0.4.62
+
+BUF := node_modules/.bin/buf
+GEN_DIR := generated
+DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
+
+.PHONY: help deps tools gen check-gen build typecheck lint test test-unit up breaking clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed ## install npm dependencies (npm ci, from package-lock.json)
+
+$(TOOLS_BIN)/grpcurl:
+	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+$(TOOLS_BIN)/grpc-health-probe:
+	GOBIN=$(TOOLS_BIN) go install github.com/grpc-ecosystem/grpc-health-probe@$(GRPC_HEALTH_PROBE_VERSION)
+
+tools: $(TOOLS_BIN)/grpcurl $(TOOLS_BIN)/grpc-health-probe ## install grpcurl and grpc-health-probe into .tools/bin
+
+gen: deps ## generate TypeScript stubs and the descriptor set from proto/
+	$(BUF) lint
+	$(BUF) generate
+	$(BUF) build --exclude-source-info --as-file-descriptor-set -o $(DESCRIPTOR_SET)
+
+check-gen: deps ## fail if `make gen` would change generated/
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BUF) generate --output "$$tmp" && \
+	  $(BUF) build --exclude-source-info --as-file-descriptor-set -o "$$tmp/$(DESCRIPTOR_SET)" && \
+	  if ! diff -r "$$tmp/$(GEN_DIR)" $(GEN_DIR) >/dev/null; then \
+	    diff -r "$$tmp/$(GEN_DIR)" $(GEN_DIR) | head -40; \
+	    echo "generated/ is out of date with proto/: run \`make gen\` and commit the result" >&2; exit 1; \
+	  fi && echo "generated/ is up to date"
+
+build: deps ## compile TypeScript into dist/
+	tsc -p tsconfig.json
+
+typecheck: deps ## type-check without emitting
+	tsc -p tsconfig.json --noEmit
+
+lint: deps ## buf lint, eslint, and no import cycles
+	$(BUF) lint
+	eslint --max-warnings 0 .
+	madge --circular --extensions ts --ts-config tsconfig.json mesh services test bench
+
+test-unit: build tools ## run the mocha suite only
+	mocha
+
+test: deps tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
+	mocha
+
+up: deps build ## run catalog and orders locally (Ctrl-C stops them)
+	node dist/mesh/cli.js up
+
+breaking: deps ## compare proto/ against main for breaking changes
+	$(BUF) breaking --against '.git#branch=main'
+
+clean: ## remove build output and installed tools
+	rm -rf dist .tools node_modules

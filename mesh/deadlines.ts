@@ -1,0 +1,45 @@
+import type { Deadline } from "@grpc/grpc-js";
+import { splitPath } from "./method-path";
+
+/** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
+export const DEFAULT_DEADLINE_MS = 5_000;
+
+/** Per-method deadline configuration of a client. */
+export interface DeadlinePolicy {
+  /** Applied to every method without its own entry. */
+  defaultMs: number;
+  /** Keyed by method name ("GetProduct") or full path ("/shop.catalog.v1.CatalogService/GetProduct"). */
+  methodsMs: Readonly<Record<string, number>>;
+}
+
+/** Validates a deadline policy; the error names the field. */
+export function deadlinePolicy(config: { defaultMs?: number; methodsMs?: Record<string, number> } = {}): DeadlinePolicy {
+  const defaultMs = config.defaultMs ?? DEFAULT_DEADLINE_MS;
+  assertPositiveMs("deadlines.defaultMs", defaultMs);
+  const methodsMs = { ...(config.methodsMs ?? {}) };
+  for (const [method, ms] of Object.entries(methodsMs)) assertPositiveMs(`deadlines.methodsMs["${method}"]`, ms);
+  return { defaultMs, methodsMs };
+}
+
+function assertPositiveMs(field: string, value: unknown): void {
+  // A deadline is never infinite: refuse 0, negatives, Infinity and non-numbers alike.
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new TypeError(`${field} must be a finite number of milliseconds > 0, got ${String(value)}`);
+  }
+}
+
+/** The timeout in ms the policy gives the method at `path`. */
+export function timeoutFor(policy: DeadlinePolicy, path: string): number {
+  return policy.methodsMs[path] ?? policy.methodsMs[splitPath(path).method] ?? policy.defaultMs;
+}
+
+/** The absolute deadline for a call: the caller's when given, otherwise now + the policy's timeout. */
+export function resolveDeadline(
+  policy: DeadlinePolicy,
+  path: string,
+  explicit: Deadline | undefined,
+  now: () => number = Date.now,
+): Deadline {
+  if (explicit !== undefined && explicit !== Infinity) return explicit;
+  return now() + timeoutFor(policy, path);
+}

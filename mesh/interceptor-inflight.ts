@@ -1,0 +1,64 @@
+import { EventEmitter, once } from "node:events";
+import { ServerInterceptingCall } from "@grpc/grpc-js";
+import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
+
+/**
+ * Methods whose streams live as long as the caller wants (health Watch). They do not hold up a
+ * drain: they are told NOT_SERVING and then ended by the server.
+ */
+export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set(["/grpc.health.v1.Health/Watch"]);
+
+/**
+ * Counts the calls a server has in flight so that a drain can wait for them, and keeps the
+ * long-lived ones (health Watch) so that a drain can end them with a status once they have seen
+ * NOT_SERVING. Owned by one MeshServer.
+ */
+export class InflightTracker {
+  private count = 0;
+  private readonly longLived = new Set<ServerInterceptingCallInterface>();
+  private readonly events = new EventEmitter();
+
+  /** The interceptor to install on the server; it must run for every call. */
+  readonly interceptor: ServerInterceptor = (methodDescriptor, call) => {
+    const isLongLived = LONG_LIVED_METHODS.has(methodDescriptor.path);
+    let isDone = false;
+    const done = () => {
+      if (isDone) return;
+      isDone = true;
+      if (isLongLived) {
+        this.longLived.delete(intercepting);
+      } else {
+        this.count -= 1;
+        if (this.count === 0) this.events.emit("idle");
+      }
+    };
+    if (!isLongLived) this.count += 1;
+    const intercepting = new ServerInterceptingCall(call, {
+      start: (next) => next({ onCancel: done }),
+      sendStatus: (callStatus, next) => {
+        done();
+        next(callStatus);
+      },
+    });
+    if (isLongLived) this.longLived.add(intercepting);
+    return intercepting;
+  };
+
+  /** Number of calls in flight, not counting long-lived streams. */
+  get inflight(): number {
+    return this.count;
+  }
+
+  /** Resolves once no call (other than long-lived streams) is in flight. */
+  async idle(): Promise<void> {
+    if (this.count === 0) return;
+    await once(this.events, "idle");
+  }
+
+  /** Ends every long-lived stream with `callStatus`, after what was already written to it. */
+  endLongLived(callStatus: Pick<StatusObject, "code" | "details">): void {
+    for (const call of [...this.longLived]) {
+      call.sendStatus(callStatus);
+    }
+  }
+}

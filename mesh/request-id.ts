@@ -1,0 +1,15 @@
+import { randomUUID } from "node:crypto";
+import type { Metadata } from "@grpc/grpc-js";
+
+/** Metadata key that carries a request's id across hops (the de-facto header of proxies and meshes). */
+export const REQUEST_ID_KEY = "x-request-id";
+
+// Printable ASCII without spaces, at most 128 characters: anything else is replaced, so a garbage
+// header can neither break a log line nor grow without bound.
+const ACCEPTABLE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** Returns the request id carried in `metadata` when it is acceptable, otherwise a new UUID. */
+export function requestIdFrom(metadata: Metadata | undefined): string {
+  const value = metadata?.get(REQUEST_ID_KEY)[0];
+  return typeof value === "string" && ACCEPTABLE_REQUEST_ID.test(value) ? value : randomUUID();
+}

@@ -1,0 +1,22 @@
+import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import { createLogger } from "../../mesh/logger";
+import { createServer } from "../../mesh/server";
+import { drainOnSignals } from "../../mesh/shutdown";
+import { listenAddress } from "../../mesh/listen-address";
+import { catalogService } from "./catalog-service";
+
+/** Port the catalog listens on unless PORT says otherwise. */
+export const CATALOG_DEFAULT_PORT = 50051;
+
+async function main(): Promise<void> {
+  const logger = createLogger({ name: "catalog" });
+  const server = createServer({ name: "catalog", logger });
+  server.addService(CatalogServiceService, catalogService());
+  await server.listen(listenAddress(CATALOG_DEFAULT_PORT));
+  drainOnSignals(() => server.drain(), logger);
+}
+
+main().catch((error: unknown) => {
+  createLogger({ name: "catalog" }).fatal({ err: error }, "catalog failed to start");
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+import { status } from "@grpc/grpc-js";
+import type { ServerUnaryCall } from "@grpc/grpc-js";
+import type { CatalogServiceClient, GetProductResponse, Product } from "../../generated/ts/shop/catalog/v1/catalog";
+import {
+  OrderStatus,
+  type GetOrderRequest,
+  type GetOrderResponse,
+  type ListOrdersRequest,
+  type ListOrdersResponse,
+  type Order,
+  type OrderLine,
+  type OrderServiceServer,
+  type PlaceOrderRequest,
+  type PlaceOrderResponse,
+} from "../../generated/ts/shop/orders/v1/orders";
+import { MeshError, invalidArgument, isServiceError } from "../../mesh/errors";
+import { unary } from "../../mesh/handler";
+import { nextPageToken, parsePage } from "../../mesh/pagination";
+import { OrderStore } from "./order-store";
+import { validatePlaceOrder } from "./validation";
+
+/** The orders service's handlers. Every line of a new order is priced by a GetProduct call to the catalog. */
+export function ordersService(
+  catalog: CatalogServiceClient,
+  store: OrderStore = new OrderStore(),
+  now: () => number = Date.now,
+): OrderServiceServer {
+  return {
+    placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request, call) => {
+      validatePlaceOrder(request);
+      const { order, replayed } = await store.placeOnce(request.customerId, request.idempotencyKey, async (id) => {
+        const products = await Promise.all(
+          request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`, call)),
+        );
+        const lines: OrderLine[] = request.items.map((item, index) => ({
+          productId: item.productId,
+          productName: products[index].name,
+          quantity: item.quantity,
+          unitPriceCents: products[index].priceCents,
+          lineTotalCents: products[index].priceCents * item.quantity,
+        }));
+        return {
+          id,
+          customerId: request.customerId,
+          lines,
+          totalCents: lines.reduce((sum, line) => sum + line.lineTotalCents, 0),
+          currency: products[0].currency,
+          status: OrderStatus.ORDER_STATUS_PLACED,
+          createdAtMs: now(),
+          idempotencyKey: request.idempotencyKey,
+        };
+      });
+      return { order, replayed };
+    }),
+
+    getOrder: unary<GetOrderRequest, GetOrderResponse>(({ id }) => {
+      if (id === "") throw invalidArgument("id", "is required");
+      const order = store.get(id);
+      if (!order) throw new MeshError(status.NOT_FOUND, `order ${JSON.stringify(id)} not found`);
+      return { order };
+    }),
+
+    listOrders: unary<ListOrdersRequest, ListOrdersResponse>(({ customerId, pageSize, pageToken }) => {
+      const page = parsePage(pageSize, pageToken);
+      const orders: Order[] = store.list(customerId);
+      return { orders: orders.slice(page.offset, page.offset + page.size), nextPageToken: nextPageToken(page, orders.length) };
+    }),
+  };
+}
+
+/**
+ * Looks a product up in the catalog, as a child of the inbound call (its deadline and cancellation
+ * propagate). NOT_FOUND names the request field; other catalog failures keep their status.
+ */
+function fetchProduct(
+  catalog: CatalogServiceClient,
+  productId: string,
+  field: string,
+  parent: ServerUnaryCall<unknown, unknown>,
+): Promise<Product> {
+  return new Promise((resolve, reject) => {
+    catalog.getProduct({ id: productId }, parent.metadata.clone(), { parent }, (error, response: GetProductResponse) => {
+      if (!error && response.product) return resolve(response.product);
+      if (error && error.code === status.NOT_FOUND) {
+        return reject(new MeshError(status.NOT_FOUND, `${field}: product ${JSON.stringify(productId)} not found`));
+      }
+      if (error && isServiceError(error)) {
+        return reject(new MeshError(error.code, `catalog: ${error.details}`, { cause: error }));
+      }
+      reject(new MeshError(status.INTERNAL, "catalog returned no product", { cause: error }));
+    });
+  });
+}

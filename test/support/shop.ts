@@ -1,0 +1,57 @@
+import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import { OrderServiceClient, OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
+import { createClient } from "../../mesh/client";
+import { createServer } from "../../mesh/server";
+import type { MeshServer } from "../../mesh/server";
+import { catalogService } from "../../services/catalog/catalog-service";
+import { ordersService } from "../../services/orders/orders-service";
+import { captureLog } from "./log-capture";
+import type { CapturedLog } from "./log-capture";
+
+/** Catalog and orders servers on 127.0.0.1 ephemeral ports, orders calling the catalog. */
+export interface Shop {
+  catalogServer: MeshServer;
+  ordersServer: MeshServer;
+  catalogAddress: string;
+  ordersAddress: string;
+  log: CapturedLog;
+  /** Drains both servers and closes the clients. */
+  stop(): Promise<void>;
+}
+
+/** Starts the reference services in this process, with their log lines captured. */
+export async function startShop(options: { drainGraceMs?: number } = {}): Promise<Shop> {
+  const log = captureLog();
+  const catalogServer = createServer({ name: "catalog", logger: log.logger, drainGraceMs: options.drainGraceMs });
+  catalogServer.addService(CatalogServiceService, catalogService());
+  const catalogAddress = `127.0.0.1:${await catalogServer.listen()}`;
+  const catalogClient = createClient(CatalogServiceClient, catalogAddress, { logger: log.logger });
+  const ordersServer = createServer({ name: "orders", logger: log.logger, drainGraceMs: options.drainGraceMs });
+  ordersServer.addService(OrderServiceService, ordersService(catalogClient));
+  const ordersAddress = `127.0.0.1:${await ordersServer.listen()}`;
+  return {
+    catalogServer,
+    ordersServer,
+    catalogAddress,
+    ordersAddress,
+    log,
+    async stop() {
+      await Promise.all([ordersServer.drain(), catalogServer.drain()]);
+      catalogClient.close();
+    },
+  };
+}
+
+/** Typed clients to a running shop, with protomesh's deadlines and logging. */
+export function shopClients(shop: Shop): { catalog: CatalogServiceClient; orders: OrderServiceClient; close(): void } {
+  const catalog = createClient(CatalogServiceClient, shop.catalogAddress, { logger: shop.log.logger });
+  const orders = createClient(OrderServiceClient, shop.ordersAddress, { logger: shop.log.logger });
+  return {
+    catalog,
+    orders,
+    close() {
+      catalog.close();
+      orders.close();
+    },
+  };
+}
