@@ -72,3 +72,6 @@ breaking: deps ## compare proto/ against main for breaking changes
 
 clean: ## remove build output and installed tools
 	rm -rf dist .tools node_modules
+
+# Benchmarks (not tests): bench/bench.mk defines `make bench` and its tools.
+-include bench/bench.mk
