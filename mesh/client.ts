@@ -40,6 +40,6 @@ export function createClient<C extends Client>(
   const logger = (options.logger ?? createLogger()).child({ component: "client", target });
   return new clientClass(target, options.credentials ?? grpcCredentials.createInsecure(), {
     ...options.channelOptions,
-    interceptors: [deadlineInterceptor(policy), clientLogInterceptor(logger, target), ...(options.interceptors ?? [])],
+    interceptors: [deadlineInterceptor(policy), clientLogInterceptor(logger), ...(options.interceptors ?? [])],
   });
 }

@@ -7,9 +7,10 @@ import { splitPath } from "./method-path";
 
 /**
  * Client interceptor that sends an `x-request-id` (the caller's, or a new one) and writes one
- * structured line per call when it ends: service, method, code, duration, target, request id.
+ * structured line per call when it ends: service, method, code, duration, request id (the
+ * logger passed in carries the target).
  */
-export function clientLogInterceptor(logger: Logger, target: string): Interceptor {
+export function clientLogInterceptor(logger: Logger): Interceptor {
   return (options, nextCall) => {
     const { service, method } = splitPath(options.method_definition.path);
     const startedAt = performance.now();
@@ -25,7 +26,6 @@ export function clientLogInterceptor(logger: Logger, target: string): Intercepto
               method,
               code: status[callStatus.code] ?? String(callStatus.code),
               durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
-              target,
               requestId,
             };
             if (isServerFailure(callStatus.code)) {

@@ -1,4 +1,3 @@
-import { EventEmitter, once } from "node:events";
 import { ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
 
@@ -9,14 +8,13 @@ import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject }
 export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set(["/grpc.health.v1.Health/Watch"]);
 
 /**
- * Counts the calls a server has in flight so that a drain can wait for them, and keeps the
- * long-lived ones (health Watch) so that a drain can end them with a status once they have seen
- * NOT_SERVING. Owned by one MeshServer.
+ * Counts the calls a server has in flight (for logs and load reports), and keeps the long-lived
+ * ones (health Watch) so that a drain can end them with a status once they have seen NOT_SERVING.
+ * Owned by one MeshServer.
  */
 export class InflightTracker {
   private count = 0;
   private readonly longLived = new Set<ServerInterceptingCallInterface>();
-  private readonly events = new EventEmitter();
 
   /** The interceptor to install on the server; it must run for every call. */
   readonly interceptor: ServerInterceptor = (methodDescriptor, call) => {
@@ -29,7 +27,6 @@ export class InflightTracker {
         this.longLived.delete(intercepting);
       } else {
         this.count -= 1;
-        if (this.count === 0) this.events.emit("idle");
       }
     };
     if (!isLongLived) this.count += 1;
@@ -47,12 +44,6 @@ export class InflightTracker {
   /** Number of calls in flight, not counting long-lived streams. */
   get inflight(): number {
     return this.count;
-  }
-
-  /** Resolves once no call (other than long-lived streams) is in flight. */
-  async idle(): Promise<void> {
-    if (this.count === 0) return;
-    await once(this.events, "idle");
   }
 
   /** Ends every long-lived stream with `callStatus`, after what was already written to it. */

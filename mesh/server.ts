@@ -130,18 +130,20 @@ export class MeshServer {
     this.logger.info({ inflight: this.inflight.inflight, graceMs }, "draining");
     this.health.setServing(false);
     this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
+    // tryShutdown refuses new streams (GOAWAY) and completes once every open stream has sent its
+    // status and its bytes have left: waiting on it, not on a call count, loses no response.
     const closed = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), graceMs);
     });
-    const outcome = await Promise.race([this.inflight.idle().then(() => "idle" as const), graceOver]);
+    const outcome = await Promise.race([closed.then(() => "closed" as const), graceOver]);
     clearTimeout(timer);
     if (outcome === "timeout") {
       this.logger.warn({ inflight: this.inflight.inflight }, "grace period over; cancelling calls in flight");
+      this.server.forceShutdown();
+      await closed;
     }
-    this.server.forceShutdown();
-    await closed;
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
   }
 }
