@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
+import { createClient } from "../../mesh/client";
+import { DEFAULT_DEADLINE_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "../../mesh/deadlines";
+import { unary } from "../../mesh/handler";
+import { createServer } from "../../mesh/server";
+import type { MeshServer } from "../../mesh/server";
+import { catalogService } from "../../services/catalog/catalog-service";
+import { callUnary } from "../support/calls";
+import { captureLog } from "../support/log-capture";
+import type { CapturedLog } from "../support/log-capture";
+
+describe("deadline policy", () => {
+  it("uses the method's own timeout, by name or by full path, before the default", () => {
+    const policy = deadlinePolicy({ defaultMs: 300, methodsMs: { GetProduct: 50, "/shop.orders.v1.OrderService/PlaceOrder": 900 } });
+    assert.equal(timeoutFor(policy, "/shop.catalog.v1.CatalogService/GetProduct"), 50);
+    assert.equal(timeoutFor(policy, "/shop.orders.v1.OrderService/PlaceOrder"), 900);
+    assert.equal(timeoutFor(policy, "/shop.catalog.v1.CatalogService/ListProducts"), 300);
+    assert.equal(timeoutFor(deadlinePolicy(), "/a.B/C"), DEFAULT_DEADLINE_MS);
+  });
+
+  it("keeps an explicit deadline and replaces a missing or infinite one", () => {
+    const policy = deadlinePolicy({ defaultMs: 250 });
+    const now = () => 1_000_000;
+    assert.equal(resolveDeadline(policy, "/a.B/C", 1_000_042, now), 1_000_042);
+    assert.equal(resolveDeadline(policy, "/a.B/C", undefined, now), 1_000_250);
+    assert.equal(resolveDeadline(policy, "/a.B/C", Infinity, now), 1_000_250);
+  });
+
+  it("refuses a deadline that is zero, negative, infinite or not a number, naming the field", () => {
+    assert.throws(() => deadlinePolicy({ defaultMs: 0 }), /deadlines\.defaultMs must be/);
+    assert.throws(() => deadlinePolicy({ defaultMs: Infinity }), /deadlines\.defaultMs must be/);
+    assert.throws(() => deadlinePolicy({ methodsMs: { GetProduct: -5 } }), /deadlines\.methodsMs\["GetProduct"\] must be/);
+    assert.throws(() => deadlinePolicy({ methodsMs: { GetProduct: "soon" as unknown as number } }), /GetProduct/);
+  });
+});
+
+describe("client deadlines on real calls", () => {
+  let server: MeshServer;
+  let log: CapturedLog;
+  let address: string;
+  let seenDeadlines: number[];
+
+  before(async () => {
+    log = captureLog();
+    seenDeadlines = [];
+    server = createServer({ name: "catalog", logger: log.logger });
+    server.addService(CatalogServiceService, {
+      ...catalogService(),
+      // Never answers: only the caller's deadline ends the call. Records the deadline it received.
+      getProduct: unary<GetProductRequest, GetProductResponse>((_request, call) => {
+        const deadline = call.getDeadline();
+        seenDeadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
+        return new Promise<GetProductResponse>(() => undefined);
+      }),
+    });
+    address = `127.0.0.1:${await server.listen()}`;
+  });
+
+  after(async () => {
+    await server.drain(200);
+  });
+
+  it("gives a call without a deadline the method's configured timeout", async () => {
+    const client = createClient(CatalogServiceClient, address, { logger: log.logger, methodDeadlinesMs: { GetProduct: 150 } });
+    try {
+      const startedAt = Date.now();
+      const { error } = await callUnary(client.getProduct, client, { id: "sku-1001" });
+      assert.equal(error?.code, status.DEADLINE_EXCEEDED);
+      const deadline = seenDeadlines[seenDeadlines.length - 1];
+      assert.ok(Number.isFinite(deadline), "the server saw a finite deadline");
+      assert.ok(deadline - startedAt <= 150 + 50, `deadline ${deadline - startedAt} ms after the call`);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("lets an explicit deadline override the configured default", async () => {
+    const client = createClient(CatalogServiceClient, address, { logger: log.logger, defaultDeadlineMs: 60_000 });
+    try {
+      const startedAt = Date.now();
+      const { error } = await callUnary(client.getProduct, client, { id: "sku-1001" }, { deadline: Date.now() + 100 });
+      assert.equal(error?.code, status.DEADLINE_EXCEEDED);
+      const deadline = seenDeadlines[seenDeadlines.length - 1];
+      assert.ok(deadline - startedAt <= 100 + 50, `deadline ${deadline - startedAt} ms after the call`);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("logs the deadline failure on the client at warn", async () => {
+    const client = createClient(CatalogServiceClient, address, { logger: log.logger, defaultDeadlineMs: 50 });
+    try {
+      await callUnary(client.getProduct, client, { id: "sku-1001" });
+      const line = log.lines.filter((entry) => entry.component === "client").pop();
+      assert.equal(line?.code, "DEADLINE_EXCEEDED");
+      assert.equal(line?.level, 40);
+    } finally {
+      client.close();
+    }
+  });
+});
