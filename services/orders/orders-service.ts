@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import type { ServerUnaryCall } from "@grpc/grpc-js";
 import type { CatalogServiceClient, GetProductResponse, Product } from "../../generated/ts/shop/catalog/v1/catalog";
 import {
@@ -15,6 +15,7 @@ import {
 } from "../../generated/ts/shop/orders/v1/orders";
 import { MeshError, invalidArgument, isServiceError } from "../../mesh/errors";
 import { unary } from "../../mesh/handler";
+import { REQUEST_ID_KEY } from "../../mesh/request-id";
 import { nextPageToken, parsePage } from "../../mesh/pagination";
 import { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
@@ -70,7 +71,8 @@ export function ordersService(
 
 /**
  * Looks a product up in the catalog, as a child of the inbound call (its deadline and cancellation
- * propagate). NOT_FOUND names the request field; other catalog failures keep their status.
+ * propagate) carrying its request id and nothing else of its metadata (no credentials or cookies
+ * leak downstream). NOT_FOUND names the request field; other catalog failures keep their status.
  */
 function fetchProduct(
   catalog: CatalogServiceClient,
@@ -78,8 +80,11 @@ function fetchProduct(
   field: string,
   parent: ServerUnaryCall<unknown, unknown>,
 ): Promise<Product> {
+  const metadata = new Metadata();
+  const requestId = parent.metadata.get(REQUEST_ID_KEY)[0];
+  if (typeof requestId === "string") metadata.set(REQUEST_ID_KEY, requestId);
   return new Promise((resolve, reject) => {
-    catalog.getProduct({ id: productId }, parent.metadata.clone(), { parent }, (error, response: GetProductResponse) => {
+    catalog.getProduct({ id: productId }, metadata, { parent }, (error, response: GetProductResponse) => {
       if (!error && response.product) return resolve(response.product);
       if (error && error.code === status.NOT_FOUND) {
         return reject(new MeshError(status.NOT_FOUND, `${field}: product ${JSON.stringify(productId)} not found`));
