@@ -64,7 +64,7 @@ test-unit: build tools ## run the mocha suite only
 test: deps tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
 	mocha
 
-up: deps build ## run catalog and orders locally (Ctrl-C stops them)
+up: deps tools build ## run catalog and orders locally (Ctrl-C stops them)
 	node dist/mesh/cli.js up
 
 breaking: deps ## compare proto/ against main for breaking changes

@@ -3,10 +3,8 @@ import { createLogger } from "../../mesh/logger";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
 import { listenAddress } from "../../mesh/listen-address";
+import { CATALOG_DEFAULT_PORT } from "../stack";
 import { catalogService } from "./catalog-service";
-
-/** Port the catalog listens on unless PORT says otherwise. */
-export const CATALOG_DEFAULT_PORT = 50051;
 
 async function main(): Promise<void> {
   const logger = createLogger({ name: "catalog" });

@@ -5,12 +5,11 @@ import { createLogger } from "../../mesh/logger";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
 import { listenAddress } from "../../mesh/listen-address";
+import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../stack";
 import { ordersService } from "./orders-service";
 
-/** Port the orders service listens on unless PORT says otherwise. */
-export const ORDERS_DEFAULT_PORT = 50052;
 /** Where orders finds the catalog unless CATALOG_TARGET says otherwise. */
-export const CATALOG_DEFAULT_TARGET = "127.0.0.1:50051";
+export const CATALOG_DEFAULT_TARGET = `127.0.0.1:${CATALOG_DEFAULT_PORT}`;
 /** Deadline of one GetProduct call to the catalog (ms); also bounded by the inbound call's deadline. */
 export const CATALOG_GET_PRODUCT_DEADLINE_MS = 1_000;
 
