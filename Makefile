@@ -56,7 +56,7 @@ typecheck: deps ## type-check without emitting
 lint: deps ## buf lint, eslint, and no import cycles
 	$(BUF) lint
 	eslint --max-warnings 0 .
-	madge --circular --extensions ts --ts-config tsconfig.json mesh services test bench
+	madge --circular --extensions ts --ts-config tsconfig.json $(wildcard mesh services test bench)
 
 test-unit: build tools ## run the mocha suite only
 	mocha
