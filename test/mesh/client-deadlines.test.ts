@@ -1,16 +1,13 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
+import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../../mesh/client";
 import { DEFAULT_DEADLINE_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "../../mesh/deadlines";
-import { unary } from "../../mesh/handler";
-import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
-import { catalogService } from "../../services/catalog/catalog-service";
 import { callUnary } from "../support/calls";
 import { captureLog } from "../support/log-capture";
 import type { CapturedLog } from "../support/log-capture";
+import { stalledCatalog } from "../support/shop";
 
 describe("deadline policy", () => {
   it("uses the method's own timeout, by name or by full path, before the default", () => {
@@ -45,18 +42,7 @@ describe("client deadlines on real calls", () => {
 
   before(async () => {
     log = captureLog();
-    seenDeadlines = [];
-    server = createServer({ name: "catalog", logger: log.logger });
-    server.addService(CatalogServiceService, {
-      ...catalogService(),
-      // Never answers: only the caller's deadline ends the call. Records the deadline it received.
-      getProduct: unary<GetProductRequest, GetProductResponse>((_request, call) => {
-        const deadline = call.getDeadline();
-        seenDeadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
-        return new Promise<GetProductResponse>(() => undefined);
-      }),
-    });
-    address = `127.0.0.1:${await server.listen()}`;
+    ({ server, address, deadlines: seenDeadlines } = await stalledCatalog(log.logger));
   });
 
   after(async () => {

@@ -3,31 +3,19 @@ import { status } from "@grpc/grpc-js";
 import type { Product } from "../../generated/ts/shop/catalog/v1/catalog";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
 import { callUnary, collectStream, expectOk } from "../support/calls";
-import { shopClients, startShop } from "../support/shop";
-import type { Shop } from "../support/shop";
+import { useShop } from "../support/shop";
 
 describe("catalog service", () => {
-  let shop: Shop;
-  let clients: ReturnType<typeof shopClients>;
-
-  before(async () => {
-    shop = await startShop();
-    clients = shopClients(shop);
-  });
-
-  after(async () => {
-    clients.close();
-    await shop.stop();
-  });
+  const context = useShop();
 
   it("returns a seeded product by id", async () => {
-    const { product } = await expectOk(clients.catalog.getProduct, clients.catalog, { id: "sku-1007" });
+    const { product } = await expectOk(context.clients.catalog.getProduct, context.clients.catalog, { id: "sku-1007" });
     assert.deepEqual(product, SEED_PRODUCTS.find((seed) => seed.id === "sku-1007"));
   });
 
   it("answers an unknown id with NOT_FOUND and an empty id with INVALID_ARGUMENT", async () => {
-    assert.equal((await callUnary(clients.catalog.getProduct, clients.catalog, { id: "sku-0" })).error?.code, status.NOT_FOUND);
-    const { error } = await callUnary(clients.catalog.getProduct, clients.catalog, { id: "" });
+    assert.equal((await callUnary(context.clients.catalog.getProduct, context.clients.catalog, { id: "sku-0" })).error?.code, status.NOT_FOUND);
+    const { error } = await callUnary(context.clients.catalog.getProduct, context.clients.catalog, { id: "" });
     assert.equal(error?.code, status.INVALID_ARGUMENT);
     assert.equal(error?.details, "id: is required");
   });
@@ -37,7 +25,7 @@ describe("catalog service", () => {
     let pageToken = "";
     let pages = 0;
     do {
-      const page = await expectOk(clients.catalog.listProducts, clients.catalog, { pageSize: 4, pageToken });
+      const page = await expectOk(context.clients.catalog.listProducts, context.clients.catalog, { pageSize: 4, pageToken });
       assert.ok(page.products.length <= 4);
       assert.equal(page.totalSize, SEED_PRODUCTS.length);
       seen.push(...page.products);
@@ -49,36 +37,36 @@ describe("catalog service", () => {
   });
 
   it("uses the default page size for 0 and caps large page sizes", async () => {
-    assert.equal((await expectOk(clients.catalog.listProducts, clients.catalog, { pageSize: 0, pageToken: "" })).products.length, 10);
-    const all = await expectOk(clients.catalog.listProducts, clients.catalog, { pageSize: 10_000, pageToken: "" });
+    assert.equal((await expectOk(context.clients.catalog.listProducts, context.clients.catalog, { pageSize: 0, pageToken: "" })).products.length, 10);
+    const all = await expectOk(context.clients.catalog.listProducts, context.clients.catalog, { pageSize: 10_000, pageToken: "" });
     assert.equal(all.products.length, SEED_PRODUCTS.length);
     assert.equal(all.nextPageToken, "");
   });
 
   it("refuses a negative page size and a forged page token, naming the field", async () => {
-    const negative = await callUnary(clients.catalog.listProducts, clients.catalog, { pageSize: -1, pageToken: "" });
+    const negative = await callUnary(context.clients.catalog.listProducts, context.clients.catalog, { pageSize: -1, pageToken: "" });
     assert.equal(negative.error?.code, status.INVALID_ARGUMENT);
     assert.match(negative.error?.details ?? "", /^page_size: /);
-    const forged = await callUnary(clients.catalog.listProducts, clients.catalog, { pageSize: 2, pageToken: "not-a-token" });
+    const forged = await callUnary(context.clients.catalog.listProducts, context.clients.catalog, { pageSize: 2, pageToken: "not-a-token" });
     assert.equal(forged.error?.code, status.INVALID_ARGUMENT);
     assert.match(forged.error?.details ?? "", /^page_token: /);
   });
 
   it("streams every product matching a search, case-insensitively, up to the limit", async () => {
-    const all = await collectStream(clients.catalog.searchProducts({ query: "TEA", limit: 0 }));
+    const all = await collectStream(context.clients.catalog.searchProducts({ query: "TEA", limit: 0 }));
     assert.equal(all.error, undefined);
     const expected = SEED_PRODUCTS.filter((product) =>
       [product.name, product.description, ...product.tags].some((text) => text.toLowerCase().includes("tea")),
     );
     assert.deepEqual(all.messages.map((message) => message.product?.id).sort(), expected.map((product) => product.id).sort());
-    const limited = await collectStream(clients.catalog.searchProducts({ query: "tea", limit: 2 }));
+    const limited = await collectStream(context.clients.catalog.searchProducts({ query: "tea", limit: 2 }));
     assert.equal(limited.messages.length, 2);
-    const none = await collectStream(clients.catalog.searchProducts({ query: "zzz-no-match", limit: 0 }));
+    const none = await collectStream(context.clients.catalog.searchProducts({ query: "zzz-no-match", limit: 0 }));
     assert.deepEqual(none, { messages: [] });
   });
 
   it("refuses an empty search query with INVALID_ARGUMENT", async () => {
-    const { error } = await collectStream(clients.catalog.searchProducts({ query: "  ", limit: 0 }));
+    const { error } = await collectStream(context.clients.catalog.searchProducts({ query: "  ", limit: 0 }));
     assert.equal(error?.code, status.INVALID_ARGUMENT);
     assert.equal(error?.details, "query: is required");
   });

@@ -1,18 +1,14 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
+import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceClient, OrderServiceService, OrderStatus } from "../../generated/ts/shop/orders/v1/orders";
 import type { PlaceOrderRequest } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
 import { createServer } from "../../mesh/server";
 import { ordersService } from "../../services/orders/orders-service";
-import { catalogService } from "../../services/catalog/catalog-service";
-import { unary } from "../../mesh/handler";
 import { callUnary, expectOk } from "../support/calls";
 import { captureLog } from "../support/log-capture";
-import { shopClients, startShop } from "../support/shop";
-import type { Shop } from "../support/shop";
+import { stalledCatalog, useShop } from "../support/shop";
 
 const order = (overrides: Partial<PlaceOrderRequest> = {}): PlaceOrderRequest => ({
   customerId: "cust-1",
@@ -25,23 +21,12 @@ const order = (overrides: Partial<PlaceOrderRequest> = {}): PlaceOrderRequest =>
 });
 
 describe("orders service", () => {
-  let shop: Shop;
-  let clients: ReturnType<typeof shopClients>;
+  const context = useShop();
 
-  before(async () => {
-    shop = await startShop();
-    clients = shopClients(shop);
-  });
-
-  after(async () => {
-    clients.close();
-    await shop.stop();
-  });
-
-  const place = (request: PlaceOrderRequest) => callUnary(clients.orders.placeOrder, clients.orders, request);
+  const place = (request: PlaceOrderRequest) => callUnary(context.clients.orders.placeOrder, context.clients.orders, request);
 
   it("prices every line against the catalog and stores the order", async () => {
-    const { order: placed, replayed } = await expectOk(clients.orders.placeOrder, clients.orders, order({ customerId: "cust-price" }));
+    const { order: placed, replayed } = await expectOk(context.clients.orders.placeOrder, context.clients.orders, order({ customerId: "cust-price" }));
     assert.equal(replayed, false);
     assert.ok(placed);
     assert.equal(placed.status, OrderStatus.ORDER_STATUS_PLACED);
@@ -54,38 +39,38 @@ describe("orders service", () => {
     );
     assert.equal(placed.totalCents, 6330);
     assert.equal(placed.currency, "EUR");
-    const fetched = await expectOk(clients.orders.getOrder, clients.orders, { id: placed.id });
+    const fetched = await expectOk(context.clients.orders.getOrder, context.clients.orders, { id: placed.id });
     assert.deepEqual(fetched.order, placed);
   });
 
   it("calls the catalog once per item, with the caller's request id", async () => {
-    const before = shop.log.lines.length;
-    await expectOk(clients.orders.placeOrder, clients.orders, order());
-    const catalogCalls = shop.log.lines
+    const before = context.shop.log.lines.length;
+    await expectOk(context.clients.orders.placeOrder, context.clients.orders, order());
+    const catalogCalls = context.shop.log.lines
       .slice(before)
       .filter((line) => line.server === "catalog" && line.method === "GetProduct");
     assert.equal(catalogCalls.length, 2);
-    const orderLine = shop.log.lines.slice(before).find((line) => line.server === "orders" && line.method === "PlaceOrder");
+    const orderLine = context.shop.log.lines.slice(before).find((line) => line.server === "orders" && line.method === "PlaceOrder");
     assert.ok(orderLine);
     assert.ok(catalogCalls.every((line) => line.requestId === orderLine.requestId));
   });
 
   it("returns the first order for a repeated idempotency key instead of creating a second", async () => {
     const request = order({ customerId: "cust-idem", idempotencyKey: "idem-1" });
-    const first = await expectOk(clients.orders.placeOrder, clients.orders, request);
-    const second = await expectOk(clients.orders.placeOrder, clients.orders, { ...request, items: [{ productId: "sku-1002", quantity: 1 }] });
+    const first = await expectOk(context.clients.orders.placeOrder, context.clients.orders, request);
+    const second = await expectOk(context.clients.orders.placeOrder, context.clients.orders, { ...request, items: [{ productId: "sku-1002", quantity: 1 }] });
     assert.equal(second.replayed, true);
     assert.deepEqual(second.order, first.order);
-    const listed = await expectOk(clients.orders.listOrders, clients.orders, { customerId: "cust-idem", pageSize: 0, pageToken: "" });
+    const listed = await expectOk(context.clients.orders.listOrders, context.clients.orders, { customerId: "cust-idem", pageSize: 0, pageToken: "" });
     assert.equal(listed.orders.length, 1);
   });
 
   it("creates one order when the same key arrives concurrently", async () => {
     const request = order({ customerId: "cust-race", idempotencyKey: "race-1" });
-    const outcomes = await Promise.all(Array.from({ length: 5 }, () => expectOk(clients.orders.placeOrder, clients.orders, request)));
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => expectOk(context.clients.orders.placeOrder, context.clients.orders, request)));
     assert.equal(new Set(outcomes.map((outcome) => outcome.order?.id)).size, 1);
     assert.equal(outcomes.filter((outcome) => !outcome.replayed).length, 1);
-    const listed = await expectOk(clients.orders.listOrders, clients.orders, { customerId: "cust-race", pageSize: 0, pageToken: "" });
+    const listed = await expectOk(context.clients.orders.listOrders, context.clients.orders, { customerId: "cust-race", pageSize: 0, pageToken: "" });
     assert.equal(listed.orders.length, 1);
   });
 
@@ -114,23 +99,23 @@ describe("orders service", () => {
     const { error } = await place(request);
     assert.equal(error?.code, status.NOT_FOUND);
     assert.equal(error?.details, 'items[1].product_id: product "sku-9999" not found');
-    const listed = await expectOk(clients.orders.listOrders, clients.orders, { customerId: "cust-unknown", pageSize: 0, pageToken: "" });
+    const listed = await expectOk(context.clients.orders.listOrders, context.clients.orders, { customerId: "cust-unknown", pageSize: 0, pageToken: "" });
     assert.equal(listed.orders.length, 0);
   });
 
   it("answers GetOrder for an unknown id with NOT_FOUND and an empty id with INVALID_ARGUMENT", async () => {
-    assert.equal((await callUnary(clients.orders.getOrder, clients.orders, { id: "ord-nope" })).error?.code, status.NOT_FOUND);
-    assert.equal((await callUnary(clients.orders.getOrder, clients.orders, { id: "" })).error?.code, status.INVALID_ARGUMENT);
+    assert.equal((await callUnary(context.clients.orders.getOrder, context.clients.orders, { id: "ord-nope" })).error?.code, status.NOT_FOUND);
+    assert.equal((await callUnary(context.clients.orders.getOrder, context.clients.orders, { id: "" })).error?.code, status.INVALID_ARGUMENT);
   });
 
   it("lists a customer's orders newest first, in pages", async () => {
     const ids: string[] = [];
     for (let index = 0; index < 5; index += 1) {
-      const placed = await expectOk(clients.orders.placeOrder, clients.orders, order({ customerId: "cust-list" }));
+      const placed = await expectOk(context.clients.orders.placeOrder, context.clients.orders, order({ customerId: "cust-list" }));
       ids.push(placed.order?.id ?? "");
     }
-    const first = await expectOk(clients.orders.listOrders, clients.orders, { customerId: "cust-list", pageSize: 3, pageToken: "" });
-    const second = await expectOk(clients.orders.listOrders, clients.orders, { customerId: "cust-list", pageSize: 3, pageToken: first.nextPageToken });
+    const first = await expectOk(context.clients.orders.listOrders, context.clients.orders, { customerId: "cust-list", pageSize: 3, pageToken: "" });
+    const second = await expectOk(context.clients.orders.listOrders, context.clients.orders, { customerId: "cust-list", pageSize: 3, pageToken: first.nextPageToken });
     assert.deepEqual([...first.orders, ...second.orders].map((listed) => listed.id), ids.reverse());
     assert.equal(second.nextPageToken, "");
   });
@@ -161,17 +146,8 @@ describe("orders when the catalog is unreachable or slow", () => {
 
   it("passes its own remaining deadline to the catalog call (the earlier of the two wins)", async () => {
     const log = captureLog();
-    const catalogDeadlines: number[] = [];
-    const slowCatalog = createServer({ name: "catalog", logger: log.logger });
-    slowCatalog.addService(CatalogServiceService, {
-      ...catalogService(),
-      getProduct: unary<GetProductRequest, GetProductResponse>((_request, call) => {
-        const deadline = call.getDeadline();
-        catalogDeadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
-        return new Promise<GetProductResponse>(() => undefined);
-      }),
-    });
-    const catalog = createClient(CatalogServiceClient, `127.0.0.1:${await slowCatalog.listen()}`, {
+    const { server: slowCatalog, address: catalogAddress, deadlines: catalogDeadlines } = await stalledCatalog(log.logger);
+    const catalog = createClient(CatalogServiceClient, catalogAddress, {
       logger: log.logger,
       methodDeadlinesMs: { GetProduct: 10_000 },
     });

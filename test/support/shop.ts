@@ -1,6 +1,9 @@
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceClient, OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
+import { unary } from "../../mesh/handler";
+import type { Logger } from "../../mesh/logger";
 import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
 import { catalogService } from "../../services/catalog/catalog-service";
@@ -54,4 +57,37 @@ export function shopClients(shop: Shop): { catalog: CatalogServiceClient; orders
       orders.close();
     },
   };
+}
+
+/**
+ * A catalog server whose GetProduct never answers, so only the caller's deadline ends the call;
+ * it records the deadline (ms since the epoch) each call arrived with.
+ */
+export async function stalledCatalog(logger: Logger): Promise<{ server: MeshServer; address: string; deadlines: number[] }> {
+  const deadlines: number[] = [];
+  const server = createServer({ name: "catalog", logger });
+  server.addService(CatalogServiceService, {
+    ...catalogService(),
+    getProduct: unary<GetProductRequest, GetProductResponse>((_request, call) => {
+      const deadline = call.getDeadline();
+      deadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
+      return new Promise<GetProductResponse>(() => undefined);
+    }),
+  });
+  const address = `127.0.0.1:${await server.listen()}`;
+  return { server, address, deadlines };
+}
+
+/** Mocha hooks that start a shop and its clients before the suite and stop them after it. */
+export function useShop(): { shop: Shop; clients: ReturnType<typeof shopClients> } {
+  const context = {} as { shop: Shop; clients: ReturnType<typeof shopClients> };
+  before(async () => {
+    context.shop = await startShop();
+    context.clients = shopClients(context.shop);
+  });
+  after(async () => {
+    context.clients.close();
+    await context.shop.stop();
+  });
+  return context;
 }
