@@ -11,5 +11,6 @@ export type { MeshClientOptions, ClientConstructor } from "./client";
 export { DEFAULT_DEADLINE_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "./deadlines";
 export { unary, serverStream } from "./handler";
 export { drainOnSignals } from "./shutdown";
+export { routeGrpcLogs } from "./grpc-log";
 export { REQUEST_ID_KEY } from "./request-id";
 export { HealthReporter, OVERALL_HEALTH } from "./health";

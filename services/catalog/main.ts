@@ -1,5 +1,6 @@
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createLogger } from "../../mesh/logger";
+import { routeGrpcLogs } from "../../mesh/grpc-log";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
 import { listenAddress } from "../../mesh/listen-address";
@@ -8,6 +9,7 @@ import { catalogService } from "./catalog-service";
 
 async function main(): Promise<void> {
   const logger = createLogger({ name: "catalog" });
+  routeGrpcLogs(logger);
   const server = createServer({ name: "catalog", logger });
   server.addService(CatalogServiceService, catalogService());
   await server.listen(listenAddress(CATALOG_DEFAULT_PORT));

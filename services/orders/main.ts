@@ -2,6 +2,7 @@ import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
 import { createLogger } from "../../mesh/logger";
+import { routeGrpcLogs } from "../../mesh/grpc-log";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
 import { listenAddress } from "../../mesh/listen-address";
@@ -15,6 +16,7 @@ export const CATALOG_GET_PRODUCT_DEADLINE_MS = 1_000;
 
 async function main(): Promise<void> {
   const logger = createLogger({ name: "orders" });
+  routeGrpcLogs(logger);
   const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET ?? CATALOG_DEFAULT_TARGET, {
     logger,
     methodDeadlinesMs: { GetProduct: CATALOG_GET_PRODUCT_DEADLINE_MS },
