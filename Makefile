@@ -68,7 +68,7 @@ up: deps tools build ## run catalog and orders locally (Ctrl-C stops them)
 	node dist/mesh/cli.js up
 
 breaking: deps ## compare proto/ against main for breaking changes
-	$(BUF) breaking --against '.git#branch=main'
+	$(BUF) breaking proto --against '.git#branch=main,subdir=proto'
 
 clean: ## remove build output and installed tools
 	rm -rf dist .tools node_modules
