@@ -222,16 +222,30 @@ export class ControlPlane {
     };
   }
 
-  /** Reflection over protomesh's descriptor set plus the xDS protos (first definition of a file wins). */
+  /**
+   * Reflection over protomesh's descriptor set plus the xDS protos (first definition of a file
+   * wins). Indexing the envoy files takes most of a second, so the service is built once per set.
+   */
   private reflection(xdsDefinition: PackageDefinition): ReflectionService {
     const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
-    const ours = splitDescriptorSet(fs.readFileSync(descriptorSetPath)).map((file) => Buffer.from(file));
-    const xdsFiles = Object.values(xdsDefinition).flatMap(
-      (entry) => (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? [],
-    );
-    const definition = { "protomesh.descriptors": { fileDescriptorProtos: [...ours, ...xdsFiles] } };
-    return new ReflectionService(definition as unknown as PackageDefinition, {
-      services: [REGISTRY_SERVICE_NAME, ADS_SERVICE_NAME, "grpc.health.v1.Health"],
-    });
+    let reflection = reflectionCache.get(descriptorSetPath);
+    if (!reflection) {
+      reflection = buildReflection(descriptorSetPath, xdsDefinition);
+      reflectionCache.set(descriptorSetPath, reflection);
+    }
+    return reflection;
   }
+}
+
+const reflectionCache = new Map<string, ReflectionService>();
+
+function buildReflection(descriptorSetPath: string, xdsDefinition: PackageDefinition): ReflectionService {
+  const ours = splitDescriptorSet(fs.readFileSync(descriptorSetPath)).map((file) => Buffer.from(file));
+  const xdsFiles = Object.values(xdsDefinition).flatMap(
+    (entry) => (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? [],
+  );
+  const definition = { "protomesh.descriptors": { fileDescriptorProtos: [...ours, ...xdsFiles] } };
+  return new ReflectionService(definition as unknown as PackageDefinition, {
+    services: [REGISTRY_SERVICE_NAME, ADS_SERVICE_NAME, "grpc.health.v1.Health"],
+  });
 }
