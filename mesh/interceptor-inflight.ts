@@ -1,3 +1,4 @@
+import { EventEmitter, once } from "node:events";
 import { ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
 
@@ -14,6 +15,7 @@ export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set(["/grpc.health.v1
  */
 export class InflightTracker {
   private count = 0;
+  private readonly events = new EventEmitter();
   private readonly longLived = new Set<ServerInterceptingCallInterface>();
 
   /** The interceptor to install on the server; it must run for every call. */
@@ -27,6 +29,7 @@ export class InflightTracker {
         this.longLived.delete(intercepting);
       } else {
         this.count -= 1;
+        if (this.count === 0) this.events.emit("idle");
       }
     };
     if (!isLongLived) this.count += 1;
@@ -44,6 +47,16 @@ export class InflightTracker {
   /** Number of calls in flight, not counting long-lived streams. */
   get inflight(): number {
     return this.count;
+  }
+
+  /**
+   * Resolves once no call (other than long-lived streams) is in flight: every handler has sent its
+   * status, though its last bytes may still be on their way out (a server that must not lose them
+   * waits for `tryShutdown` instead).
+   */
+  async idle(): Promise<void> {
+    if (this.count === 0) return;
+    await once(this.events, "idle");
   }
 
   /** Ends every long-lived stream with `callStatus`, after what was already written to it. */

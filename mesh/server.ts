@@ -16,6 +16,8 @@ import { guardService } from "./handler-guard";
 import { limitsToChannelOptions } from "./server-limits";
 import type { ServerLimits } from "./server-limits";
 import { splitPath } from "./method-path";
+import { leaseForServer } from "./registry-lease";
+import type { RegistryLease } from "./registry-lease";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
@@ -35,6 +37,17 @@ export interface MeshServerOptions {
   /** Extra grpc-js options; they override the ones derived from `limits`. */
   channelOptions?: ChannelOptions;
   credentials?: Credentials;
+  /**
+   * Control plane address ("host:port"); defaults to PROTOMESH_CONTROL_PLANE. With one, `listen`
+   * registers the server and keeps its lease; `drain` deregisters it before anything else.
+   */
+  controlPlane?: string;
+  /** Mesh service name to register under (what clients dial); defaults to `name`. */
+  meshService?: string;
+  /** Zone (xDS locality) to register in; defaults to PROTOMESH_ZONE. */
+  zone?: string;
+  /** Lease TTL to ask for (ms); 0 or unset takes the control plane's default. */
+  leaseTtlMs?: number;
 }
 
 /**
@@ -51,6 +64,7 @@ export class MeshServer {
   private readonly options: MeshServerOptions;
   private boundPort: number | undefined;
   private drained: Promise<void> | undefined;
+  private lease: RegistryLease | undefined;
 
   constructor(options: MeshServerOptions) {
     this.options = options;
@@ -96,6 +110,17 @@ export class MeshServer {
     });
     this.health.setServing(true);
     this.logger.info({ address, port: this.boundPort, services: this.services }, "listening");
+    this.lease = leaseForServer({
+      controlPlane: this.options.controlPlane,
+      service: this.options.meshService ?? this.name,
+      listenAddress: address,
+      port: this.boundPort,
+      zone: this.options.zone,
+      healthServiceName: this.services[0] ?? "",
+      leaseTtlMs: this.options.leaseTtlMs,
+      logger: this.logger,
+    });
+    await this.lease?.start();
     return this.boundPort;
   }
 
@@ -116,7 +141,7 @@ export class MeshServer {
   }
 
   /**
-   * Drains the server: reports NOT_SERVING (Watch streams see it, then end), stops accepting calls,
+   * Drains the server: deregisters from the control plane (if registered), reports NOT_SERVING (Watch streams see it, then end), stops accepting calls,
    * lets in-flight calls finish within the grace period, cancels what is left, and stops.
    * Idempotent: a second call returns the same promise.
    */
@@ -128,6 +153,8 @@ export class MeshServer {
   private async runDrain(graceMs: number): Promise<void> {
     const startedAt = Date.now();
     this.logger.info({ inflight: this.inflight.inflight, graceMs }, "draining");
+    // Leave the mesh first, so that clients stop picking this server before it refuses calls.
+    await this.lease?.stop();
     this.health.setServing(false);
     this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
     // tryShutdown refuses new streams (GOAWAY) and completes once every open stream has sent its

@@ -1,0 +1,157 @@
+import * as fs from "node:fs";
+import { parse as parseYaml } from "yaml";
+import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry";
+import { invalidArgument } from "../errors";
+import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "./registry";
+import { validateEndpoint, validateServiceName } from "./registry-validation";
+
+/** Load-balancing policies the control plane can ask grpc-js-xds for (Cluster.lb_policy, gRFC A27 / A42). */
+export const LB_POLICIES = ["round_robin", "ring_hash"] as const;
+/** One of {@link LB_POLICIES}. */
+export type LbPolicyName = (typeof LB_POLICIES)[number];
+
+/** How clients reach one mesh service: the validated form of `services.<name>` in the mesh config. */
+export interface ServicePolicy {
+  /** Client-side load balancing across the service's healthy endpoints. */
+  lbPolicy: LbPolicyName;
+  /** Default deadline of a call (route max_stream_duration, gRFC A31); none when unset. */
+  timeoutMs: number | undefined;
+  /** ring_hash only: the request header hashed to pick an endpoint; unset hashes the channel. */
+  hashHeader: string | undefined;
+  /** Weight of each zone (locality); a zone not listed weighs the sum of its healthy endpoints' weights. */
+  localityWeights: Record<string, number>;
+  /** How many replicas `protomesh up` starts; the control plane itself ignores it. */
+  replicas: number;
+  /** Endpoints served without registration (no lease; still probed). */
+  endpoints: Endpoint[];
+}
+
+/** The validated mesh config file. */
+export interface MeshConfig {
+  /** Lease TTL granted when a Register names none; unset keeps the control plane's default. */
+  leaseTtlMs: number | undefined;
+  /** Policy per mesh service name. */
+  services: Map<string, ServicePolicy>;
+}
+
+/** The policy of a service the config does not mention. */
+export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
+  lbPolicy: "round_robin",
+  timeoutMs: undefined,
+  hashHeader: undefined,
+  localityWeights: {},
+  replicas: 1,
+  endpoints: [],
+});
+
+/** The empty config: every service gets {@link DEFAULT_SERVICE_POLICY}. */
+export const EMPTY_MESH_CONFIG: MeshConfig = { leaseTtlMs: undefined, services: new Map() };
+
+type Plain = Record<string, unknown>;
+
+/** Reads and validates a mesh config file; the error names the file and the field. */
+export function loadMeshConfig(file: string): MeshConfig {
+  return parseMeshConfig(fs.readFileSync(file, "utf8"));
+}
+
+/**
+ * Parses and validates mesh config YAML. Anything wrong is refused with INVALID_ARGUMENT naming
+ * the field, e.g. `services.catalog.lb_policy: must be one of round_robin, ring_hash`; unknown
+ * fields are refused too, so that a typo never passes silently as a default.
+ */
+export function parseMeshConfig(text: string): MeshConfig {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw invalidArgument("(file)", `not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+  }
+  const root = objectAt(document ?? {}, "(root)");
+  knownKeys(root, "", ["lease_ttl_ms", "services"]);
+  const leaseTtlMs = optionalInteger(root.lease_ttl_ms, "lease_ttl_ms", MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS);
+  const services = new Map<string, ServicePolicy>();
+  const servicesNode = objectAt(root.services ?? {}, "services");
+  for (const [name, value] of Object.entries(servicesNode)) {
+    validateServiceName(name, `services.${name}`);
+    services.set(name, servicePolicy(name, value ?? {}, `services.${name}`));
+  }
+  return { leaseTtlMs, services };
+}
+
+function servicePolicy(name: string, value: unknown, field: string): ServicePolicy {
+  const node = objectAt(value, field);
+  knownKeys(node, field, ["lb_policy", "timeout_ms", "hash_header", "locality_weights", "replicas", "endpoints"]);
+  const lbPolicy = node.lb_policy ?? DEFAULT_SERVICE_POLICY.lbPolicy;
+  if (typeof lbPolicy !== "string" || !(LB_POLICIES as readonly string[]).includes(lbPolicy)) {
+    throw invalidArgument(`${field}.lb_policy`, `must be one of ${LB_POLICIES.join(", ")}`);
+  }
+  const hashHeader = node.hash_header;
+  if (hashHeader !== undefined) {
+    if (typeof hashHeader !== "string" || !/^[a-z0-9-]+$/.test(hashHeader)) {
+      throw invalidArgument(`${field}.hash_header`, "must be a lowercase header name");
+    }
+    if (lbPolicy !== "ring_hash") throw invalidArgument(`${field}.hash_header`, "only applies to lb_policy ring_hash");
+  }
+  const localityWeights: Record<string, number> = {};
+  for (const [zone, weight] of Object.entries(objectAt(node.locality_weights ?? {}, `${field}.locality_weights`))) {
+    localityWeights[zone] = requiredInteger(weight, `${field}.locality_weights.${zone}`, 1, 1_000_000);
+  }
+  const endpointsNode = node.endpoints ?? [];
+  if (!Array.isArray(endpointsNode)) throw invalidArgument(`${field}.endpoints`, "must be a list");
+  const endpoints = endpointsNode.map((item: unknown, index) => {
+    const endpointField = `${field}.endpoints[${index}]`;
+    const entry = objectAt(item, endpointField);
+    knownKeys(entry, endpointField, ["address", "port", "zone", "weight", "health_service_name"]);
+    return validateEndpoint(
+      {
+        service: name,
+        address: String(entry.address ?? ""),
+        port: typeof entry.port === "number" ? entry.port : -1,
+        zone: String(entry.zone ?? ""),
+        weight: typeof entry.weight === "number" ? entry.weight : 0,
+        metadata: {},
+        healthServiceName: String(entry.health_service_name ?? ""),
+      },
+      endpointField,
+    );
+  });
+  return {
+    lbPolicy: lbPolicy as LbPolicyName,
+    timeoutMs: optionalInteger(node.timeout_ms, `${field}.timeout_ms`, 1, 3_600_000),
+    hashHeader: hashHeader as string | undefined,
+    localityWeights,
+    replicas: optionalInteger(node.replicas, `${field}.replicas`, 0, 64) ?? DEFAULT_SERVICE_POLICY.replicas,
+    endpoints,
+  };
+}
+
+/** The policy of `service` in `config`, or the default. */
+export function policyFor(config: MeshConfig, service: string): ServicePolicy {
+  return config.services.get(service) ?? DEFAULT_SERVICE_POLICY;
+}
+
+function objectAt(value: unknown, field: string): Plain {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalidArgument(field, "must be a mapping");
+  }
+  return value as Plain;
+}
+
+function knownKeys(node: Plain, field: string, keys: string[]): void {
+  for (const key of Object.keys(node)) {
+    if (!keys.includes(key)) {
+      throw invalidArgument(field === "" ? key : `${field}.${key}`, `unknown field (expected one of ${keys.join(", ")})`);
+    }
+  }
+}
+
+function requiredInteger(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(field, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function optionalInteger(value: unknown, field: string, min: number, max: number): number | undefined {
+  return value === undefined || value === null ? undefined : requiredInteger(value, field, min, max);
+}

@@ -1,0 +1,115 @@
+import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
+import type { ServicePolicy } from "./config";
+import type { RegistryEntry } from "./registry";
+import {
+  CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
+  CLUSTER_TYPE_URL,
+  HTTP_CONNECTION_MANAGER_TYPE_URL,
+  LISTENER_TYPE_URL,
+  ROUTE_CONFIGURATION_TYPE_URL,
+  ROUTER_FILTER_TYPE_URL,
+} from "./xds-protos";
+
+/**
+ * An xDS resource as a plain object in proto field names, with its type URL under "@type" (how
+ * @grpc/proto-loader's protobufjs encodes a google.protobuf.Any).
+ */
+export type XdsResource = Record<string, unknown> & { "@type": string };
+
+/*
+ * One mesh service `s` maps onto four resources, all named `s` (each type is its own namespace):
+ * Listener s (API listener, HttpConnectionManager, routes by RDS over ADS, router filter) →
+ * RouteConfiguration s (one virtual host, every path to cluster s) → Cluster s (EDS over ADS,
+ * the service's LB policy) → ClusterLoadAssignment s (endpoints by zone, with health).
+ * This is the shape grpc-js-xds resolves for `xds:///s` (gRFC A27; grpc-node's
+ * packages/grpc-js-xds/test/framework.ts builds the same).
+ */
+
+/** The Listener a client resolves for `xds:///<service>`. */
+export function listenerResource(service: string): XdsResource {
+  return {
+    "@type": LISTENER_TYPE_URL,
+    name: service,
+    api_listener: {
+      api_listener: {
+        "@type": HTTP_CONNECTION_MANAGER_TYPE_URL,
+        rds: { route_config_name: service, config_source: { ads: {} } },
+        // The router must be the last (here the only) HTTP filter (gRFC A39).
+        http_filters: [{ name: "router", typed_config: { "@type": ROUTER_FILTER_TYPE_URL } }],
+      },
+    },
+  };
+}
+
+/** The RouteConfiguration: every call to `service` goes to its cluster, with the policy's timeout. */
+export function routeConfigurationResource(service: string, policy: ServicePolicy): XdsResource {
+  const route: Record<string, unknown> = { cluster: service };
+  if (policy.timeoutMs !== undefined) {
+    // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
+    route.max_stream_duration = { max_stream_duration: durationOf(policy.timeoutMs) };
+  }
+  if (policy.lbPolicy === "ring_hash") {
+    // gRFC A42: the hash comes from the route; without a header, every call of a channel hashes alike.
+    route.hash_policy = policy.hashHeader
+      ? [{ header: { header_name: policy.hashHeader } }]
+      : [{ filter_state: { key: "io.grpc.channel_id" } }];
+  }
+  return {
+    "@type": ROUTE_CONFIGURATION_TYPE_URL,
+    name: service,
+    virtual_hosts: [{ name: service, domains: ["*"], routes: [{ match: { prefix: "" }, route }] }],
+  };
+}
+
+/** The Cluster: endpoints from EDS over the same ADS stream, balanced by the policy. */
+export function clusterResource(service: string, policy: ServicePolicy): XdsResource {
+  return {
+    "@type": CLUSTER_TYPE_URL,
+    name: service,
+    type: "EDS",
+    eds_cluster_config: { eds_config: { ads: {} }, service_name: service },
+    lb_policy: policy.lbPolicy === "ring_hash" ? "RING_HASH" : "ROUND_ROBIN",
+  };
+}
+
+/**
+ * The ClusterLoadAssignment: the service's endpoints grouped by zone. Only HEALTHY endpoints are
+ * used by clients (gRFC A27 uses HEALTHY and UNKNOWN; we never send UNKNOWN, so an endpoint that
+ * has not answered a probe yet stays out). A zone weighs what the config says, else the sum of its
+ * healthy endpoints' weights, so that every healthy replica gets a like share across zones.
+ */
+export function clusterLoadAssignmentResource(
+  service: string,
+  entries: readonly RegistryEntry[],
+  policy: ServicePolicy,
+): XdsResource {
+  const zones = new Map<string, RegistryEntry[]>();
+  for (const entry of entries) {
+    const zone = entry.endpoint.zone;
+    zones.set(zone, [...(zones.get(zone) ?? []), entry]);
+  }
+  const endpoints = [...zones.keys()].sort().map((zone) => {
+    const members = zones.get(zone)!;
+    const healthyWeight = members
+      .filter((entry) => entry.health === HealthState.HEALTH_STATE_HEALTHY)
+      .reduce((sum, entry) => sum + entry.endpoint.weight, 0);
+    return {
+      locality: { region: "", zone, sub_zone: "" },
+      load_balancing_weight: { value: policy.localityWeights[zone] ?? Math.max(1, healthyWeight) },
+      priority: 0,
+      lb_endpoints: members.map((entry) => ({
+        endpoint: {
+          address: { socket_address: { address: entry.endpoint.address, port_value: entry.endpoint.port } },
+        },
+        health_status: entry.health === HealthState.HEALTH_STATE_HEALTHY ? "HEALTHY" : "UNHEALTHY",
+        load_balancing_weight: { value: entry.endpoint.weight },
+      })),
+    };
+  });
+  return { "@type": CLUSTER_LOAD_ASSIGNMENT_TYPE_URL, cluster_name: service, endpoints };
+}
+
+function durationOf(ms: number): { seconds: string; nanos: number } {
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+

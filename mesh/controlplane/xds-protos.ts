@@ -1,0 +1,75 @@
+import * as path from "node:path";
+import { loadSync } from "@grpc/proto-loader";
+import type { PackageDefinition } from "@grpc/proto-loader";
+import { loadPackageDefinition } from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/grpc-js";
+
+/** xDS v3 type URLs of the four resource types a gRPC client asks for (gRFC A27). */
+export const LISTENER_TYPE_URL = "type.googleapis.com/envoy.config.listener.v3.Listener";
+export const ROUTE_CONFIGURATION_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+export const CLUSTER_TYPE_URL = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+export const CLUSTER_LOAD_ASSIGNMENT_TYPE_URL = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+export const HTTP_CONNECTION_MANAGER_TYPE_URL =
+  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+export const ROUTER_FILTER_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+/** The resource types served, in the order a client resolves them (LDS → RDS → CDS → EDS). */
+export const XDS_TYPE_URLS: readonly string[] = [
+  LISTENER_TYPE_URL,
+  ROUTE_CONFIGURATION_TYPE_URL,
+  CLUSTER_TYPE_URL,
+  CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
+];
+
+/** Full name of the ADS service, for health and reflection. */
+export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
+/**
+ * The envoy, xds, udpa and validate protos that @grpc/grpc-js-xds ships in its package (deps/),
+ * read from there rather than copied into this repository.
+ */
+export function xdsProtoIncludeDirs(): string[] {
+  const root = path.resolve(path.dirname(require.resolve("@grpc/grpc-js-xds")), "..", "..", "deps");
+  return ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((dir) => path.join(root, dir));
+}
+
+/** Files holding every message the control plane writes into an Any, plus ADS itself. */
+const XDS_PROTO_FILES = [
+  "envoy/service/discovery/v3/ads.proto",
+  "envoy/config/listener/v3/listener.proto",
+  "envoy/config/route/v3/route.proto",
+  "envoy/config/cluster/v3/cluster.proto",
+  "envoy/config/endpoint/v3/endpoint.proto",
+  "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+  "envoy/extensions/filters/http/router/v3/router.proto",
+];
+
+/** The loaded xDS protos: the ADS service definition and the package definition (for reflection). */
+export interface XdsProtos {
+  packageDefinition: PackageDefinition;
+  adsService: ServiceDefinition;
+}
+
+let loaded: XdsProtos | undefined;
+
+/**
+ * Loads the xDS protos once per process (about half a second). Options match grpc-js-xds' own
+ * loading: field names as in the .proto, enums as strings, Any as `{"@type": ..., ...fields}`.
+ */
+export function loadXdsProtos(): XdsProtos {
+  if (loaded) return loaded;
+  const packageDefinition = loadSync(XDS_PROTO_FILES, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+    json: true,
+    includeDirs: xdsProtoIncludeDirs(),
+  });
+  const grpcObject = loadPackageDefinition(packageDefinition) as unknown as {
+    envoy: { service: { discovery: { v3: { AggregatedDiscoveryService: { service: ServiceDefinition } } } } };
+  };
+  loaded = { packageDefinition, adsService: grpcObject.envoy.service.discovery.v3.AggregatedDiscoveryService.service };
+  return loaded;
+}

@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseMeshConfig } from "../../../mesh/controlplane/config";
+import { ControlPlane } from "../../../mesh/controlplane/control-plane";
+import { MeshError } from "../../../mesh/errors";
+import { waitFor } from "../../support/wait";
+import { callUntilAllServed, getProduct, MeshFixture } from "./mesh-fixture";
+
+const GOOD = `
+lease_ttl_ms: 5000
+services:
+  catalog:
+    replicas: 3
+    lb_policy: round_robin
+    timeout_ms: 1500
+    locality_weights: { zone-a: 2 }
+  orders:
+    replicas: 2
+`;
+
+describe("control plane: mesh config", function () {
+  it("parses services with their policy, defaults filled in", () => {
+    const config = parseMeshConfig(GOOD);
+    assert.equal(config.leaseTtlMs, 5000);
+    const catalog = config.services.get("catalog")!;
+    assert.deepEqual(
+      { lb: catalog.lbPolicy, timeout: catalog.timeoutMs, weights: catalog.localityWeights, replicas: catalog.replicas },
+      { lb: "round_robin", timeout: 1500, weights: { "zone-a": 2 }, replicas: 3 },
+    );
+    assert.equal(config.services.get("orders")!.lbPolicy, "round_robin");
+  });
+
+  const refusals: [string, string][] = [
+    ["services:\n  catalog:\n    lb_policy: random\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash"],
+    ["services:\n  catalog:\n    lbpolicy: ring_hash\n", "services.catalog.lbpolicy: unknown field"],
+    ["services:\n  catalog:\n    timeout_ms: -5\n", "services.catalog.timeout_ms: must be an integer from 1 to 3600000"],
+    ["services:\n  Catalog_1: {}\n", "services.Catalog_1: must be a DNS label"],
+    ["services:\n  catalog:\n    hash_header: x-user\n", "services.catalog.hash_header: only applies to lb_policy ring_hash"],
+    ["services:\n  catalog:\n    endpoints: [{ address: nowhere, port: 1 }]\n", "services.catalog.endpoints[0].address: must be an IPv4 or IPv6 address"],
+    ["services:\n  catalog:\n    locality_weights: { zone-a: 0 }\n", "services.catalog.locality_weights.zone-a: must be an integer from 1 to 1000000"],
+    ["lease_ttl_ms: 10\n", "lease_ttl_ms: must be an integer from 300 to 300000"],
+    ["services: [1, 2]\n", "services: must be a mapping"],
+    ["services: {\n", "(file): not valid YAML"],
+  ];
+  for (const [yaml, message] of refusals) {
+    it(`refuses ${JSON.stringify(yaml.trim())} naming the field`, () => {
+      assert.throws(
+        () => parseMeshConfig(yaml),
+        (error: unknown) => error instanceof MeshError && error.details.startsWith(message),
+      );
+    });
+  }
+
+  describe("reloading", function () {
+    let mesh: MeshFixture;
+    let dir: string;
+
+    beforeEach(() => {
+      mesh = new MeshFixture();
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-config-"));
+    });
+    afterEach(async () => {
+      await mesh.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("refuses a bad config at start, naming the field", () => {
+      const file = path.join(dir, "mesh.yaml");
+      fs.writeFileSync(file, "services:\n  catalog:\n    lb_policy: fastest\n");
+      assert.throws(() => new ControlPlane({ configPath: file, logger: mesh.log.logger }), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash/);
+    });
+
+    it("refuses a bad config on reload and pushes nothing to clients; a good one is pushed", async () => {
+      const file = path.join(dir, "mesh.yaml");
+      fs.writeFileSync(file, GOOD);
+      const controlPlane = await mesh.startControlPlane({ configPath: file });
+      for (let i = 0; i < 2; i += 1) await mesh.startReplica();
+      await mesh.waitHealthy(2);
+      const client = mesh.catalogClient();
+      await callUntilAllServed(client, mesh.replicas);
+      const acks: string[] = [];
+      controlPlane.xds.onAck((ack) => acks.push(`${ack.typeUrl} ${ack.error ?? "ACK"}`));
+
+      fs.writeFileSync(file, "services:\n  catalog:\n    lb_policy: fastest\n");
+      assert.throws(() => controlPlane.reloadConfig(), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash/);
+      assert.equal(controlPlane.meshConfig.services.get("catalog")!.timeoutMs, 1500, "the previous config stays");
+      for (let i = 0; i < 20; i += 1) await getProduct(client);
+      assert.equal(acks.length, 0, "no xDS response was sent, so none was acknowledged");
+      assert.ok(mesh.log.lines.some((line) => line.msg === "mesh config refused; the previous one stays in force"));
+
+      fs.writeFileSync(file, GOOD.replace("lb_policy: round_robin", "lb_policy: ring_hash"));
+      controlPlane.reloadConfig();
+      await waitFor("the client to accept the new cluster", () => acks.some((ack) => ack.includes("Cluster ACK")));
+      assert.ok(!acks.some((ack) => !ack.endsWith("ACK")), `no NACK: ${acks.join("; ")}`);
+      // ring_hash on the channel id: every call of this channel lands on one replica.
+      mesh.resetCounts();
+      for (let i = 0; i < 20; i += 1) await getProduct(client);
+      assert.deepEqual(mesh.replicas.map((r) => r.calls).sort(), [0, 20]);
+    });
+  });
+});
