@@ -17,7 +17,7 @@ DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 .PHONY: help deps tools gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -64,8 +64,12 @@ test-unit: build tools ## run the mocha suite only
 test: deps tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
 	mocha
 
-up: deps tools build ## run catalog and orders locally (Ctrl-C stops them)
+up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)
 	node dist/mesh/cli.js up
+
+.PHONY: control-plane
+control-plane: deps build ## run the control plane alone on 127.0.0.1:50050 with deploy/mesh.yaml (Ctrl-C stops it)
+	node dist/mesh/cli.js control-plane deploy/mesh.yaml
 
 breaking: deps ## compare proto/ against main for breaking changes
 	$(BUF) breaking proto --against '.git#branch=main,subdir=proto'

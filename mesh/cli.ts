@@ -4,7 +4,15 @@
  * importing it does nothing.
  */
 import { launch } from "./launcher";
-import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, referenceStack } from "../services/stack";
+import { MESH_CONFIG_ENV, runControlPlane } from "./controlplane/main";
+import { CONTROL_PLANE_DEFAULT_PORT } from "./controlplane/control-plane";
+import { isServiceError } from "./errors";
+import {
+  CATALOG_DEFAULT_PORT,
+  ORDERS_DEFAULT_PORT,
+  REPLICA_PORT_STRIDE,
+  referenceStack,
+} from "../services/stack";
 import type { Stack } from "../services/stack";
 
 /** Exit code of a command line that cannot be understood (the shell convention for misuse). */
@@ -23,22 +31,49 @@ export interface Command {
 /** The subcommands, by name. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
   up: {
-    summary: "run the reference services (catalog, orders) locally until Ctrl-C",
+    summary: "run the control plane and replicas of catalog and orders locally until Ctrl-C",
     usage: [
       "Usage: protomesh up",
       "",
-      "Starts catalog, then orders, from dist/; waits until each reports SERVING over",
-      "grpc.health.v1; prints where they listen and grpcurl commands to try. Ctrl-C (or SIGTERM)",
-      "drains and stops them. Each service logs to .run/<service>.log.",
+      "Starts the control plane, then catalog and orders with as many replicas as the mesh config",
+      "says (`replicas`), all on 127.0.0.1, each waited on until it reports SERVING over",
+      "grpc.health.v1. Every replica registers with the control plane; orders calls the catalog by",
+      "name (xds:///catalog). Prints every endpoint as the control plane's registry sees it, and",
+      "again whenever that changes; then grpcurl commands to try. A replica that exits is reported",
+      "and the rest keeps running; the control plane exiting stops everything. Ctrl-C (or SIGTERM)",
+      "stops the replicas (they deregister and drain), then the control plane.",
+      "Logs: .run/control-plane.log, .run/<service>-<i>.log.",
+      "",
+      `Ports: replica i of a service listens on its base port + ${REPLICA_PORT_STRIDE} * i`,
+      `(catalog ${CATALOG_DEFAULT_PORT}, ${CATALOG_DEFAULT_PORT + REPLICA_PORT_STRIDE}, ${CATALOG_DEFAULT_PORT + 2 * REPLICA_PORT_STRIDE}; orders ${ORDERS_DEFAULT_PORT}, ${ORDERS_DEFAULT_PORT + REPLICA_PORT_STRIDE}).`,
       "",
       "Environment:",
-      `  CATALOG_PORT  port of the catalog (default ${CATALOG_DEFAULT_PORT})`,
-      `  ORDERS_PORT   port of the orders service (default ${ORDERS_DEFAULT_PORT})`,
+      `  CONTROL_PLANE_PORT     port of the control plane (default ${CONTROL_PLANE_DEFAULT_PORT})`,
+      `  CATALOG_PORT           base port of the catalog replicas (default ${CATALOG_DEFAULT_PORT})`,
+      `  ORDERS_PORT            base port of the orders replicas (default ${ORDERS_DEFAULT_PORT})`,
+      `  ${MESH_CONFIG_ENV}  the mesh config (default deploy/mesh.yaml of this checkout)`,
       "",
-      "Example: make up CATALOG_PORT=6001 ORDERS_PORT=6002",
+      "Example: make up CATALOG_PORT=6051 ORDERS_PORT=6052",
       "",
     ].join("\n"),
     run: up,
+  },
+  "control-plane": {
+    summary: "run the mesh control plane (registry, xDS, health probing) until Ctrl-C",
+    usage: [
+      "Usage: protomesh control-plane [config.yaml]",
+      "",
+      "Runs the control plane: the registry API (protomesh.registry.v1.RegistryService), an xDS",
+      "v3 ADS server for gRPC clients dialling xds:///<service>, grpc.health.v1 and reflection.",
+      `Listens on HOST:PORT (default 127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}). The mesh config comes from the`,
+      `argument, else ${MESH_CONFIG_ENV}; none means defaults for every service. SIGHUP reloads`,
+      "it (an invalid file is refused and the config in force stays); SIGTERM or Ctrl-C stops.",
+      "Logs one JSON line per event on stdout.",
+      "",
+      "Example: protomesh control-plane deploy/mesh.yaml",
+      "",
+    ].join("\n"),
+    run: controlPlane,
   },
 };
 
@@ -89,11 +124,39 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
   }
+  for (const name of stack.notStarted) {
+    process.stderr.write(`protomesh up: the mesh config names ${JSON.stringify(name)}, which up has no program for: not started\n`);
+  }
   try {
-    return await launch(stack.processes, { readyText: tryIt(stack.tryCommands) });
+    return await launch(stack, { readyText: (pidOf) => tryIt(stack.tryCommands(pidOf)) });
   } catch (error) {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return 1;
+  }
+}
+
+/**
+ * Starts the control plane and resolves to 0 once it listens; the process then runs until
+ * SIGTERM or SIGINT, on which mesh/controlplane/main.ts stops it and exits.
+ */
+async function controlPlane(args: string[]): Promise<number> {
+  if (args.length > 1) {
+    process.stderr.write(`protomesh control-plane: unexpected argument ${JSON.stringify(args[1])}\n\n${COMMANDS["control-plane"].usage}`);
+    return USAGE_EXIT_CODE;
+  }
+  try {
+    await runControlPlane(args);
+    return 0;
+  } catch (error) {
+    // A config error names the field only; name the file too. Other errors (a port in use, an
+    // unreadable file) say what they are about already.
+    const file = args[0] ?? process.env[MESH_CONFIG_ENV];
+    const problem = isServiceError(error) ? `${file}: ${error.details}` : (error as Error).message;
+    process.stderr.write(`protomesh control-plane: ${problem}\n`);
+    // Exit rather than return: when the bind fails, runControlPlane leaves the control plane it
+    // built (probes of static endpoints included) running, and that would keep this process alive.
+    // mesh/controlplane/main.ts ends the same way.
+    process.exit(1);
   }
 }
 
@@ -103,7 +166,7 @@ function tryIt(commands: string[]): string {
     '  export PATH="$PWD/.tools/bin:$PATH"',
     ...commands.map((command) => `  ${command}`),
     "",
-    "Ctrl-C stops them.",
+    "The table is printed again whenever the registry changes. Ctrl-C stops everything.",
     "",
   ].join("\n");
 }

@@ -18,7 +18,7 @@ const HEALTH_RETRY_INTERVAL_MS = 100;
 // starting would cost up to a second each. Reconnect quickly instead: the server is local.
 const HEALTH_CHANNEL_OPTIONS: ChannelOptions = {
   "grpc.initial_reconnect_backoff_ms": 100,
-  "grpc.max_reconnect_backoff_ms": 500,
+  "grpc.max_reconnect_backoff_ms": 200,
 };
 
 /**

@@ -1,5 +1,12 @@
 import * as path from "node:path";
-import type { ProcessSpec } from "../mesh/launcher";
+import { loadMeshConfig, policyFor } from "../mesh/controlplane/config";
+import type { MeshConfig } from "../mesh/controlplane/config";
+import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
+import { MESH_CONFIG_ENV } from "../mesh/controlplane/main";
+import { isServiceError } from "../mesh/errors";
+import type { MeshPlan, ProcessSpec } from "../mesh/launcher";
+import { ADVERTISE_HOST_ENV } from "../mesh/registry-lease";
+import { CONTROL_PLANE_ENV } from "../mesh/xds-bootstrap";
 
 /** Port the catalog listens on unless PORT (or, under `protomesh up`, CATALOG_PORT) says otherwise. */
 export const CATALOG_DEFAULT_PORT = 50051;
@@ -7,40 +14,78 @@ export const CATALOG_DEFAULT_PORT = 50051;
 export const ORDERS_DEFAULT_PORT = 50052;
 /** Host the stack binds and is dialled on: loopback only, a local development stack. */
 export const STACK_HOST = "127.0.0.1";
+/**
+ * Under `protomesh up`, replica i of a service listens on its base port + i * this: catalog on
+ * 50051, 50061, 50071; orders on 50052, 50062. Fixed ports, so that printed commands keep working.
+ */
+export const REPLICA_PORT_STRIDE = 10;
+/** The mesh config `protomesh up` reads unless PROTOMESH_MESH_CONFIG names another. */
+export const DEFAULT_MESH_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "mesh.yaml");
+/** Name of the control plane's process (and log file) under `protomesh up`. */
+export const CONTROL_PLANE_NAME = "control-plane";
 
-/** The reference services as `protomesh up` runs them, and the commands to try once they serve. */
-export interface Stack {
-  /** In start order: each process's dependencies come before it. */
-  processes: ProcessSpec[];
-  /** grpcurl commands that work as printed against this stack. */
-  tryCommands: string[];
+/** The services `protomesh up` can run, in start order (a service's dependencies before it), and their port variables. */
+const REFERENCE_SERVICES = [
+  { name: "catalog", portVariable: "CATALOG_PORT", defaultPort: CATALOG_DEFAULT_PORT },
+  { name: "orders", portVariable: "ORDERS_PORT", defaultPort: ORDERS_DEFAULT_PORT },
+] as const;
+
+/** The local mesh as `protomesh up` runs it, and the commands to try once it serves. */
+export interface Stack extends MeshPlan {
+  /** Services named in the mesh config that `protomesh up` has no program for: not started. */
+  notStarted: string[];
+  /** Commands that work as printed against this stack, given the pids of its processes by name. */
+  tryCommands(pidOf: (name: string) => number | undefined): string[];
 }
 
 /**
- * The reference stack: catalog on CATALOG_PORT and orders on ORDERS_PORT (defaults 50051, 50052),
- * orders dialling that catalog. Scripts are the compiled services next to this file in dist/.
- * Throws a TypeError naming the variable when a port is not usable.
+ * The reference mesh: the control plane on CONTROL_PLANE_PORT (default 50050) with the mesh config
+ * (PROTOMESH_MESH_CONFIG, default deploy/mesh.yaml), then `replicas` processes of catalog and of
+ * orders as the config says, replica i on CATALOG_PORT / ORDERS_PORT + 10 * i. Every replica
+ * registers with the control plane, and orders finds the catalog by name through it. Scripts are
+ * the compiled ones next to this file in dist/. Throws a TypeError naming the variable, or the
+ * config file and field, when something is not usable.
  */
 export function referenceStack(env: NodeJS.ProcessEnv = process.env): Stack {
-  const catalogPort = portFrom(env, "CATALOG_PORT", CATALOG_DEFAULT_PORT);
-  const ordersPort = portFrom(env, "ORDERS_PORT", ORDERS_DEFAULT_PORT);
-  if (catalogPort === ordersPort) {
-    throw new TypeError(`CATALOG_PORT and ORDERS_PORT must differ, both are ${catalogPort}`);
+  const controlPlanePort = portFrom(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
+  const configPath = path.resolve(env[MESH_CONFIG_ENV] || DEFAULT_MESH_CONFIG);
+  let config: MeshConfig;
+  try {
+    config = loadMeshConfig(configPath);
+  } catch (error) {
+    const problem = isServiceError(error) ? error.details : (error as Error).message;
+    throw new TypeError(`mesh config ${configPath}: ${problem}`, { cause: error });
   }
-  const catalog = `${STACK_HOST}:${catalogPort}`;
-  const orders = `${STACK_HOST}:${ordersPort}`;
+  const controlPlaneAddress = `${STACK_HOST}:${controlPlanePort}`;
+  const controlPlane: ProcessSpec = {
+    name: CONTROL_PLANE_NAME,
+    command: process.execPath,
+    args: [path.join(__dirname, "..", "mesh", "cli.js"), "control-plane", configPath],
+    env: { PORT: String(controlPlanePort), HOST: STACK_HOST },
+    address: controlPlaneAddress,
+  };
+  const ports = new Map<number, string>([[controlPlanePort, "CONTROL_PLANE_PORT"]]);
+  const stages = REFERENCE_SERVICES.map(({ name, portVariable, defaultPort }) => {
+    const basePort = portFrom(env, portVariable, defaultPort);
+    return Array.from({ length: policyFor(config, name).replicas }, (_, index) => {
+      const port = basePort + REPLICA_PORT_STRIDE * index;
+      const origin = index === 0 ? portVariable : `${portVariable} + ${REPLICA_PORT_STRIDE * index}`;
+      if (port > 65535) throw new TypeError(`${portVariable}: ${name}-${index} would listen on ${port} (${origin}), beyond 65535`);
+      const clash = ports.get(port);
+      if (clash !== undefined) {
+        throw new TypeError(`${clash} and ${origin} are both port ${port}: pick base ports further apart (replica i listens on base + ${REPLICA_PORT_STRIDE} * i)`);
+      }
+      ports.set(port, origin);
+      return replica(name, index, port, controlPlaneAddress);
+    });
+  });
+  const [catalog, orders] = stages; // in REFERENCE_SERVICES order
+  const launchable = new Set<string>(REFERENCE_SERVICES.map((service) => service.name));
   return {
-    processes: [
-      service("catalog", catalogPort, {}),
-      service("orders", ordersPort, { CATALOG_TARGET: catalog }),
-    ],
-    tryCommands: [
-      `grpcurl -plaintext ${catalog} list`,
-      `grpcurl -plaintext ${catalog} describe shop.catalog.v1.CatalogService`,
-      `grpcurl -plaintext -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`,
-      `grpcurl -plaintext -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
-      `grpcurl -plaintext ${orders} grpc.health.v1.Health/Check`,
-    ],
+    controlPlane,
+    stages,
+    notStarted: [...config.services.keys()].filter((name) => !launchable.has(name)),
+    tryCommands: (pidOf) => tryCommands(controlPlaneAddress, { catalog, orders }, pidOf),
   };
 }
 
@@ -52,14 +97,53 @@ const SAMPLE_ORDER = {
   idempotency_key: "try-it-1",
 };
 
-function service(name: string, port: number, env: Record<string, string>): ProcessSpec {
+function tryCommands(
+  controlPlane: string,
+  replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[] },
+  pidOf: (name: string) => number | undefined,
+): string[] {
+  const catalog = replicas.catalog[0]?.address;
+  const orders = replicas.orders[0]?.address;
+  const commands = [
+    `grpcurl -plaintext ${controlPlane} list`,
+    `grpcurl -plaintext ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
+  ];
+  if (catalog !== undefined) {
+    commands.push(`grpcurl -plaintext -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
+  }
+  if (orders !== undefined) {
+    commands.push(
+      `grpcurl -plaintext -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
+      `grpcurl -plaintext ${orders} grpc.health.v1.Health/Check`,
+    );
+  }
+  // Stop a second replica rather than the first, so that the commands above keep working.
+  const stages = [replicas.catalog, replicas.orders];
+  const victim = stages.find((stage) => stage.length > 1)?.[1] ?? stages.find((stage) => stage.length > 0)?.[0];
+  const pid = victim && pidOf(victim.name);
+  if (victim && pid !== undefined) {
+    commands.push(`kill ${pid}    # stops ${victim.name} (${victim.address}): it drains, leaves the registry, the table changes`);
+  }
+  return commands;
+}
+
+function replica(service: string, index: number, port: number, controlPlane: string): ProcessSpec {
   return {
-    name,
+    name: `${service}-${index}`,
     command: process.execPath,
-    args: [path.join(__dirname, name, "main.js")],
-    // PORT and HOST are what every service reads (mesh/listen-address.ts); HOST is pinned so that
-    // an exported HOST in the user's shell cannot move a service off the address printed for it.
-    env: { ...env, PORT: String(port), HOST: STACK_HOST },
+    args: [path.join(__dirname, service, "main.js")],
+    env: {
+      // PORT and HOST are what every service reads (mesh/listen-address.ts); HOST is pinned so that
+      // an exported HOST in the user's shell cannot move a service off the address printed for it.
+      PORT: String(port),
+      HOST: STACK_HOST,
+      [CONTROL_PLANE_ENV]: controlPlane,
+      // Removed, not inherited: with a control plane and no CATALOG_TARGET, orders dials the catalog
+      // by name (xds:///catalog); an advertised host other than the bound one would hide the
+      // replica's registry entry from the launcher's table.
+      CATALOG_TARGET: undefined,
+      [ADVERTISE_HOST_ENV]: undefined,
+    },
     address: `${STACK_HOST}:${port}`,
   };
 }

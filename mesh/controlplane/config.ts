@@ -49,7 +49,7 @@ export const EMPTY_MESH_CONFIG: MeshConfig = { leaseTtlMs: undefined, services: 
 
 type Plain = Record<string, unknown>;
 
-/** Reads and validates a mesh config file; the error names the file and the field. */
+/** Reads and validates a mesh config file; the error names the field (callers add the file). */
 export function loadMeshConfig(file: string): MeshConfig {
   return parseMeshConfig(fs.readFileSync(file, "utf8"));
 }

@@ -1,5 +1,6 @@
 import { createLogger } from "../logger";
 import { listenAddress } from "../listen-address";
+import { drainOnSignals } from "../shutdown";
 import { ControlPlane, CONTROL_PLANE_DEFAULT_PORT } from "./control-plane";
 
 /** Environment variable naming the mesh config file (YAML) the control plane loads. */
@@ -14,7 +15,13 @@ export async function runControlPlane(argv: string[] = process.argv.slice(2)): P
   const logger = createLogger({ name: "control-plane" });
   const configPath = argv[0] ?? process.env[MESH_CONFIG_ENV];
   const controlPlane = new ControlPlane({ logger, configPath });
-  await controlPlane.listen(listenAddress(CONTROL_PLANE_DEFAULT_PORT));
+  try {
+    await controlPlane.listen(listenAddress(CONTROL_PLANE_DEFAULT_PORT));
+  } catch (error) {
+    // Probing of static endpoints has already started: stop it, or the process never exits.
+    await controlPlane.stop();
+    throw error;
+  }
   process.on("SIGHUP", () => {
     try {
       controlPlane.reloadConfig();
@@ -22,21 +29,7 @@ export async function runControlPlane(argv: string[] = process.argv.slice(2)): P
       // refused and logged by reloadConfig; the config in force stays
     }
   });
-  let isStopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (isStopping) process.exit(130);
-    isStopping = true;
-    logger.info({ signal }, "shutdown requested");
-    controlPlane.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, "stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  drainOnSignals(() => controlPlane.stop(), logger);
 }
 
 if (require.main === module) {

@@ -1,162 +1,144 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import type { PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
+import { waitForServing } from "../../mesh/health-wait";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
+import { REPLICA_PORT_STRIDE } from "../../services/stack";
+import { CliRun, isProcessGone } from "../support/cli-run";
 import { captureLog } from "../support/log-capture";
+import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
 
-/** The compiled CLI, as `make up` runs it (this file runs from dist/test/mesh). */
-const CLI = path.resolve(__dirname, "..", "..", "mesh", "cli.js");
-/** Bounds on the launcher starting the stack and on it stopping; both far above what they take. */
+/** Bounds on the launcher starting the stack, on a change reaching its table, and on it stopping; all far above what they take. */
 const READY_TIMEOUT_MS = 20_000;
+const CHANGE_TIMEOUT_MS = 10_000;
 const EXIT_TIMEOUT_MS = 20_000;
-/** A complete table row, e.g. "orders  127.0.0.1:6002  SERVING  1234  .run/orders.log". */
-const ROW = /^(\S+) +(\S+) +(\S+) +(\d+) +(\S+)$/;
-const ORDERS_ROW = /^orders +\S+ +\S+ +\d+ +\S+\n/m;
+/** Replicas of deploy/mesh.yaml, which `protomesh up` reads by default. */
+const CATALOG_REPLICAS = 3;
+const ORDERS_REPLICAS = 2;
+/** The heading of every table, and a row, e.g. "catalog  127.0.0.1:50051  -  HEALTHY  1234  .run/catalog-0.log". */
+const HEADING = /^SERVICE +ENDPOINT +ZONE +HEALTH +PID +LOG$/;
+const ROW = /^(\S+) +(\S+) +(\S+) +(\S+) +(\d+|-) +(\S+)$/;
+/** The last line after the first table and the commands: the stack is up. */
+const READY = /^The table is printed again whenever the registry changes/m;
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
+interface Row {
+  service: string;
+  endpoint: string;
+  zone: string;
+  health: string;
+  pid: number;
+  log: string;
 }
 
-/** One `node dist/mesh/cli.js ...` subprocess, run in a temporary directory with its output kept. */
-class CliRun {
-  readonly child: ChildProcess;
-  readonly exited: Promise<Exit>;
-  stdout = "";
-  stderr = "";
-
-  constructor(
-    args: string[],
-    env: Record<string, string>,
-    readonly cwd: string,
-  ) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.child.stdout?.setEncoding("utf8").on("data", (text: string) => (this.stdout += text));
-    this.child.stderr?.setEncoding("utf8").on("data", (text: string) => (this.stderr += text));
-    // "close" rather than "exit": by then every byte of output has been read.
-    this.exited = new Promise((resolve) => this.child.once("close", (code, signal) => resolve({ code, signal })));
-  }
-
-  get isRunning(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Pids of the services the launcher reported starting (on stderr, before any table). */
-  get startedPids(): number[] {
-    return [...this.stderr.matchAll(/^started \S+ \(pid (\d+)\)/gm)].map((match) => Number(match[1]));
-  }
-
-  /** Resolves when stdout matches `pattern`; rejects if the CLI exits first or after `timeoutMs`. */
-  waitForStdout(pattern: RegExp, timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => settle(new Error(`no ${pattern} on stdout within ${timeoutMs} ms`)), timeoutMs);
-      const onData = () => {
-        if (pattern.test(this.stdout)) settle();
-      };
-      const onClose = () => settle(new Error(`the CLI exited before printing ${pattern}`));
-      const settle = (error?: Error) => {
-        clearTimeout(timer);
-        this.child.stdout?.off("data", onData);
-        this.child.off("close", onClose);
-        if (error) reject(new Error(`${error.message}\n${this.output()}`));
-        else resolve();
-      };
-      this.child.stdout?.on("data", onData);
-      this.child.once("close", onClose);
-      onData();
-    });
-  }
-
-  /** The exit of the CLI, or a rejection naming its output after `timeoutMs`. */
-  async exitWithin(timeoutMs: number): Promise<Exit> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the CLI did not exit within ${timeoutMs} ms\n${this.output()}`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.exited, timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  output(): string {
-    return `--- stdout\n${this.stdout}--- stderr\n${this.stderr}`;
-  }
+/** Base ports of a `protomesh up` run, and the environment that sets them. */
+interface MeshPorts {
+  controlPlane: number;
+  catalog: number;
+  orders: number;
+  env: Record<string, string>;
 }
 
-/** Table rows by service name, parsed from the launcher's stdout. */
-function tableRows(stdout: string): Map<string, { address: string; health: string; pid: number; log: string }> {
-  const rows = new Map<string, { address: string; health: string; pid: number; log: string }>();
+/** A `protomesh up` whose first table is out. */
+interface RunningMesh {
+  run: CliRun;
+  ports: MeshPorts;
+  /** The rows of the first table. */
+  rows: Row[];
+}
+
+/** Every table in `stdout` so far, in order, each as its rows. */
+function tablesIn(stdout: string): Row[][] {
+  const tables: Row[][] = [];
+  let current: Row[] | undefined;
   for (const line of stdout.split("\n")) {
-    const match = ROW.exec(line);
-    if (match) rows.set(match[1], { address: match[2], health: match[3], pid: Number(match[4]), log: match[5] });
+    if (HEADING.test(line)) {
+      current = [];
+      tables.push(current);
+      continue;
+    }
+    const match = current && ROW.exec(line);
+    if (!match) {
+      current = undefined;
+      continue;
+    }
+    const [, service, endpoint, zone, health, pid, log] = match;
+    current!.push({ service, endpoint, zone, health, pid: Number(pid), log });
   }
-  return rows;
+  return tables;
 }
 
-/** Ports that were free a moment ago, found by binding 127.0.0.1:0 and closing. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => listenOnFreePort()));
-  const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
+/**
+ * Base ports for `protomesh up` whose replica ports (base + 10 * i) were all free a moment ago and
+ * do not overlap: the environment to run it with.
+ */
+async function meshPorts(): Promise<MeshPorts> {
+  const taken = new Set<number>();
+  const controlPlane = await freePortRun(1, REPLICA_PORT_STRIDE, taken);
+  const catalog = await freePortRun(CATALOG_REPLICAS, REPLICA_PORT_STRIDE, taken);
+  const orders = await freePortRun(ORDERS_REPLICAS, REPLICA_PORT_STRIDE, taken);
+  const env = { CONTROL_PLANE_PORT: String(controlPlane), CATALOG_PORT: String(catalog), ORDERS_PORT: String(orders) };
+  return { controlPlane, catalog, orders, env };
 }
 
-function listenOnFreePort(): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve(server));
-  });
+/** The ports of `replicas` replicas from `base`, as table endpoints. */
+function endpoints(base: number, replicas: number): string[] {
+  return Array.from({ length: replicas }, (_, index) => `127.0.0.1:${base + REPLICA_PORT_STRIDE * index}`);
 }
 
-function isProcessGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
+/** `text` as a regular expression that matches it literally. */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-function placeOrder(address: string): Promise<PlaceOrderResponse> {
+/** PlaceOrder of 2 × sku-1001 at `address`, on a client of its own that is closed after. */
+function placeOrder(address: string, idempotencyKey: string): Promise<PlaceOrderResponse> {
   const client = createClient(OrderServiceClient, address, { logger: captureLog().logger });
   return new Promise<PlaceOrderResponse>((resolve, reject) => {
     client.placeOrder(
-      { customerId: "cust-launcher", items: [{ productId: "sku-1001", quantity: 2 }], idempotencyKey: "launcher-1" },
+      { customerId: "cust-launcher", items: [{ productId: "sku-1001", quantity: 2 }], idempotencyKey },
       (error, response) => (error ? reject(error) : resolve(response)),
     );
   }).finally(() => client.close());
 }
 
-describe("protomesh up (mesh/launcher)", function () {
-  const runs: CliRun[] = [];
-  const workDirs: string[] = [];
+/** Temporary directories and CLI runs of a suite, and their teardown. */
+class Runs {
+  private readonly runs: CliRun[] = [];
+  private readonly dirs: string[] = [];
 
-  function cli(args: string[], env: Record<string, string> = {}): CliRun {
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-up-"));
-    workDirs.push(cwd);
-    const run = new CliRun(args, env, cwd);
-    runs.push(run);
+  /** A temporary directory, removed at `cleanUp`. */
+  tempDir(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-up-"));
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  /** `node dist/mesh/cli.js <args>` in a temporary directory. */
+  cli(args: string[], env: Record<string, string> = {}): CliRun {
+    // The user's shell must not steer the runs: deploy/mesh.yaml of this checkout unless a test says otherwise.
+    const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: "", ...env }, this.tempDir());
+    this.runs.push(run);
     return run;
   }
 
-  afterEach(async function () {
-    // Whatever happened, no launcher and no service it started may outlive the test: ask the
-    // launcher to stop them, then kill whatever is left.
-    for (const run of runs.splice(0)) {
+  /** `protomesh up` on free ports, once its first table and the commands are out. */
+  async up(env: Record<string, string> = {}): Promise<RunningMesh> {
+    const ports = await meshPorts();
+    const run = this.cli(["up"], { ...ports.env, ...env });
+    await run.waitFor("stdout", READY, READY_TIMEOUT_MS);
+    return { run, ports, rows: tablesIn(run.stdout)[0] };
+  }
+
+  /**
+   * Whatever happened, no launcher and no process it started may outlive the test: asks each
+   * launcher still running to stop them, then kills whatever is left, and removes the directories.
+   */
+  async cleanUp(): Promise<void> {
+    for (const run of this.runs.splice(0)) {
       if (run.isRunning) {
         run.child.kill("SIGTERM");
         await run.exitWithin(EXIT_TIMEOUT_MS).catch(() => {
@@ -166,95 +148,208 @@ describe("protomesh up (mesh/launcher)", function () {
       }
       for (const pid of run.startedPids) if (!isProcessGone(pid)) process.kill(pid, "SIGKILL");
     }
-    for (const dir of workDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+    for (const dir of this.dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("protomesh up (mesh/launcher)", function () {
+  const product = SEED_PRODUCTS.find((candidate) => candidate.id === "sku-1001")!;
+
+  // One mesh for the steps of its life: starting it takes seconds (the control plane and orders
+  // load the xDS protos), so the steps share it and run in order.
+  describe("with the mesh of deploy/mesh.yaml running", function () {
+    const runs = new Runs();
+    let mesh: RunningMesh;
+    const stopped = () => endpoints(mesh.ports.catalog, CATALOG_REPLICAS)[1];
+
+    before(async function () {
+      // Inherited, CATALOG_TARGET would make orders dial this dead address instead of the catalog by name.
+      mesh = await runs.up({ CATALOG_TARGET: "127.0.0.1:1" });
+    });
+    after(() => runs.cleanUp());
+
+    it("lists the control plane SERVING and its 3 catalog and 2 orders replicas HEALTHY, with pids and logs, then commands to try", function () {
+      const { run, ports, rows } = mesh;
+      assert.deepEqual(
+        rows.map((row) => [row.service, row.endpoint, row.health, row.log]),
+        [
+          ["control-plane", `127.0.0.1:${ports.controlPlane}`, "SERVING", path.join(".run", "control-plane.log")],
+          ...endpoints(ports.catalog, CATALOG_REPLICAS).map((endpoint, i) => ["catalog", endpoint, "HEALTHY", path.join(".run", `catalog-${i}.log`)]),
+          ...endpoints(ports.orders, ORDERS_REPLICAS).map((endpoint, i) => ["orders", endpoint, "HEALTHY", path.join(".run", `orders-${i}.log`)]),
+        ],
+        run.output(),
+      );
+      assert.deepEqual(rows.map((row) => row.pid).sort(), [...run.startedPids].sort(), "the table's pids are the processes started");
+      for (const row of rows) assert.ok(fs.existsSync(path.join(run.cwd, row.log)), `${row.log} exists`);
+      const catalog1 = rows.find((row) => row.endpoint === stopped())!;
+      assert.match(run.stdout, /^ {2}export PATH="\$PWD\/\.tools\/bin:\$PATH"$/m);
+      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} list$`, "m"));
+      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} protomesh\\.registry\\.v1\\.RegistryService/ListServices$`, "m"));
+      assert.match(run.stdout, new RegExp(`^  kill ${catalog1.pid} +# stops catalog-1 \\(${escapeRegExp(catalog1.endpoint)}\\)`, "m"));
+    });
+
+    it("places an order through an orders replica, which finds the catalog by name through the control plane", async function () {
+      const orders1 = mesh.rows.find((row) => row.log.endsWith("orders-1.log"))!;
+      const response = await placeOrder(orders1.endpoint, "launcher-by-name");
+      assert.equal(response.order?.lines[0]?.productName, product.name, "orders priced the item from the catalog");
+      assert.equal(response.order?.totalCents, 2 * product.priceCents);
+      const log = fs.readFileSync(path.join(mesh.run.cwd, orders1.log), "utf8");
+      assert.match(log, /"target":"xds:\/\/\/catalog".*"method":"GetProduct","code":"OK"/);
+    });
+
+    it("reports a replica stopped with SIGTERM, prints a table without it, and keeps serving orders", async function () {
+      const { run, ports, rows } = mesh;
+      const replica = rows.find((row) => row.endpoint === stopped())!;
+      process.kill(replica.pid, "SIGTERM");
+      const left = new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] registry: catalog ${escapeRegExp(stopped())} left \\(was HEALTHY\\)$`, "m");
+      await run.waitFor("stdout", left, CHANGE_TIMEOUT_MS);
+      await run.waitFor("stderr", new RegExp(`^catalog-1 \\(pid ${replica.pid}\\) exited: exit code 0; the rest keeps running$`, "m"), CHANGE_TIMEOUT_MS);
+
+      const table = tablesIn(run.stdout).at(-1)!;
+      assert.deepEqual(
+        table.filter((row) => row.service === "catalog").map((row) => [row.endpoint, row.health]),
+        endpoints(ports.catalog, CATALOG_REPLICAS).filter((endpoint) => endpoint !== stopped()).map((endpoint) => [endpoint, "HEALTHY"]),
+        run.output(),
+      );
+      assert.equal(table.filter((row) => row.service === "orders" && row.health === "HEALTHY").length, ORDERS_REPLICAS);
+      assert.ok(run.isRunning, "the launcher runs on");
+      for (let i = 0; i < 6; i += 1) {
+        const response = await placeOrder(`127.0.0.1:${ports.orders}`, `after-stop-${i}`);
+        assert.equal(response.order?.lines[0]?.productName, product.name);
+      }
+    });
+
+    it("stops the replicas, then the control plane, on SIGTERM and exits 0 with every child gone", async function () {
+      const { run, rows } = mesh;
+      const tablesBefore = tablesIn(run.stdout).length;
+      run.child.kill("SIGTERM");
+      const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+      assert.match(run.stderr, /^SIGTERM: stopping orders-1, orders-0, catalog-2, catalog-0, control-plane$/m);
+      for (const row of rows) {
+        const name = path.basename(row.log, ".log");
+        assert.match(run.stdout, new RegExp(`^${name} +pid ${row.pid} +exit code 0$`, "m"));
+        assert.ok(isProcessGone(row.pid), `${name} (pid ${row.pid}) is gone`);
+      }
+      assert.equal(tablesIn(run.stdout).length, tablesBefore, "no table is printed while the mesh stops");
+    });
   });
 
-  it("starts catalog and orders, serves PlaceOrder through both, and drains them with exit 0 on SIGTERM", async function () {
-    const [catalogPort, ordersPort] = await freePorts(2);
-    const run = cli(["up"], { CATALOG_PORT: String(catalogPort), ORDERS_PORT: String(ordersPort) });
-    await run.waitForStdout(ORDERS_ROW, READY_TIMEOUT_MS);
+  describe("stopped early, or when something is wrong", function () {
+    const runs = new Runs();
+    afterEach(() => runs.cleanUp());
 
-    const rows = tableRows(run.stdout);
-    assert.deepEqual([...rows.keys()], ["catalog", "orders"], run.output());
-    const catalog = rows.get("catalog")!;
-    const orders = rows.get("orders")!;
-    assert.equal(catalog.address, `127.0.0.1:${catalogPort}`);
-    assert.equal(orders.address, `127.0.0.1:${ordersPort}`);
-    assert.equal(catalog.health, "SERVING");
-    assert.equal(orders.health, "SERVING");
-    assert.equal(catalog.log, path.join(".run", "catalog.log"));
-    assert.ok(fs.existsSync(path.join(run.cwd, orders.log)), "the orders log file exists");
-    assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${catalogPort} list$`, "m"));
+    it("stops what it started and exits 0 on SIGTERM while replicas are still starting", async function () {
+      const ports = await meshPorts();
+      const run = runs.cli(["up"], ports.env);
+      await run.waitFor("stderr", /^started catalog-2 /m, READY_TIMEOUT_MS);
+      run.child.kill("SIGTERM");
+      const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+      assert.match(run.stderr, /^SIGTERM: stopping catalog-2, catalog-1, catalog-0, control-plane$/m);
+      assert.deepEqual(tablesIn(run.stdout), [], "no table: the mesh never came up");
+      for (const pid of run.startedPids) assert.ok(isProcessGone(pid), `pid ${pid} is gone`);
+    });
 
-    const product = SEED_PRODUCTS.find((candidate) => candidate.id === "sku-1001")!;
-    const response = await placeOrder(orders.address);
-    assert.equal(response.order?.lines[0]?.productName, product.name, "orders priced the item from the catalog");
-    assert.equal(response.order?.totalCents, 2 * product.priceCents);
+    it("stops everything and exits 1 when the control plane dies, naming it with its last log lines", async function () {
+      const { run, rows } = await runs.up();
+      const controlPlane = rows.find((row) => row.service === "control-plane")!;
 
-    run.child.kill("SIGTERM");
-    const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
-    assert.deepEqual(exit, { code: 0, signal: null }, run.output());
-    assert.match(run.stdout, new RegExp(`^catalog +pid ${catalog.pid} +exit code 0$`, "m"));
-    assert.match(run.stdout, new RegExp(`^orders +pid ${orders.pid} +exit code 0$`, "m"));
-    assert.ok(isProcessGone(catalog.pid), `catalog (pid ${catalog.pid}) is gone`);
-    assert.ok(isProcessGone(orders.pid), `orders (pid ${orders.pid}) is gone`);
-  });
-
-  it("exits 1 naming a service that dies, with its last log lines, and stops the others", async function () {
-    const [catalogPort, ordersPort] = await freePorts(2);
-    const run = cli(["up"], { CATALOG_PORT: String(catalogPort), ORDERS_PORT: String(ordersPort) });
-    await run.waitForStdout(ORDERS_ROW, READY_TIMEOUT_MS);
-    const rows = tableRows(run.stdout);
-    const catalog = rows.get("catalog")!;
-    const orders = rows.get("orders")!;
-
-    process.kill(catalog.pid, "SIGKILL");
-    const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
-    assert.deepEqual(exit, { code: 1, signal: null }, run.output());
-    assert.match(run.stderr, new RegExp(`^catalog \\(pid ${catalog.pid}\\) exited unexpectedly: killed by SIGKILL$`, "m"));
-    assert.match(run.stderr, /^last lines of \.run\/catalog\.log:\n {2}\{.*"msg":"listening"/m);
-    assert.match(run.stdout, new RegExp(`^orders +pid ${orders.pid} +exit code 0$`, "m"));
-    assert.ok(isProcessGone(orders.pid), `orders (pid ${orders.pid}) is gone`);
-  });
-
-  it("refuses to start anything when a port is taken, naming the service and the address", async function () {
-    const squatter = await listenOnFreePort();
-    try {
-      const port = (squatter.address() as net.AddressInfo).port;
-      const [ordersPort] = await freePorts(1);
-      const run = cli(["up"], { CATALOG_PORT: String(port), ORDERS_PORT: String(ordersPort) });
+      process.kill(controlPlane.pid, "SIGKILL");
       const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
       assert.deepEqual(exit, { code: 1, signal: null }, run.output());
-      assert.match(run.stderr, new RegExp(`catalog: cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use`));
-      assert.deepEqual(run.startedPids, []);
-    } finally {
-      await new Promise((resolve) => squatter.close(resolve));
-    }
-  });
+      assert.match(run.stderr, new RegExp(`^control-plane \\(pid ${controlPlane.pid}\\) exited unexpectedly: killed by SIGKILL$`, "m"));
+      assert.match(run.stderr, /^last lines of \.run\/control-plane\.log:\n {2}\{.*"msg":"control plane listening"/m);
+      assert.match(run.stderr, /^stopping orders-1, orders-0, catalog-2, catalog-1, catalog-0$/m);
+      for (const row of rows.slice(1)) {
+        assert.match(run.stdout, new RegExp(`^${path.basename(row.log, ".log")} +pid ${row.pid} +exit code 0$`, "m"));
+      }
+      for (const pid of run.startedPids) assert.ok(isProcessGone(pid), `pid ${pid} is gone`);
+    });
 
-  it("exits 2 naming the variable when CATALOG_PORT is not a port", async function () {
-    const run = cli(["up"], { CATALOG_PORT: "50o51" });
-    const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
-    assert.deepEqual(exit, { code: 2, signal: null }, run.output());
-    assert.match(run.stderr, /CATALOG_PORT must be a port number from 1 to 65535, got "50o51"/);
-    assert.deepEqual(run.startedPids, []);
+    it("exits 2 naming the file and the field when the mesh config is invalid, starting nothing", async function () {
+      const ports = await meshPorts();
+      const config = path.join(runs.tempDir(), "mesh.yaml");
+      fs.writeFileSync(config, "services:\n  catalog:\n    replicas: -1\n");
+      const run = runs.cli(["up"], { ...ports.env, PROTOMESH_MESH_CONFIG: config });
+      const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 2, signal: null }, run.output());
+      assert.equal(run.stderr, `protomesh up: mesh config ${config}: services.catalog.replicas: must be an integer from 0 to 64\n`);
+    });
+
+    it("refuses to start anything when a port is taken, naming the process and the address", async function () {
+      const ports = await meshPorts();
+      const squatter = await listenOn(ports.catalog + 2 * REPLICA_PORT_STRIDE);
+      try {
+        const run = runs.cli(["up"], ports.env);
+        const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+        assert.deepEqual(exit, { code: 1, signal: null }, run.output());
+        const address = `127\\.0\\.0\\.1:${ports.catalog + 2 * REPLICA_PORT_STRIDE}`;
+        assert.match(run.stderr, new RegExp(`catalog-2: cannot listen on ${address}: the address is already in use`));
+        assert.deepEqual(run.startedPids, []);
+      } finally {
+        await closeServer(squatter);
+      }
+    });
+
+    it("exits 2 naming the variable when CATALOG_PORT is not a port", async function () {
+      const run = runs.cli(["up"], { CATALOG_PORT: "50o51" });
+      const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 2, signal: null }, run.output());
+      assert.match(run.stderr, /CATALOG_PORT must be a port number from 1 to 65535, got "50o51"/);
+      assert.deepEqual(run.startedPids, []);
+    });
   });
+});
+
+describe("protomesh (mesh/cli)", function () {
+  const runs = new Runs();
+  afterEach(() => runs.cleanUp());
 
   it("exits 2 with the usage on stderr for an unknown subcommand", async function () {
-    const run = cli(["nope"]);
+    const run = runs.cli(["nope"]);
     const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
     assert.deepEqual(exit, { code: 2, signal: null }, run.output());
     assert.match(run.stderr, /^protomesh: unknown command "nope"$/m);
     assert.match(run.stderr, /^Usage: protomesh <command>/m);
-    assert.match(run.stderr, /^ {2}up +run the reference services/m);
+    assert.match(run.stderr, /^ {2}up +run the control plane and replicas/m);
+    assert.match(run.stderr, /^ {2}control-plane +run the mesh control plane/m);
     assert.equal(run.stdout, "");
   });
 
   it("prints the usage on stdout and exits 0 for --help", async function () {
-    const run = cli(["--help"]);
+    const run = runs.cli(["--help"]);
     const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
     assert.deepEqual(exit, { code: 0, signal: null }, run.output());
     assert.match(run.stdout, /^Usage: protomesh <command>/m);
     assert.equal(run.stderr, "");
+  });
+
+  it("control-plane serves on HOST:PORT with the config given and exits 0 on SIGTERM", async function () {
+    const [port] = await freePorts(1);
+    const run = runs.cli(["control-plane", path.resolve(__dirname, "..", "..", "..", "deploy", "mesh.yaml")], {
+      HOST: "127.0.0.1",
+      PORT: String(port),
+    });
+    await waitForServing(`127.0.0.1:${port}`, READY_TIMEOUT_MS);
+    assert.match(run.stdout, /"msg":"control plane listening"/);
+    assert.match(run.stdout, /"services":2/, "both services of deploy/mesh.yaml are configured");
+    run.child.kill("SIGTERM");
+    assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 0, signal: null }, run.output());
+  });
+
+  it("control-plane exits 1 naming the file and the field when the config is invalid", async function () {
+    const config = path.join(runs.tempDir(), "mesh.yaml");
+    fs.writeFileSync(config, "services:\n  catalog:\n    lb_policy: random\n");
+    const run = runs.cli(["control-plane", config], { PORT: "0" });
+    assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 1, signal: null }, run.output());
+    assert.equal(run.stderr, `protomesh control-plane: ${config}: services.catalog.lb_policy: must be one of round_robin, ring_hash\n`);
+  });
+
+  it("control-plane exits 2 with its usage for a second argument", async function () {
+    const run = runs.cli(["control-plane", "a.yaml", "b.yaml"]);
+    assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 2, signal: null }, run.output());
+    assert.match(run.stderr, /^protomesh control-plane: unexpected argument "b\.yaml"$/m);
+    assert.match(run.stderr, /^Usage: protomesh control-plane \[config\.yaml\]$/m);
   });
 });
