@@ -58,10 +58,10 @@ lint: deps ## buf lint, eslint, and no import cycles
 	eslint --max-warnings 0 .
 	madge --circular --extensions ts --ts-config tsconfig.json $(wildcard mesh services test bench)
 
-test-unit: build tools ## run the mocha suite only
+test-unit: build tools bench-tools ## run the mocha suite only
 	mocha
 
-test: deps tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
+test: deps tools bench-tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
 	mocha
 
 up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)
@@ -77,5 +77,5 @@ breaking: deps ## compare proto/ against main for breaking changes
 clean: ## remove build output and installed tools
 	rm -rf dist .tools node_modules
 
-# Benchmarks (not tests): bench/bench.mk defines `make bench` and its tools.
--include bench/bench.mk
+# Benchmarks (not tests): bench/bench.mk defines `make bench`, `make bench-smoke` and their tools.
+include bench/bench.mk

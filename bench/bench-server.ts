@@ -1,0 +1,83 @@
+import * as path from "node:path";
+import { NodeChild, SERVER_CORE } from "./pinned-process";
+import type { ProcessSample } from "./process-probe";
+import type { BenchContext } from "./scenario";
+import type { ServerKind } from "./server-process";
+import { BENCH_DIST_DIR } from "./tools";
+
+/** What a benchmark server reports about itself (ProcessProbe figures plus B6's held streams). */
+export type ServerSample = ProcessSample & { heldStreams: number };
+
+/**
+ * A benchmark server process (server-process.ts) pinned to the server core, as the scenarios use it:
+ * its address, and the process figures over a window (`mark` then `sample`).
+ */
+export class BenchServer {
+  private constructor(
+    readonly kind: ServerKind,
+    readonly port: number,
+    private readonly child: NodeChild,
+  ) {}
+
+  /** Starts a server of `kind`; its log (stdout, level info) goes to context.logDir or /dev/null. */
+  static async start(kind: ServerKind, context: BenchContext): Promise<BenchServer> {
+    const { child, port } = await NodeChild.start({
+      script: path.join(BENCH_DIST_DIR, "server-process.js"),
+      args: ["--kind", kind],
+      core: SERVER_CORE,
+      nodeArgs: ["--expose-gc"],
+      logFile: context.logDir ? path.join(context.logDir, `server-${kind}-${Date.now()}.log`) : undefined,
+    });
+    return new BenchServer(kind, port, child);
+  }
+
+  /** host:port, for gRPC clients. */
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** The http:// URL of a gRPC method path, for h2load. */
+  url(methodPath: string): string {
+    return `http://${this.address}${methodPath}`;
+  }
+
+  /** Starts a measurement window in the server process. */
+  mark(): Promise<void> {
+    return this.child.request("mark");
+  }
+
+  /** The server's figures since the last mark. */
+  sample(): Promise<ServerSample> {
+    return this.child.request("sample");
+  }
+
+  /** Collects garbage (twice) in the server, then samples: for memory figures (B6). */
+  collectGarbage(): Promise<ServerSample> {
+    return this.child.request("gc", undefined, 30_000);
+  }
+
+  /** Stops the server process. */
+  stop(): Promise<void> {
+    return this.child.stop();
+  }
+}
+
+/** Starts one server per kind, runs `body`, and stops them all whatever happens. */
+export async function withServers<K extends ServerKind, T>(
+  kinds: readonly K[],
+  context: BenchContext,
+  body: (servers: Record<K, BenchServer>) => Promise<T>,
+): Promise<T> {
+  const started: BenchServer[] = [];
+  try {
+    const servers = {} as Record<K, BenchServer>;
+    for (const kind of kinds) {
+      const server = await BenchServer.start(kind, context);
+      started.push(server);
+      servers[kind] = server;
+    }
+    return await body(servers);
+  } finally {
+    await Promise.all(started.map((server) => server.stop()));
+  }
+}

@@ -1,0 +1,25 @@
+# Benchmarks (not tests): they print figures and never fail on speed. Included by the Makefile.
+#   make bench         the full suite (~8 min on 2 cores): table on stdout, JSON in bench/results/
+#   make bench-smoke   every built scenario once, tiny: proves the harness works (~10 s)
+#   make bench BENCH_ARGS="B1 B2 --pairs 7"   pick scenarios / pairs; see `node dist/bench/run.js --help`
+
+# ghz (grpc-go load tester), pinned: the suite's gRPC-aware check of every server under test.
+GHZ_VERSION := v0.120.0
+BENCH_ARGS ?=
+
+.PHONY: bench bench-smoke bench-tools bench-h2load
+
+# h2load comes from Debian's nghttp2-client; installed only when missing (needs root, as in CI).
+bench-h2load:
+	@command -v h2load >/dev/null 2>&1 || { apt-get update && apt-get install -y nghttp2-client; }
+
+$(TOOLS_BIN)/ghz:
+	GOBIN=$(TOOLS_BIN) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+bench-tools: bench-h2load $(TOOLS_BIN)/ghz ## install the benchmark tools: h2load (nghttp2-client) and ghz
+
+bench: build bench-tools ## run the benchmark suite and print the table (results in bench/results/)
+	node dist/bench/run.js $(BENCH_ARGS)
+
+bench-smoke: build bench-tools ## run every built scenario once in a tiny mode (harness check, not figures)
+	node dist/bench/run.js --smoke $(BENCH_ARGS)

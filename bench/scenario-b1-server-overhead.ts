@@ -1,0 +1,68 @@
+import { withServers } from "./bench-server";
+import type { BenchServer } from "./bench-server";
+import { compare, difference, runPairs } from "./pair-statistics";
+import type { Pair } from "./pair-statistics";
+import { comparisonRow, differenceRow } from "./scenario";
+import type { BuiltScenario, Row } from "./scenario";
+import { describeServerRun, measureServer } from "./server-load";
+import type { ServerRun } from "./server-load";
+import { H2LOAD_TIMEOUT_MS, rateLoad, saturationLoad, verifyUnary, warmUp } from "./unary-load";
+
+/** Share of the baseline's saturation rate at which latency is measured (issue 4: 50 %). */
+export const LATENCY_LOAD_SHARE = 0.5;
+
+/**
+ * B1: what the protomesh server costs over a plain grpc-js server with the same service. Both are
+ * driven by h2load with a pre-encoded GetProduct: first at saturation (throughput, CPU per call),
+ * then open-loop at half the plain server's saturation rate, the same rate for both (latency
+ * percentiles, CPU per call). The servers' event-loop delay over the same windows gives B8's rows.
+ */
+export const B1: BuiltScenario = {
+  name: "B1",
+  title: "server overhead: protomesh server vs plain grpc-js server",
+  run: (context) =>
+    withServers(["plain", "mesh"], context, async ({ plain, mesh }) => {
+      for (const server of [plain, mesh]) await verifyUnary(server, context.mode);
+      for (const server of [plain, mesh]) await warmUp(server, context.mode);
+      const progress = (label: string) => (pair: Pair<ServerRun>, index: number) =>
+        context.progress(
+          `B1 ${label} pair ${index + 1}/${context.pairs}: ` +
+            `plain ${describeServerRun(pair.baseline)}; protomesh ${describeServerRun(pair.protomesh)}`,
+        );
+
+      const saturate = (server: BenchServer) => () =>
+        measureServer(server, saturationLoad(server, context.mode), { timeoutMs: H2LOAD_TIMEOUT_MS });
+      const saturated = await runPairs(context.pairs, saturate(plain), saturate(mesh), progress("saturation"));
+
+      const rate = LATENCY_LOAD_SHARE * compare(saturated, (run) => run.requestsPerSecond).baseline;
+      const atRate = (server: BenchServer) => () =>
+        measureServer(server, rateLoad(server, context.mode, rate), {
+          withLatencies: true,
+          timeoutMs: H2LOAD_TIMEOUT_MS,
+        });
+      const loaded = await runPairs(context.pairs, atRate(plain), atRate(mesh), progress(`${rate.toFixed(0)} req/s`));
+
+      const at = `at ${Math.round(LATENCY_LOAD_SHARE * 100)} % load (${rate.toFixed(0)} req/s)`;
+      const latency = (name: "p50" | "p90" | "p99" | "p999") => (run: ServerRun) => run.latencyMs?.[name] ?? Number.NaN;
+      const rps = (run: ServerRun) => run.requestsPerSecond;
+      const cpu = (run: ServerRun) => run.cpuMsPer1000Requests;
+      const delay = (run: ServerRun) => run.eventLoopDelayP99Ms;
+      const rows: Row[] = [
+        comparisonRow("B1", "unary throughput at saturation", "req/s", "higher", compare(saturated, rps), {
+          goal: { text: "≥ 0.90× plain grpc-js throughput", on: "ratio", bound: 0.9, kind: "atLeast" },
+        }),
+        comparisonRow("B1", "server CPU per 1000 calls at saturation", "ms", "lower", compare(saturated, cpu)),
+        comparisonRow("B1", `latency p50 ${at}`, "ms", "lower", compare(loaded, latency("p50"))),
+        comparisonRow("B1", `latency p90 ${at}`, "ms", "lower", compare(loaded, latency("p90"))),
+        comparisonRow("B1", `latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99"))),
+        comparisonRow("B1", `latency p99.9 ${at}`, "ms", "lower", compare(loaded, latency("p999"))),
+        comparisonRow("B1", `server CPU per 1000 calls ${at}`, "ms", "lower", compare(loaded, cpu)),
+        // Added p90 and added CPU per 1000 calls are the units of Istio's published sidecar cost (issue 4).
+        differenceRow("B1", `added latency p90 ${at}`, "ms", difference(loaded, latency("p90"))),
+        differenceRow("B1", `added server CPU per 1000 calls ${at}`, "ms", difference(loaded, cpu)),
+        comparisonRow("B8", "server event-loop delay p99 at saturation (B1)", "ms", "lower", compare(saturated, delay)),
+        comparisonRow("B8", `server event-loop delay p99 ${at} (B1)`, "ms", "lower", compare(loaded, delay)),
+      ];
+      return rows;
+    }),
+};

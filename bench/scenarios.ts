@@ -1,0 +1,65 @@
+import { B0 } from "./scenario-b0-raw-http2";
+import { B1 } from "./scenario-b1-server-overhead";
+import { B2 } from "./scenario-b2-client-overhead";
+import { B5 } from "./scenario-b5-streaming";
+import { B6 } from "./scenario-b6-memory";
+import type { BuiltScenario, PendingScenario } from "./scenario";
+
+/**
+ * Every scenario of issue 4 by name, in the order the suite runs them. Built ones measure; pending
+ * ones are listed in the table with what they wait on, so they slot in as their parts land.
+ */
+
+/** Scenarios that run today. */
+export const BUILT_SCENARIOS: readonly BuiltScenario[] = [B0, B1, B2, B5, B6];
+
+/** Scenarios waiting on the control plane (issue 3). */
+export const PENDING_SCENARIOS: readonly PendingScenario[] = [
+  {
+    name: "B3",
+    title: "one slow replica of 5: p50/p99/p99.9, success within deadline, slow replica's share, per LB policy",
+    waitsOn: "issue 3 (control plane) for replicas behind xds:///; will take --policy like B2",
+  },
+  {
+    name: "B4",
+    title: "failover: SIGKILL then SIGSTOP one of 3 replicas; restart to first traffic",
+    waitsOn: "issue 3 (control plane): registry leases and health probing",
+  },
+  {
+    name: "B7",
+    title: "control-plane reaction: endpoint change to traffic following it",
+    waitsOn: "issue 3 (control plane): xDS server",
+  },
+];
+
+/** Scenarios whose rows other scenarios produce: B8 is measured by the processes of B1 and B2. */
+export const COLLECTED_SCENARIOS: Readonly<Record<string, { title: string; collectedBy: readonly string[] }>> = {
+  B8: {
+    title: "event-loop delay p99 of every Node process (rows from B1, B2; B3, B4 when built)",
+    collectedBy: ["B1", "B2"],
+  },
+};
+
+/** Every scenario name, in order. */
+export const SCENARIO_NAMES: readonly string[] = [
+  ...[...BUILT_SCENARIOS, ...PENDING_SCENARIOS].map((scenario) => scenario.name),
+  ...Object.keys(COLLECTED_SCENARIOS),
+].sort();
+
+/**
+ * Resolves scenario names (all when none is given; B8 brings in the scenarios that collect it) into
+ * the built ones to run and the pending ones to list. Throws on an unknown name, listing the known.
+ */
+export function selectScenarios(names: readonly string[]): { built: BuiltScenario[]; pending: PendingScenario[] } {
+  const wanted = new Set(names.length === 0 ? SCENARIO_NAMES : names.map((name) => name.toUpperCase()));
+  for (const name of wanted) {
+    if (!SCENARIO_NAMES.includes(name)) {
+      throw new Error(`bench: unknown scenario ${name}; known: ${SCENARIO_NAMES.join(", ")}`);
+    }
+    for (const collector of COLLECTED_SCENARIOS[name]?.collectedBy ?? []) wanted.add(collector);
+  }
+  return {
+    built: BUILT_SCENARIOS.filter((scenario) => wanted.has(scenario.name)),
+    pending: PENDING_SCENARIOS.filter((scenario) => wanted.has(scenario.name)),
+  };
+}

@@ -1,0 +1,78 @@
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { CatalogServiceService } from "../generated/ts/shop/catalog/v1/catalog";
+import { createLogger } from "../mesh/logger";
+import { createServer } from "../mesh/server";
+import { HeldStreams, benchCatalog } from "./bench-catalog";
+import { flag, serveControl } from "./control-channel";
+import { ProcessProbe } from "./process-probe";
+import { startRawHttp2Server } from "./server-raw-http2";
+
+/**
+ * Entry point of a benchmark server process: `--kind raw|plain|mesh` on 127.0.0.1, an ephemeral
+ * port. The harness starts it pinned to the server core with stdout (the pino log, at the production
+ * level) sent to a file or /dev/null, and drives it over IPC: mark / sample / gc / stop.
+ *
+ * - raw: node:http2 answering gRPC frames by hand (B0);
+ * - plain: a plain grpc-js Server with the bench catalog and nothing else (the baseline);
+ * - mesh: protomesh's createServer with every default (health, reflection, access log, in-flight
+ *   tracking, handler guard, limits) and the same bench catalog.
+ */
+
+/** The kinds of server this entry point starts. */
+export const SERVER_KINDS = ["raw", "plain", "mesh"] as const;
+export type ServerKind = (typeof SERVER_KINDS)[number];
+
+async function start(kind: ServerKind, held: HeldStreams): Promise<{ port: number; stop: () => Promise<void> }> {
+  if (kind === "raw") {
+    const raw = await startRawHttp2Server();
+    return { port: raw.port, stop: () => raw.close() };
+  }
+  if (kind === "plain") {
+    const server = new Server();
+    server.addService(CatalogServiceService, benchCatalog(held));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    return { port, stop: async () => server.forceShutdown() };
+  }
+  const mesh = createServer({ name: "bench-catalog", logger: createLogger({ name: "bench-catalog" }) });
+  mesh.addService(CatalogServiceService, benchCatalog(held));
+  const port = await mesh.listen("127.0.0.1:0");
+  return { port, stop: () => mesh.drain(1_000) };
+}
+
+async function main(): Promise<void> {
+  const kind = flag("kind") as ServerKind;
+  if (!SERVER_KINDS.includes(kind)) throw new Error(`bench server: --kind must be one of ${SERVER_KINDS.join(", ")}`);
+  const held = new HeldStreams();
+  const probe = new ProcessProbe();
+  const server = await start(kind, held);
+  const sample = () => ({ ...probe.read(), heldStreams: held.count });
+  serveControl(
+    {
+      mark: () => probe.mark(),
+      sample,
+      gc: () => {
+        // Two passes: the first may only schedule finalization of what it found dead.
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (!gc) throw new Error("bench server: start node with --expose-gc to measure memory");
+        gc();
+        gc();
+        return sample();
+      },
+      stop: async () => {
+        probe.close();
+        await server.stop();
+        setImmediate(() => process.exit(0));
+      },
+    },
+    { port: server.port },
+  );
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench server failed: ${String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { BenchReport } from "../../bench/report";
+import { BUILT_SCENARIOS, PENDING_SCENARIOS } from "../../bench/scenarios";
+
+/** The whole smoke run must fit well within a test run (issue 4: the harness, not the figures). */
+const SMOKE_TIMEOUT_MS = 60_000;
+const RUN_SCRIPT = path.resolve(__dirname, "..", "..", "bench", "run.js");
+
+function runHarness(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [RUN_SCRIPT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGKILL"), SMOKE_TIMEOUT_MS);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("bench harness (smoke mode)", function () {
+  this.timeout(SMOKE_TIMEOUT_MS + 15_000);
+  let outDir: string;
+  let report: BenchReport;
+  let stdout: string;
+
+  before(async () => {
+    outDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-bench-smoke-"));
+    const run = await runHarness(["--smoke", "--out", outDir]);
+    assert.equal(run.code, 0, `harness exited ${String(run.code)}:\n${run.stderr}\n${run.stdout}`);
+    stdout = run.stdout;
+    report = JSON.parse(fs.readFileSync(path.join(outDir, "smoke-latest.json"), "utf8")) as BenchReport;
+  });
+
+  after(() => {
+    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it("measures every built scenario and gives each row finite figures", () => {
+    for (const scenario of BUILT_SCENARIOS) {
+      const outcome = report.scenarios.find((candidate) => candidate.name === scenario.name);
+      assert.ok(outcome, `${scenario.name} missing from the report`);
+      assert.equal(outcome.status, "measured", `${scenario.name}: ${JSON.stringify(outcome)}`);
+      assert.ok(outcome.status === "measured" && outcome.rows.length > 0, `${scenario.name} has no rows`);
+      for (const row of outcome.rows) {
+        const where = `${row.scenario} ${row.metric}`;
+        assert.ok(Number.isFinite(row.protomesh), `${where}: protomesh is ${String(row.protomesh)}`);
+        if (row.ratio !== null) {
+          assert.ok(Number.isFinite(row.baseline), `${where}: baseline is ${String(row.baseline)}`);
+          assert.ok(Number.isFinite(row.ratio), `${where}: ratio is ${String(row.ratio)}`);
+        }
+        assert.ok(row.spread && Number.isFinite(row.spread.min) && Number.isFinite(row.spread.max), `${where}: no spread`);
+      }
+    }
+  });
+
+  it("reports event-loop delay (B8) from the processes of B1 and B2", () => {
+    const rows = report.scenarios.flatMap((outcome) => (outcome.status === "measured" ? outcome.rows : []));
+    const delays = rows.filter((row) => row.scenario === "B8");
+    assert.ok(delays.some((row) => row.metric.includes("(B1)")), "no B8 row from B1");
+    assert.ok(delays.some((row) => row.metric.includes("(B2)")), "no B8 row from B2");
+  });
+
+  it("lists the scenarios that wait on the control plane as not yet built", () => {
+    for (const scenario of PENDING_SCENARIOS) {
+      const outcome = report.scenarios.find((candidate) => candidate.name === scenario.name);
+      assert.equal(outcome?.status, "not yet built");
+      assert.match(stdout, new RegExp(`^\\| ${scenario.name} \\|.*\\| not yet built: `, "m"));
+    }
+  });
+
+  it("prints one table with the columns of the method", () => {
+    assert.match(stdout, /^\| scenario \| metric \| baseline \| protomesh \| ratio \| spread \(min–max\) \| goal \|$/m);
+    assert.match(stdout, /\| B1 \| unary throughput at saturation \| \d+ req\/s \| \d+ req\/s \| [\d.]+× \|/);
+  });
+
+  it("states the machine it ran on", () => {
+    assert.ok(report.machine.nproc >= 1);
+    assert.ok(report.machine.cpuModel.length > 0);
+    assert.equal(report.machine.node, process.version);
+  });
+});
