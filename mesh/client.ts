@@ -1,9 +1,8 @@
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interceptor } from "@grpc/grpc-js";
-import { createLogger } from "./logger";
+import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
-import { deadlinePolicy } from "./deadlines";
-import { deadlineInterceptor } from "./interceptor-deadline";
+import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { clientLogInterceptor } from "./interceptor-client-log";
 import { XDS_BOOTSTRAP_CHANNEL_OPTION, controlPlaneAddress, registerXds, xdsBootstrap } from "./xds-bootstrap";
 
@@ -49,11 +48,12 @@ export function createClient<C extends Client>(
 ): C {
   const { channelTarget, xdsOptions } = meshTarget(target, options.controlPlane);
   const policy = deadlinePolicy({ defaultMs: options.defaultDeadlineMs, methodsMs: options.methodDeadlinesMs });
-  const logger = (options.logger ?? createLogger()).child({ component: "client", target: channelTarget });
+  const logger = (options.logger ?? defaultLogger()).child({ component: "client", target: channelTarget });
   return new clientClass(channelTarget, options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,
     ...options.channelOptions,
-    interceptors: [deadlineInterceptor(policy), clientLogInterceptor(logger), ...(options.interceptors ?? [])],
+    callInvocationTransformer: deadlineTransformer(policy),
+    interceptors: [clientLogInterceptor(logger), ...(options.interceptors ?? [])],
   });
 }
 

@@ -1,4 +1,4 @@
-import type { Deadline } from "@grpc/grpc-js";
+import type { CallInvocationTransformer, Deadline } from "@grpc/grpc-js";
 import { splitPath } from "./method-path";
 
 /** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
@@ -42,4 +42,17 @@ export function resolveDeadline(
 ): Deadline {
   if (explicit !== undefined && explicit !== Infinity) return explicit;
   return now() + timeoutFor(policy, path);
+}
+
+/**
+ * A grpc-js call invocation transformer that gives every call a deadline: the caller's own,
+ * otherwise the policy's for the method. With `parent` set (an inbound call), grpc-js then applies
+ * the earlier of this deadline and the parent's remaining budget. A transformer rather than an
+ * interceptor: it runs once per call with no intercepting layer around the call's events.
+ */
+export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = Date.now): CallInvocationTransformer {
+  return (properties) => {
+    const deadline = resolveDeadline(policy, properties.methodDefinition.path, properties.callOptions.deadline, now);
+    return { ...properties, callOptions: { ...properties.callOptions, deadline } };
+  };
 }

@@ -6,7 +6,7 @@ import type {
   ServerInterceptor,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { createLogger } from "./logger";
+import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 import { HealthReporter } from "./health";
 import { createReflection, defaultDescriptorSetPath } from "./reflection";
@@ -69,7 +69,7 @@ export class MeshServer {
   constructor(options: MeshServerOptions) {
     this.options = options;
     this.name = options.name;
-    this.logger = (options.logger ?? createLogger()).child({ component: "server", server: options.name });
+    this.logger = (options.logger ?? defaultLogger()).child({ component: "server", server: options.name });
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,

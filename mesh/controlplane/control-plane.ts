@@ -9,7 +9,7 @@ import { guardService } from "../handler-guard";
 import { HealthReporter } from "../health";
 import { accessLogInterceptor } from "../interceptor-access-log";
 import { InflightTracker } from "../interceptor-inflight";
-import { createLogger } from "../logger";
+import { defaultLogger } from "../logger";
 import type { Logger } from "../logger";
 import { defaultDescriptorSetPath, splitDescriptorSet } from "../reflection";
 import { EMPTY_MESH_CONFIG, loadMeshConfig, policyFor } from "./config";
@@ -85,7 +85,7 @@ export class ControlPlane {
 
   constructor(options: ControlPlaneOptions = {}) {
     this.options = options;
-    this.logger = (options.logger ?? createLogger()).child({ component: "controlplane" });
+    this.logger = (options.logger ?? defaultLogger()).child({ component: "controlplane" });
     this.config = options.configPath ? loadMeshConfig(options.configPath) : (options.config ?? EMPTY_MESH_CONFIG);
     this.registry = new Registry({
       logger: this.logger,
