@@ -1,4 +1,4 @@
-import { credentials, status } from "@grpc/grpc-js";
+import { Metadata, credentials, status } from "@grpc/grpc-js";
 import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import {
   HealthCheckResponse_ServingStatus,
@@ -13,14 +13,24 @@ import type { Registry, RegistryEntry } from "./registry";
 export const PROBE_INITIAL_BACKOFF_MS = 100;
 /** Longest wait between Watch attempts on an endpoint that does not answer. */
 export const PROBE_MAX_BACKOFF_MS = 2_000;
+/**
+ * Period of the heartbeat Check sent beside each Watch. A Watch stream alone cannot tell a process
+ * that is frozen (SIGSTOP, a stuck event loop) with its socket open from one that is merely quiet;
+ * a Check that gets no answer within {@link PROBE_HEARTBEAT_TIMEOUT_MS} can. A unary call rather
+ * than HTTP/2 keepalive pings, which servers such as grpc-go refuse at this rate (gRFC A8).
+ */
+export const PROBE_HEARTBEAT_MS = 1_000;
+/** Deadline of one heartbeat Check: a frozen endpoint leaves rotation within period + timeout. */
+export const PROBE_HEARTBEAT_TIMEOUT_MS = 1_000;
 
 /**
  * Watches every endpoint of the registry with grpc.health.v1 Watch (gRFC A17's protocol, run by the
  * control plane instead of each client) and records the answers: SERVING → HEALTHY; NOT_SERVING,
  * SERVICE_UNKNOWN, or a stream that fails or ends → UNHEALTHY, and the Watch is re-opened with
  * backoff. A Watch stream learns of a change as soon as the server sends it, and of a closed or
- * reset connection at once, so an endpoint leaves rotation within a round trip of either.
- * (A process that hangs with its socket open is caught by its lease expiring instead.)
+ * reset connection at once, so an endpoint leaves rotation within a round trip of either. A
+ * heartbeat Check beside the Watch catches a process that hangs with its socket open within
+ * PROBE_HEARTBEAT_MS + PROBE_HEARTBEAT_TIMEOUT_MS (its lease would take far longer to expire).
  */
 export class HealthProber {
   private readonly probes = new Map<string, EndpointProbe>();
@@ -70,6 +80,8 @@ class EndpointProbe {
   private readonly client: HealthClient;
   private call: ClientReadableStream<HealthCheckResponse> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private isHeartbeatFailing = false;
   private backoffMs = PROBE_INITIAL_BACKOFF_MS;
   private isStopped = false;
   private readonly healthServiceName: string;
@@ -90,6 +102,7 @@ class EndpointProbe {
 
   start(): void {
     if (this.isStopped) return;
+    this.heartbeat ??= setInterval(() => this.beat(), PROBE_HEARTBEAT_MS);
     // A Watch has no deadline: it is meant to stay open for the endpoint's life (grpc.health.v1).
     const call = this.client.watch({ service: this.healthServiceName });
     this.call = call;
@@ -111,8 +124,35 @@ class EndpointProbe {
   stop(): void {
     this.isStopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
     this.call?.cancel();
     this.client.close();
+  }
+
+  /**
+   * One heartbeat Check. A failure marks the endpoint UNHEALTHY (the Watch may still look open);
+   * the first success after failures reports what the Check says. While the Watch is healthy and
+   * answering, heartbeats change nothing.
+   */
+  private beat(): void {
+    if (this.isStopped || this.call === undefined) return;
+    const deadline = Date.now() + PROBE_HEARTBEAT_TIMEOUT_MS;
+    this.client.check({ service: this.healthServiceName }, new Metadata(), { deadline }, (error, response) => {
+      if (this.isStopped) return;
+      if (error) {
+        if (!this.isHeartbeatFailing && error.code !== status.NOT_FOUND) {
+          this.isHeartbeatFailing = true;
+          this.report(HealthState.HEALTH_STATE_UNHEALTHY, `heartbeat failed: ${status[error.code]}: ${error.details}`);
+        }
+        return;
+      }
+      if (this.isHeartbeatFailing) {
+        this.isHeartbeatFailing = false;
+        const isServing = response.status === HealthCheckResponse_ServingStatus.SERVING;
+        const detail = HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
+        this.report(isServing ? HealthState.HEALTH_STATE_HEALTHY : HealthState.HEALTH_STATE_UNHEALTHY, detail);
+      }
+    });
   }
 
   private retry(detail: string): void {

@@ -78,4 +78,29 @@ describe("control plane: services joining and leaving", function () {
     assert.match(childEntry()!.healthDetail, /UNAVAILABLE|ended/);
     for (let i = 0; i < 30; i += 1) await getProduct(client); // every call lands on the live replica
   });
+
+  it("takes a frozen replica (SIGSTOP) out of rotation within 2 s by its heartbeat, and back after SIGCONT", async () => {
+    await mesh.startReplica();
+    child = spawn(process.execPath, [CATALOG_MAIN], {
+      env: { ...process.env, PORT: "0", PROTOMESH_CONTROL_PLANE: mesh.address, PROTOMESH_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const frozen = child;
+    const pid = String(frozen.pid);
+    const childEntry = () => mesh.endpoints().find((e) => e.endpoint?.metadata.pid === pid);
+    await waitFor("the child replica to be healthy", () => childEntry()?.health === HealthState.HEALTH_STATE_HEALTHY, 10_000);
+
+    frozen.kill("SIGSTOP");
+    const frozenAt = Date.now();
+    try {
+      await waitFor("the frozen replica to be marked unhealthy", () => childEntry()?.health === HealthState.HEALTH_STATE_UNHEALTHY, 2_500);
+      assert.ok(Date.now() - frozenAt <= 2_500, `took ${Date.now() - frozenAt} ms`);
+      assert.match(childEntry()!.healthDetail, /heartbeat failed: DEADLINE_EXCEEDED/);
+      const client = mesh.catalogClient();
+      for (let i = 0; i < 20; i += 1) await getProduct(client); // none waits on the frozen replica
+    } finally {
+      frozen.kill("SIGCONT");
+    }
+    await waitFor("the resumed replica to be healthy again", () => childEntry()?.health === HealthState.HEALTH_STATE_HEALTHY, 3_000);
+  });
 });
