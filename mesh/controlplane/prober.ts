@@ -109,9 +109,7 @@ class EndpointProbe {
     call.on("data", (response: HealthCheckResponse) => {
       if (this.call !== call) return;
       this.backoffMs = PROBE_INITIAL_BACKOFF_MS;
-      const isServing = response.status === HealthCheckResponse_ServingStatus.SERVING;
-      const detail = HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
-      this.report(isServing ? HealthState.HEALTH_STATE_HEALTHY : HealthState.HEALTH_STATE_UNHEALTHY, detail);
+      this.report(...healthOf(response));
     });
     call.on("error", (error: ServiceError) => {
       if (this.call === call) this.retry(`probe failed: ${status[error.code]}: ${error.details}`);
@@ -148,9 +146,7 @@ class EndpointProbe {
       }
       if (this.isHeartbeatFailing) {
         this.isHeartbeatFailing = false;
-        const isServing = response.status === HealthCheckResponse_ServingStatus.SERVING;
-        const detail = HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
-        this.report(isServing ? HealthState.HEALTH_STATE_HEALTHY : HealthState.HEALTH_STATE_UNHEALTHY, detail);
+        this.report(...healthOf(response));
       }
     });
   }
@@ -166,4 +162,11 @@ class EndpointProbe {
     }, this.backoffMs);
     this.backoffMs = Math.min(this.backoffMs * 2, PROBE_MAX_BACKOFF_MS);
   }
+}
+
+/** What a grpc.health.v1 answer means for rotation: SERVING is HEALTHY, anything else is not. */
+function healthOf(response: HealthCheckResponse): [HealthState, string] {
+  const detail = HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
+  const isServing = response.status === HealthCheckResponse_ServingStatus.SERVING;
+  return [isServing ? HealthState.HEALTH_STATE_HEALTHY : HealthState.HEALTH_STATE_UNHEALTHY, detail];
 }
