@@ -59,10 +59,10 @@ lint: deps ## buf lint, eslint, and no import cycles
 	madge --circular --extensions ts --ts-config tsconfig.json $(wildcard mesh services test bench)
 
 test-unit: build tools bench-tools ## run the mocha suite only
-	mocha
+	mocha 'dist/test/**/*.test.js'
 
 test: deps tools bench-tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
-	mocha
+	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)
 	node dist/mesh/cli.js up
