@@ -65,11 +65,14 @@ export class MeshServer {
   private boundPort: number | undefined;
   private drained: Promise<void> | undefined;
   private lease: RegistryLease | undefined;
+  /** The logger without a component, for the parts of this server that name their own. */
+  private readonly rootLogger: Logger;
 
   constructor(options: MeshServerOptions) {
     this.options = options;
     this.name = options.name;
-    this.logger = (options.logger ?? defaultLogger()).child({ component: "server", server: options.name });
+    this.rootLogger = (options.logger ?? defaultLogger()).child({ server: options.name });
+    this.logger = this.rootLogger.child({ component: "server" });
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
@@ -118,7 +121,7 @@ export class MeshServer {
       zone: this.options.zone,
       healthServiceName: this.services[0] ?? "",
       leaseTtlMs: this.options.leaseTtlMs,
-      logger: this.logger,
+      logger: this.rootLogger,
     });
     await this.lease?.start();
     return this.boundPort;
