@@ -1,6 +1,6 @@
 # Benchmarks (not tests): they print figures and never fail on speed. Included by the Makefile.
-#   make bench         the full suite (~8 min on 2 cores): table on stdout, JSON in bench/results/
-#   make bench-smoke   every built scenario once, tiny: proves the harness works (~10 s)
+#   make bench         the full suite (~12 min on 2 cores): table on stdout, JSON in bench/results/
+#   make bench-smoke   every built scenario once, tiny: proves the harness works (~28 s)
 #   make bench BENCH_ARGS="B1 B2 --pairs 7"   pick scenarios / pairs; see `node dist/bench/run.js --help`
 
 # ghz (grpc-go load tester), pinned: the suite's gRPC-aware check of every server under test.

@@ -1,11 +1,11 @@
 import { credentials } from "@grpc/grpc-js";
-import type { ChannelOptions } from "@grpc/grpc-js";
 import { createHistogram } from "node:perf_hooks";
 import { CatalogServiceClient } from "../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../mesh/client";
 import { createLogger } from "../mesh/logger";
 import { BENCH_PRODUCT_ID } from "./bench-catalog";
 import { flag, serveControl } from "./control-channel";
+import { policyChannelOptions } from "./lb-policy";
 import { ProcessProbe } from "./process-probe";
 import type { ProcessSample } from "./process-probe";
 
@@ -40,11 +40,6 @@ export interface ClientResult {
 /** The kinds of client this entry point runs. */
 export const CLIENT_KINDS = ["plain", "mesh"] as const;
 export type ClientKind = (typeof CLIENT_KINDS)[number];
-
-/** Channel options selecting an LB policy through the service config (gRFC A24 loadBalancingConfig). */
-export function policyChannelOptions(policy: string): ChannelOptions {
-  return { "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ [policy]: {} }] }) };
-}
 
 function makeClient(kind: ClientKind, target: string, policy: string): CatalogServiceClient {
   if (kind === "plain") return new CatalogServiceClient(target, credentials.createInsecure());

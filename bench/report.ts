@@ -101,6 +101,11 @@ export function formatTable(scenarios: readonly ScenarioOutcome[]): string {
 function formatRow(row: Row): string {
   const metric = row.baselineName === "plain grpc-js" ? row.metric : `${row.metric} (baseline: ${row.baselineName})`;
   const unit = ` ${row.unit}`;
+  if (row.isAbsolute) {
+    const value = (number: number | null) => (number === null ? "—" : `${figure(number)}${unit}`);
+    const spread = row.spread ? `${figure(row.spread.min)}–${figure(row.spread.max)}${unit}` : "";
+    return `| ${row.scenario} | ${metric} | ${value(row.baseline)} | ${value(row.protomesh)} | — | ${spread} | ${goalText(row)} |`;
+  }
   if (row.ratio === null) {
     const spread = row.spread ? `${signed(row.spread.min)} … ${signed(row.spread.max)}${unit}` : "";
     const added = row.protomesh === null ? "" : `${signed(row.protomesh)}${unit}`;
@@ -127,7 +132,8 @@ export function goalText(row: Row): string {
 function shortfall(goal: Goal, value: number): string {
   const gap = Math.abs(value - goal.bound);
   if (goal.on === "ratio") return `${gap.toFixed(2)}× (${((gap / goal.bound) * 100).toFixed(0)} % of the goal)`;
-  return `${figure(gap)} ${goal.text.includes("µs") ? "µs" : ""}`.trim();
+  const unit = ["µs", "ms", "s", "calls"].find((candidate) => goal.text.includes(` ${candidate}`)) ?? "";
+  return `${figure(gap)} ${unit}`.trim();
 }
 
 /** A number with as many decimals as its size deserves. */

@@ -1,3 +1,4 @@
+import { median } from "./pair-statistics";
 import type { Comparison, Difference } from "./pair-statistics";
 
 /**
@@ -16,8 +17,9 @@ export interface BenchContext {
   /** Where server logs go: a directory for one file per process, or undefined for /dev/null. */
   logDir?: string;
   /**
-   * Target and LB policy of the protomesh client (B2 today; B3 takes the policy when it lands).
-   * Unset: the server's address, and no service config (createClient's default, pick_first).
+   * Target and LB policy of the protomesh client. B2: the grpc-js policy of its service config
+   * (unset: the server's address and createClient's default, pick_first). B3: the mesh config's
+   * `lb_policy` (comma-separated for several; unset: every policy the mesh offers).
    */
   client: { target?: string; policy?: string };
   /** A progress line on stderr. */
@@ -52,6 +54,11 @@ export interface Row {
   spread: { min: number; max: number } | null;
   goal?: Goal & { isMet: boolean };
   samples?: unknown;
+  /**
+   * Set by {@link valueRow}: the columns are medians of measured values, the spread is the min–max
+   * of the protomesh values in the row's unit, and there is no ratio.
+   */
+  isAbsolute?: boolean;
 }
 
 /** A scenario that is not built yet, and what it waits on. */
@@ -111,6 +118,35 @@ export function differenceRow(
     ratio: null,
     spread: difference.spread,
     samples: difference.samples,
+  };
+  return options.goal ? { ...row, goal: checkGoal(options.goal, row) } : row;
+}
+
+/**
+ * Builds a row of measured values with no per-pair ratio, for figures where a ratio means nothing
+ * (a baseline of zero failed calls) or there is no baseline (B7): the medians of `protomesh` and of
+ * `baseline` (when there is one), and the min–max of `protomesh` as the spread.
+ */
+export function valueRow(
+  scenario: string,
+  metric: string,
+  unit: string,
+  better: Better,
+  values: { protomesh: readonly number[]; baseline?: readonly number[] },
+  options: { baselineName?: string; goal?: Goal } = {},
+): Row {
+  const row: Row = {
+    scenario,
+    metric,
+    unit,
+    better,
+    baselineName: options.baselineName ?? "plain grpc-js",
+    baseline: values.baseline ? median(values.baseline) : null,
+    protomesh: median(values.protomesh),
+    ratio: null,
+    spread: { min: Math.min(...values.protomesh), max: Math.max(...values.protomesh) },
+    samples: values,
+    isAbsolute: true,
   };
   return options.goal ? { ...row, goal: checkGoal(options.goal, row) } : row;
 }

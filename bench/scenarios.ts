@@ -1,8 +1,11 @@
 import { B0 } from "./scenario-b0-raw-http2";
 import { B1 } from "./scenario-b1-server-overhead";
 import { B2 } from "./scenario-b2-client-overhead";
+import { B3 } from "./scenario-b3-slow-replica";
+import { B4 } from "./scenario-b4-failover";
 import { B5 } from "./scenario-b5-streaming";
 import { B6 } from "./scenario-b6-memory";
+import { B7 } from "./scenario-b7-reaction";
 import type { BuiltScenario, PendingScenario } from "./scenario";
 
 /**
@@ -11,32 +14,16 @@ import type { BuiltScenario, PendingScenario } from "./scenario";
  */
 
 /** Scenarios that run today. */
-export const BUILT_SCENARIOS: readonly BuiltScenario[] = [B0, B1, B2, B5, B6];
+export const BUILT_SCENARIOS: readonly BuiltScenario[] = [B0, B1, B2, B3, B4, B5, B6, B7];
 
-/** Scenarios waiting on the control plane (issue 3). */
-export const PENDING_SCENARIOS: readonly PendingScenario[] = [
-  {
-    name: "B3",
-    title: "one slow replica of 5: p50/p99/p99.9, success within deadline, slow replica's share, per LB policy",
-    waitsOn: "issue 3 (control plane) for replicas behind xds:///; will take --policy like B2",
-  },
-  {
-    name: "B4",
-    title: "failover: SIGKILL then SIGSTOP one of 3 replicas; restart to first traffic",
-    waitsOn: "issue 3 (control plane): registry leases and health probing",
-  },
-  {
-    name: "B7",
-    title: "control-plane reaction: endpoint change to traffic following it",
-    waitsOn: "issue 3 (control plane): xDS server",
-  },
-];
+/** Scenarios not built yet, with what they wait on (none today: the control plane landed). */
+export const PENDING_SCENARIOS: readonly PendingScenario[] = [];
 
-/** Scenarios whose rows other scenarios produce: B8 is measured by the processes of B1 and B2. */
+/** Scenarios whose rows other scenarios produce: B8 is measured by the processes of B1–B4. */
 export const COLLECTED_SCENARIOS: Readonly<Record<string, { title: string; collectedBy: readonly string[] }>> = {
   B8: {
-    title: "event-loop delay p99 of every Node process (rows from B1, B2; B3, B4 when built)",
-    collectedBy: ["B1", "B2"],
+    title: "event-loop delay p99 of every Node process (rows from B1, B2, B3, B4)",
+    collectedBy: ["B1", "B2", "B3", "B4"],
   },
 };
 

@@ -4,9 +4,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { BenchReport } from "../../bench/report";
+import type { Row } from "../../bench/scenario";
 import { BUILT_SCENARIOS, PENDING_SCENARIOS } from "../../bench/scenarios";
 
-/** The whole smoke run must fit well within a test run (issue 4: the harness, not the figures). */
+/** The whole smoke run (~28 s here) must fit well within a test run (issue 4: the harness, not the figures). */
 const SMOKE_TIMEOUT_MS = 60_000;
 const RUN_SCRIPT = path.resolve(__dirname, "..", "..", "bench", "run.js");
 
@@ -27,6 +28,11 @@ function runHarness(args: string[]): Promise<{ code: number | null; stdout: stri
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+function measuredRows(report: BenchReport, scenario: string): Row[] {
+  const outcome = report.scenarios.find((candidate) => candidate.name === scenario);
+  return outcome?.status === "measured" ? outcome.rows : [];
 }
 
 describe("bench harness (smoke mode)", function () {
@@ -65,14 +71,37 @@ describe("bench harness (smoke mode)", function () {
     }
   });
 
-  it("reports event-loop delay (B8) from the processes of B1 and B2", () => {
+  it("reports event-loop delay (B8) from the processes of B1 to B4", () => {
     const rows = report.scenarios.flatMap((outcome) => (outcome.status === "measured" ? outcome.rows : []));
     const delays = rows.filter((row) => row.scenario === "B8");
-    assert.ok(delays.some((row) => row.metric.includes("(B1)")), "no B8 row from B1");
-    assert.ok(delays.some((row) => row.metric.includes("(B2)")), "no B8 row from B2");
+    for (const source of ["B1", "B2", "B3", "B4"]) {
+      assert.ok(delays.some((row) => row.metric.includes(`(${source})`)), `no B8 row from ${source}`);
+    }
   });
 
-  it("lists the scenarios that wait on the control plane as not yet built", () => {
+  it("compares every LB policy the mesh offers with round_robin in B3", () => {
+    const rows = measuredRows(report, "B3");
+    assert.ok(rows.length > 0, "no B3 rows");
+    assert.ok(rows.every((row) => row.baselineName === "round_robin"));
+    assert.ok(rows.some((row) => row.metric.startsWith("ring_hash: latency p99") && row.goal !== undefined));
+  });
+
+  it("puts the mesh client and a static-list grpc-js client through the same failover in B4", () => {
+    const rows = measuredRows(report, "B4");
+    for (const what of ["failed calls after SIGKILL", "until calls stop timing out", "first served call"]) {
+      const row = rows.find((candidate) => candidate.metric.includes(what));
+      assert.ok(row, `no B4 row for ${what}`);
+      assert.ok(Number.isFinite(row.baseline) && Number.isFinite(row.protomesh), `${row.metric}: no figures`);
+    }
+  });
+
+  it("times the traffic's reaction to each endpoint change in B7", () => {
+    const rows = measuredRows(report, "B7");
+    assert.equal(rows.length, 4);
+    assert.ok(rows.every((row) => row.goal?.text === "≤ 100 ms" && row.protomesh !== null && row.protomesh >= 0));
+  });
+
+  it("lists pending scenarios as not yet built", () => {
     for (const scenario of PENDING_SCENARIOS) {
       const outcome = report.scenarios.find((candidate) => candidate.name === scenario.name);
       assert.equal(outcome?.status, "not yet built");
