@@ -153,9 +153,8 @@ async function controlPlane(args: string[]): Promise<number> {
     const file = args[0] ?? process.env[MESH_CONFIG_ENV];
     const problem = isServiceError(error) ? `${file}: ${error.details}` : (error as Error).message;
     process.stderr.write(`protomesh control-plane: ${problem}\n`);
-    // Exit rather than return: when the bind fails, runControlPlane leaves the control plane it
-    // built (probes of static endpoints included) running, and that would keep this process alive.
-    // mesh/controlplane/main.ts ends the same way.
+    // Exit rather than return, as mesh/controlplane/main.ts does: nothing started may keep this
+    // process alive after a failed start.
     process.exit(1);
   }
 }

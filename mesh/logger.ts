@@ -12,7 +12,8 @@ export const DEFAULT_LOG_LEVEL = "info";
  *
  * By default lines go to stdout through an asynchronous sonic-boom destination: under load, lines
  * of many calls leave in one write instead of one system call per line (pino's own advice for
- * throughput), and pino flushes what is buffered when the process exits.
+ * throughput). A process that exits on purpose calls {@link exitAfterFlush}, so that its last lines
+ * are written, and in order; on an abrupt exit pino flushes what is buffered.
  */
 export function createLogger(
   options: { name?: string; level?: string; destination?: DestinationStream } = {},
@@ -34,4 +35,20 @@ let sharedLogger: Logger | undefined;
 export function defaultLogger(): Logger {
   sharedLogger ??= createLogger();
   return sharedLogger;
+}
+
+/** Longest wait for buffered log lines before an exit goes ahead without them. */
+export const EXIT_FLUSH_TIMEOUT_MS = 2_000;
+
+/**
+ * Exits the process with `code` once every buffered line of `logger` has been written (bounded by
+ * EXIT_FLUSH_TIMEOUT_MS). Exiting at once could leave a write in flight behind lines flushed at
+ * exit, printing the last lines out of order.
+ */
+export function exitAfterFlush(logger: Logger, code: number): void {
+  const timer = setTimeout(() => process.exit(code), EXIT_FLUSH_TIMEOUT_MS);
+  logger.flush(() => {
+    clearTimeout(timer);
+    process.exit(code);
+  });
 }

@@ -1,3 +1,4 @@
+import { exitAfterFlush } from "./logger";
 import type { Logger } from "./logger";
 
 /** Signals that start a drain: SIGTERM from orchestrators, SIGINT from Ctrl-C. */
@@ -18,10 +19,10 @@ export function drainOnSignals(drain: () => Promise<void>, logger: Logger): () =
     isDraining = true;
     logger.info({ signal }, "shutdown requested");
     drain().then(
-      () => process.exit(0),
+      () => exitAfterFlush(logger, 0),
       (error: unknown) => {
         logger.error({ err: error }, "drain failed");
-        process.exit(1);
+        exitAfterFlush(logger, 1);
       },
     );
   };

@@ -1,4 +1,4 @@
-import { createLogger } from "../logger";
+import { createLogger, exitAfterFlush } from "../logger";
 import { listenAddress } from "../listen-address";
 import { drainOnSignals } from "../shutdown";
 import { ControlPlane, CONTROL_PLANE_DEFAULT_PORT } from "./control-plane";
@@ -34,7 +34,8 @@ export async function runControlPlane(argv: string[] = process.argv.slice(2)): P
 
 if (require.main === module) {
   runControlPlane().catch((error: unknown) => {
-    createLogger({ name: "control-plane" }).fatal({ err: error }, "control plane failed to start");
-    process.exit(1);
+    const logger = createLogger({ name: "control-plane" });
+    logger.fatal({ err: error }, "control plane failed to start");
+    exitAfterFlush(logger, 1);
   });
 }

@@ -1,5 +1,5 @@
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import { createLogger } from "../../mesh/logger";
+import { createLogger, exitAfterFlush } from "../../mesh/logger";
 import { routeGrpcLogs } from "../../mesh/grpc-log";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
@@ -17,6 +17,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  createLogger({ name: "catalog" }).fatal({ err: error }, "catalog failed to start");
-  process.exit(1);
+  const logger = createLogger({ name: "catalog" });
+  logger.fatal({ err: error }, "catalog failed to start");
+  exitAfterFlush(logger, 1);
 });

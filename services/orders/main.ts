@@ -1,7 +1,7 @@
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
-import { createLogger } from "../../mesh/logger";
+import { createLogger, exitAfterFlush } from "../../mesh/logger";
 import { routeGrpcLogs } from "../../mesh/grpc-log";
 import { createServer } from "../../mesh/server";
 import { drainOnSignals } from "../../mesh/shutdown";
@@ -33,6 +33,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  createLogger({ name: "orders" }).fatal({ err: error }, "orders failed to start");
-  process.exit(1);
+  const logger = createLogger({ name: "orders" });
+  logger.fatal({ err: error }, "orders failed to start");
+  exitAfterFlush(logger, 1);
 });

@@ -11,6 +11,7 @@ import { REPLICA_PORT_STRIDE } from "../../services/stack";
 import { CliRun, isProcessGone } from "../support/cli-run";
 import { captureLog } from "../support/log-capture";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
+import { waitFor } from "../support/wait";
 
 /** Bounds on the launcher starting the stack, on a change reaching its table, and on it stopping; all far above what they take. */
 const READY_TIMEOUT_MS = 20_000;
@@ -193,8 +194,11 @@ describe("protomesh up (mesh/launcher)", function () {
       const response = await placeOrder(orders1.endpoint, "launcher-by-name");
       assert.equal(response.order?.lines[0]?.productName, product.name, "orders priced the item from the catalog");
       assert.equal(response.order?.totalCents, 2 * product.priceCents);
-      const log = fs.readFileSync(path.join(mesh.run.cwd, orders1.log), "utf8");
-      assert.match(log, /"target":"xds:\/\/\/catalog".*"method":"GetProduct","code":"OK"/);
+      // Services log asynchronously: the line is written soon after the call, not before it returns.
+      const byName = /"target":"xds:\/\/\/catalog".*"method":"GetProduct","code":"OK"/;
+      await waitFor("orders-1 to log its call to the catalog by name", () =>
+        byName.test(fs.readFileSync(path.join(mesh.run.cwd, orders1.log), "utf8")),
+      );
     });
 
     it("reports a replica stopped with SIGTERM, prints a table without it, and keeps serving orders", async function () {
