@@ -27,10 +27,18 @@ export class BenchControlPlane {
     readonly child: NodeChild,
   ) {}
 
-  static async start(context: BenchContext, options: { policy: string; leaseTtlMs: number }): Promise<BenchControlPlane> {
+  static async start(
+    context: BenchContext,
+    options: { policy: string; leaseTtlMs: number; retries?: number },
+  ): Promise<BenchControlPlane> {
     const { child, port } = await NodeChild.start({
       script: path.join(BENCH_DIST_DIR, "controlplane-process.js"),
-      args: ["--service", BENCH_SERVICE, "--policy", options.policy, "--lease-ttl-ms", String(options.leaseTtlMs)],
+      args: [
+        "--service", BENCH_SERVICE,
+        "--policy", options.policy,
+        "--lease-ttl-ms", String(options.leaseTtlMs),
+        "--retries", String(options.retries ?? 0),
+      ],
       core: SERVER_CORE,
       logFile: logFile(context, "control-plane"),
     });

@@ -10,14 +10,19 @@ import { ProcessProbe } from "./process-probe";
 /**
  * Entry point of the control plane of the mesh scenarios (B3, B4, B7): protomesh's ControlPlane on
  * 127.0.0.1 (a free port), with a mesh config of one service: `--service NAME --policy LB
- * [--lease-ttl-ms N]` (0: the control plane's default). ring_hash hashes the request header the
+ * [--lease-ttl-ms N] [--retries N]` (0: the control plane's default lease; no retry policy).
+ * With retries, UNAVAILABLE calls are retried as deploy/mesh.yaml does for the catalog. ring_hash hashes the request header the
  * open-loop client sets to a random key per call, so that it spreads one client's calls.
  * IPC ops: setPolicy, healthy (HEALTHY endpoints of the service), mark, sample, stop.
  */
 
 /** The validated mesh config, built as the YAML a user would write and parsed by the real parser. */
-export function benchMeshConfig(service: string, policy: string, leaseTtlMs: number): MeshConfig {
-  const servicePolicy = policy === "ring_hash" ? { lb_policy: policy, hash_header: KEY_HEADER } : { lb_policy: policy };
+export function benchMeshConfig(service: string, policy: string, leaseTtlMs: number, retries = 0): MeshConfig {
+  const servicePolicy = {
+    lb_policy: policy,
+    ...(policy === "ring_hash" ? { hash_header: KEY_HEADER } : {}),
+    ...(retries > 0 ? { retry: { retry_on: ["unavailable"], num_retries: retries } } : {}),
+  };
   const document = { ...(leaseTtlMs > 0 ? { lease_ttl_ms: leaseTtlMs } : {}), services: { [service]: servicePolicy } };
   return parseMeshConfig(JSON.stringify(document));
 }
@@ -25,15 +30,16 @@ export function benchMeshConfig(service: string, policy: string, leaseTtlMs: num
 async function main(): Promise<void> {
   const service = flag("service");
   const leaseTtlMs = Number(flag("lease-ttl-ms", "0"));
+  const retries = Number(flag("retries", "0"));
   const controlPlane = new ControlPlane({
     logger: createLogger({ name: "bench-control-plane" }),
-    config: benchMeshConfig(service, flag("policy", "round_robin"), leaseTtlMs),
+    config: benchMeshConfig(service, flag("policy", "round_robin"), leaseTtlMs, retries),
   });
   const probe = new ProcessProbe();
   const port = await controlPlane.listen("127.0.0.1:0");
   serveControl(
     {
-      setPolicy: (args) => controlPlane.setConfig(benchMeshConfig(service, (args as { policy: string }).policy, leaseTtlMs)),
+      setPolicy: (args) => controlPlane.setConfig(benchMeshConfig(service, (args as { policy: string }).policy, leaseTtlMs, retries)),
       healthy: () =>
         controlPlane.registry.entries(service).filter((entry) => entry.health === HealthState.HEALTH_STATE_HEALTHY).length,
       mark: () => probe.mark(),

@@ -89,6 +89,9 @@ interface Events {
  * than a lease TTL (seconds until calls stop timing out); SIGCONT r1; restart r0 on its port
  * (seconds from spawning the process to its first served call).
  */
+/** Retries of UNAVAILABLE calls, as deploy/mesh.yaml configures the catalog. */
+const MESH_RETRIES = 2;
+
 export const B4: BuiltScenario = {
   name: "B4",
   title: "failover: SIGKILL then SIGSTOP one of 3 replicas; restart to first traffic",
@@ -97,7 +100,8 @@ export const B4: BuiltScenario = {
     const processes = new MeshProcesses();
     try {
       const controlPlane = processes.add(
-        await BenchControlPlane.start(context, { policy: "round_robin", leaseTtlMs: phases.leaseTtlMs }),
+        // The catalog's policy in deploy/mesh.yaml: UNAVAILABLE is retried (twice) on another replica.
+        await BenchControlPlane.start(context, { policy: "round_robin", leaseTtlMs: phases.leaseTtlMs, retries: MESH_RETRIES }),
       );
       const startHost = (id: string, port = 0) =>
         ReplicaHost.start(context, {

@@ -10,6 +10,26 @@ export const LB_POLICIES = ["round_robin", "ring_hash"] as const;
 /** One of {@link LB_POLICIES}. */
 export type LbPolicyName = (typeof LB_POLICIES)[number];
 
+/** Status codes a route may retry on, as xDS names them (RetryPolicy.retry_on; gRFC A44). */
+export const RETRY_ON_CODES = ["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"] as const;
+/** Most retries a route may ask for: grpc-js caps a call at 5 attempts (gRFC A6). */
+export const MAX_RETRIES = 4;
+
+/**
+ * Retries of a service's calls, executed by grpc-js (gRFC A6) as configured over xDS (gRFC A44).
+ * Only for services whose every method is safe to repeat.
+ */
+export interface RetryPolicy {
+  /** Status codes that are retried, from {@link RETRY_ON_CODES}. */
+  retryOn: string[];
+  /** Retries after the first attempt, 1 to {@link MAX_RETRIES}. */
+  numRetries: number;
+  /** First backoff (ms); grpc-js's default 25 ms when unset. */
+  baseIntervalMs: number | undefined;
+  /** Longest backoff (ms); 10 × the base when unset. */
+  maxIntervalMs: number | undefined;
+}
+
 /** How clients reach one mesh service: the validated form of `services.<name>` in the mesh config. */
 export interface ServicePolicy {
   /** Client-side load balancing across the service's healthy endpoints. */
@@ -24,6 +44,8 @@ export interface ServicePolicy {
   replicas: number;
   /** Endpoints served without registration (no lease; still probed). */
   endpoints: Endpoint[];
+  /** Retries of failed calls; none when unset. */
+  retry: RetryPolicy | undefined;
 }
 
 /** The validated mesh config file. */
@@ -42,6 +64,7 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
   localityWeights: {},
   replicas: 1,
   endpoints: [],
+  retry: undefined,
 });
 
 /** The empty config: every service gets {@link DEFAULT_SERVICE_POLICY}. */
@@ -80,7 +103,7 @@ export function parseMeshConfig(text: string): MeshConfig {
 
 function servicePolicy(name: string, value: unknown, field: string): ServicePolicy {
   const node = objectAt(value, field);
-  knownKeys(node, field, ["lb_policy", "timeout_ms", "hash_header", "locality_weights", "replicas", "endpoints"]);
+  knownKeys(node, field, ["lb_policy", "timeout_ms", "hash_header", "locality_weights", "replicas", "endpoints", "retry"]);
   const lbPolicy = node.lb_policy ?? DEFAULT_SERVICE_POLICY.lbPolicy;
   if (typeof lbPolicy !== "string" || !(LB_POLICIES as readonly string[]).includes(lbPolicy)) {
     throw invalidArgument(`${field}.lb_policy`, `must be one of ${LB_POLICIES.join(", ")}`);
@@ -122,6 +145,32 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
     localityWeights,
     replicas: optionalInteger(node.replicas, `${field}.replicas`, 0, 64) ?? DEFAULT_SERVICE_POLICY.replicas,
     endpoints,
+    retry: node.retry === undefined || node.retry === null ? undefined : retryPolicy(node.retry, `${field}.retry`),
+  };
+}
+
+function retryPolicy(value: unknown, field: string): RetryPolicy {
+  const node = objectAt(value, field);
+  knownKeys(node, field, ["retry_on", "num_retries", "base_interval_ms", "max_interval_ms"]);
+  const retryOn = node.retry_on;
+  if (!Array.isArray(retryOn) || retryOn.length === 0) {
+    throw invalidArgument(`${field}.retry_on`, `must be a non-empty list of ${RETRY_ON_CODES.join(", ")}`);
+  }
+  retryOn.forEach((code: unknown, index) => {
+    if (typeof code !== "string" || !(RETRY_ON_CODES as readonly string[]).includes(code)) {
+      throw invalidArgument(`${field}.retry_on[${index}]`, `must be one of ${RETRY_ON_CODES.join(", ")}`);
+    }
+  });
+  const baseIntervalMs = optionalInteger(node.base_interval_ms, `${field}.base_interval_ms`, 1, 60_000);
+  const maxIntervalMs = optionalInteger(node.max_interval_ms, `${field}.max_interval_ms`, 1, 600_000);
+  if (baseIntervalMs !== undefined && maxIntervalMs !== undefined && maxIntervalMs < baseIntervalMs) {
+    throw invalidArgument(`${field}.max_interval_ms`, "must be >= base_interval_ms");
+  }
+  return {
+    retryOn: retryOn as string[],
+    numRetries: requiredInteger(node.num_retries, `${field}.num_retries`, 1, MAX_RETRIES),
+    baseIntervalMs,
+    maxIntervalMs,
   };
 }
 

@@ -54,6 +54,18 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
       ? [{ header: { header_name: policy.hashHeader } }]
       : [{ filter_state: { key: "io.grpc.channel_id" } }];
   }
+  if (policy.retry) {
+    // gRFC A44: grpc-js-xds turns this into the call's retry policy (gRFC A6), executed by grpc-js.
+    const { retryOn, numRetries, baseIntervalMs, maxIntervalMs } = policy.retry;
+    const backOff: Record<string, unknown> = {};
+    if (baseIntervalMs !== undefined) backOff.base_interval = durationOf(baseIntervalMs);
+    if (maxIntervalMs !== undefined) backOff.max_interval = durationOf(maxIntervalMs);
+    route.retry_policy = {
+      retry_on: retryOn.join(","),
+      num_retries: { value: numRetries },
+      ...(Object.keys(backOff).length > 0 ? { retry_back_off: backOff } : {}),
+    };
+  }
   return {
     "@type": ROUTE_CONFIGURATION_TYPE_URL,
     name: service,
