@@ -89,14 +89,14 @@ export function comparisonRow(
     metric,
     unit,
     better,
-    baselineName: options.baselineName ?? "plain grpc-js",
+    baselineName: options.baselineName ?? DEFAULT_BASELINE_NAME,
     baseline: comparison.baseline,
     protomesh: comparison.protomesh,
     ratio: comparison.ratio,
     spread: comparison.spread,
     samples: comparison.samples,
   };
-  return options.goal ? { ...row, goal: checkGoal(options.goal, row) } : row;
+  return withGoal(row, options.goal);
 }
 
 /** Builds a row whose protomesh column is a median difference (e.g. added µs) and has no ratio. */
@@ -112,14 +112,14 @@ export function differenceRow(
     metric,
     unit,
     better: "lower",
-    baselineName: options.baselineName ?? "plain grpc-js",
+    baselineName: options.baselineName ?? DEFAULT_BASELINE_NAME,
     baseline: null,
     protomesh: difference.median,
     ratio: null,
     spread: difference.spread,
     samples: difference.samples,
   };
-  return options.goal ? { ...row, goal: checkGoal(options.goal, row) } : row;
+  return withGoal(row, options.goal);
 }
 
 /**
@@ -140,7 +140,7 @@ export function valueRow(
     metric,
     unit,
     better,
-    baselineName: options.baselineName ?? "plain grpc-js",
+    baselineName: options.baselineName ?? DEFAULT_BASELINE_NAME,
     baseline: values.baseline ? median(values.baseline) : null,
     protomesh: median(values.protomesh),
     ratio: null,
@@ -148,7 +148,15 @@ export function valueRow(
     samples: values,
     isAbsolute: true,
   };
-  return options.goal ? { ...row, goal: checkGoal(options.goal, row) } : row;
+  return withGoal(row, options.goal);
+}
+
+/** What the baseline column measures unless a scenario names it. */
+const DEFAULT_BASELINE_NAME = "plain grpc-js";
+
+/** The row with its goal, checked against the row's figures, when it has one. */
+function withGoal(row: Row, goal: Goal | undefined): Row {
+  return goal ? { ...row, goal: checkGoal(goal, row) } : row;
 }
 
 function checkGoal(goal: Goal, row: Row): Goal & { isMet: boolean } {
