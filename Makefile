@@ -53,10 +53,10 @@ build: deps ## compile TypeScript into dist/
 typecheck: deps ## type-check without emitting
 	tsc -p tsconfig.json --noEmit
 
-lint: deps ## buf lint, eslint, and no import cycles
+lint: deps ## buf lint, eslint, and the layering rules with no import cycles (dependency-cruiser)
 	$(BUF) lint
 	eslint --max-warnings 0 .
-	madge --circular --extensions ts --ts-config tsconfig.json $(wildcard mesh services test bench)
+	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
 test-unit: build tools bench-tools ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
@@ -65,11 +65,11 @@ test: deps tools bench-tools check-gen typecheck lint build ## type-check, lint,
 	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)
-	node dist/mesh/cli.js up
+	node dist/cli/protomesh.js up
 
 .PHONY: control-plane
 control-plane: deps build ## run the control plane alone on 127.0.0.1:50050 with deploy/mesh.yaml (Ctrl-C stops it)
-	node dist/mesh/cli.js control-plane deploy/mesh.yaml
+	node dist/cli/protomesh.js control-plane deploy/mesh.yaml
 
 breaking: deps ## compare proto/ against main for breaking changes
 	$(BUF) breaking proto --against '.git#branch=main,subdir=proto'

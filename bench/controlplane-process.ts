@@ -20,7 +20,7 @@ import { ProcessProbe } from "./process-probe";
 export function benchMeshConfig(service: string, policy: string, leaseTtlMs: number, retries = 0): MeshConfig {
   const servicePolicy = {
     lb_policy: policy,
-    ...(policy === "ring_hash" ? { hash_header: KEY_HEADER } : {}),
+    ...(policy === "ring_hash" ? { lb_config: { hash_header: KEY_HEADER } } : {}),
     ...(retries > 0 ? { retry: { retry_on: ["unavailable"], num_retries: retries } } : {}),
   };
   const document = { ...(leaseTtlMs > 0 ? { lease_ttl_ms: leaseTtlMs } : {}), services: { [service]: servicePolicy } };

@@ -106,17 +106,19 @@ async function main(): Promise<void> {
       register: async (args) => {
         const replica = replicaOf(args);
         if (replica.lease) throw new Error(`${replica.id} is registered already`);
-        replica.lease = leaseForServer({
+        replica.lease = leaseForServer(
           controlPlane,
-          service,
-          listenAddress: `127.0.0.1:${replica.port}`,
-          port: replica.port,
-          healthServiceName: replica.server.serviceNames[0] ?? "",
+          {
+            service,
+            listenAddress: `127.0.0.1:${replica.port}`,
+            port: replica.port,
+            healthServiceName: replica.server.serviceNames[0] ?? "",
+          },
           logger,
-        });
+        );
         const at = epochMs();
-        await replica.lease?.start();
-        if (!replica.lease?.isRegistered) throw new Error(`${replica.id}: registration failed`);
+        await replica.lease.start();
+        if (!replica.lease.isRegistered) throw new Error(`${replica.id}: registration failed`);
         return at;
       },
       deregister: async (args) => {

@@ -1,4 +1,5 @@
-import { LB_POLICIES } from "../mesh/controlplane/config";
+import { registeredBalancerPolicies } from "../mesh/balancer";
+import { register } from "../mesh/register";
 import { BENCH_SERVICE, BenchControlPlane, MeshProcesses, OpenLoopClient, ReplicaHost } from "./bench-mesh";
 import { epochMs, issuedBetween, latencyPercentile, shareOf } from "./call-record";
 import { compare } from "./pair-statistics";
@@ -49,15 +50,15 @@ interface PolicyRun {
 
 /**
  * The policies to compare with round_robin: `--policy` (comma-separated), else every policy the
- * mesh offers (mesh/controlplane/config.ts LB_POLICIES, so a new one slots in by name). With only
+ * mesh offers (the registry of mesh/balancer.ts, so a new one slots in by name). With only
  * round_robin, it is compared with itself (a second run: the noise between two runs).
  */
 export function policiesToCompare(option: string | undefined): string[] {
-  const named = option ? option.split(",").map((name) => name.trim()) : [...LB_POLICIES];
+  register();
+  const offered = registeredBalancerPolicies();
+  const named = option ? option.split(",").map((name) => name.trim()) : offered;
   for (const name of named) {
-    if (!(LB_POLICIES as readonly string[]).includes(name)) {
-      throw new Error(`B3: --policy ${name}: must be one of ${LB_POLICIES.join(", ")}`);
-    }
+    if (!offered.includes(name)) throw new Error(`B3: --policy ${name}: must be one of ${offered.join(", ")}`);
   }
   const others = named.filter((name) => name !== BASELINE_POLICY);
   return others.length > 0 ? others : [BASELINE_POLICY];

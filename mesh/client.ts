@@ -3,11 +3,13 @@ import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interce
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
-import { clientLogInterceptor } from "./interceptor-client-log";
-import { XDS_BOOTSTRAP_CHANNEL_OPTION, controlPlaneAddress, registerXds, xdsBootstrap } from "./xds-bootstrap";
-
-/** A bare mesh service name ("catalog"): what a client dials as `xds:///<name>` through the control plane. */
-const MESH_SERVICE_NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+import { meshStatusInterceptor } from "./interceptor-mesh-status";
+import { isServiceName } from "./names";
+import type { CallSink } from "./observer";
+import { clientObserver } from "./observer-client";
+import { register } from "./register";
+import { logSink } from "./sink-log";
+import { XDS_BOOTSTRAP_CHANNEL_OPTION, xdsBootstrap } from "./xds-bootstrap";
 
 /** A generated client class, e.g. ts-proto's `CatalogServiceClient`. */
 export type ClientConstructor<C extends Client> = new (
@@ -16,7 +18,7 @@ export type ClientConstructor<C extends Client> = new (
   options?: Partial<ClientOptions>,
 ) => C;
 
-/** Options of {@link createClient}. */
+/** Options of {@link createClient}. Nothing is read from the environment. */
 export interface MeshClientOptions {
   logger?: Logger;
   /** Deadline of calls that name none (ms); see DEFAULT_DEADLINE_MS. */
@@ -24,51 +26,78 @@ export interface MeshClientOptions {
   /** Per-method deadlines (ms), keyed by method name or full path. */
   methodDeadlinesMs?: Record<string, number>;
   credentials?: ChannelCredentials;
-  /** Interceptors run after protomesh's own (deadline, log). */
+  /** Sinks of every call's measurement, after the log line (metrics, traces). */
+  sinks?: CallSink[];
+  /** Interceptors run after protomesh's own (the call observer). */
   interceptors?: Interceptor[];
   channelOptions?: ChannelOptions;
   /**
-   * Control plane address ("host:port"); defaults to PROTOMESH_CONTROL_PLANE. With one, a target
-   * that is a bare service name ("catalog") is dialled as `xds:///catalog`, and `xds:` targets get
-   * a bootstrap made here (no bootstrap file needed).
+   * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
+   * a target that is a bare service name ("catalog") is dialled as `xds:///catalog`, and `xds:`
+   * targets get a bootstrap made here (no bootstrap file needed). Without one, an `xds:` target
+   * uses grpc-js-xds' own bootstrap (GRPC_XDS_BOOTSTRAP).
    */
   controlPlane?: string;
+  /** This process's zone, the locality its xDS bootstrap names; "" unless given. */
+  zone?: string;
+  /**
+   * What a bare service name dials when no control plane is configured ("127.0.0.1:50051"), so
+   * that one line of code works in the mesh and outside it. Without it, a bare name needs a
+   * control plane.
+   */
+  fallbackTarget?: string;
 }
 
 /**
  * Creates a typed client whose every call has a deadline (explicit, or the configured default for
  * the method; never none) and is logged when it ends. `target` is any grpc-js target
- * ("127.0.0.1:50051", "dns:///catalog:50051"), or a mesh service name ("catalog") that is
- * resolved through the control plane when one is configured (see `controlPlane`).
+ * ("127.0.0.1:50051", "dns:///catalog:50051"), or a mesh service name ("catalog"), dialled as
+ * `xds:///catalog` through the control plane (see `controlPlane`, `fallbackTarget`). For an `xds:`
+ * target it calls `register({ xds: true })` (mesh/register.ts), which loads grpc-js-xds once.
  */
 export function createClient<C extends Client>(
   clientClass: ClientConstructor<C>,
   target: string,
   options: MeshClientOptions = {},
 ): C {
-  const { channelTarget, xdsOptions } = meshTarget(target, options.controlPlane);
+  const channelTarget = meshTarget(target, options);
   const policy = deadlinePolicy({ defaultMs: options.defaultDeadlineMs, methodsMs: options.methodDeadlinesMs });
   const logger = (options.logger ?? defaultLogger()).child({ component: "client", target: channelTarget });
+  const interceptors = [clientObserver([logSink(logger), ...(options.sinks ?? [])]), ...(options.interceptors ?? [])];
+  let xdsOptions: ChannelOptions = {};
+  const xdsService = xdsServiceOf(channelTarget);
+  if (xdsService !== undefined) {
+    register({ xds: true });
+    // Without a control plane of ours, grpc-js-xds reads its bootstrap from GRPC_XDS_BOOTSTRAP(_CONFIG)
+    // as it does for any xDS server (Istio's istiod in proxyless mode, say).
+    if (options.controlPlane) {
+      xdsOptions = { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(options.controlPlane, { zone: options.zone }) };
+    }
+    interceptors.push(meshStatusInterceptor(xdsService));
+  }
   return new clientClass(channelTarget, options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,
     ...options.channelOptions,
     callInvocationTransformer: deadlineTransformer(policy),
-    interceptors: [clientLogInterceptor(logger), ...(options.interceptors ?? [])],
+    interceptors,
   });
 }
 
 /**
- * Maps a target onto what the channel dials: with a control plane, a bare service name becomes
- * `xds:///<name>` and every `xds:` target gets a generated bootstrap; otherwise the target is kept.
+ * The one rule for what a target dials: a bare service name is `xds:///<name>` with a control
+ * plane, `fallbackTarget` without one; anything else is a grpc-js target and is kept.
  */
-function meshTarget(target: string, explicitControlPlane: string | undefined): {
-  channelTarget: string;
-  xdsOptions: ChannelOptions;
-} {
-  const controlPlane = controlPlaneAddress(explicitControlPlane);
-  if (controlPlane === undefined) return { channelTarget: target, xdsOptions: {} };
-  const channelTarget = MESH_SERVICE_NAME.test(target) ? `xds:///${target}` : target;
-  if (!channelTarget.startsWith("xds:")) return { channelTarget, xdsOptions: {} };
-  registerXds();
-  return { channelTarget, xdsOptions: { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(controlPlane) } };
+export function meshTarget(target: string, options: Pick<MeshClientOptions, "controlPlane" | "fallbackTarget">): string {
+  if (!isServiceName(target)) return target;
+  if (options.controlPlane) return `xds:///${target}`;
+  if (options.fallbackTarget !== undefined) return options.fallbackTarget;
+  throw new TypeError(
+    `createClient: "${target}" is a mesh service name, which needs a control plane (controlPlane, from PROTOMESH_CONTROL_PLANE) or a fallbackTarget`,
+  );
+}
+
+/** The service an `xds:` target names ("xds:///catalog" → "catalog"), or undefined for other targets. */
+function xdsServiceOf(target: string): string | undefined {
+  const match = /^xds:(?:\/\/[^/]*\/)?(.*)$/.exec(target);
+  return match ? match[1] : undefined;
 }

@@ -1,5 +1,5 @@
 import type { CallInvocationTransformer, Deadline } from "@grpc/grpc-js";
-import { splitPath } from "./method-path";
+import { methodOf } from "./method-path";
 
 /** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
 export const DEFAULT_DEADLINE_MS = 5_000;
@@ -30,7 +30,7 @@ function assertPositiveMs(field: string, value: unknown): void {
 
 /** The timeout in ms the policy gives the method at `path`. */
 export function timeoutFor(policy: DeadlinePolicy, path: string): number {
-  return policy.methodsMs[path] ?? policy.methodsMs[splitPath(path).method] ?? policy.defaultMs;
+  return policy.methodsMs[path] ?? policy.methodsMs[methodOf(path).method] ?? policy.defaultMs;
 }
 
 /** The absolute deadline for a call: the caller's when given, otherwise now + the policy's timeout. */
@@ -48,11 +48,20 @@ export function resolveDeadline(
  * A grpc-js call invocation transformer that gives every call a deadline: the caller's own,
  * otherwise the policy's for the method. With `parent` set (an inbound call), grpc-js then applies
  * the earlier of this deadline and the parent's remaining budget. A transformer rather than an
- * interceptor: it runs once per call with no intercepting layer around the call's events.
+ * interceptor: it runs once per call with no intercepting layer around the call's events. Each
+ * method's timeout is looked up once, on its first call.
  */
 export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = Date.now): CallInvocationTransformer {
+  const timeouts = new Map<string, number>();
   return (properties) => {
-    const deadline = resolveDeadline(policy, properties.methodDefinition.path, properties.callOptions.deadline, now);
-    return { ...properties, callOptions: { ...properties.callOptions, deadline } };
+    const explicit = properties.callOptions.deadline;
+    if (explicit !== undefined && explicit !== Infinity) return properties;
+    const path = properties.methodDefinition.path;
+    let timeoutMs = timeouts.get(path);
+    if (timeoutMs === undefined) {
+      timeoutMs = timeoutFor(policy, path);
+      timeouts.set(path, timeoutMs);
+    }
+    return { ...properties, callOptions: { ...properties.callOptions, deadline: now() + timeoutMs } };
   };
 }

@@ -1,12 +1,17 @@
-/** protomesh: the service kit for proxyless gRPC meshes on Node.js. Importing it has no side effects. */
+/**
+ * protomesh: the service kit for proxyless gRPC meshes on Node.js, and what services import of it.
+ * Importing it has no side effects.
+ */
 export { MeshError, invalidArgument, isServerFailure, isServiceError, INTERNAL_DETAILS } from "./errors";
-export { createLogger, DEFAULT_LOG_LEVEL } from "./logger";
+export { createLogger, exitAfterFlush, DEFAULT_LOG_LEVEL } from "./logger";
 export type { Logger } from "./logger";
+export { loadSettings, listenAddress, SETTINGS_ENV } from "./settings";
+export type { MeshSettings } from "./settings";
 export { createServer, MeshServer, DEFAULT_DRAIN_GRACE_MS } from "./server";
 export type { MeshServerOptions } from "./server";
 export { DEFAULT_SERVER_LIMITS } from "./server-limits";
 export type { ServerLimits } from "./server-limits";
-export { createClient } from "./client";
+export { createClient, meshTarget } from "./client";
 export type { MeshClientOptions, ClientConstructor } from "./client";
 export { DEFAULT_DEADLINE_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "./deadlines";
 export { unary, serverStream } from "./handler";
@@ -14,3 +19,11 @@ export { drainOnSignals } from "./shutdown";
 export { routeGrpcLogs } from "./grpc-log";
 export { REQUEST_ID_KEY } from "./request-id";
 export { HealthReporter, OVERALL_HEALTH } from "./health";
+export { parsePage, nextPageToken, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
+export type { PageRequest } from "./pagination";
+export type { CallSink, CallStart, CallRecord } from "./observer";
+export { register } from "./register";
+export { registerBalancerPolicy, registeredBalancerPolicies } from "./balancer";
+export type { BalancerPolicy } from "./balancer";
+export { systemClock } from "./clock";
+export type { Clock, Cancel } from "./clock";

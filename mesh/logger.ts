@@ -3,12 +3,12 @@ import type { Logger, LoggerOptions, DestinationStream } from "pino";
 
 export type { Logger } from "pino";
 
-/** Log level used when neither an option nor PROTOMESH_LOG_LEVEL says otherwise. */
+/** Log level of a logger created without one (a program passes its settings' level). */
 export const DEFAULT_LOG_LEVEL = "info";
 
 /**
- * Creates the root pino logger of a process. The level comes from `options.level`, then the
- * PROTOMESH_LOG_LEVEL environment variable, then `info`. Pass `destination` to capture lines (tests).
+ * Creates the root pino logger of a process at `options.level` (default `info`; a program passes the
+ * level of its settings, PROTOMESH_LOG_LEVEL). Pass `destination` to capture lines (tests).
  *
  * By default lines go to stdout synchronously, pino's default: a line is written, in order, before
  * the call that logged it returns, and nothing is lost when the process exits or crashes. (An
@@ -19,7 +19,7 @@ export function createLogger(
 ): Logger {
   const pinoOptions: LoggerOptions = {
     name: options.name,
-    level: options.level ?? process.env.PROTOMESH_LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
+    level: options.level ?? DEFAULT_LOG_LEVEL,
     base: { pid: process.pid },
   };
   return pino(pinoOptions, options.destination ?? pino.destination({ dest: 1, sync: true }));

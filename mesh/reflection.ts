@@ -44,20 +44,43 @@ export function splitDescriptorSet(bytes: Uint8Array): Uint8Array[] {
 }
 
 const filesCache = new Map<string, Uint8Array[]>();
+const reflectionCache = new Map<string, ReflectionService>();
+/** An id per list of extra files seen, so that the cache key tells lists apart without hashing them. */
+const extraFilesIds = new WeakMap<readonly Uint8Array[], number>();
+let nextExtraFilesId = 1;
 
 /**
- * Builds the server reflection service (v1 and v1alpha) for the named services from the descriptor
- * set written by `make gen` (the same compilation as the stubs, grpc.health.v1 included), so
- * grpcurl, buf curl and Postman can list, describe and call them with no proto files at hand.
+ * The server reflection service (v1 and v1alpha) for the named services, from the descriptor set
+ * written by `make gen` (the same compilation as the stubs, grpc.health.v1 included) followed by
+ * `extraFiles` (serialized FileDescriptorProtos of services compiled elsewhere, such as the envoy
+ * protos of the control plane's ADS; the first definition of a file wins), so grpcurl, buf curl and
+ * Postman can list, describe and call them with no proto files at hand. Indexing a large set takes
+ * most of a second, so each combination is built once per process and shared by its servers.
  */
-export function createReflection(descriptorSetPath: string, services: string[]): ReflectionService {
-  let files = filesCache.get(descriptorSetPath);
-  if (!files) {
-    files = splitDescriptorSet(fs.readFileSync(descriptorSetPath));
-    filesCache.set(descriptorSetPath, files);
+export function createReflection(
+  descriptorSetPath: string,
+  services: readonly string[],
+  extraFiles: readonly Uint8Array[] = [],
+): ReflectionService {
+  let extraId = extraFiles.length === 0 ? 0 : extraFilesIds.get(extraFiles);
+  if (extraId === undefined) {
+    extraId = nextExtraFilesId++;
+    extraFilesIds.set(extraFiles, extraId);
   }
-  // @grpc/reflection indexes the `fileDescriptorProtos` of every package-definition entry; one
-  // entry holding every file of the set is all it needs.
-  const definition = { "protomesh.descriptors": { fileDescriptorProtos: files.map((file) => Buffer.from(file)) } };
-  return new ReflectionService(definition as unknown as PackageDefinition, { services });
+  const key = JSON.stringify([descriptorSetPath, [...services].sort(), extraId]);
+  let reflection = reflectionCache.get(key);
+  if (!reflection) {
+    let files = filesCache.get(descriptorSetPath);
+    if (!files) {
+      files = splitDescriptorSet(fs.readFileSync(descriptorSetPath));
+      filesCache.set(descriptorSetPath, files);
+    }
+    // @grpc/reflection indexes the `fileDescriptorProtos` of every package-definition entry; one
+    // entry holding every file is all it needs.
+    const fileDescriptorProtos = [...files, ...extraFiles].map((file) => Buffer.from(file));
+    const definition = { "protomesh.descriptors": { fileDescriptorProtos } };
+    reflection = new ReflectionService(definition as unknown as PackageDefinition, { services: [...services] });
+    reflectionCache.set(key, reflection);
+  }
+  return reflection;
 }

@@ -10,19 +10,36 @@ import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 import { HealthReporter } from "./health";
 import { createReflection, defaultDescriptorSetPath } from "./reflection";
-import { accessLogInterceptor } from "./interceptor-access-log";
 import { InflightTracker } from "./interceptor-inflight";
 import { guardService } from "./handler-guard";
 import { limitsToChannelOptions } from "./server-limits";
 import type { ServerLimits } from "./server-limits";
-import { splitPath } from "./method-path";
+import { methodOf } from "./method-path";
+import type { CallSink } from "./observer";
+import { serverObserver } from "./observer-server";
+import { logSink } from "./sink-log";
 import { leaseForServer } from "./registry-lease";
-import type { RegistryLease } from "./registry-lease";
+import type { LeaseOptions, RegistryLease } from "./registry-lease";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
+/** After a drain has forced its connections closed, how long it still waits for them to be gone. */
+export const FORCED_CLOSE_WAIT_MS = 1_000;
+/** The health service every server hosts, for reflection. */
+const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
 
-/** Options of {@link createServer}. Everything has a production default. */
+/**
+ * How a drain ends, once new calls are refused:
+ * - "connections": GOAWAY on every connection, then wait until the clients have closed them (grpc-js
+ *   tryShutdown), so that no response byte is lost; the default, for services.
+ * - "calls": wait until no call is in flight, then close every connection at once (grpc-js
+ *   forceShutdown). For servers whose clients hold connections open with no call on them and may
+ *   not close them after a GOAWAY (xDS clients of the control plane): a connection closed
+ *   gracefully by Node cannot be forced closed later.
+ */
+export type DrainMode = "connections" | "calls";
+
+/** Options of {@link createServer}. Everything has a production default; nothing is read from the environment. */
 export interface MeshServerOptions {
   /** Name of the process in logs, e.g. "catalog". */
   name: string;
@@ -30,24 +47,41 @@ export interface MeshServerOptions {
   limits?: Partial<ServerLimits>;
   /** Grace period for in-flight calls on drain. */
   drainGraceMs?: number;
+  /**
+   * What a drain waits for before it closes the connections (see {@link DrainMode}); "connections"
+   * unless given.
+   */
+  drainMode?: DrainMode;
   /** Descriptor set used for reflection; defaults to generated/descriptor.binpb. */
   descriptorSetPath?: string;
-  /** Interceptors run after protomesh's own (in-flight tracking, access log). */
+  /**
+   * Serialized FileDescriptorProtos for reflection beyond the descriptor set, for services whose
+   * contracts are compiled elsewhere (the control plane's envoy protos). Keep one array per set of
+   * files: reflection is built once per array.
+   */
+  extraDescriptorFiles?: readonly Uint8Array[];
+  /** Sinks of every call's measurement, after the log line (metrics, traces). */
+  sinks?: CallSink[];
+  /** Interceptors run after protomesh's own (in-flight tracking, the call observer). */
   interceptors?: ServerInterceptor[];
   /** Extra grpc-js options; they override the ones derived from `limits`. */
   channelOptions?: ChannelOptions;
   credentials?: Credentials;
   /**
-   * Control plane address ("host:port"); defaults to PROTOMESH_CONTROL_PLANE. With one, `listen`
-   * registers the server and keeps its lease; `drain` deregisters it before anything else.
+   * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
+   * `listen` registers the server and keeps its lease; `drain` deregisters it before anything else.
    */
   controlPlane?: string;
   /** Mesh service name to register under (what clients dial); defaults to `name`. */
   meshService?: string;
-  /** Zone (xDS locality) to register in; defaults to PROTOMESH_ZONE. */
+  /** Zone (xDS locality) to register in; "" (the default locality) unless given. */
   zone?: string;
+  /** The address to register when it differs from the bound host (behind NAT, or a wildcard bind). */
+  advertiseHost?: string;
   /** Lease TTL to ask for (ms); 0 or unset takes the control plane's default. */
   leaseTtlMs?: number;
+  /** Clock and randomness of the lease's keep-alives and retries (tests pin them). */
+  lease?: Omit<LeaseOptions, "leaseTtlMs">;
 }
 
 /**
@@ -62,6 +96,7 @@ export class MeshServer {
   private readonly inflight = new InflightTracker();
   private readonly services: string[] = [];
   private readonly options: MeshServerOptions;
+  private readonly drainingListeners: (() => void)[] = [];
   private boundPort: number | undefined;
   private drained: Promise<void> | undefined;
   private lease: RegistryLease | undefined;
@@ -78,24 +113,37 @@ export class MeshServer {
       ...options.channelOptions,
       interceptors: [
         this.inflight.interceptor,
-        accessLogInterceptor(this.logger),
+        serverObserver([logSink(this.logger), ...(options.sinks ?? [])]),
         ...(options.interceptors ?? []),
       ],
     });
     this.health.addToServer(this.server);
   }
 
-  /** Registers a service (a ts-proto `XxxService` definition and its handlers), guarded. */
+  /**
+   * Registers a service (a ts-proto `XxxService` definition, or a @grpc/proto-loader one, and its
+   * handlers), guarded, and reports its health under its fully-qualified name.
+   */
   addService<S extends UntypedServiceImplementation>(definition: ServiceDefinition<S>, implementation: S): this {
     if (this.boundPort !== undefined) {
       throw new Error(`${this.name}: addService must be called before listen`);
     }
     const first = Object.values<ServiceDefinition[string]>(definition)[0];
     if (!first) throw new TypeError(`${this.name}: service definition has no methods`);
-    const serviceName = splitPath(first.path).service;
+    const serviceName = methodOf(first.path).service;
     this.server.addService(definition, guardService(definition, implementation, this.logger));
     this.services.push(serviceName);
     this.health.track(serviceName);
+    return this;
+  }
+
+  /**
+   * Calls `listener` once a drain has stopped new calls (GOAWAY sent, listening stopped), before it
+   * waits for the calls in flight: the moment to end the server's own long-lived streams (watches,
+   * subscriptions), whose callers then reconnect elsewhere.
+   */
+  onDraining(listener: () => void): this {
+    this.drainingListeners.push(listener);
     return this;
   }
 
@@ -106,24 +154,30 @@ export class MeshServer {
   async listen(address = "127.0.0.1:0"): Promise<number> {
     if (this.boundPort !== undefined) throw new Error(`${this.name}: already listening`);
     const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
-    createReflection(descriptorSetPath, [...this.services, "grpc.health.v1.Health"]).addToServer(this.server);
+    const reflected = [...this.services, HEALTH_SERVICE_NAME];
+    createReflection(descriptorSetPath, reflected, this.options.extraDescriptorFiles).addToServer(this.server);
     const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
     });
     this.health.setServing(true);
     this.logger.info({ address, port: this.boundPort, services: this.services }, "listening");
-    this.lease = leaseForServer({
-      controlPlane: this.options.controlPlane,
-      service: this.options.meshService ?? this.name,
-      listenAddress: address,
-      port: this.boundPort,
-      zone: this.options.zone,
-      healthServiceName: this.services[0] ?? "",
-      leaseTtlMs: this.options.leaseTtlMs,
-      logger: this.rootLogger,
-    });
-    await this.lease?.start();
+    if (this.options.controlPlane) {
+      this.lease = leaseForServer(
+        this.options.controlPlane,
+        {
+          service: this.options.meshService ?? this.name,
+          listenAddress: address,
+          port: this.boundPort,
+          zone: this.options.zone,
+          advertiseHost: this.options.advertiseHost,
+          healthServiceName: this.services[0] ?? "",
+        },
+        this.rootLogger,
+        { ...this.options.lease, leaseTtlMs: this.options.leaseTtlMs },
+      );
+      await this.lease.start();
+    }
     return this.boundPort;
   }
 
@@ -144,9 +198,10 @@ export class MeshServer {
   }
 
   /**
-   * Drains the server: deregisters from the control plane (if registered), reports NOT_SERVING (Watch streams see it, then end), stops accepting calls,
-   * lets in-flight calls finish within the grace period, cancels what is left, and stops.
-   * Idempotent: a second call returns the same promise.
+   * Drains the server: deregisters from the control plane (if registered), reports NOT_SERVING,
+   * stops accepting calls, ends the long-lived streams (health Watch streams see NOT_SERVING, then
+   * end; `onDraining` listeners end the rest), lets in-flight calls finish within the grace period,
+   * cancels what is left, and stops. Idempotent: a second call returns the same promise.
    */
   drain(graceMs = this.options.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS): Promise<void> {
     this.drained ??= this.runDrain(graceMs);
@@ -159,22 +214,44 @@ export class MeshServer {
     // Leave the mesh first, so that clients stop picking this server before it refuses calls.
     await this.lease?.stop();
     this.health.setServing(false);
-    this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
+    const isGraceful = (this.options.drainMode ?? "connections") === "connections";
     // tryShutdown refuses new streams (GOAWAY) and completes once every open stream has sent its
     // status and its bytes have left: waiting on it, not on a call count, loses no response.
-    const closed = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    const closed = isGraceful ? new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())) : undefined;
+    // Long-lived streams end after the GOAWAY, so that a caller re-opening one goes elsewhere
+    // instead of holding this server open for the whole grace period.
+    this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
+    for (const listener of this.drainingListeners) listener();
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), graceMs);
     });
-    const outcome = await Promise.race([closed.then(() => "closed" as const), graceOver]);
+    const done = closed ?? this.inflight.idle();
+    const outcome = await Promise.race([done.then(() => "done" as const), graceOver]);
     clearTimeout(timer);
     if (outcome === "timeout") {
       this.logger.warn({ inflight: this.inflight.inflight }, "grace period over; cancelling calls in flight");
+    }
+    if (outcome === "timeout" || !isGraceful) {
       this.server.forceShutdown();
-      await closed;
+      if (closed && !(await settlesWithin(closed, FORCED_CLOSE_WAIT_MS))) {
+        this.logger.warn("a client has not closed its connection after the GOAWAY; not waiting for it");
+      }
     }
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
+  }
+}
+
+/** True when `promise` settles within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,14 +1,12 @@
 import * as fs from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry";
+import { balancerPolicy, registeredBalancerPolicies } from "../balancer";
+import { TYPE_NAME as ROUND_ROBIN } from "../balancer-round-robin";
 import { invalidArgument } from "../errors";
+import { register } from "../register";
 import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "./registry";
 import { validateEndpoint, validateServiceName } from "./registry-validation";
-
-/** Load-balancing policies the control plane can ask grpc-js-xds for (Cluster.lb_policy, gRFC A27 / A42). */
-export const LB_POLICIES = ["round_robin", "ring_hash"] as const;
-/** One of {@link LB_POLICIES}. */
-export type LbPolicyName = (typeof LB_POLICIES)[number];
 
 /** Status codes a route may retry on, as xDS names them (RetryPolicy.retry_on; gRFC A44). */
 export const RETRY_ON_CODES = ["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"] as const;
@@ -32,12 +30,12 @@ export interface RetryPolicy {
 
 /** How clients reach one mesh service: the validated form of `services.<name>` in the mesh config. */
 export interface ServicePolicy {
-  /** Client-side load balancing across the service's healthy endpoints. */
-  lbPolicy: LbPolicyName;
+  /** Client-side load balancing across the service's healthy endpoints: a registered policy's name (mesh/balancer.ts). */
+  lbPolicy: string;
+  /** The policy's own settings (`lb_config`), as its `parseConfig` validated them. */
+  lbConfig: unknown;
   /** Default deadline of a call (route max_stream_duration, gRFC A31); none when unset. */
   timeoutMs: number | undefined;
-  /** ring_hash only: the request header hashed to pick an endpoint; unset hashes the channel. */
-  hashHeader: string | undefined;
   /** Weight of each zone (locality); a zone not listed weighs the sum of its healthy endpoints' weights. */
   localityWeights: Record<string, number>;
   /** How many replicas `protomesh up` starts; the control plane itself ignores it. */
@@ -58,9 +56,9 @@ export interface MeshConfig {
 
 /** The policy of a service the config does not mention. */
 export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
-  lbPolicy: "round_robin",
+  lbPolicy: ROUND_ROBIN,
+  lbConfig: undefined,
   timeoutMs: undefined,
-  hashHeader: undefined,
   localityWeights: {},
   replicas: 1,
   endpoints: [],
@@ -80,9 +78,11 @@ export function loadMeshConfig(file: string): MeshConfig {
 /**
  * Parses and validates mesh config YAML. Anything wrong is refused with INVALID_ARGUMENT naming
  * the field, e.g. `services.catalog.lb_policy: must be one of round_robin, ring_hash`; unknown
- * fields are refused too, so that a typo never passes silently as a default.
+ * fields are refused too, so that a typo never passes silently as a default. Any registered
+ * load-balancing policy may be named; its `lb_config` block is validated by the policy itself.
  */
 export function parseMeshConfig(text: string): MeshConfig {
+  register();
   let document: unknown;
   try {
     document = parseYaml(text);
@@ -103,18 +103,16 @@ export function parseMeshConfig(text: string): MeshConfig {
 
 function servicePolicy(name: string, value: unknown, field: string): ServicePolicy {
   const node = objectAt(value, field);
-  knownKeys(node, field, ["lb_policy", "timeout_ms", "hash_header", "locality_weights", "replicas", "endpoints", "retry"]);
+  if (node.hash_header !== undefined) {
+    throw invalidArgument(`${field}.hash_header`, "belongs to ring_hash's own settings: lb_policy: ring_hash, lb_config: { hash_header: ... }");
+  }
+  knownKeys(node, field, ["lb_policy", "lb_config", "timeout_ms", "locality_weights", "replicas", "endpoints", "retry"]);
   const lbPolicy = node.lb_policy ?? DEFAULT_SERVICE_POLICY.lbPolicy;
-  if (typeof lbPolicy !== "string" || !(LB_POLICIES as readonly string[]).includes(lbPolicy)) {
-    throw invalidArgument(`${field}.lb_policy`, `must be one of ${LB_POLICIES.join(", ")}`);
+  const balancer = typeof lbPolicy === "string" ? balancerPolicy(lbPolicy) : undefined;
+  if (balancer === undefined) {
+    throw invalidArgument(`${field}.lb_policy`, `must be one of ${registeredBalancerPolicies().join(", ")}`);
   }
-  const hashHeader = node.hash_header;
-  if (hashHeader !== undefined) {
-    if (typeof hashHeader !== "string" || !/^[a-z0-9-]+$/.test(hashHeader)) {
-      throw invalidArgument(`${field}.hash_header`, "must be a lowercase header name");
-    }
-    if (lbPolicy !== "ring_hash") throw invalidArgument(`${field}.hash_header`, "only applies to lb_policy ring_hash");
-  }
+  const lbConfig = balancer.parseConfig(node.lb_config ?? undefined, `${field}.lb_config`);
   const localityWeights: Record<string, number> = {};
   for (const [zone, weight] of Object.entries(objectAt(node.locality_weights ?? {}, `${field}.locality_weights`))) {
     localityWeights[zone] = requiredInteger(weight, `${field}.locality_weights.${zone}`, 1, 1_000_000);
@@ -139,9 +137,9 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
     );
   });
   return {
-    lbPolicy: lbPolicy as LbPolicyName,
+    lbPolicy: lbPolicy as string,
+    lbConfig,
     timeoutMs: optionalInteger(node.timeout_ms, `${field}.timeout_ms`, 1, 3_600_000),
-    hashHeader: hashHeader as string | undefined,
     localityWeights,
     replicas: optionalInteger(node.replicas, `${field}.replicas`, 0, 64) ?? DEFAULT_SERVICE_POLICY.replicas,
     endpoints,

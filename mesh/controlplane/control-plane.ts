@@ -1,23 +1,20 @@
-import * as fs from "node:fs";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
-import type { PackageDefinition } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { RegistryServiceService } from "../../generated/ts/protomesh/registry/v1/registry";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
-import { guardService } from "../handler-guard";
-import { HealthReporter } from "../health";
-import { accessLogInterceptor } from "../interceptor-access-log";
-import { InflightTracker } from "../interceptor-inflight";
+import { systemClock } from "../clock";
+import type { Clock } from "../clock";
+import type { HealthReporter } from "../health";
 import { defaultLogger } from "../logger";
 import type { Logger } from "../logger";
-import { defaultDescriptorSetPath, splitDescriptorSet } from "../reflection";
+import { isServiceName } from "../names";
+import { createServer } from "../server";
+import type { MeshServer } from "../server";
+import type { ServerLimits } from "../server-limits";
 import { EMPTY_MESH_CONFIG, loadMeshConfig, policyFor } from "./config";
 import type { MeshConfig } from "./config";
 import { HealthProber } from "./prober";
 import { DEFAULT_LEASE_TTL_MS, Registry } from "./registry";
 import { registryService } from "./registry-service";
-import { SERVICE_NAME_PATTERN } from "./registry-validation";
 import {
   clusterLoadAssignmentResource,
   clusterResource,
@@ -28,7 +25,6 @@ import type { XdsResource } from "./resources";
 import { XdsServer } from "./xds-server";
 import type { ResourceSource } from "./xds-server";
 import {
-  ADS_SERVICE_NAME,
   CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
   CLUSTER_TYPE_URL,
   LISTENER_TYPE_URL,
@@ -42,6 +38,8 @@ export const CONTROL_PLANE_DEFAULT_PORT = 50050;
 export const STOP_GRACE_MS = 1_000;
 /** Full name of the registry service, for health and reflection. */
 export const REGISTRY_SERVICE_NAME = "protomesh.registry.v1.RegistryService";
+/** The name the control plane's server has in logs. */
+export const CONTROL_PLANE_NAME = "control-plane";
 
 /** Options of {@link ControlPlane}. */
 export interface ControlPlaneOptions {
@@ -60,77 +58,86 @@ export interface ControlPlaneOptions {
   warmupMs?: number;
   /** Descriptor set for reflection; defaults to generated/descriptor.binpb. */
   descriptorSetPath?: string;
+  /** Limits of the control plane's server (the kit's defaults otherwise). */
+  limits?: Partial<ServerLimits>;
+  /** Times leases, probes and the warm-up (default: the system clock). */
+  clock?: Clock;
+  /** Randomness of the probes' retry jitter, in [0, 1) (default Math.random). */
+  random?: () => number;
 }
 
 /**
  * The mesh control plane: the registry API, health probing of every endpoint, the mesh policy
- * config, and an ADS server that turns all of it into xDS resources for gRPC clients; plus
- * grpc.health.v1 and reflection, so grpcurl can inspect it. It never proxies a call.
+ * config, and an ADS server that turns all of it into xDS resources for gRPC clients. It is a kit
+ * server (createServer): the same limits, call observer, guarded handlers, grpc.health.v1 and
+ * reflection (its envoy protos included) as every service, so grpcurl can inspect it. It never
+ * proxies a call.
  */
 export class ControlPlane {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly xds: XdsServer;
-  readonly health = new HealthReporter();
-  private readonly server: Server;
+  readonly server: MeshServer;
   private readonly prober: HealthProber;
-  private readonly inflight = new InflightTracker();
   private readonly registryHandlers: ReturnType<typeof registryService>;
   private readonly options: ControlPlaneOptions;
+  private readonly clock: Clock;
   private config: MeshConfig;
-  private startedAt = Date.now();
-  private warmupTimer: NodeJS.Timeout | undefined;
-  private boundPort: number | undefined;
+  private startedAt: number;
+  private cancelWarmup: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
 
   constructor(options: ControlPlaneOptions = {}) {
     this.options = options;
-    this.logger = (options.logger ?? defaultLogger()).child({ component: "controlplane" });
+    this.clock = options.clock ?? systemClock;
+    this.startedAt = this.clock.now();
+    const rootLogger = options.logger ?? defaultLogger();
+    this.logger = rootLogger.child({ component: "controlplane" });
     this.config = options.configPath ? loadMeshConfig(options.configPath) : (options.config ?? EMPTY_MESH_CONFIG);
-    this.registry = new Registry({
-      logger: this.logger,
-      defaultLeaseTtlMs: this.config.leaseTtlMs ?? options.defaultLeaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
-    });
-    this.xds = new XdsServer(this.resourceSource(), this.logger);
+    // The registry, the xDS server and the prober name their own components.
+    this.registry = new Registry({ logger: rootLogger, defaultLeaseTtlMs: this.defaultLeaseTtlMs, clock: this.clock });
+    this.xds = new XdsServer(this.resourceSource(), rootLogger);
     this.registry.setStatic([...this.config.services.values()].flatMap((policy) => policy.endpoints));
     this.registry.onChange(() => this.xds.update());
-    this.prober = new HealthProber(this.registry, this.logger);
+    this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random });
     this.registryHandlers = registryService(this.registry);
-    this.server = new Server({ interceptors: [this.inflight.interceptor, accessLogInterceptor(this.logger)] });
-    this.server.addService(
-      RegistryServiceService,
-      guardService(RegistryServiceService, this.registryHandlers.implementation, this.logger),
-    );
     const xdsProtos = loadXdsProtos();
+    this.server = createServer({
+      name: CONTROL_PLANE_NAME,
+      logger: rootLogger,
+      limits: options.limits,
+      // Its xDS clients keep their connections open, idle, and may not close them after a GOAWAY.
+      drainMode: "calls",
+      descriptorSetPath: options.descriptorSetPath,
+      extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
+    });
+    this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
     this.server.addService(xdsProtos.adsService, this.xds.implementation as unknown as UntypedServiceImplementation);
-    this.health.addToServer(this.server);
-    this.health.track(REGISTRY_SERVICE_NAME);
-    this.health.track(ADS_SERVICE_NAME);
-    this.reflection(xdsProtos.packageDefinition).addToServer(this.server);
+    // After the GOAWAY of a stop: clients keep what they have and reconnect (to the next control plane).
+    this.server.onDraining(() => {
+      this.xds.endStreams();
+      this.registryHandlers.endWatches();
+    });
+  }
+
+  /** grpc.health.v1 of the control plane's server (the registry and ADS services, and ""). */
+  get health(): HealthReporter {
+    return this.server.health;
   }
 
   /** Binds `address` (port 0 picks a free one), reports SERVING, and resolves to the port. */
   async listen(address = `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`): Promise<number> {
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) =>
-        error ? reject(error) : resolve(port),
-      );
-    });
-    this.startedAt = Date.now();
+    const port = await this.server.listen(address);
+    this.startedAt = this.clock.now();
     const warmupMs = this.warmupMs;
-    if (warmupMs > 0) {
-      this.warmupTimer = setTimeout(() => this.xds.update(), warmupMs);
-      this.warmupTimer.unref();
-    }
-    this.health.setServing(true);
-    this.logger.info({ address, port: this.boundPort, warmupMs, services: this.config.services.size }, "control plane listening");
-    return this.boundPort;
+    if (warmupMs > 0) this.cancelWarmup = this.clock.schedule(() => this.xds.update(), warmupMs, { unref: true });
+    this.logger.info({ address, port, warmupMs, services: this.config.services.size }, "control plane listening");
+    return port;
   }
 
   /** The bound port; throws before `listen`. */
   get port(): number {
-    if (this.boundPort === undefined) throw new Error("control plane: not listening");
-    return this.boundPort;
+    return this.server.port;
   }
 
   /** The mesh config in force. */
@@ -144,9 +151,10 @@ export class ControlPlane {
    */
   setConfig(config: MeshConfig): void {
     this.config = config;
+    this.registry.setDefaultLeaseTtl(this.defaultLeaseTtlMs);
     this.registry.setStatic([...config.services.values()].flatMap((policy) => policy.endpoints));
     this.xds.update();
-    this.logger.info({ services: config.services.size }, "mesh config applied");
+    this.logger.info({ services: config.services.size, leaseTtlMs: this.registry.defaultLeaseTtlMs }, "mesh config applied");
   }
 
   /**
@@ -165,39 +173,34 @@ export class ControlPlane {
   }
 
   /**
-   * Stops: reports NOT_SERVING, ends the ADS and watch streams (clients keep what they have),
-   * stops probing and leases, and closes the server. Idempotent.
+   * Stops: reports NOT_SERVING, refuses new calls, ends the ADS and watch streams (clients keep
+   * what they have), lets registry calls in flight finish (bounded by STOP_GRACE_MS), stops probing
+   * and leases, and closes the server. Idempotent.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      this.health.setServing(false);
-      clearTimeout(this.warmupTimer);
-      this.xds.endStreams();
-      this.registryHandlers.endWatches();
+      this.cancelWarmup?.();
+      await this.server.drain(STOP_GRACE_MS);
       this.prober.close();
       this.registry.close();
-      // Registry calls are short: let those in flight finish (bounded), then close every
-      // connection. (tryShutdown would wait on idle xDS client connections that never close.)
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.inflight.idle(),
-        new Promise((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS))),
-      ]);
-      clearTimeout(timer);
-      this.server.forceShutdown();
       this.logger.info("control plane stopped");
     })();
     return this.stopped;
   }
 
+  /** The lease TTL of registrations that ask for none: the config's, else the option, else 10 s. */
+  private get defaultLeaseTtlMs(): number {
+    return this.config.leaseTtlMs ?? this.options.defaultLeaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+  }
+
   private get warmupMs(): number {
-    return this.options.warmupMs ?? this.config.leaseTtlMs ?? this.options.defaultLeaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    return this.options.warmupMs ?? this.defaultLeaseTtlMs;
   }
 
   private resourceSource(): ResourceSource {
     return {
       resource: (typeUrl, name): XdsResource | undefined => {
-        if (!SERVICE_NAME_PATTERN.test(name)) return undefined;
+        if (!isServiceName(name)) return undefined;
         const policy = policyFor(this.config, name);
         switch (typeUrl) {
           case LISTENER_TYPE_URL:
@@ -208,7 +211,7 @@ export class ControlPlane {
             return clusterResource(name, policy);
           case CLUSTER_LOAD_ASSIGNMENT_TYPE_URL: {
             const entries = this.registry.entries(name);
-            const isWarmingUp = Date.now() - this.startedAt < this.warmupMs;
+            const isWarmingUp = this.clock.now() - this.startedAt < this.warmupMs;
             if (isWarmingUp && !entries.some((entry) => entry.health === HealthState.HEALTH_STATE_HEALTHY)) {
               return undefined;
             }
@@ -221,31 +224,4 @@ export class ControlPlane {
       names: () => [...new Set([...this.registry.serviceNames(), ...this.config.services.keys()])].sort(),
     };
   }
-
-  /**
-   * Reflection over protomesh's descriptor set plus the xDS protos (first definition of a file
-   * wins). Indexing the envoy files takes most of a second, so the service is built once per set.
-   */
-  private reflection(xdsDefinition: PackageDefinition): ReflectionService {
-    const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
-    let reflection = reflectionCache.get(descriptorSetPath);
-    if (!reflection) {
-      reflection = buildReflection(descriptorSetPath, xdsDefinition);
-      reflectionCache.set(descriptorSetPath, reflection);
-    }
-    return reflection;
-  }
-}
-
-const reflectionCache = new Map<string, ReflectionService>();
-
-function buildReflection(descriptorSetPath: string, xdsDefinition: PackageDefinition): ReflectionService {
-  const ours = splitDescriptorSet(fs.readFileSync(descriptorSetPath)).map((file) => Buffer.from(file));
-  const xdsFiles = Object.values(xdsDefinition).flatMap(
-    (entry) => (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? [],
-  );
-  const definition = { "protomesh.descriptors": { fileDescriptorProtos: [...ours, ...xdsFiles] } };
-  return new ReflectionService(definition as unknown as PackageDefinition, {
-    services: [REGISTRY_SERVICE_NAME, ADS_SERVICE_NAME, "grpc.health.v1.Health"],
-  });
 }

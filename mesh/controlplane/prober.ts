@@ -1,18 +1,29 @@
 import { Metadata, credentials, status } from "@grpc/grpc-js";
-import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
+import type { ChannelOptions, ClientReadableStream, ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import {
   HealthCheckResponse_ServingStatus,
   HealthClient,
 } from "../../generated/ts/health/v1/health";
 import type { HealthCheckResponse } from "../../generated/ts/health/v1/health";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
+import { Backoff, CONNECTION_BACKOFF } from "../backoff";
+import type { BackoffOptions } from "../backoff";
+import { systemClock } from "../clock";
+import type { Cancel, Clock } from "../clock";
 import type { Logger } from "../logger";
 import type { Registry, RegistryEntry } from "./registry";
 
-/** First wait before re-opening a failed Watch; doubles up to {@link PROBE_MAX_BACKOFF_MS} (gRPC connection backoff, simplified). */
-export const PROBE_INITIAL_BACKOFF_MS = 100;
-/** Longest wait between Watch attempts on an endpoint that does not answer. */
-export const PROBE_MAX_BACKOFF_MS = 2_000;
+/**
+ * Waits between Watch attempts on an endpoint that does not answer: gRPC's connection backoff
+ * (mesh/backoff.ts: 1 s, ×1.6, jitter 0.2), capped at 2 s so that an endpoint that comes back is
+ * seen again within that.
+ */
+export const PROBE_BACKOFF: Readonly<BackoffOptions> = Object.freeze({ ...CONNECTION_BACKOFF, maxMs: 2_000 });
+/** Reconnection backoff of a probe's channel (grpc-js channel options): quick, the endpoint is near. */
+export const PROBE_CHANNEL_OPTIONS: ChannelOptions = Object.freeze({
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": PROBE_BACKOFF.maxMs,
+});
 /**
  * Period of the heartbeat Check sent beside each Watch. A Watch stream alone cannot tell a process
  * that is frozen (SIGSTOP, a stuck event loop) with its socket open from one that is merely quiet;
@@ -20,8 +31,16 @@ export const PROBE_MAX_BACKOFF_MS = 2_000;
  * than HTTP/2 keepalive pings, which servers such as grpc-go refuse at this rate (gRFC A8).
  */
 export const PROBE_HEARTBEAT_MS = 1_000;
-/** Deadline of one heartbeat Check: a frozen endpoint leaves rotation within period + timeout. */
+/** How long a heartbeat Check may go unanswered: a frozen endpoint leaves rotation within period + timeout. */
 export const PROBE_HEARTBEAT_TIMEOUT_MS = 1_000;
+
+/** Options of a {@link HealthProber}. */
+export interface ProberOptions {
+  /** Times heartbeats, their timeouts and Watch retries (default: the system clock). */
+  clock?: Clock;
+  /** Randomness of the retry backoff's jitter, in [0, 1) (default Math.random). */
+  random?: () => number;
+}
 
 /**
  * Watches every endpoint of the registry with grpc.health.v1 Watch (gRFC A17's protocol, run by the
@@ -37,7 +56,11 @@ export class HealthProber {
   private readonly logger: Logger;
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly registry: Registry, logger: Logger) {
+  constructor(
+    private readonly registry: Registry,
+    logger: Logger,
+    private readonly options: ProberOptions = {},
+  ) {
     this.logger = logger.child({ component: "controlplane.prober" });
     this.unsubscribe = registry.onChange(() => this.reconcile());
     this.reconcile();
@@ -66,23 +89,25 @@ export class HealthProber {
     }
     for (const [key, entry] of wanted) {
       if (this.probes.has(key)) continue;
-      const probe = new EndpointProbe(entry.service, entry, this.logger, (health, detail) =>
-        this.registry.setHealth(entry.service, entry.id, health, detail),
-      );
+      const report = (health: HealthState, detail: string) => this.registry.setHealth(entry.service, entry.id, health, detail);
+      const probe = new EndpointProbe(entry.service, entry, this.logger, report, this.options);
       this.probes.set(key, probe);
       probe.start();
     }
   }
 }
 
-/** One endpoint's Watch stream, re-opened with backoff until stopped. */
+/** One endpoint's Watch stream, re-opened with backoff until stopped, and its heartbeat. */
 class EndpointProbe {
   private readonly client: HealthClient;
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
   private call: ClientReadableStream<HealthCheckResponse> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private cancelRetry: Cancel | undefined;
+  private cancelBeat: Cancel | undefined;
+  private cancelBeatTimeout: Cancel | undefined;
+  private pendingBeat: ClientUnaryCall | undefined;
   private isHeartbeatFailing = false;
-  private backoffMs = PROBE_INITIAL_BACKOFF_MS;
   private isStopped = false;
   private readonly healthServiceName: string;
 
@@ -91,24 +116,24 @@ class EndpointProbe {
     entry: RegistryEntry,
     private readonly logger: Logger,
     private readonly report: (health: HealthState, detail: string) => void,
+    options: ProberOptions,
   ) {
     this.healthServiceName = entry.endpoint.healthServiceName;
+    this.clock = options.clock ?? systemClock;
+    this.backoff = new Backoff(PROBE_BACKOFF, options.random);
     // A channel of its own, so that a probe never shares a connection (or its failures) with traffic.
-    this.client = new HealthClient(entry.id, credentials.createInsecure(), {
-      "grpc.initial_reconnect_backoff_ms": PROBE_INITIAL_BACKOFF_MS,
-      "grpc.max_reconnect_backoff_ms": PROBE_MAX_BACKOFF_MS,
-    });
+    this.client = new HealthClient(entry.id, credentials.createInsecure(), PROBE_CHANNEL_OPTIONS);
   }
 
   start(): void {
     if (this.isStopped) return;
-    this.heartbeat ??= setInterval(() => this.beat(), PROBE_HEARTBEAT_MS);
+    if (this.cancelBeat === undefined && this.pendingBeat === undefined) this.scheduleBeat();
     // A Watch has no deadline: it is meant to stay open for the endpoint's life (grpc.health.v1).
     const call = this.client.watch({ service: this.healthServiceName });
     this.call = call;
     call.on("data", (response: HealthCheckResponse) => {
       if (this.call !== call) return;
-      this.backoffMs = PROBE_INITIAL_BACKOFF_MS;
+      this.backoff.reset();
       this.report(...healthOf(response));
     });
     call.on("error", (error: ServiceError) => {
@@ -121,46 +146,76 @@ class EndpointProbe {
 
   stop(): void {
     this.isStopped = true;
-    clearTimeout(this.timer);
-    clearInterval(this.heartbeat);
+    this.cancelRetry?.();
+    this.cancelBeat?.();
+    this.cancelBeatTimeout?.();
+    this.pendingBeat?.cancel();
     this.call?.cancel();
     this.client.close();
   }
 
+  private scheduleBeat(): void {
+    this.cancelBeat = this.clock.schedule(() => {
+      this.cancelBeat = undefined;
+      this.beat();
+    }, PROBE_HEARTBEAT_MS);
+  }
+
   /**
-   * One heartbeat Check. A failure marks the endpoint UNHEALTHY (the Watch may still look open);
-   * the first success after failures reports what the Check says. While the Watch is healthy and
-   * answering, heartbeats change nothing.
+   * One heartbeat Check. No answer within PROBE_HEARTBEAT_TIMEOUT_MS, or a failure, marks the
+   * endpoint UNHEALTHY (the Watch may still look open); the first success after failures reports
+   * what the Check says. While the Watch is healthy and answering, heartbeats change nothing. The
+   * next beat is scheduled once this one is settled, so a frozen endpoint has one Check pending.
    */
   private beat(): void {
-    if (this.isStopped || this.call === undefined) return;
-    const deadline = Date.now() + PROBE_HEARTBEAT_TIMEOUT_MS;
-    this.client.check({ service: this.healthServiceName }, new Metadata(), { deadline }, (error, response) => {
-      if (this.isStopped) return;
-      if (error) {
-        if (!this.isHeartbeatFailing && error.code !== status.NOT_FOUND) {
+    if (this.isStopped) return;
+    if (this.call === undefined) {
+      this.scheduleBeat(); // the Watch is being retried; it reports on its own
+      return;
+    }
+    let isSettled = false;
+    const settle = (failure: string | undefined, response?: HealthCheckResponse) => {
+      if (isSettled || this.isStopped) return;
+      isSettled = true;
+      this.cancelBeatTimeout?.();
+      this.cancelBeatTimeout = undefined;
+      this.pendingBeat = undefined;
+      this.scheduleBeat();
+      if (failure !== undefined) {
+        if (!this.isHeartbeatFailing) {
           this.isHeartbeatFailing = true;
-          this.report(HealthState.HEALTH_STATE_UNHEALTHY, `heartbeat failed: ${status[error.code]}: ${error.details}`);
+          this.report(HealthState.HEALTH_STATE_UNHEALTHY, `heartbeat failed: ${failure}`);
         }
-        return;
-      }
-      if (this.isHeartbeatFailing) {
+      } else if (this.isHeartbeatFailing && response) {
         this.isHeartbeatFailing = false;
         this.report(...healthOf(response));
       }
+    };
+    // The deadline is grpc-js's own bound on the wall clock; the timeout below is the probe's, on
+    // its clock, and the one that decides.
+    const deadline = Date.now() + PROBE_HEARTBEAT_TIMEOUT_MS;
+    this.pendingBeat = this.client.check({ service: this.healthServiceName }, new Metadata(), { deadline }, (error, response) => {
+      // NOT_FOUND: the server does not know this service name; its Watch reports that already.
+      if (error && error.code === status.NOT_FOUND) settle(undefined);
+      else settle(error ? `${status[error.code]}: ${error.details}` : undefined, response);
     });
+    const pending = this.pendingBeat;
+    this.cancelBeatTimeout = this.clock.schedule(() => {
+      settle(`no answer within ${PROBE_HEARTBEAT_TIMEOUT_MS} ms`);
+      pending.cancel();
+    }, PROBE_HEARTBEAT_TIMEOUT_MS);
   }
 
   private retry(detail: string): void {
-    if (this.isStopped || this.timer) return;
+    if (this.isStopped || this.cancelRetry) return;
     this.call = undefined;
     this.report(HealthState.HEALTH_STATE_UNHEALTHY, detail);
-    this.logger.debug({ service: this.service, detail, retryInMs: this.backoffMs }, "health probe failed");
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
+    const retryInMs = this.backoff.next();
+    this.logger.debug({ service: this.service, detail, retryInMs }, "health probe failed");
+    this.cancelRetry = this.clock.schedule(() => {
+      this.cancelRetry = undefined;
       this.start();
-    }, this.backoffMs);
-    this.backoffMs = Math.min(this.backoffMs * 2, PROBE_MAX_BACKOFF_MS);
+    }, retryInMs);
   }
 }
 

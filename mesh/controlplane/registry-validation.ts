@@ -1,11 +1,7 @@
 import { isIP } from "node:net";
 import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry";
 import { invalidArgument } from "../errors";
-
-/** A mesh service name is a DNS label, so that `xds:///<name>` and Kubernetes Service names agree (RFC 1123). */
-export const SERVICE_NAME_PATTERN = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
-/** Zones follow the same rule, or are empty (the default locality). */
-const ZONE_PATTERN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$/;
+import { ZONE_PATTERN, isServiceName } from "../names";
 /** Largest endpoint weight, as in Envoy's LbEndpoint.load_balancing_weight bound of practical use. */
 export const MAX_ENDPOINT_WEIGHT = 10_000;
 const MAX_HEALTH_SERVICE_NAME_LENGTH = 255;
@@ -14,7 +10,7 @@ const MAX_METADATA_ENTRIES = 32;
 /** Throws INVALID_ARGUMENT naming `field` unless `name` is a valid mesh service name. */
 export function validateServiceName(name: string, field: string): void {
   if (name === "") throw invalidArgument(field, "required");
-  if (!SERVICE_NAME_PATTERN.test(name)) {
+  if (!isServiceName(name)) {
     throw invalidArgument(
       field,
       "must be a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters",

@@ -3,6 +3,8 @@ import { status } from "@grpc/grpc-js";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import type { Endpoint, Service } from "../../generated/ts/protomesh/registry/v1/registry";
 import { MeshError, invalidArgument } from "../errors";
+import { systemClock } from "../clock";
+import type { Cancel, Clock } from "../clock";
 import type { Logger } from "../logger";
 import { endpointId, validateEndpoint } from "./registry-validation";
 
@@ -27,7 +29,8 @@ interface Lease {
   service: string;
   id: string;
   ttlMs: number;
-  timer: NodeJS.Timeout;
+  /** Cancels the expiry. */
+  cancelExpiry: Cancel;
 }
 
 /** What a Register call grants. */
@@ -47,11 +50,27 @@ export class Registry {
   private readonly leases = new Map<string, Lease>();
   private readonly listeners = new Set<() => void>();
   private readonly logger: Logger;
-  private readonly defaultTtlMs: number;
+  private readonly clock: Clock;
+  private defaultTtlMs: number;
 
-  constructor(options: { logger: Logger; defaultLeaseTtlMs?: number }) {
+  /** `clock` times the leases (default: the system clock). */
+  constructor(options: { logger: Logger; defaultLeaseTtlMs?: number; clock?: Clock }) {
     this.logger = options.logger.child({ component: "controlplane.registry" });
+    this.clock = options.clock ?? systemClock;
     this.defaultTtlMs = options.defaultLeaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+  }
+
+  /** The lease TTL granted to registrations that ask for none. */
+  get defaultLeaseTtlMs(): number {
+    return this.defaultTtlMs;
+  }
+
+  /**
+   * Changes the lease TTL granted to registrations that ask for none (a reloaded mesh config).
+   * Leases granted before keep theirs until they are renewed by a new Register.
+   */
+  setDefaultLeaseTtl(ttlMs: number): void {
+    this.defaultTtlMs = ttlMs;
   }
 
   /** Calls `listener` after every change; returns a function that removes it. */
@@ -81,7 +100,7 @@ export class Registry {
       this.logger.debug({ service: endpoint.service, endpoint: id }, "endpoint registered again");
     } else {
       const leaseId = randomUUID();
-      const newLease: Lease = { leaseId, service: endpoint.service, id, ttlMs, timer: this.leaseTimer(leaseId, ttlMs) };
+      const newLease: Lease = { leaseId, service: endpoint.service, id, ttlMs, cancelExpiry: this.expireAfter(leaseId, ttlMs) };
       this.leases.set(leaseId, newLease);
       entries.set(id, { id, endpoint, leaseId, health: HealthState.HEALTH_STATE_PENDING, healthDetail: "not probed yet" });
       this.logger.info({ service: endpoint.service, endpoint: id, zone: endpoint.zone, leaseTtlMs: ttlMs }, "endpoint registered");
@@ -167,7 +186,7 @@ export class Registry {
 
   /** Stops every lease timer. The registry is unusable afterwards. */
   close(): void {
-    for (const lease of this.leases.values()) clearTimeout(lease.timer);
+    for (const lease of this.leases.values()) lease.cancelExpiry();
     this.leases.clear();
     this.listeners.clear();
   }
@@ -188,21 +207,20 @@ export class Registry {
   }
 
   private renew(lease: Lease): void {
-    clearTimeout(lease.timer);
-    lease.timer = this.leaseTimer(lease.leaseId, lease.ttlMs);
+    lease.cancelExpiry();
+    lease.cancelExpiry = this.expireAfter(lease.leaseId, lease.ttlMs);
   }
 
-  private leaseTimer(leaseId: string, ttlMs: number): NodeJS.Timeout {
-    const timer = setTimeout(() => {
+  private expireAfter(leaseId: string, ttlMs: number): Cancel {
+    const expire = () => {
       const lease = this.leases.get(leaseId);
       if (lease) this.remove(leaseId, lease, "lease expired");
-    }, ttlMs);
-    timer.unref();
-    return timer;
+    };
+    return this.clock.schedule(expire, ttlMs, { unref: true });
   }
 
   private remove(leaseId: string, lease: Lease, why: string): void {
-    clearTimeout(lease.timer);
+    lease.cancelExpiry();
     this.leases.delete(leaseId);
     const entries = this.services.get(lease.service);
     entries?.delete(lease.id);

@@ -1,4 +1,6 @@
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
+import { balancerPolicy } from "../balancer";
+import type { BalancerPolicy } from "../balancer";
 import type { ServicePolicy } from "./config";
 import type { RegistryEntry } from "./registry";
 import {
@@ -48,12 +50,7 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
     // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
     route.max_stream_duration = { max_stream_duration: durationOf(policy.timeoutMs) };
   }
-  if (policy.lbPolicy === "ring_hash") {
-    // gRFC A42: the hash comes from the route; without a header, every call of a channel hashes alike.
-    route.hash_policy = policy.hashHeader
-      ? [{ header: { header_name: policy.hashHeader } }]
-      : [{ filter_state: { key: "io.grpc.channel_id" } }];
-  }
+  Object.assign(route, balancerOf(policy).routeFields?.(policy.lbConfig));
   if (policy.retry) {
     // gRFC A44: grpc-js-xds turns this into the call's retry policy (gRFC A6), executed by grpc-js.
     const { retryOn, numRetries, baseIntervalMs, maxIntervalMs } = policy.retry;
@@ -73,15 +70,22 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
   };
 }
 
-/** The Cluster: endpoints from EDS over the same ADS stream, balanced by the policy. */
+/** The Cluster: endpoints from EDS over the same ADS stream, balanced by the policy, encoded as the policy says. */
 export function clusterResource(service: string, policy: ServicePolicy): XdsResource {
   return {
     "@type": CLUSTER_TYPE_URL,
     name: service,
     type: "EDS",
     eds_cluster_config: { eds_config: { ads: {} }, service_name: service },
-    lb_policy: policy.lbPolicy === "ring_hash" ? "RING_HASH" : "ROUND_ROBIN",
+    ...balancerOf(policy).clusterFields(policy.lbConfig),
   };
+}
+
+/** The registered policy a validated ServicePolicy names (validation refused any other). */
+function balancerOf(policy: ServicePolicy): BalancerPolicy {
+  const balancer = balancerPolicy(policy.lbPolicy);
+  if (!balancer) throw new Error(`load-balancing policy ${policy.lbPolicy} is not registered`);
+  return balancer;
 }
 
 /**

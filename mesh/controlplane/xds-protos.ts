@@ -44,10 +44,12 @@ const XDS_PROTO_FILES = [
   "envoy/extensions/filters/http/router/v3/router.proto",
 ];
 
-/** The loaded xDS protos: the ADS service definition and the package definition (for reflection). */
+/** The loaded xDS protos: the ADS service definition, and their files for reflection. */
 export interface XdsProtos {
   packageDefinition: PackageDefinition;
   adsService: ServiceDefinition;
+  /** Every file proto-loader compiled, serialized FileDescriptorProtos (one array, shared). */
+  fileDescriptorProtos: readonly Uint8Array[];
 }
 
 let loaded: XdsProtos | undefined;
@@ -70,6 +72,15 @@ export function loadXdsProtos(): XdsProtos {
   const grpcObject = loadPackageDefinition(packageDefinition) as unknown as {
     envoy: { service: { discovery: { v3: { AggregatedDiscoveryService: { service: ServiceDefinition } } } } };
   };
-  loaded = { packageDefinition, adsService: grpcObject.envoy.service.discovery.v3.AggregatedDiscoveryService.service };
+  const fileDescriptorProtos = [
+    ...new Set(
+      Object.values(packageDefinition).flatMap((entry) => (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? []),
+    ),
+  ];
+  loaded = {
+    packageDefinition,
+    adsService: grpcObject.envoy.service.discovery.v3.AggregatedDiscoveryService.service,
+    fileDescriptorProtos,
+  };
   return loaded;
 }

@@ -9,9 +9,7 @@ import type {
   SearchProductsRequest,
   SearchProductsResponse,
 } from "../../generated/ts/shop/catalog/v1/catalog";
-import { MeshError, invalidArgument } from "../../mesh/errors";
-import { serverStream, unary } from "../../mesh/handler";
-import { nextPageToken, parsePage } from "../../mesh/pagination";
+import { MeshError, invalidArgument, nextPageToken, parsePage, serverStream, unary } from "../../mesh";
 import { SEED_PRODUCTS } from "./seed";
 
 /** Longest search query accepted, in characters. */

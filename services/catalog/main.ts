@@ -1,18 +1,21 @@
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import { createLogger, exitAfterFlush } from "../../mesh/logger";
-import { routeGrpcLogs } from "../../mesh/grpc-log";
-import { createServer } from "../../mesh/server";
-import { drainOnSignals } from "../../mesh/shutdown";
-import { listenAddress } from "../../mesh/listen-address";
-import { CATALOG_DEFAULT_PORT } from "../stack";
+import { createLogger, createServer, drainOnSignals, exitAfterFlush, listenAddress, loadSettings, routeGrpcLogs } from "../../mesh";
+import { CATALOG_DEFAULT_PORT } from "../default-ports";
 import { catalogService } from "./catalog-service";
 
 async function main(): Promise<void> {
-  const logger = createLogger({ name: "catalog" });
+  const settings = loadSettings(process.env);
+  const logger = createLogger({ name: "catalog", level: settings.logLevel });
   routeGrpcLogs(logger);
-  const server = createServer({ name: "catalog", logger });
+  const server = createServer({
+    name: "catalog",
+    logger,
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    advertiseHost: settings.advertiseHost,
+  });
   server.addService(CatalogServiceService, catalogService());
-  await server.listen(listenAddress(CATALOG_DEFAULT_PORT));
+  await server.listen(listenAddress(settings, CATALOG_DEFAULT_PORT));
   drainOnSignals(() => server.drain(), logger);
 }
 

@@ -1,31 +1,44 @@
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
-import { createClient } from "../../mesh/client";
-import { createLogger, exitAfterFlush } from "../../mesh/logger";
-import { routeGrpcLogs } from "../../mesh/grpc-log";
-import { createServer } from "../../mesh/server";
-import { drainOnSignals } from "../../mesh/shutdown";
-import { listenAddress } from "../../mesh/listen-address";
-import { controlPlaneAddress } from "../../mesh/xds-bootstrap";
-import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../stack";
+import {
+  createClient,
+  createLogger,
+  createServer,
+  drainOnSignals,
+  exitAfterFlush,
+  listenAddress,
+  loadSettings,
+  routeGrpcLogs,
+} from "../../mesh";
+import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../default-ports";
 import { ordersService } from "./orders-service";
 
-/** Where orders finds the catalog unless CATALOG_TARGET says otherwise, or a control plane is set (then by name). */
-export const CATALOG_DEFAULT_TARGET = `127.0.0.1:${CATALOG_DEFAULT_PORT}`;
+/** The catalog when there is no control plane and CATALOG_TARGET names none: the default catalog on this host. */
+export const CATALOG_FALLBACK_TARGET = `127.0.0.1:${CATALOG_DEFAULT_PORT}`;
 /** Deadline of one GetProduct call to the catalog (ms); also bounded by the inbound call's deadline. */
 export const CATALOG_GET_PRODUCT_DEADLINE_MS = 1_000;
 
 async function main(): Promise<void> {
-  const logger = createLogger({ name: "orders" });
+  const settings = loadSettings(process.env);
+  const logger = createLogger({ name: "orders", level: settings.logLevel });
   routeGrpcLogs(logger);
-  const catalogTarget = process.env.CATALOG_TARGET ?? (controlPlaneAddress() ? "catalog" : CATALOG_DEFAULT_TARGET);
-  const catalog = createClient(CatalogServiceClient, catalogTarget, {
+  // By name through the mesh; CATALOG_TARGET, when set, names another target outright.
+  const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", {
     logger,
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    fallbackTarget: CATALOG_FALLBACK_TARGET,
     methodDeadlinesMs: { GetProduct: CATALOG_GET_PRODUCT_DEADLINE_MS },
   });
-  const server = createServer({ name: "orders", logger });
+  const server = createServer({
+    name: "orders",
+    logger,
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    advertiseHost: settings.advertiseHost,
+  });
   server.addService(OrderServiceService, ordersService(catalog));
-  await server.listen(listenAddress(ORDERS_DEFAULT_PORT));
+  await server.listen(listenAddress(settings, ORDERS_DEFAULT_PORT));
   drainOnSignals(async () => {
     await server.drain();
     catalog.close();

@@ -13,10 +13,7 @@ import {
   type PlaceOrderRequest,
   type PlaceOrderResponse,
 } from "../../generated/ts/shop/orders/v1/orders";
-import { MeshError, invalidArgument, isServiceError } from "../../mesh/errors";
-import { unary } from "../../mesh/handler";
-import { REQUEST_ID_KEY } from "../../mesh/request-id";
-import { nextPageToken, parsePage } from "../../mesh/pagination";
+import { MeshError, REQUEST_ID_KEY, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
 import { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
 

@@ -1,5 +1,5 @@
 import type { PlaceOrderRequest } from "../../generated/ts/shop/orders/v1/orders";
-import { invalidArgument } from "../../mesh/errors";
+import { invalidArgument } from "../../mesh";
 
 /** Bounds of a PlaceOrder request; each check names the field it refuses. */
 export const ORDER_LIMITS = Object.freeze({

@@ -3,7 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import * as path from "node:path";
 
 /** The compiled CLI, as `make up` runs it (this file runs from dist/test/support). */
-export const CLI = path.resolve(__dirname, "..", "..", "mesh", "cli.js");
+export const CLI = path.resolve(__dirname, "..", "..", "cli", "protomesh.js");
 
 /** How a CLI run ended. */
 export interface Exit {
@@ -11,7 +11,7 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** One `node dist/mesh/cli.js ...` subprocess, run in `cwd` with its output kept. */
+/** One `node dist/cli/protomesh.js ...` subprocess, run in `cwd` with its output kept. */
 export class CliRun {
   readonly child: ChildProcess;
   readonly exited: Promise<Exit>;

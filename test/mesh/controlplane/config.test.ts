@@ -33,6 +33,15 @@ describe("control plane: mesh config", function () {
     assert.equal(catalog.retry, undefined);
   });
 
+  it("parses ring_hash with its own settings block, validated by the policy", () => {
+    const config = parseMeshConfig(
+      "services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { hash_header: x-user-id, minimum_ring_size: 64 }\n",
+    );
+    const catalog = config.services.get("catalog")!;
+    assert.equal(catalog.lbPolicy, "ring_hash");
+    assert.deepEqual(catalog.lbConfig, { hashHeader: "x-user-id", minimumRingSize: 64, maximumRingSize: undefined });
+  });
+
   it("parses a retry policy", () => {
     const config = parseMeshConfig("services:\n  catalog:\n    retry: { retry_on: [unavailable, cancelled], num_retries: 2, base_interval_ms: 10 }\n");
     assert.deepEqual(config.services.get("catalog")!.retry, {
@@ -48,7 +57,13 @@ describe("control plane: mesh config", function () {
     ["services:\n  catalog:\n    lbpolicy: ring_hash\n", "services.catalog.lbpolicy: unknown field"],
     ["services:\n  catalog:\n    timeout_ms: -5\n", "services.catalog.timeout_ms: must be an integer from 1 to 3600000"],
     ["services:\n  Catalog_1: {}\n", "services.Catalog_1: must be a DNS label"],
-    ["services:\n  catalog:\n    hash_header: x-user\n", "services.catalog.hash_header: only applies to lb_policy ring_hash"],
+    ["services:\n  catalog:\n    hash_header: x-user\n", "services.catalog.hash_header: belongs to ring_hash's own settings"],
+    ["services:\n  catalog:\n    lb_config: { hash_header: x-user }\n", "services.catalog.lb_config: round_robin takes no settings"],
+    ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { hash_header: X-User }\n", "services.catalog.lb_config.hash_header: must be a lowercase header name"],
+    ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { ring_size: 5 }\n", "services.catalog.lb_config.ring_size: unknown field (expected one of hash_header, minimum_ring_size, maximum_ring_size)"],
+    ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { minimum_ring_size: 0 }\n", "services.catalog.lb_config.minimum_ring_size: must be an integer from 1 to 8388608"],
+    ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { minimum_ring_size: 64, maximum_ring_size: 32 }\n", "services.catalog.lb_config.maximum_ring_size: must be >= minimum_ring_size"],
+    ["services:\n  catalog:\n    lb_policy: [ring_hash]\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash"],
     ["services:\n  catalog:\n    endpoints: [{ address: nowhere, port: 1 }]\n", "services.catalog.endpoints[0].address: must be an IPv4 or IPv6 address"],
     ["services:\n  catalog:\n    locality_weights: { zone-a: 0 }\n", "services.catalog.locality_weights.zone-a: must be an integer from 1 to 1000000"],
     ["lease_ttl_ms: 10\n", "lease_ttl_ms: must be an integer from 300 to 300000"],
@@ -106,7 +121,11 @@ describe("control plane: mesh config", function () {
       assert.equal(acks.length, 0, "no xDS response was sent, so none was acknowledged");
       assert.ok(mesh.log.lines.some((line) => line.msg === "mesh config refused; the previous one stays in force"));
 
-      fs.writeFileSync(file, GOOD.replace("lb_policy: round_robin", "lb_policy: ring_hash"));
+      // ring_hash with Envoy's ring sizes: the client must accept the Cluster (ACK, not NACK).
+      fs.writeFileSync(
+        file,
+        GOOD.replace("lb_policy: round_robin", "lb_policy: ring_hash\n    lb_config: { minimum_ring_size: 64, maximum_ring_size: 256 }"),
+      );
       controlPlane.reloadConfig();
       await waitFor("the client to accept the new cluster", () => acks.some((ack) => ack.includes("Cluster ACK")));
       assert.ok(!acks.some((ack) => !ack.endsWith("ACK")), `no NACK: ${acks.join("; ")}`);

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import type { EndpointStatus, Service } from "../../generated/ts/protomesh/registry/v1/registry";
-import { TablePrinter, describeChanges, formatTable, tableRows } from "../../mesh/launcher-table";
-import type { TableRow } from "../../mesh/launcher-table";
+import { TablePrinter, describeChanges, formatTable, tableRows } from "../../cli/launcher-table";
+import type { TableRow } from "../../cli/launcher-table";
 
 const CONTROL_PLANE = { name: "control-plane", address: "127.0.0.1:50050", pid: 100, log: ".run/control-plane.log" };
 

@@ -5,7 +5,7 @@
  * the registry (WatchServices) and prints the table again whenever it changes. A replica that exits
  * is reported and the rest runs on; the control plane exiting stops everything. On SIGINT/SIGTERM
  * the replicas get the SIGTERM that makes a protomesh service deregister and drain, last stage
- * first, then the control plane.
+ * first, then the control plane; a second Ctrl-C, a moment after the first, kills what is left.
  *
  * This is a terminal program, not a library with a log: the tables and the reports are its output,
  * written to stdout and stderr.
@@ -19,7 +19,8 @@ import { LaunchedProcess, assertAddressFree, describeExit } from "./launcher-pro
 import type { ExitStatus, ProcessSpec } from "./launcher-process";
 import { TablePrinter, tableRows } from "./launcher-table";
 import { RegistryWatch } from "./registry-watch";
-import { DEFAULT_DRAIN_GRACE_MS } from "./server";
+import { DEFAULT_DRAIN_GRACE_MS } from "../mesh/server";
+import { isEscalation } from "../mesh/shutdown";
 
 export type { ProcessSpec } from "./launcher-process";
 
@@ -106,12 +107,21 @@ class MeshRun {
 
   async run(): Promise<number> {
     const killAll = () => this.started.forEach((proc) => proc.kill());
+    let firstSignalAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
+      const now = Date.now();
       if (!this.isStopping) {
+        firstSignalAt = now;
         this.isStopping = true;
         this.requestStop(signal);
         return;
       }
+      // The same signal twice at once (a process-group kill, forwarded again by make) is one
+      // request; only a deliberate second Ctrl-C kills what is left (mesh/shutdown.ts). During a
+      // stop that no signal asked for (the control plane exited), a first Ctrl-C is that request.
+      const sinceFirstMs = firstSignalAt === undefined ? Infinity : now - firstSignalAt;
+      firstSignalAt ??= now;
+      if (!isEscalation(signal, sinceFirstMs)) return;
       this.err.write(`${signal} again: killing what is left\n`);
       killAll();
     };

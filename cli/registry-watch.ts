@@ -2,6 +2,10 @@ import { Metadata, credentials, status } from "@grpc/grpc-js";
 import type { ChannelOptions, ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import { RegistryServiceClient } from "../generated/ts/protomesh/registry/v1/registry";
 import type { Service, WatchServicesResponse } from "../generated/ts/protomesh/registry/v1/registry";
+import { Backoff } from "../mesh/backoff";
+import type { BackoffOptions } from "../mesh/backoff";
+import { systemClock } from "../mesh/clock";
+import type { Cancel, Clock } from "../mesh/clock";
 
 /**
  * Deadline of one WatchServices stream. The stream is meant to stay open, but no call is without a
@@ -9,8 +13,11 @@ import type { Service, WatchServicesResponse } from "../generated/ts/protomesh/r
  * starts with the full view again.
  */
 export const WATCH_STREAM_DEADLINE_MS = 10 * 60_000;
-/** Wait before re-opening a stream that failed; the control plane is local, so short. */
-export const REWATCH_DELAY_MS = 250;
+/**
+ * Waits before re-opening a stream that failed: gRPC's connection backoff (mesh/backoff.ts) from
+ * 250 ms, the control plane being local, up to 5 s, jittered so that watchers do not return together.
+ */
+export const REWATCH_BACKOFF: Partial<BackoffOptions> = Object.freeze({ initialMs: 250, maxMs: 5_000 });
 
 // grpc-js waits 1 s before its first reconnection (gRPC's connection-backoff.md); the control
 // plane is local, so reconnect quickly instead, as mesh/health-wait.ts does.
@@ -22,23 +29,29 @@ const WATCH_CHANNEL_OPTIONS: ChannelOptions = {
 /**
  * Follows a control plane's registry with protomesh.registry.v1 WatchServices: `onView` gets the
  * full list of services and endpoints once at the start and again after every change. A stream
- * that fails or ends is re-opened after {@link REWATCH_DELAY_MS} (`onError` hears of failures,
- * with how many in a row) until `close()`, which cancels the stream and closes the channel.
+ * that fails or ends is re-opened with backoff ({@link REWATCH_BACKOFF}; `onError` hears of
+ * failures, with how many in a row) until `close()`, which cancels the stream and closes the channel.
  */
 export class RegistryWatch {
   private readonly client: RegistryServiceClient;
   private readonly waiters = new Set<() => void>();
   private call: ClientReadableStream<WatchServicesResponse> | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private cancelReopen: Cancel | undefined;
   private isClosed = false;
   private view: Service[] = [];
   private failuresInARow = 0;
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
 
+  /** `options` pin the clock and the jitter's randomness (tests). */
   constructor(
     controlPlane: string,
     private readonly onView: (services: Service[]) => void,
     private readonly onError: (error: ServiceError, failuresInARow: number) => void = () => undefined,
+    options: { clock?: Clock; random?: () => number } = {},
   ) {
+    this.clock = options.clock ?? systemClock;
+    this.backoff = new Backoff(REWATCH_BACKOFF, options.random);
     this.client = new RegistryServiceClient(controlPlane, credentials.createInsecure(), WATCH_CHANNEL_OPTIONS);
     this.open();
   }
@@ -55,7 +68,7 @@ export class RegistryWatch {
   until(predicate: (services: Service[]) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
       const settle = (isMet: boolean) => {
-        clearTimeout(timer);
+        cancelTimeout();
         signal?.removeEventListener("abort", onAbort);
         this.waiters.delete(check);
         resolve(isMet);
@@ -65,7 +78,7 @@ export class RegistryWatch {
         else if (predicate(this.view)) settle(true);
       };
       const onAbort = () => settle(false);
-      const timer = setTimeout(() => settle(false), timeoutMs);
+      const cancelTimeout = this.clock.schedule(() => settle(false), timeoutMs);
       signal?.addEventListener("abort", onAbort, { once: true });
       if (signal?.aborted) return settle(false);
       this.waiters.add(check);
@@ -78,7 +91,7 @@ export class RegistryWatch {
     if (this.isClosed) return;
     this.isClosed = true;
     for (const check of [...this.waiters]) check();
-    clearTimeout(this.timer);
+    this.cancelReopen?.();
     const call = this.call;
     this.call = undefined;
     call?.cancel();
@@ -96,6 +109,7 @@ export class RegistryWatch {
     call.on("data", (response: WatchServicesResponse) => {
       if (this.call !== call) return;
       this.failuresInARow = 0;
+      this.backoff.reset();
       this.view = response.services;
       for (const check of [...this.waiters]) check();
       this.onView(response.services);
@@ -114,6 +128,6 @@ export class RegistryWatch {
   private reopen(call: ClientReadableStream<WatchServicesResponse>): void {
     if (this.call !== call || this.isClosed) return;
     this.call = undefined;
-    this.timer = setTimeout(() => this.open(), REWATCH_DELAY_MS);
+    this.cancelReopen = this.clock.schedule(() => this.open(), this.backoff.next());
   }
 }

@@ -6,7 +6,7 @@ import {
   HealthClient,
   healthCheckResponse_ServingStatusToJSON,
 } from "../generated/ts/health/v1/health";
-import { OVERALL_HEALTH } from "./health";
+import { OVERALL_HEALTH } from "../mesh/health";
 
 /** The grpc.health.v1 status name a healthy server answers with. */
 export const SERVING = healthCheckResponse_ServingStatusToJSON(HealthCheckResponse_ServingStatus.SERVING);

@@ -1,19 +1,19 @@
 #!/usr/bin/env node
 /**
  * The `protomesh` command. A subcommand is one entry of COMMANDS. Running this file runs `main`;
- * importing it does nothing.
+ * importing it does nothing. This is a program: it reads the environment (mesh/settings.ts) and
+ * hands plain options to the kit, the control plane and the launcher.
  */
+import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
+import { isServiceError } from "../mesh/errors";
+import { SETTINGS_ENV, loadSettings } from "../mesh/settings";
+import type { MeshSettings } from "../mesh/settings";
+import { runControlPlane } from "./control-plane";
 import { launch } from "./launcher";
-import { MESH_CONFIG_ENV, runControlPlane } from "./controlplane/main";
-import { CONTROL_PLANE_DEFAULT_PORT } from "./controlplane/control-plane";
-import { isServiceError } from "./errors";
-import {
-  CATALOG_DEFAULT_PORT,
-  ORDERS_DEFAULT_PORT,
-  REPLICA_PORT_STRIDE,
-  referenceStack,
-} from "../services/stack";
-import type { Stack } from "../services/stack";
+import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
+import type { Stack } from "./stack";
+
+const MESH_CONFIG_ENV = SETTINGS_ENV.meshConfig;
 
 /** Exit code of a command line that cannot be understood (the shell convention for misuse). */
 export const USAGE_EXIT_CODE = 2;
@@ -117,9 +117,11 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: unexpected argument ${JSON.stringify(args[0])}\n\n${COMMANDS.up.usage}`);
     return USAGE_EXIT_CODE;
   }
+  const settings = settingsOf("up");
+  if (settings === undefined) return USAGE_EXIT_CODE;
   let stack: Stack;
   try {
-    stack = referenceStack(process.env);
+    stack = referenceStack(settings, process.env);
   } catch (error) {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
@@ -137,25 +139,36 @@ async function up(args: string[]): Promise<number> {
 
 /**
  * Starts the control plane and resolves to 0 once it listens; the process then runs until
- * SIGTERM or SIGINT, on which mesh/controlplane/main.ts stops it and exits.
+ * SIGTERM or SIGINT, on which cli/control-plane.ts stops it and exits.
  */
 async function controlPlane(args: string[]): Promise<number> {
   if (args.length > 1) {
     process.stderr.write(`protomesh control-plane: unexpected argument ${JSON.stringify(args[1])}\n\n${COMMANDS["control-plane"].usage}`);
     return USAGE_EXIT_CODE;
   }
+  const settings = settingsOf("control-plane");
+  if (settings === undefined) return USAGE_EXIT_CODE;
+  const file = args[0] ?? settings.meshConfigPath;
   try {
-    await runControlPlane(args);
+    await runControlPlane(settings, file);
     return 0;
   } catch (error) {
     // A config error names the field only; name the file too. Other errors (a port in use, an
     // unreadable file) say what they are about already.
-    const file = args[0] ?? process.env[MESH_CONFIG_ENV];
     const problem = isServiceError(error) ? `${file}: ${error.details}` : (error as Error).message;
     process.stderr.write(`protomesh control-plane: ${problem}\n`);
-    // Exit rather than return, as mesh/controlplane/main.ts does: nothing started may keep this
-    // process alive after a failed start.
+    // Exit rather than return: nothing started may keep this process alive after a failed start.
     process.exit(1);
+  }
+}
+
+/** The settings from the environment, or undefined after printing which variable is wrong. */
+function settingsOf(command: string): MeshSettings | undefined {
+  try {
+    return loadSettings(process.env);
+  } catch (error) {
+    process.stderr.write(`protomesh ${command}: ${isServiceError(error) ? error.details : (error as Error).message}\n`);
+    return undefined;
   }
 }
 

@@ -5,9 +5,9 @@ import * as path from "node:path";
 import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import type { PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
-import { waitForServing } from "../../mesh/health-wait";
+import { waitForServing } from "../../cli/health-wait";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
-import { REPLICA_PORT_STRIDE } from "../../services/stack";
+import { REPLICA_PORT_STRIDE } from "../../cli/stack";
 import { CliRun, isProcessGone } from "../support/cli-run";
 import { captureLog } from "../support/log-capture";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
@@ -153,7 +153,7 @@ class Runs {
   }
 }
 
-describe("protomesh up (mesh/launcher)", function () {
+describe("protomesh up (cli/launcher)", function () {
   const product = SEED_PRODUCTS.find((candidate) => candidate.id === "sku-1001")!;
 
   // One mesh for the steps of its life: starting it takes seconds (the control plane and orders
@@ -263,7 +263,7 @@ describe("protomesh up (mesh/launcher)", function () {
       const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
       assert.deepEqual(exit, { code: 1, signal: null }, run.output());
       assert.match(run.stderr, new RegExp(`^control-plane \\(pid ${controlPlane.pid}\\) exited unexpectedly: killed by SIGKILL$`, "m"));
-      assert.match(run.stderr, /^last lines of \.run\/control-plane\.log:\n {2}\{.*"msg":"control plane listening"/m);
+      assert.match(run.stderr, /^last lines of \.run\/control-plane\.log:\n( {2}\{.*\n)*? {2}\{.*"msg":"control plane listening"/m);
       assert.match(run.stderr, /^stopping orders-1, orders-0, catalog-2, catalog-1, catalog-0$/m);
       for (const row of rows.slice(1)) {
         assert.match(run.stdout, new RegExp(`^${path.basename(row.log, ".log")} +pid ${row.pid} +exit code 0$`, "m"));
@@ -306,7 +306,7 @@ describe("protomesh up (mesh/launcher)", function () {
   });
 });
 
-describe("protomesh (mesh/cli)", function () {
+describe("protomesh (cli/protomesh)", function () {
   const runs = new Runs();
   afterEach(() => runs.cleanUp());
 

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { listenAddress } from "../../mesh/listen-address";
 import { DEFAULT_SERVER_LIMITS, limitsToChannelOptions } from "../../mesh/server-limits";
 import { createServer } from "../../mesh/server";
 import { captureLog } from "../support/log-capture";
@@ -19,19 +18,5 @@ describe("server limits", () => {
     assert.throws(() => limitsToChannelOptions({ maxConcurrentStreams: 0 }), /server limits: maxConcurrentStreams must be a positive integer/);
     assert.throws(() => limitsToChannelOptions({ maxSessionMemoryMb: 1.5 }), /maxSessionMemoryMb/);
     assert.throws(() => createServer({ name: "x", logger: captureLog().logger, limits: { maxReceiveMessageBytes: -1 } }), /maxReceiveMessageBytes/);
-  });
-});
-
-describe("listen address", () => {
-  it("binds loopback on the default port unless HOST or PORT say otherwise", () => {
-    assert.equal(listenAddress(50051, {}), "127.0.0.1:50051");
-    assert.equal(listenAddress(50051, { PORT: "6000" }), "127.0.0.1:6000");
-    assert.equal(listenAddress(50051, { HOST: "0.0.0.0", PORT: "0" }), "0.0.0.0:0");
-    assert.equal(listenAddress(50051, { HOST: "::1" }), "[::1]:50051");
-  });
-
-  it("refuses a PORT that is not a port number, naming the variable", () => {
-    assert.throws(() => listenAddress(50051, { PORT: "http" }), /PORT must be an integer from 0 to 65535, got "http"/);
-    assert.throws(() => listenAddress(50051, { PORT: "70000" }), /PORT must be/);
   });
 });

@@ -2,16 +2,13 @@ import * as path from "node:path";
 import { loadMeshConfig, policyFor } from "../mesh/controlplane/config";
 import type { MeshConfig } from "../mesh/controlplane/config";
 import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
-import { MESH_CONFIG_ENV } from "../mesh/controlplane/main";
 import { isServiceError } from "../mesh/errors";
-import type { MeshPlan, ProcessSpec } from "../mesh/launcher";
-import { ADVERTISE_HOST_ENV } from "../mesh/registry-lease";
-import { CONTROL_PLANE_ENV } from "../mesh/xds-bootstrap";
+import { SETTINGS_ENV } from "../mesh/settings";
+import type { MeshSettings } from "../mesh/settings";
+import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../services/default-ports";
+import type { MeshPlan, ProcessSpec } from "./launcher";
 
-/** Port the catalog listens on unless PORT (or, under `protomesh up`, CATALOG_PORT) says otherwise. */
-export const CATALOG_DEFAULT_PORT = 50051;
-/** Port the orders service listens on unless PORT (or, under `protomesh up`, ORDERS_PORT) says otherwise. */
-export const ORDERS_DEFAULT_PORT = 50052;
+export { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../services/default-ports";
 /** Host the stack binds and is dialled on: loopback only, a local development stack. */
 export const STACK_HOST = "127.0.0.1";
 /**
@@ -21,6 +18,8 @@ export const STACK_HOST = "127.0.0.1";
 export const REPLICA_PORT_STRIDE = 10;
 /** The mesh config `protomesh up` reads unless PROTOMESH_MESH_CONFIG names another. */
 export const DEFAULT_MESH_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "mesh.yaml");
+/** Where the compiled reference services are (dist/services, beside this file's dist/cli). */
+const SERVICES_DIR = path.resolve(__dirname, "..", "services");
 /** Name of the control plane's process (and log file) under `protomesh up`. */
 export const CONTROL_PLANE_NAME = "control-plane";
 
@@ -43,12 +42,12 @@ export interface Stack extends MeshPlan {
  * (PROTOMESH_MESH_CONFIG, default deploy/mesh.yaml), then `replicas` processes of catalog and of
  * orders as the config says, replica i on CATALOG_PORT / ORDERS_PORT + 10 * i. Every replica
  * registers with the control plane, and orders finds the catalog by name through it. Scripts are
- * the compiled ones next to this file in dist/. Throws a TypeError naming the variable, or the
- * config file and field, when something is not usable.
+ * the compiled ones in dist/. The port variables come from `env`, the mesh config from `settings`.
+ * Throws a TypeError naming the variable, or the config file and field, when something is not usable.
  */
-export function referenceStack(env: NodeJS.ProcessEnv = process.env): Stack {
+export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env): Stack {
   const controlPlanePort = portFrom(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
-  const configPath = path.resolve(env[MESH_CONFIG_ENV] || DEFAULT_MESH_CONFIG);
+  const configPath = path.resolve(settings.meshConfigPath ?? DEFAULT_MESH_CONFIG);
   let config: MeshConfig;
   try {
     config = loadMeshConfig(configPath);
@@ -60,8 +59,8 @@ export function referenceStack(env: NodeJS.ProcessEnv = process.env): Stack {
   const controlPlane: ProcessSpec = {
     name: CONTROL_PLANE_NAME,
     command: process.execPath,
-    args: [path.join(__dirname, "..", "mesh", "cli.js"), "control-plane", configPath],
-    env: { PORT: String(controlPlanePort), HOST: STACK_HOST },
+    args: [path.join(__dirname, "protomesh.js"), "control-plane", configPath],
+    env: { [SETTINGS_ENV.port]: String(controlPlanePort), [SETTINGS_ENV.host]: STACK_HOST },
     address: controlPlaneAddress,
   };
   const ports = new Map<number, string>([[controlPlanePort, "CONTROL_PLANE_PORT"]]);
@@ -131,18 +130,18 @@ function replica(service: string, index: number, port: number, controlPlane: str
   return {
     name: `${service}-${index}`,
     command: process.execPath,
-    args: [path.join(__dirname, service, "main.js")],
+    args: [path.join(SERVICES_DIR, service, "main.js")],
     env: {
-      // PORT and HOST are what every service reads (mesh/listen-address.ts); HOST is pinned so that
-      // an exported HOST in the user's shell cannot move a service off the address printed for it.
-      PORT: String(port),
-      HOST: STACK_HOST,
-      [CONTROL_PLANE_ENV]: controlPlane,
+      // PORT and HOST are what every service reads (mesh/settings.ts); HOST is pinned so that an
+      // exported HOST in the user's shell cannot move a service off the address printed for it.
+      [SETTINGS_ENV.port]: String(port),
+      [SETTINGS_ENV.host]: STACK_HOST,
+      [SETTINGS_ENV.controlPlane]: controlPlane,
       // Removed, not inherited: with a control plane and no CATALOG_TARGET, orders dials the catalog
       // by name (xds:///catalog); an advertised host other than the bound one would hide the
       // replica's registry entry from the launcher's table.
       CATALOG_TARGET: undefined,
-      [ADVERTISE_HOST_ENV]: undefined,
+      [SETTINGS_ENV.advertiseHost]: undefined,
     },
     address: `${STACK_HOST}:${port}`,
   };

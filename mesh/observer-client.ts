@@ -1,0 +1,43 @@
+import { InterceptingCall } from "@grpc/grpc-js";
+import type { Interceptor } from "@grpc/grpc-js";
+import { methodOf } from "./method-path";
+import { elapsedMs } from "./observer";
+import type { CallSink, CallStart } from "./observer";
+import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
+
+/**
+ * The client's call observer: one interceptor that sends every call with an `x-request-id` (the
+ * caller's, or a new one), measures it once (method, code, duration, the endpoint that answered,
+ * request id) and hands it to `sinks` when its status arrives.
+ */
+export function clientObserver(sinks: readonly CallSink[]): Interceptor {
+  return (options, nextCall) => {
+    const method = methodOf(options.method_definition.path);
+    const startedAt = performance.now();
+    const call = nextCall(options);
+    let requestId = "";
+    return new InterceptingCall(call, {
+      start: (metadata, _listener, next) => {
+        requestId = requestIdFrom(metadata);
+        metadata.set(REQUEST_ID_KEY, requestId);
+        const start: CallStart = { side: "client", method, requestId };
+        for (const sink of sinks) sink.callStarted?.(start);
+        next(metadata, {
+          onReceiveStatus: (callStatus, nextStatus) => {
+            const record = {
+              side: "client" as const,
+              method,
+              requestId,
+              code: callStatus.code,
+              details: callStatus.details,
+              durationMs: elapsedMs(startedAt),
+              peer: call.getPeer(),
+            };
+            for (const sink of sinks) sink.callEnded(record);
+            nextStatus(callStatus);
+          },
+        });
+      },
+    });
+  };
+}

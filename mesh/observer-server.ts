@@ -1,0 +1,67 @@
+import { ServerInterceptingCall, status } from "@grpc/grpc-js";
+import type { ServerInterceptor } from "@grpc/grpc-js";
+import { methodOf } from "./method-path";
+import { elapsedMs } from "./observer";
+import type { CallRecord, CallSink, CallStart } from "./observer";
+import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
+
+/**
+ * The server's call observer: one interceptor that measures every call once (method, code,
+ * duration, peer, request id) and hands it to `sinks`. It also carries the call's request id: taken
+ * from `x-request-id` (or made), set on the metadata the handler sees, and echoed to the caller in
+ * the response headers (in the trailers, for a trailers-only response).
+ */
+export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
+  return (methodDescriptor, call) => {
+    const startedAt = performance.now();
+    const method = methodOf(methodDescriptor.path);
+    let requestId = "";
+    let isEnded = false;
+    let isMetadataSent = false;
+
+    const end = (code: status, details: string) => {
+      if (isEnded) return;
+      isEnded = true;
+      const record: CallRecord = {
+        side: "server",
+        method,
+        requestId,
+        code,
+        details,
+        durationMs: elapsedMs(startedAt),
+        peer: call.getPeer(),
+      };
+      for (const sink of sinks) sink.callEnded(record);
+    };
+
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            requestId = requestIdFrom(metadata);
+            metadata.set(REQUEST_ID_KEY, requestId);
+            const start: CallStart = { side: "server", method, requestId };
+            for (const sink of sinks) sink.callStarted?.(start);
+            nextMetadata(metadata);
+          },
+          onCancel: () => {
+            const deadline = call.getDeadline();
+            const isPastDeadline = (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
+            end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
+          },
+        }),
+      sendMetadata: (metadata, next) => {
+        isMetadataSent = true;
+        if (requestId) metadata.set(REQUEST_ID_KEY, requestId);
+        next(metadata);
+      },
+      sendStatus: (callStatus, next) => {
+        if (!isMetadataSent && requestId && callStatus.metadata) {
+          callStatus.metadata.set(REQUEST_ID_KEY, requestId);
+        }
+        end(callStatus.code, callStatus.details);
+        next(callStatus);
+      },
+    });
+  };
+}

@@ -1,0 +1,42 @@
+import type { status } from "@grpc/grpc-js";
+import type { MethodPath } from "./method-path";
+
+/**
+ * What the call observers (observer-server.ts, observer-client.ts) measure of one call, once, and
+ * hand to every sink: the per-call log line (sink-log.ts) today, metrics and traces later, each a
+ * sink of its own.
+ */
+
+/** A call as it starts. */
+export interface CallStart {
+  /** "server": a call this process serves; "client": one it makes. */
+  readonly side: "server" | "client";
+  /** The method, parsed once per method. */
+  readonly method: MethodPath;
+  /** The request id the call carries (x-request-id: the caller's, or one made for it). */
+  readonly requestId: string;
+}
+
+/** A call as it ended. */
+export interface CallRecord extends CallStart {
+  readonly code: status;
+  /** The status details; internal to the caller's log, never more than grpc-js sent or received. */
+  readonly details: string;
+  /** From the call's start to its status, in ms (µs precision). */
+  readonly durationMs: number;
+  /** server: the caller's address; client: the endpoint that answered (the target when none was picked). */
+  readonly peer: string;
+}
+
+/** A consumer of observed calls. Sinks must be cheap and never throw: they run on every call. */
+export interface CallSink {
+  /** Called once per call as it starts (server: its metadata arrived; client: it is being sent). */
+  callStarted?(call: CallStart): void;
+  /** Called exactly once per call as it ends: status sent or received, or the call cancelled. */
+  callEnded(call: CallRecord): void;
+}
+
+/** Milliseconds between two performance.now() readings, rounded to the microsecond. */
+export function elapsedMs(startedAt: number, endedAt = performance.now()): number {
+  return Math.round((endedAt - startedAt) * 1000) / 1000;
+}
