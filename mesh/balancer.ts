@@ -30,6 +30,11 @@ export function registerBalancerPolicy<Config>(typeName: string, policy: Balance
   policies.set(typeName, policy as BalancerPolicy);
 }
 
+/** Removes the policy registered under `typeName` (a plug-in that is unloaded; tests). */
+export function unregisterBalancerPolicy(typeName: string): void {
+  policies.delete(typeName);
+}
+
 /** The policy registered under `typeName`, or undefined. */
 export function balancerPolicy(typeName: string): BalancerPolicy | undefined {
   return policies.get(typeName);

@@ -77,6 +77,7 @@ describe("per-call logs", () => {
     assert.equal(clientLine.code, "OK");
     assert.equal(clientLine.component, "client");
     assert.match(String(clientLine.target), /^127\.0\.0\.1:\d+$/);
+    assert.equal(clientLine.peer, clientLine.target, "the endpoint that answered");
     assert.match(String(clientLine.requestId), /^[0-9a-f-]{36}$/);
     await waitFor("the server's line", () => callLines(serverLog, String(clientLine.requestId)).length === 1);
   });

@@ -103,6 +103,25 @@ describe("control plane: mesh config", function () {
       assert.throws(() => new ControlPlane({ configPath: file, logger: mesh.log.logger }), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash/);
     });
 
+    it("grants the lease_ttl_ms of a reloaded config to new registrations, as it does to the warm-up", async () => {
+      const file = path.join(dir, "mesh.yaml");
+      fs.writeFileSync(file, GOOD); // lease_ttl_ms: 5000
+      const controlPlane = await mesh.startControlPlane({ configPath: file });
+      const endpoint = { service: "catalog", address: "127.0.0.1", port: 50091, zone: "", weight: 1, metadata: {}, healthServiceName: "" };
+      const registry = mesh.registryClient();
+      const register = (port: number) =>
+        new Promise<number>((resolve, reject) =>
+          registry.register({ endpoint: { ...endpoint, port }, leaseTtlMs: 0 }, (error, response) =>
+            error ? reject(error) : resolve(response.leaseTtlMs),
+          ),
+        );
+      assert.equal(await register(50091), 5_000);
+      fs.writeFileSync(file, GOOD.replace("lease_ttl_ms: 5000", "lease_ttl_ms: 2000"));
+      controlPlane.reloadConfig();
+      assert.equal(await register(50092), 2_000, "a registration after the reload gets the new default");
+      assert.equal(await register(50091), 2_000, "so does a renewal by a new Register");
+    });
+
     it("refuses a bad config on reload and pushes nothing to clients; a good one is pushed", async () => {
       const file = path.join(dir, "mesh.yaml");
       fs.writeFileSync(file, GOOD);

@@ -24,11 +24,16 @@ export interface Replica {
 
 /** A control plane on loopback plus catalog replicas that register with it, all torn down by `stop`. */
 export class MeshFixture {
-  readonly log: CapturedLog = captureLog(process.env.TEST_LOG_LEVEL ?? "warn");
+  readonly log: CapturedLog;
   controlPlane!: ControlPlane;
   address = "";
   readonly replicas: Replica[] = [];
   private readonly clients: { close(): void }[] = [];
+
+  /** Logs are kept from `logLevel` up (TEST_LOG_LEVEL, else warn). */
+  constructor(logLevel = process.env.TEST_LOG_LEVEL ?? "warn") {
+    this.log = captureLog(logLevel);
+  }
 
   /** Starts the control plane on 127.0.0.1 (a free port unless `port` is given). */
   async startControlPlane(options: ControlPlaneOptions = {}, port = 0): Promise<ControlPlane> {

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { HealthCheckResponse_ServingStatus, HealthService } from "../../../generated/ts/health/v1/health";
+import type { HealthCheckRequest, HealthCheckResponse, HealthServer } from "../../../generated/ts/health/v1/health";
+import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
+import { HealthProber, PROBE_HEARTBEAT_MS, PROBE_HEARTBEAT_TIMEOUT_MS } from "../../../mesh/controlplane/prober";
+import { Registry } from "../../../mesh/controlplane/registry";
+import { captureLog } from "../../support/log-capture";
+import { ManualClock, fixedRandom } from "../../support/manual-clock";
+import { freePorts } from "../../support/ports";
+import { waitFor } from "../../support/wait";
+
+/**
+ * A real grpc-js server whose Health answers Watch with SERVING and keeps the stream open, but never
+ * answers Check while `isFrozen`: from outside, a process that hangs with its socket open.
+ */
+async function freezableEndpoint(): Promise<{ port: number; freeze(isFrozen: boolean): void; close(): void }> {
+  let isFrozen = false;
+  const watches = new Set<ServerWritableStream<HealthCheckRequest, HealthCheckResponse>>();
+  const implementation: HealthServer = {
+    check: (_call, callback) => {
+      if (!isFrozen) callback(null, { status: HealthCheckResponse_ServingStatus.SERVING });
+    },
+    watch: (call) => {
+      watches.add(call);
+      call.on("cancelled", () => watches.delete(call));
+      call.write({ status: HealthCheckResponse_ServingStatus.SERVING });
+    },
+    list: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
+  };
+  const server = new Server();
+  server.addService(HealthService, implementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
+  return {
+    port,
+    freeze: (value) => (isFrozen = value),
+    close: () => {
+      for (const call of watches) call.end();
+      server.forceShutdown();
+    },
+  };
+}
+
+describe("control plane: health prober (pinned clock)", function () {
+  let clock: ManualClock;
+  let registry: Registry;
+  let prober: HealthProber;
+  let log: ReturnType<typeof captureLog>;
+  const closers: (() => void)[] = [];
+
+  beforeEach(() => {
+    clock = new ManualClock();
+    log = captureLog("debug");
+    const { logger } = log;
+    registry = new Registry({ logger, clock });
+    prober = new HealthProber(registry, logger, { clock, random: fixedRandom() });
+  });
+  afterEach(() => {
+    prober.close();
+    registry.close();
+    for (const close of closers.splice(0)) close();
+  });
+
+  const healthOf = (port: number) => registry.entries("catalog").find((entry) => entry.endpoint.port === port);
+  const staticEndpoint = (port: number) => ({
+    service: "catalog",
+    address: "127.0.0.1",
+    port,
+    zone: "",
+    weight: 1,
+    metadata: {},
+    healthServiceName: "",
+  });
+
+  it("takes an endpoint whose heartbeat goes unanswered out after period + timeout of its clock, not before", async () => {
+    const endpoint = await freezableEndpoint();
+    closers.push(endpoint.close);
+    registry.setStatic([staticEndpoint(endpoint.port)]);
+    await waitFor("the Watch to report SERVING", () => healthOf(endpoint.port)?.health === HealthState.HEALTH_STATE_HEALTHY);
+
+    endpoint.freeze(true);
+    clock.advance(PROBE_HEARTBEAT_MS); // the heartbeat Check goes out, and gets no answer
+    clock.advance(PROBE_HEARTBEAT_TIMEOUT_MS - 1);
+    assert.equal(healthOf(endpoint.port)?.health, HealthState.HEALTH_STATE_HEALTHY, "still in rotation 1 ms before the bound");
+    clock.advance(1);
+    assert.equal(healthOf(endpoint.port)?.health, HealthState.HEALTH_STATE_UNHEALTHY);
+    assert.equal(healthOf(endpoint.port)?.healthDetail, `heartbeat failed: no answer within ${PROBE_HEARTBEAT_TIMEOUT_MS} ms`);
+
+    endpoint.freeze(false);
+    clock.advance(PROBE_HEARTBEAT_MS);
+    await waitFor("the next heartbeat to bring it back", () => healthOf(endpoint.port)?.health === HealthState.HEALTH_STATE_HEALTHY);
+  });
+
+  it("re-opens a failed Watch with gRPC's jittered backoff, capped at 2 s", async () => {
+    const [port] = await freePorts(1);
+    registry.setStatic([staticEndpoint(port)]);
+    await waitFor("the Watch to fail", () => healthOf(port)?.health === HealthState.HEALTH_STATE_UNHEALTHY);
+    const retries = () => log.lines.filter((line) => line.msg === "health probe failed").map((line) => line.retryInMs as number);
+    for (let attempt = 1; attempt <= 4; attempt += 1) {
+      await waitFor(`failure ${attempt} to schedule its retry`, () => retries().length === attempt);
+      clock.advance(retries()[attempt - 1]);
+    }
+    assert.deepEqual(retries(), [1_000, 1_600, 2_000, 2_000]);
+  });
+});
