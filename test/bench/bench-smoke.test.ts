@@ -6,6 +6,8 @@ import * as path from "node:path";
 import type { BenchReport } from "../../bench/report";
 import type { Row } from "../../bench/scenario";
 import { BUILT_SCENARIOS } from "../../bench/scenarios";
+import { TOOLS_TARGET, missingTools } from "../../bench/tools";
+import { isCi } from "../support/tools";
 
 /** The whole smoke run (~28 s here) must fit well within a test run (issue 4: the harness, not the figures). */
 const SMOKE_TIMEOUT_MS = 60_000;
@@ -41,7 +43,14 @@ describe("bench harness (smoke mode)", function () {
   let report: BenchReport;
   let stdout: string;
 
-  before(async () => {
+  before(async function () {
+    const missing = missingTools();
+    if (missing.length > 0) {
+      const reason = `${missing.join(" and ")} not installed: run \`make ${TOOLS_TARGET}\``;
+      if (isCi()) throw new Error(`${reason} (CI=true: missing tools fail the run)`);
+      process.stderr.write(`skipping "${this.test?.parent?.fullTitle() ?? "bench harness"}": ${reason}\n`);
+      this.skip();
+    }
     outDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-bench-smoke-"));
     const run = await runHarness(["--smoke", "--out", outDir]);
     assert.equal(run.code, 0, `harness exited ${String(run.code)}:\n${run.stderr}\n${run.stdout}`);

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -119,17 +121,17 @@ class Runs {
   }
 
   /** `node dist/mesh/cli.js <args>` in a temporary directory. */
-  cli(args: string[], env: Record<string, string> = {}): CliRun {
+  cli(args: string[], env: Record<string, string> = {}, options: { viaMake?: boolean } = {}): CliRun {
     // The user's shell must not steer the runs: deploy/mesh.yaml of this checkout unless a test says otherwise.
-    const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: "", ...env }, this.tempDir());
+    const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: "", ...env }, this.tempDir(), options);
     this.runs.push(run);
     return run;
   }
 
   /** `protomesh up` on free ports, once its first table and the commands are out. */
-  async up(env: Record<string, string> = {}): Promise<RunningMesh> {
+  async up(env: Record<string, string> = {}, options: { viaMake?: boolean } = {}): Promise<RunningMesh> {
     const ports = await meshPorts();
-    const run = this.cli(["up"], { ...ports.env, ...env });
+    const run = this.cli(["up"], { ...ports.env, ...env }, options);
     await run.waitFor("stdout", READY, READY_TIMEOUT_MS);
     return { run, ports, rows: tablesIn(run.stdout)[0] };
   }
@@ -141,7 +143,9 @@ class Runs {
   async cleanUp(): Promise<void> {
     for (const run of this.runs.splice(0)) {
       if (run.isRunning) {
-        run.child.kill("SIGTERM");
+        // A run under make has a process group of its own: stop all of it, as Ctrl-C would.
+        if (run.isGroupLeader) process.kill(-run.child.pid!, "SIGTERM");
+        else run.child.kill("SIGTERM");
         await run.exitWithin(EXIT_TIMEOUT_MS).catch(() => {
           run.child.kill("SIGKILL");
           return run.exited;
@@ -236,6 +240,107 @@ describe("protomesh up (cli/launcher)", function () {
         assert.ok(isProcessGone(row.pid), `${name} (pid ${row.pid}) is gone`);
       }
       assert.equal(tablesIn(run.stdout).length, tablesBefore, "no table is printed while the mesh stops");
+    });
+  });
+
+  // README's "Watch the mesh change", step by step, in its order.
+  describe("following the README walkthrough", function () {
+    const runs = new Runs();
+    let mesh: RunningMesh;
+    let byHand: ChildProcess | undefined;
+    const catalog = (index: number) => mesh.rows.find((row) => row.log.endsWith(`catalog-${index}.log`))!;
+    const orderOk = async (key: string) => {
+      const response = await placeOrder(`127.0.0.1:${mesh.ports.orders}`, key);
+      assert.equal(response.order?.lines[0]?.productName, product.name);
+    };
+    const change = (row: Row, what: string) =>
+      new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] registry: .*catalog ${escapeRegExp(row.endpoint)} ${what}`, "m");
+
+    before(async () => {
+      mesh = await runs.up({ CATALOG_TARGET: "127.0.0.1:1" });
+    });
+    after(async () => {
+      if (byHand && byHand.exitCode === null) byHand.kill("SIGKILL");
+      await runs.cleanUp();
+    });
+
+    it("step 2-3: a replica stopped with kill leaves, and orders keep working", async function () {
+      process.kill(catalog(1).pid, "SIGTERM");
+      await mesh.run.waitFor("stdout", change(catalog(1), "left"), CHANGE_TIMEOUT_MS);
+      for (let i = 0; i < 4; i += 1) await orderOk(`walk-3-${i}`);
+    });
+
+    it("step 4: a frozen replica (kill -STOP) turns UNHEALTHY within 2 s while orders go to the one left; kill -CONT brings it back", async function () {
+      const frozen = catalog(2);
+      process.kill(frozen.pid, "SIGSTOP");
+      try {
+        // The bound is 2 s (heartbeat period + timeout); the wait allows for a loaded machine.
+        await mesh.run.waitFor("stdout", change(frozen, "HEALTHY -> UNHEALTHY"), 5_000);
+        for (let i = 0; i < 4; i += 1) await orderOk(`walk-4-${i}`);
+      } finally {
+        process.kill(frozen.pid, "SIGCONT");
+      }
+      await mesh.run.waitFor("stdout", change(frozen, "UNHEALTHY -> HEALTHY"), CHANGE_TIMEOUT_MS);
+    });
+
+    it("step 5: a killed replica (kill -9) turns UNHEALTHY within about a second, and orders keep working", async function () {
+      const killed = catalog(2);
+      const seen = mesh.run.stdout.length;
+      process.kill(killed.pid, "SIGKILL");
+      await mesh.run.waitFor("stdout", change(killed, "HEALTHY -> UNHEALTHY"), 5_000, seen);
+      for (let i = 0; i < 4; i += 1) await orderOk(`walk-5-${i}`);
+    });
+
+    it("step 6: a replica started by hand joins and serves", async function () {
+      const [port] = await freePorts(1);
+      byHand = spawn(process.execPath, [path.resolve(__dirname, "..", "..", "services", "catalog", "main.js")], {
+        env: { ...process.env, PROTOMESH_CONTROL_PLANE: `127.0.0.1:${mesh.ports.controlPlane}`, PORT: String(port), HOST: "127.0.0.1" },
+        stdio: "ignore",
+      });
+      const row = { endpoint: `127.0.0.1:${port}` } as Row;
+      await mesh.run.waitFor("stdout", change(row, "joined"), CHANGE_TIMEOUT_MS);
+      await waitForServing(row.endpoint, READY_TIMEOUT_MS);
+      for (let i = 0; i < 4; i += 1) await orderOk(`walk-6-${i}`);
+    });
+
+    it("step 7: Ctrl-C stops the replicas make up started, then the control plane; the one started by hand keeps running", async function () {
+      mesh.run.child.kill("SIGINT");
+      const exit = await mesh.run.exitWithin(EXIT_TIMEOUT_MS);
+      // catalog-2 died of the kill -9 of step 5: the launcher says so in its exit code.
+      assert.deepEqual(exit, { code: 1, signal: null }, mesh.run.output());
+      assert.match(mesh.run.stdout, new RegExp(`^catalog-2 +pid ${catalog(2).pid} +killed by SIGKILL$`, "m"));
+      for (const row of mesh.rows.filter((candidate) => !candidate.log.endsWith("catalog-2.log"))) {
+        assert.match(mesh.run.stdout, new RegExp(`^${path.basename(row.log, ".log")} +pid ${row.pid} +exit code 0$`, "m"));
+      }
+      assert.equal(byHand!.exitCode, null, "the replica started by hand is not the launcher's to stop");
+      const exited = new Promise<number | null>((resolve) => byHand!.once("exit", (code) => resolve(code)));
+      byHand!.kill("SIGTERM");
+      assert.equal(await exited, 0);
+    });
+  });
+
+  describe("stopped by a SIGTERM to every process at once (systemd's control-group stop, supervisors)", function () {
+    const runs = new Runs();
+    after(() => runs.cleanUp());
+
+    it("drains every replica and kills nothing when make, the launcher and the replicas all get SIGTERM", async function () {
+      const { run, rows } = await runs.up({}, { viaMake: true });
+      // `kill -TERM -- -<pgid>` of make's group reaches make and the launcher; make passes it on to
+      // the launcher again; a control-group stop also reaches the replicas, in groups of their own.
+      process.kill(-run.child.pid!, "SIGTERM");
+      for (const row of rows) process.kill(row.pid, "SIGTERM");
+      await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.doesNotMatch(run.stderr, /again: killing what is left|sending SIGKILL/, run.output());
+      assert.equal([...run.stderr.matchAll(/^SIGTERM: /gm)].length, 1, `one stop, however many signals:\n${run.output()}`);
+      for (const row of rows) {
+        const name = path.basename(row.log, ".log");
+        assert.match(run.stdout, new RegExp(`^${name} +pid ${row.pid} +exit code 0$`, "m"), run.output());
+        assert.ok(isProcessGone(row.pid), `${name} is gone`);
+        if (row.service === "control-plane") continue;
+        const log = fs.readFileSync(path.join(run.cwd, row.log), "utf8");
+        assert.match(log, /"msg":"draining"/, `${name} drained`);
+        assert.match(log, /"msg":"stopped"/, `${name} stopped after its drain`);
+      }
     });
   });
 

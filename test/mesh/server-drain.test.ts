@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { status } from "@grpc/grpc-js";
@@ -7,11 +8,14 @@ import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/
 import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
 import { HealthCheckResponse_ServingStatus as Serving, HealthClient } from "../../generated/ts/health/v1/health";
 import type { HealthCheckResponse } from "../../generated/ts/health/v1/health";
+import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
 import { unary } from "../../mesh/handler";
 import { createServer } from "../../mesh/server";
+import { REPEAT_SIGNAL_WINDOW_MS, isEscalation } from "../../mesh/shutdown";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { callUnary, gate } from "../support/calls";
+import { stalledCatalog } from "../support/shop";
 import { captureLog } from "../support/log-capture";
 import { waitFor } from "../support/wait";
 
@@ -102,25 +106,61 @@ describe("server drain", () => {
     await first;
   });
 
-  it("drains and exits 0 when the service process gets SIGTERM", async () => {
-    const script = path.resolve(__dirname, "..", "..", "services", "catalog", "main.js");
+  /** Starts a reference service as its own process; resolves once it reports SERVING, with its log lines and port. */
+  async function serviceProcess(
+    service: "catalog" | "orders",
+    env: Record<string, string> = {},
+  ): Promise<{ child: ChildProcess; lines: Record<string, unknown>[]; exited: Promise<number | null>; port: number }> {
+    const script = path.resolve(__dirname, "..", "..", "services", service, "main.js");
     const child = spawn(process.execPath, [script], {
-      env: { ...process.env, PORT: "0", PROTOMESH_LOG_LEVEL: "info" },
+      env: { ...process.env, PORT: "0", PROTOMESH_LOG_LEVEL: "info", PROTOMESH_CONTROL_PLANE: "", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     cleanups.push(() => child.exitCode === null && child.kill("SIGKILL"));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     const lines: Record<string, unknown>[] = [];
-    readline.createInterface({ input: child.stdout }).on("line", (line) => lines.push(JSON.parse(line)));
+    readline.createInterface({ input: child.stdout! }).on("line", (line) => lines.push(JSON.parse(line)));
     await waitFor("the service to listen", () => lines.some((line) => line.msg === "listening"), 10_000);
     const port = lines.find((line) => line.msg === "listening")?.port as number;
     const health = createClient(HealthClient, `127.0.0.1:${port}`, { logger: captureLog().logger });
     cleanups.push(() => health.close());
     assert.equal((await callUnary(health.check, health, { service: "" })).response?.status, Serving.SERVING);
+    return { child, lines, exited, port };
+  }
 
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  it("drains and exits 0 when the service process gets SIGTERM", async () => {
+    const { child, lines, exited } = await serviceProcess("catalog");
     child.kill("SIGTERM");
     assert.equal(await exited, 0);
     const messages = lines.map((line) => line.msg);
     assert.ok(messages.indexOf("draining") < messages.indexOf("stopped"), messages.join(", "));
+  });
+
+  it("takes SIGTERM arriving twice at once (a group kill, forwarded again) as one request, and still drains", async () => {
+    // An order in flight holds the drain open: its catalog never answers, so it lasts until the
+    // catalog call's 1 s deadline.
+    const stalled = await stalledCatalog(captureLog().logger);
+    cleanups.push(() => stalled.server.drain(100));
+    const { child, lines, exited, port } = await serviceProcess("orders", { CATALOG_TARGET: stalled.address });
+    const orders = createClient(OrderServiceClient, `127.0.0.1:${port}`, { logger: captureLog().logger });
+    cleanups.push(() => orders.close());
+    const order = callUnary(orders.placeOrder, orders, { customerId: "c", items: [{ productId: "sku-1001", quantity: 1 }], idempotencyKey: "k" });
+    await waitFor("the order to reach the catalog", () => stalled.deadlines.length === 1);
+    child.kill("SIGTERM");
+    await waitFor("the first signal to be handled", () => lines.some((line) => line.msg === "shutdown requested"));
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    assert.equal((await order).error?.code, status.DEADLINE_EXCEEDED, "the order in flight got its answer");
+    const messages = lines.map((line) => line.msg);
+    assert.deepEqual(messages.filter((msg) => msg === "shutdown requested"), ["shutdown requested"]);
+    assert.ok(messages.includes("already draining (a second Ctrl-C exits at once)"), messages.join(", "));
+    assert.ok(messages.indexOf("draining") < messages.indexOf("stopped"), messages.join(", "));
+  });
+
+  it("escalates only on a deliberate second Ctrl-C: SIGINT a moment after the first", () => {
+    assert.equal(isEscalation("SIGINT", REPEAT_SIGNAL_WINDOW_MS), true);
+    assert.equal(isEscalation("SIGINT", REPEAT_SIGNAL_WINDOW_MS - 1), false, "the same keypress seen twice");
+    assert.equal(isEscalation("SIGTERM", 60_000), false, "orchestrators escalate with SIGKILL, never a second SIGTERM");
+    assert.equal(isEscalation("SIGHUP", 60_000), false);
   });
 });

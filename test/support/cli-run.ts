@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 
 /** The compiled CLI, as `make up` runs it (this file runs from dist/test/support). */
@@ -11,10 +12,16 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** One `node dist/cli/protomesh.js ...` subprocess, run in `cwd` with its output kept. */
+/**
+ * One `node dist/cli/protomesh.js ...` subprocess, run in `cwd` with its output kept. With
+ * `viaMake`, run as `make up` runs it: a make recipe in a process group of its own (the group's
+ * id is the make process's pid), make exec'ing the command directly as it does for `make up`.
+ */
 export class CliRun {
   readonly child: ChildProcess;
   readonly exited: Promise<Exit>;
+  /** True when the run leads a process group of its own (`viaMake`). */
+  readonly isGroupLeader: boolean;
   stdout = "";
   stderr = "";
 
@@ -22,11 +29,23 @@ export class CliRun {
     args: string[],
     env: Record<string, string>,
     readonly cwd: string,
+    options: { viaMake?: boolean } = {},
   ) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
+    this.isGroupLeader = options.viaMake === true;
+    let command = process.execPath;
+    let commandArgs = [CLI, ...args];
+    if (options.viaMake) {
+      // No shell metacharacters in the recipe, so make runs it without a shell, as `make up` does.
+      const makefile = path.join(cwd, "Makefile.protomesh");
+      fs.writeFileSync(makefile, `run:\n\t${[process.execPath, CLI, ...args].join(" ")}\n`);
+      command = "make";
+      commandArgs = ["--no-print-directory", "-s", "-f", makefile, "run"];
+    }
+    this.child = spawn(command, commandArgs, {
       cwd,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
+      detached: options.viaMake === true,
     });
     this.child.stdout?.setEncoding("utf8").on("data", (text: string) => (this.stdout += text));
     this.child.stderr?.setEncoding("utf8").on("data", (text: string) => (this.stderr += text));
@@ -43,13 +62,16 @@ export class CliRun {
     return [...this.stderr.matchAll(/^started \S+ \(pid (\d+)\)/gm)].map((match) => Number(match[1]));
   }
 
-  /** Resolves when `stream` matches `pattern`; rejects if the CLI exits first or after `timeoutMs`. */
-  waitFor(stream: "stdout" | "stderr", pattern: RegExp, timeoutMs: number): Promise<void> {
+  /**
+   * Resolves when `stream`, from character `from` on, matches `pattern`; rejects if the CLI exits
+   * first or after `timeoutMs`.
+   */
+  waitFor(stream: "stdout" | "stderr", pattern: RegExp, timeoutMs: number, from = 0): Promise<void> {
     const source = this.child[stream]!;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => settle(new Error(`no ${pattern} on ${stream} within ${timeoutMs} ms`)), timeoutMs);
       const onData = () => {
-        if (pattern.test(this[stream])) settle();
+        if (pattern.test(this[stream].slice(from))) settle();
       };
       const onClose = () => settle(new Error(`the CLI exited before printing ${pattern}`));
       const settle = (error?: Error) => {
