@@ -20,6 +20,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 node_modules/.installed: package.json package-lock.json
+	@node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 19)) { console.error(`protomesh needs Node.js 20.19 or later; this is $${process.version}`); process.exit(1); }'
 	npm ci --no-audit --no-fund
 	@touch $@
 

@@ -1,5 +1,5 @@
 /**
- * One child of the launcher (mesh/launcher.ts): spawned in a process group of its own with its
+ * One child of the launcher (cli/launcher.ts): spawned in a process group of its own with its
  * output in a log file, its exit as a promise, and a bounded stop (SIGTERM, then SIGKILL).
  */
 import { spawn } from "node:child_process";

@@ -20,7 +20,7 @@ export const WATCH_STREAM_DEADLINE_MS = 10 * 60_000;
 export const REWATCH_BACKOFF: Partial<BackoffOptions> = Object.freeze({ initialMs: 250, maxMs: 5_000 });
 
 // grpc-js waits 1 s before its first reconnection (gRPC's connection-backoff.md); the control
-// plane is local, so reconnect quickly instead, as mesh/health-wait.ts does.
+// plane is local, so reconnect quickly instead, as cli/health-wait.ts does.
 const WATCH_CHANNEL_OPTIONS: ChannelOptions = {
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1_000,

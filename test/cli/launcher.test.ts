@@ -120,7 +120,7 @@ class Runs {
     return dir;
   }
 
-  /** `node dist/mesh/cli.js <args>` in a temporary directory. */
+  /** `node dist/cli/protomesh.js <args>` in a temporary directory. */
   cli(args: string[], env: Record<string, string> = {}, options: { viaMake?: boolean } = {}): CliRun {
     // The user's shell must not steer the runs: deploy/mesh.yaml of this checkout unless a test says otherwise.
     const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: "", ...env }, this.tempDir(), options);
