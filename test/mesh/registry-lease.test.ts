@@ -1,22 +1,14 @@
 import assert from "node:assert/strict";
-import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry";
 import { ControlPlane } from "../../mesh/controlplane/control-plane";
 import { RegistryLease } from "../../mesh/registry-lease";
+import { catalogEndpoint } from "../support/endpoints";
 import { captureLog } from "../support/log-capture";
 import type { CapturedLog } from "../support/log-capture";
 import { ManualClock, fixedRandom } from "../support/manual-clock";
 import { freePorts } from "../support/ports";
 import { waitFor } from "../support/wait";
 
-const ENDPOINT: Endpoint = {
-  service: "catalog",
-  address: "127.0.0.1",
-  port: 50051,
-  zone: "",
-  weight: 1,
-  metadata: {},
-  healthServiceName: "",
-};
+const ENDPOINT = catalogEndpoint();
 
 /** The lease's own lines (component registry-lease), as message and level. */
 function leaseLines(log: CapturedLog): { msg: string; level: number; line: Record<string, unknown> }[] {

@@ -6,6 +6,7 @@ import type { HealthCheckRequest, HealthCheckResponse, HealthServer } from "../.
 import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { HealthProber, PROBE_HEARTBEAT_MS, PROBE_HEARTBEAT_TIMEOUT_MS } from "../../../mesh/controlplane/prober";
 import { Registry } from "../../../mesh/controlplane/registry";
+import { catalogEndpoint } from "../../support/endpoints";
 import { captureLog } from "../../support/log-capture";
 import { ManualClock, fixedRandom } from "../../support/manual-clock";
 import { freePorts } from "../../support/ports";
@@ -65,15 +66,7 @@ describe("control plane: health prober (pinned clock)", function () {
   });
 
   const healthOf = (port: number) => registry.entries("catalog").find((entry) => entry.endpoint.port === port);
-  const staticEndpoint = (port: number) => ({
-    service: "catalog",
-    address: "127.0.0.1",
-    port,
-    zone: "",
-    weight: 1,
-    metadata: {},
-    healthServiceName: "",
-  });
+  const staticEndpoint = (port: number) => catalogEndpoint({ port });
 
   it("takes an endpoint whose heartbeat goes unanswered out after period + timeout of its clock, not before", async () => {
     const endpoint = await freezableEndpoint();

@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
-import type { Endpoint } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { Registry } from "../../../mesh/controlplane/registry";
+import { catalogEndpoint } from "../../support/endpoints";
 import { captureLog } from "../../support/log-capture";
 import { ManualClock } from "../../support/manual-clock";
 
-const ENDPOINT: Endpoint = {
-  service: "catalog",
-  address: "127.0.0.1",
-  port: 50051,
-  zone: "",
-  weight: 1,
-  metadata: {},
-  healthServiceName: "",
-};
+const ENDPOINT = catalogEndpoint();
 
 describe("control plane: registry leases (pinned clock)", () => {
   let clock: ManualClock;
