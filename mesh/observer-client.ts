@@ -11,6 +11,8 @@ import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
  * request id) and hands it to `sinks` when its status arrives.
  */
 export function clientObserver(sinks: readonly CallSink[]): Interceptor {
+  // Only sinks that want the start get one: no object is made per call for none.
+  const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
   return (options, nextCall) => {
     const method = methodOf(options.method_definition.path);
     const startedAt = performance.now();
@@ -20,8 +22,10 @@ export function clientObserver(sinks: readonly CallSink[]): Interceptor {
       start: (metadata, _listener, next) => {
         requestId = requestIdFrom(metadata);
         metadata.set(REQUEST_ID_KEY, requestId);
-        const start: CallStart = { side: "client", method, requestId };
-        for (const sink of sinks) sink.callStarted?.(start);
+        if (startSinks.length > 0) {
+          const start: CallStart = { side: "client", method, requestId };
+          for (const sink of startSinks) sink.callStarted!(start);
+        }
         next(metadata, {
           onReceiveStatus: (callStatus, nextStatus) => {
             const record = {

@@ -12,6 +12,8 @@ import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
  * the response headers (in the trailers, for a trailers-only response).
  */
 export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
+  // Only sinks that want the start get one: no object is made per call for none.
+  const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
   return (methodDescriptor, call) => {
     const startedAt = performance.now();
     const method = methodOf(methodDescriptor.path);
@@ -40,8 +42,10 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
           onReceiveMetadata: (metadata, nextMetadata) => {
             requestId = requestIdFrom(metadata);
             metadata.set(REQUEST_ID_KEY, requestId);
-            const start: CallStart = { side: "server", method, requestId };
-            for (const sink of sinks) sink.callStarted?.(start);
+            if (startSinks.length > 0) {
+              const start: CallStart = { side: "server", method, requestId };
+              for (const sink of startSinks) sink.callStarted!(start);
+            }
             nextMetadata(metadata);
           },
           onCancel: () => {
