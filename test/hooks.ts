@@ -2,7 +2,7 @@
  * Root hooks: after the whole run no socket, server or child process may be left open. A leaked
  * handle is a failing test (STYLE.md), not something mocha's `exit` option may hide.
  */
-const NETWORK_RESOURCES = new Set(["TCPWrap", "TCPServerWrap", "ProcessWrap", "PipeServerWrap"]);
+const NETWORK_RESOURCES = new Set(["TCPWrap", "TCPSocketWrap", "TCPServerWrap", "ProcessWrap", "PipeServerWrap"]);
 
 function openNetworkResources(): string[] {
   return process.getActiveResourcesInfo().filter((name) => NETWORK_RESOURCES.has(name));
