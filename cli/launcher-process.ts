@@ -72,8 +72,8 @@ export class LaunchedProcess {
         // back up, and the log outlives the launcher however it ends.
         stdio: ["ignore", logFd, logFd],
         // A process group of its own, so a terminal's Ctrl-C reaches only the launcher, which then
-        // sends the single SIGTERM that drains. A protomesh service exits at once, without draining,
-        // on a second signal (mesh/shutdown.ts), which SIGINT from the terminal plus ours would be.
+        // sends the SIGTERM that drains. A second Ctrl-C, meant to make the launcher kill what is
+        // left, would otherwise also make every service exit at once without draining (mesh/shutdown.ts).
         detached: true,
       });
       return new LaunchedProcess(spec, child, logPath);

@@ -176,7 +176,7 @@ function settingsOf(command: string): MeshSettings | undefined {
 
 function tryIt(commands: string[]): string {
   return [
-    "Try it from the repository root (`make up` installed grpcurl into .tools/bin):",
+    "Try it from the repository root (`make up` installs grpcurl into .tools/bin when Go is there):",
     '  export PATH="$PWD/.tools/bin:$PATH"',
     ...commands.map((command) => `  ${command}`),
     "",

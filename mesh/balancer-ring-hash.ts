@@ -1,5 +1,6 @@
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
+import { knownKeys, objectAt, optionalInteger } from "./config-fields";
 import { invalidArgument } from "./errors";
 
 /** The name of ring hash in the mesh config (grpc-js-xds' `ring_hash`, gRFC A42). */
@@ -29,18 +30,14 @@ const FIELDS = ["hash_header", "minimum_ring_size", "maximum_ring_size"];
  */
 export const ringHash: BalancerPolicy<RingHashConfig> = {
   parseConfig(block, field) {
-    const node = block ?? {};
-    if (typeof node !== "object" || Array.isArray(node)) throw invalidArgument(field, "must be a mapping");
-    const entries = node as Record<string, unknown>;
-    for (const key of Object.keys(entries)) {
-      if (!FIELDS.includes(key)) throw invalidArgument(`${field}.${key}`, `unknown field (expected one of ${FIELDS.join(", ")})`);
-    }
+    const entries = objectAt(block ?? {}, field);
+    knownKeys(entries, field, FIELDS);
     const hashHeader = entries.hash_header;
     if (hashHeader !== undefined && (typeof hashHeader !== "string" || !/^[a-z0-9-]+$/.test(hashHeader))) {
       throw invalidArgument(`${field}.hash_header`, "must be a lowercase header name");
     }
-    const minimumRingSize = ringSize(entries.minimum_ring_size, `${field}.minimum_ring_size`);
-    const maximumRingSize = ringSize(entries.maximum_ring_size, `${field}.maximum_ring_size`);
+    const minimumRingSize = optionalInteger(entries.minimum_ring_size, `${field}.minimum_ring_size`, 1, MAX_RING_SIZE);
+    const maximumRingSize = optionalInteger(entries.maximum_ring_size, `${field}.maximum_ring_size`, 1, MAX_RING_SIZE);
     if (minimumRingSize !== undefined && maximumRingSize !== undefined && maximumRingSize < minimumRingSize) {
       throw invalidArgument(`${field}.maximum_ring_size`, "must be >= minimum_ring_size");
     }
@@ -64,14 +61,6 @@ export const ringHash: BalancerPolicy<RingHashConfig> = {
     };
   },
 };
-
-function ringSize(value: unknown, field: string): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_RING_SIZE) {
-    throw invalidArgument(field, `must be an integer from 1 to ${MAX_RING_SIZE}`);
-  }
-  return value;
-}
 
 /** Registers ring hash. */
 export function setup(): void {

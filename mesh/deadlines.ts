@@ -28,9 +28,22 @@ function assertPositiveMs(field: string, value: unknown): void {
   }
 }
 
-/** The timeout in ms the policy gives the method at `path`. */
+/** Each policy's timeout per path, worked out on the path's first call. */
+const timeoutsByPolicy = new WeakMap<DeadlinePolicy, Map<string, number>>();
+
+/** The timeout in ms the policy gives the method at `path`, looked up once per policy and path. */
 export function timeoutFor(policy: DeadlinePolicy, path: string): number {
-  return policy.methodsMs[path] ?? policy.methodsMs[methodOf(path).method] ?? policy.defaultMs;
+  let timeouts = timeoutsByPolicy.get(policy);
+  if (timeouts === undefined) {
+    timeouts = new Map();
+    timeoutsByPolicy.set(policy, timeouts);
+  }
+  let timeoutMs = timeouts.get(path);
+  if (timeoutMs === undefined) {
+    timeoutMs = policy.methodsMs[path] ?? policy.methodsMs[methodOf(path).method] ?? policy.defaultMs;
+    timeouts.set(path, timeoutMs);
+  }
+  return timeoutMs;
 }
 
 /** The absolute deadline for a call: the caller's when given, otherwise now + the policy's timeout. */
@@ -48,20 +61,11 @@ export function resolveDeadline(
  * A grpc-js call invocation transformer that gives every call a deadline: the caller's own,
  * otherwise the policy's for the method. With `parent` set (an inbound call), grpc-js then applies
  * the earlier of this deadline and the parent's remaining budget. A transformer rather than an
- * interceptor: it runs once per call with no intercepting layer around the call's events. Each
- * method's timeout is looked up once, on its first call.
+ * interceptor: it runs once per call with no intercepting layer around the call's events.
  */
 export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = Date.now): CallInvocationTransformer {
-  const timeouts = new Map<string, number>();
   return (properties) => {
-    const explicit = properties.callOptions.deadline;
-    if (explicit !== undefined && explicit !== Infinity) return properties;
-    const path = properties.methodDefinition.path;
-    let timeoutMs = timeouts.get(path);
-    if (timeoutMs === undefined) {
-      timeoutMs = timeoutFor(policy, path);
-      timeouts.set(path, timeoutMs);
-    }
-    return { ...properties, callOptions: { ...properties.callOptions, deadline: now() + timeoutMs } };
+    const deadline = resolveDeadline(policy, properties.methodDefinition.path, properties.callOptions.deadline, now);
+    return { ...properties, callOptions: { ...properties.callOptions, deadline } };
   };
 }

@@ -44,10 +44,9 @@ export function splitDescriptorSet(bytes: Uint8Array): Uint8Array[] {
 }
 
 const filesCache = new Map<string, Uint8Array[]>();
-const reflectionCache = new Map<string, ReflectionService>();
-/** An id per list of extra files seen, so that the cache key tells lists apart without hashing them. */
-const extraFilesIds = new WeakMap<readonly Uint8Array[], number>();
-let nextExtraFilesId = 1;
+/** Reflection services built so far, per list of extra files, then per descriptor set and services. */
+const reflectionCache = new WeakMap<readonly Uint8Array[], Map<string, ReflectionService>>();
+const NO_EXTRA_FILES: readonly Uint8Array[] = Object.freeze([]);
 
 /**
  * The server reflection service (v1 and v1alpha) for the named services, from the descriptor set
@@ -60,15 +59,15 @@ let nextExtraFilesId = 1;
 export function createReflection(
   descriptorSetPath: string,
   services: readonly string[],
-  extraFiles: readonly Uint8Array[] = [],
+  extraFiles: readonly Uint8Array[] = NO_EXTRA_FILES,
 ): ReflectionService {
-  let extraId = extraFiles.length === 0 ? 0 : extraFilesIds.get(extraFiles);
-  if (extraId === undefined) {
-    extraId = nextExtraFilesId++;
-    extraFilesIds.set(extraFiles, extraId);
+  let built = reflectionCache.get(extraFiles);
+  if (built === undefined) {
+    built = new Map();
+    reflectionCache.set(extraFiles, built);
   }
-  const key = JSON.stringify([descriptorSetPath, [...services].sort(), extraId]);
-  let reflection = reflectionCache.get(key);
+  const key = JSON.stringify([descriptorSetPath, [...services].sort()]);
+  let reflection = built.get(key);
   if (!reflection) {
     let files = filesCache.get(descriptorSetPath);
     if (!files) {
@@ -80,7 +79,7 @@ export function createReflection(
     const fileDescriptorProtos = [...files, ...extraFiles].map((file) => Buffer.from(file));
     const definition = { "protomesh.descriptors": { fileDescriptorProtos } };
     reflection = new ReflectionService(definition as unknown as PackageDefinition, { services: [...services] });
-    reflectionCache.set(key, reflection);
+    built.set(key, reflection);
   }
   return reflection;
 }

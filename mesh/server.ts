@@ -138,8 +138,8 @@ export class MeshServer {
   }
 
   /**
-   * Calls `listener` once a drain has stopped new calls (GOAWAY sent, listening stopped), before it
-   * waits for the calls in flight: the moment to end the server's own long-lived streams (watches,
+   * Calls `listener` once a drain has begun (health NOT_SERVING, and in "connections" mode the
+   * GOAWAY sent), before it waits: the moment to end the server's own long-lived streams (watches,
    * subscriptions), whose callers then reconnect elsewhere.
    */
   onDraining(listener: () => void): this {

@@ -4,6 +4,7 @@ import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry
 import { balancerPolicy, registeredBalancerPolicies } from "../balancer";
 import { TYPE_NAME as ROUND_ROBIN } from "../balancer-round-robin";
 import { invalidArgument } from "../errors";
+import { knownKeys, objectAt, optionalInteger, requiredInteger } from "../config-fields";
 import { register } from "../register";
 import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "./registry";
 import { validateEndpoint, validateServiceName } from "./registry-validation";
@@ -67,8 +68,6 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
 
 /** The empty config: every service gets {@link DEFAULT_SERVICE_POLICY}. */
 export const EMPTY_MESH_CONFIG: MeshConfig = { leaseTtlMs: undefined, services: new Map() };
-
-type Plain = Record<string, unknown>;
 
 /** Reads and validates a mesh config file; the error names the field (callers add the file). */
 export function loadMeshConfig(file: string): MeshConfig {
@@ -175,30 +174,4 @@ function retryPolicy(value: unknown, field: string): RetryPolicy {
 /** The policy of `service` in `config`, or the default. */
 export function policyFor(config: MeshConfig, service: string): ServicePolicy {
   return config.services.get(service) ?? DEFAULT_SERVICE_POLICY;
-}
-
-function objectAt(value: unknown, field: string): Plain {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw invalidArgument(field, "must be a mapping");
-  }
-  return value as Plain;
-}
-
-function knownKeys(node: Plain, field: string, keys: string[]): void {
-  for (const key of Object.keys(node)) {
-    if (!keys.includes(key)) {
-      throw invalidArgument(field === "" ? key : `${field}.${key}`, `unknown field (expected one of ${keys.join(", ")})`);
-    }
-  }
-}
-
-function requiredInteger(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidArgument(field, `must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function optionalInteger(value: unknown, field: string, min: number, max: number): number | undefined {
-  return value === undefined || value === null ? undefined : requiredInteger(value, field, min, max);
 }

@@ -113,7 +113,7 @@ export class ControlPlane {
     });
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
     this.server.addService(xdsProtos.adsService, this.xds.implementation as unknown as UntypedServiceImplementation);
-    // After the GOAWAY of a stop: clients keep what they have and reconnect (to the next control plane).
+    // Once a stop begins: clients keep what they have and reconnect (to the next control plane).
     this.server.onDraining(() => {
       this.xds.endStreams();
       this.registryHandlers.endWatches();

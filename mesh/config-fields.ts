@@ -1,0 +1,40 @@
+import { invalidArgument } from "./errors";
+
+/**
+ * Checks of plain config (YAML or JSON, as parsed) on its way to a typed value, shared by the mesh
+ * config and the load-balancing policies' own blocks. Each throws INVALID_ARGUMENT naming `field`,
+ * the path of the value in the document ("services.catalog.lb_config.minimum_ring_size").
+ */
+
+/** A mapping of a config document. */
+export type Plain = Record<string, unknown>;
+
+/** `value` as a mapping; anything else is refused. */
+export function objectAt(value: unknown, field: string): Plain {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalidArgument(field, "must be a mapping");
+  }
+  return value as Plain;
+}
+
+/** Refuses a key of `node` that is not one of `keys`, so that a typo never passes as a default. */
+export function knownKeys(node: Plain, field: string, keys: readonly string[]): void {
+  for (const key of Object.keys(node)) {
+    if (!keys.includes(key)) {
+      throw invalidArgument(field === "" ? key : `${field}.${key}`, `unknown field (expected one of ${keys.join(", ")})`);
+    }
+  }
+}
+
+/** `value` as an integer from `min` to `max`. */
+export function requiredInteger(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(field, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** Like {@link requiredInteger}, but absent (undefined or null) is undefined. */
+export function optionalInteger(value: unknown, field: string, min: number, max: number): number | undefined {
+  return value === undefined || value === null ? undefined : requiredInteger(value, field, min, max);
+}
