@@ -43,6 +43,15 @@ export const ringHash: BalancerPolicy<RingHashConfig> = {
     }
     return { hashHeader: hashHeader as string | undefined, minimumRingSize, maximumRingSize };
   },
+  grpcConfig(config) {
+    // grpc-js-xds' ring_hash; it hashes what the xDS route says, so it works only over xDS.
+    return {
+      ring_hash: {
+        ...(config.minimumRingSize !== undefined ? { min_ring_size: config.minimumRingSize } : {}),
+        ...(config.maximumRingSize !== undefined ? { max_ring_size: config.maximumRingSize } : {}),
+      },
+    };
+  },
   clusterFields(config) {
     const ringConfig: Record<string, unknown> = {};
     if (config.minimumRingSize !== undefined) ringConfig.minimum_ring_size = { value: String(config.minimumRingSize) };

@@ -13,7 +13,9 @@ export const roundRobin: BalancerPolicy<undefined> = {
     }
     return undefined;
   },
+  grpcConfig: () => ({ round_robin: {} }),
   clusterFields: () => ({ lb_policy: "ROUND_ROBIN" }),
+  envoyPolicies: () => [{ "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin" }],
 };
 
 function isEmptyMapping(value: unknown): boolean {

@@ -5,8 +5,11 @@
  * ends in a `setup()` registering its TYPE_NAME, and `register()` (mesh/register.ts) calls them.
  *
  * grpc-js (and grpc-go, grpcio) execute the policies; a BalancerPolicy says how a service's mesh
- * config selects and configures one over xDS: Cluster `lb_policy` for the built-in ones (gRFC A27,
- * A42), Cluster `load_balancing_policy` for custom ones (gRFC A52).
+ * config selects and configures one: as a service config entry for non-xDS targets, and over xDS
+ * by Cluster `lb_policy` for the built-in ones (gRFC A27, A42) or Cluster `load_balancing_policy`
+ * for the others (gRFC A52). protomesh's own policies (balancer-p2c-ewma.ts,
+ * balancer-least-request.ts, balancer-client-health.ts) are grpc-js load balancers as well, which
+ * their `setup()` registers with grpc-js's `registerLoadBalancerType`.
  */
 
 /** One load-balancing policy the mesh config can name in `lb_policy`. */
@@ -17,8 +20,23 @@ export interface BalancerPolicy<Config = unknown> {
    * the field below `field`, e.g. `services.catalog.lb_config.minimum_ring_size: ...`.
    */
   parseConfig(block: unknown, field: string): Config;
-  /** The Cluster fields that select and configure the policy; called for every Cluster resource built. */
-  clusterFields(config: Config): Record<string, unknown>;
+  /**
+   * The policy as a gRPC load-balancing config (gRFC A24 `loadBalancingConfig` entry, e.g.
+   * `{ "p2c_ewma": { "decay_time": "10s" } }`): what a service config carries for a non-xDS
+   * target, and what the control plane puts in an xDS TypedStruct (gRFC A52) for clients.
+   */
+  grpcConfig(config: Config): Record<string, unknown>;
+  /**
+   * The Cluster fields of a policy every xDS client knows by an Envoy enum (round_robin's
+   * `lb_policy: ROUND_ROBIN`, gRFC A27; ring_hash's, A42). Absent: the control plane sends
+   * `load_balancing_policy` (gRFC A52) built from `envoyPolicies` and `grpcConfig`.
+   */
+  clusterFields?(config: Config): Record<string, unknown>;
+  /**
+   * Envoy's own extension messages for the policy (an Any each, e.g. Envoy's LeastRequest), listed
+   * before protomesh's TypedStruct so that a grpc-go or grpcio client, which knows them, uses them.
+   */
+  envoyPolicies?(config: Config): Record<string, unknown>[];
   /** Fields of the service's route that the policy needs (ring_hash's hash_policy); none when absent. */
   routeFields?(config: Config): Record<string, unknown>;
 }

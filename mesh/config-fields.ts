@@ -1,3 +1,4 @@
+import { experimental } from "@grpc/grpc-js";
 import { invalidArgument } from "./errors";
 
 /**
@@ -37,4 +38,24 @@ export function requiredInteger(value: unknown, field: string, min: number, max:
 /** Like {@link requiredInteger}, but absent (undefined or null) is undefined. */
 export function optionalInteger(value: unknown, field: string, min: number, max: number): number | undefined {
   return value === undefined || value === null ? undefined : requiredInteger(value, field, min, max);
+}
+
+/**
+ * `value` as a duration in ms, written as protobuf's JSON form of google.protobuf.Duration ("10s",
+ * "0.250s"), the form Envoy configs and gRPC service configs use; from `minMs` to `maxMs`.
+ * Absent (undefined or null) is undefined.
+ */
+export function optionalDuration(value: unknown, field: string, minMs: number, maxMs: number): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const parsed = typeof value === "string" ? experimental.parseDuration(value) : null;
+  const ms = parsed ? parsed.seconds * 1000 + parsed.nanos / 1e6 : Number.NaN;
+  if (!(ms >= minMs && ms <= maxMs)) {
+    throw invalidArgument(field, `must be a duration such as "10s" or "0.250s", from ${minMs / 1000}s to ${maxMs / 1000}s`);
+  }
+  return ms;
+}
+
+/** `ms` in protobuf's JSON form of a Duration ("0.250s"), for a config that is handed on. */
+export function durationText(ms: number): string {
+  return `${Number((ms / 1000).toFixed(9))}s`;
 }

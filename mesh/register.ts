@@ -1,11 +1,17 @@
+import { setup as setupClientHealth } from "./balancer-client-health";
+import { setup as setupLeastRequest } from "./balancer-least-request";
+import { setup as setupP2cEwma } from "./balancer-p2c-ewma";
+import { setup as setupPickFirst } from "./balancer-pick-first";
 import { setup as setupRingHash } from "./balancer-ring-hash";
 import { setup as setupRoundRobin } from "./balancer-round-robin";
+import { setup as setupWeightedRoundRobin } from "./balancer-weighted-round-robin";
 
 let isXdsRegistered = false;
 
 /**
  * Registers protomesh's pluggable parts: the load-balancing policies of the mesh config (see
- * mesh/balancer.ts) and, with `xds`, grpc-js-xds' `xds:` resolver and balancers with grpc-js.
+ * mesh/balancer.ts), protomesh's own grpc-js load balancers (p2c_ewma, least_request,
+ * protomesh.client_health) and, with `xds`, grpc-js-xds' `xds:` resolver and balancers.
  * Explicit and idempotent: importing a protomesh module registers nothing. `createClient` calls it
  * with `xds` for an `xds:` target; the control plane calls it before it reads a mesh config.
  * Loading grpc-js-xds takes most of a second (it parses the envoy protos), so it happens here, once,
@@ -14,6 +20,11 @@ let isXdsRegistered = false;
 export function register(options: { xds?: boolean } = {}): void {
   setupRoundRobin();
   setupRingHash();
+  setupPickFirst();
+  setupWeightedRoundRobin();
+  setupP2cEwma();
+  setupLeastRequest();
+  setupClientHealth();
   if (options.xds && !isXdsRegistered) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const xds = require("@grpc/grpc-js-xds") as typeof import("@grpc/grpc-js-xds");

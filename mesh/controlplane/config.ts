@@ -45,6 +45,12 @@ export interface ServicePolicy {
   endpoints: Endpoint[];
   /** Retries of failed calls; none when unset. */
   retry: RetryPolicy | undefined;
+  /**
+   * Client-side health checking (gRFC A17): the grpc.health.v1 service name clients watch on every
+   * endpoint they connect to, so that they stop picking one the moment it stops SERVING, before
+   * the control plane's own probe and push; none when unset.
+   */
+  clientHealthCheck: { serviceName: string } | undefined;
 }
 
 /** The validated mesh config file. */
@@ -64,6 +70,7 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
   replicas: 1,
   endpoints: [],
   retry: undefined,
+  clientHealthCheck: undefined,
 });
 
 /** The empty config: every service gets {@link DEFAULT_SERVICE_POLICY}. */
@@ -76,7 +83,7 @@ export function loadMeshConfig(file: string): MeshConfig {
 
 /**
  * Parses and validates mesh config YAML. Anything wrong is refused with INVALID_ARGUMENT naming
- * the field, e.g. `services.catalog.lb_policy: must be one of round_robin, ring_hash`; unknown
+ * the field, e.g. `services.catalog.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request`; unknown
  * fields are refused too, so that a typo never passes silently as a default. Any registered
  * load-balancing policy may be named; its `lb_config` block is validated by the policy itself.
  */
@@ -105,7 +112,16 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
   if (node.hash_header !== undefined) {
     throw invalidArgument(`${field}.hash_header`, "belongs to ring_hash's own settings: lb_policy: ring_hash, lb_config: { hash_header: ... }");
   }
-  knownKeys(node, field, ["lb_policy", "lb_config", "timeout_ms", "locality_weights", "replicas", "endpoints", "retry"]);
+  knownKeys(node, field, [
+    "lb_policy",
+    "lb_config",
+    "client_health_check",
+    "timeout_ms",
+    "locality_weights",
+    "replicas",
+    "endpoints",
+    "retry",
+  ]);
   const lbPolicy = node.lb_policy ?? DEFAULT_SERVICE_POLICY.lbPolicy;
   const balancer = typeof lbPolicy === "string" ? balancerPolicy(lbPolicy) : undefined;
   if (balancer === undefined) {
@@ -143,7 +159,19 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
     replicas: optionalInteger(node.replicas, `${field}.replicas`, 0, 64) ?? DEFAULT_SERVICE_POLICY.replicas,
     endpoints,
     retry: node.retry === undefined || node.retry === null ? undefined : retryPolicy(node.retry, `${field}.retry`),
+    clientHealthCheck: clientHealthCheck(node.client_health_check, lbPolicy as string, `${field}.client_health_check`),
   };
+}
+
+/** `client_health_check: { service_name: "..." }`; ring_hash picks by hash, not by state, so it cannot take one. */
+function clientHealthCheck(value: unknown, lbPolicy: string, field: string): ServicePolicy["clientHealthCheck"] {
+  if (value === undefined || value === null) return undefined;
+  const node = objectAt(value, field);
+  knownKeys(node, field, ["service_name"]);
+  const serviceName = node.service_name ?? "";
+  if (typeof serviceName !== "string") throw invalidArgument(`${field}.service_name`, "must be a string (\"\" is the whole server)");
+  if (lbPolicy === "ring_hash") throw invalidArgument(field, "is not supported with lb_policy ring_hash");
+  return { serviceName };
 }
 
 function retryPolicy(value: unknown, field: string): RetryPolicy {

@@ -1,5 +1,6 @@
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { balancerPolicy } from "../balancer";
+import { TYPE_NAME as CLIENT_HEALTH } from "../balancer-client-health";
 import type { BalancerPolicy } from "../balancer";
 import type { ServicePolicy } from "./config";
 import type { RegistryEntry } from "./registry";
@@ -10,6 +11,8 @@ import {
   LISTENER_TYPE_URL,
   ROUTE_CONFIGURATION_TYPE_URL,
   ROUTER_FILTER_TYPE_URL,
+  TYPED_STRUCT_TYPE_URL,
+  WRR_LOCALITY_TYPE_URL,
 } from "./xds-protos";
 
 /**
@@ -77,8 +80,69 @@ export function clusterResource(service: string, policy: ServicePolicy): XdsReso
     name: service,
     type: "EDS",
     eds_cluster_config: { eds_config: { ads: {} }, service_name: service },
-    ...balancerOf(policy).clusterFields(policy.lbConfig),
+    ...clusterPolicyFields(policy),
   };
+}
+
+/**
+ * How the Cluster names its policy. A policy every client knows by an Envoy enum keeps it
+ * (`lb_policy: ROUND_ROBIN`); any other, and any with client-side health checking, goes as
+ * `load_balancing_policy` (gRFC A52): Envoy's WrrLocality (localities weighted as for round_robin)
+ * around a list of endpoint-picking policies, of which a client uses the first it knows, and NACKs
+ * the Cluster, naming the problem, when it knows none (so a client without protomesh's policy
+ * fails loudly instead of balancing some other way). The list: protomesh's TypedStruct first (its
+ * type URL ends in the grpc-js policy name, which grpc-js-xds looks up among registered policies),
+ * then the policy's Envoy messages for grpc-go and grpcio. With client_health_check the TypedStruct
+ * wraps the policy in protomesh.client_health, and clients that lack it take the plain Envoy policy.
+ */
+function clusterPolicyFields(policy: ServicePolicy): Record<string, unknown> {
+  const balancer = balancerOf(policy);
+  if (balancer.clusterFields && policy.clientHealthCheck === undefined) return balancer.clusterFields(policy.lbConfig);
+  let grpcConfig = balancer.grpcConfig(policy.lbConfig);
+  if (policy.clientHealthCheck) {
+    grpcConfig = { [CLIENT_HEALTH]: { service_name: policy.clientHealthCheck.serviceName, child_policy: [grpcConfig] } };
+  }
+  const picking = [typedStructOf(grpcConfig), ...(balancer.envoyPolicies?.(policy.lbConfig) ?? [])];
+  return {
+    load_balancing_policy: policyList([
+      {
+        "@type": WRR_LOCALITY_TYPE_URL,
+        endpoint_picking_policy: policyList(picking),
+      },
+    ]),
+  };
+}
+
+function policyList(messages: Record<string, unknown>[]): Record<string, unknown> {
+  return {
+    policies: messages.map((message) => ({
+      typed_extension_config: { name: String(message["@type"]).split("/").pop(), typed_config: message },
+    })),
+  };
+}
+
+/** A grpc load-balancing config `{ name: {...} }` as an xds.type.v3.TypedStruct naming the policy. */
+function typedStructOf(grpcConfig: Record<string, unknown>): Record<string, unknown> {
+  const [name, body] = Object.entries(grpcConfig)[0];
+  return { "@type": TYPED_STRUCT_TYPE_URL, type_url: `type.googleapis.com/${name}`, value: structOf(body as Record<string, unknown>) };
+}
+
+/**
+ * Plain JSON as a google.protobuf.Struct. protobufjs (under proto-loader and grpc-js-xds) brings
+ * its own definition of struct.proto, whose Value fields are camelCase (`stringValue`), so these
+ * are too, unlike the snake_case of the envoy messages around them.
+ */
+function structOf(object: Record<string, unknown>): Record<string, unknown> {
+  return { fields: Object.fromEntries(Object.entries(object).map(([key, value]) => [key, valueOf(value)])) };
+}
+
+function valueOf(value: unknown): Record<string, unknown> {
+  if (value === null || value === undefined) return { nullValue: "NULL_VALUE" };
+  if (typeof value === "number") return { numberValue: value };
+  if (typeof value === "string") return { stringValue: value };
+  if (typeof value === "boolean") return { boolValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(valueOf) } };
+  return { structValue: structOf(value as Record<string, unknown>) };
 }
 
 /** The registered policy a validated ServicePolicy names (validation refused any other). */

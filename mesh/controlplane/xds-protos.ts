@@ -12,6 +12,8 @@ export const CLUSTER_LOAD_ASSIGNMENT_TYPE_URL = "type.googleapis.com/envoy.confi
 export const HTTP_CONNECTION_MANAGER_TYPE_URL =
   "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 export const ROUTER_FILTER_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+export const WRR_LOCALITY_TYPE_URL = "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality";
+export const TYPED_STRUCT_TYPE_URL = "type.googleapis.com/xds.type.v3.TypedStruct";
 
 /** The resource types served, in the order a client resolves them (LDS → RDS → CDS → EDS). */
 export const XDS_TYPE_URLS: readonly string[] = [
@@ -42,6 +44,13 @@ const XDS_PROTO_FILES = [
   "envoy/config/endpoint/v3/endpoint.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
+  // Cluster load_balancing_policy (gRFC A52): the locality wrapper, Envoy's own policies, TypedStruct.
+  "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto",
+  "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto",
+  "envoy/extensions/load_balancing_policies/pick_first/v3/pick_first.proto",
+  "envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto",
+  "envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3/client_side_weighted_round_robin.proto",
+  "xds/type/v3/typed_struct.proto",
 ];
 
 /** The loaded xDS protos: the ADS service definition, and their files for reflection. */

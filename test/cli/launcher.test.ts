@@ -452,7 +452,7 @@ describe("protomesh (cli/protomesh)", function () {
     fs.writeFileSync(config, "services:\n  catalog:\n    lb_policy: random\n");
     const run = runs.cli(["control-plane", config], { PORT: "0" });
     assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 1, signal: null }, run.output());
-    assert.equal(run.stderr, `protomesh control-plane: ${config}: services.catalog.lb_policy: must be one of round_robin, ring_hash\n`);
+    assert.equal(run.stderr, `protomesh control-plane: ${config}: services.catalog.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request\n`);
   });
 
   it("control-plane exits 2 with its usage for a second argument", async function () {

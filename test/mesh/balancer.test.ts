@@ -15,6 +15,7 @@ const SPREAD: BalancerPolicy<{ choices: number }> = {
     }
     return { choices };
   },
+  grpcConfig: (config) => ({ spread: { choices: config.choices } }),
   clusterFields: (config) => ({ lb_policy: "LEAST_REQUEST", least_request_lb_config: { choice_count: { value: config.choices } } }),
   routeFields: () => ({ hash_policy: [] }),
 };
@@ -23,10 +24,10 @@ describe("load-balancing policy registry (mesh/balancer.ts)", () => {
   before(() => register());
   afterEach(() => unregisterBalancerPolicy("spread"));
 
-  it("registers round_robin and ring_hash, explicitly and idempotently", () => {
+  it("registers the mesh's policies, explicitly and idempotently", () => {
     register();
     register();
-    assert.deepEqual(registeredBalancerPolicies(), ["round_robin", "ring_hash"]);
+    assert.deepEqual(registeredBalancerPolicies(), ["round_robin", "ring_hash", "pick_first", "weighted_round_robin", "p2c_ewma", "least_request"]);
   });
 
   it("lets the mesh config name any registered policy, whose own block it validates", () => {
@@ -53,7 +54,7 @@ describe("load-balancing policy registry (mesh/balancer.ts)", () => {
   it("refuses a policy that is not registered, listing the ones that are", () => {
     assert.throws(
       () => parseMeshConfig("services:\n  catalog:\n    lb_policy: spread\n"),
-      (error: unknown) => error instanceof MeshError && error.details === "services.catalog.lb_policy: must be one of round_robin, ring_hash",
+      (error: unknown) => error instanceof MeshError && error.details === "services.catalog.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request",
     );
   });
 });

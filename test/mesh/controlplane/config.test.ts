@@ -53,7 +53,7 @@ describe("control plane: mesh config", function () {
   });
 
   const refusals: [string, string][] = [
-    ["services:\n  catalog:\n    lb_policy: random\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash"],
+    ["services:\n  catalog:\n    lb_policy: random\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request"],
     ["services:\n  catalog:\n    lbpolicy: ring_hash\n", "services.catalog.lbpolicy: unknown field"],
     ["services:\n  catalog:\n    timeout_ms: -5\n", "services.catalog.timeout_ms: must be an integer from 1 to 3600000"],
     ["services:\n  Catalog_1: {}\n", "services.Catalog_1: must be a DNS label"],
@@ -63,7 +63,7 @@ describe("control plane: mesh config", function () {
     ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { ring_size: 5 }\n", "services.catalog.lb_config.ring_size: unknown field (expected one of hash_header, minimum_ring_size, maximum_ring_size)"],
     ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { minimum_ring_size: 0 }\n", "services.catalog.lb_config.minimum_ring_size: must be an integer from 1 to 8388608"],
     ["services:\n  catalog:\n    lb_policy: ring_hash\n    lb_config: { minimum_ring_size: 64, maximum_ring_size: 32 }\n", "services.catalog.lb_config.maximum_ring_size: must be >= minimum_ring_size"],
-    ["services:\n  catalog:\n    lb_policy: [ring_hash]\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash"],
+    ["services:\n  catalog:\n    lb_policy: [ring_hash]\n", "services.catalog.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request"],
     ["services:\n  catalog:\n    endpoints: [{ address: nowhere, port: 1 }]\n", "services.catalog.endpoints[0].address: must be an IPv4 or IPv6 address"],
     ["services:\n  catalog:\n    locality_weights: { zone-a: 0 }\n", "services.catalog.locality_weights.zone-a: must be an integer from 1 to 1000000"],
     ["lease_ttl_ms: 10\n", "lease_ttl_ms: must be an integer from 300 to 300000"],
@@ -100,7 +100,7 @@ describe("control plane: mesh config", function () {
     it("refuses a bad config at start, naming the field", () => {
       const file = path.join(dir, "mesh.yaml");
       fs.writeFileSync(file, "services:\n  catalog:\n    lb_policy: fastest\n");
-      assert.throws(() => new ControlPlane({ configPath: file, logger: mesh.log.logger }), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash/);
+      assert.throws(() => new ControlPlane({ configPath: file, logger: mesh.log.logger }), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request/);
     });
 
     it("grants the lease_ttl_ms of a reloaded config to new registrations, as it does to the warm-up", async () => {
@@ -134,7 +134,7 @@ describe("control plane: mesh config", function () {
       controlPlane.xds.onAck((ack) => acks.push(`${ack.typeUrl} ${ack.error ?? "ACK"}`));
 
       fs.writeFileSync(file, "services:\n  catalog:\n    lb_policy: fastest\n");
-      assert.throws(() => controlPlane.reloadConfig(), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash/);
+      assert.throws(() => controlPlane.reloadConfig(), /services\.catalog\.lb_policy: must be one of round_robin, ring_hash, pick_first, weighted_round_robin, p2c_ewma, least_request/);
       assert.equal(controlPlane.meshConfig.services.get("catalog")!.timeoutMs, 1500, "the previous config stays");
       for (let i = 0; i < 20; i += 1) await getProduct(client);
       assert.equal(acks.length, 0, "no xDS response was sent, so none was acknowledged");

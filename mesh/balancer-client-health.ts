@@ -1,0 +1,167 @@
+import { experimental } from "@grpc/grpc-js";
+import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
+import { knownKeys, objectAt } from "./config-fields";
+import { invalidArgument } from "./errors";
+import { HealthCheckedSubchannel } from "./health-checked-subchannel";
+import { defaultLogger } from "./logger";
+
+/**
+ * Client-side health checking (gRFC A17) as a grpc-js load-balancing policy that wraps another:
+ * `{ "protomesh.client_health": { "service_name": "shop.catalog.v1.CatalogService",
+ * "child_policy": [{ "round_robin": {} }] } }`. Every subchannel the child creates is a
+ * HealthCheckedSubchannel (health-checked-subchannel.ts) watching `service_name`, so the child
+ * (pick_first, round_robin, p2c_ewma, least_request, weighted_round_robin) never picks an endpoint
+ * that is not SERVING. grpc-js has no client-side health checking of its own; this is the wrapping
+ * its outlier_detection uses for ejection, with a state instead of a flag.
+ *
+ * A service config names it the A17 way, `healthCheckConfig.serviceName`: `createClient`
+ * rewrites such a config into this policy (see `withClientHealth`); the control plane sends it over
+ * xDS as a TypedStruct when a service's mesh config has `client_health_check`.
+ */
+
+/** The policy's grpc-js name (a TypedStruct's type URL ends in it). */
+export const TYPE_NAME = "protomesh.client_health";
+
+/** The config of the policy, parsed. */
+export class ClientHealthConfig implements experimental.TypedLoadBalancingConfig {
+  constructor(
+    readonly serviceName: string,
+    readonly child: experimental.TypedLoadBalancingConfig,
+  ) {}
+
+  getLoadBalancerName(): string {
+    return TYPE_NAME;
+  }
+
+  toJsonObject(): object {
+    return { [TYPE_NAME]: { service_name: this.serviceName, child_policy: [this.child.toJsonObject()] } };
+  }
+
+  static createFromJson(block: unknown): ClientHealthConfig {
+    const entries = objectAt(block, TYPE_NAME);
+    knownKeys(entries, TYPE_NAME, ["service_name", "child_policy"]);
+    const serviceName = entries.service_name ?? "";
+    if (typeof serviceName !== "string") throw invalidArgument(`${TYPE_NAME}.service_name`, "must be a string");
+    return new ClientHealthConfig(serviceName, childPolicyOf(entries.child_policy));
+  }
+}
+
+/** The first entry of `child_policy` that grpc-js knows, or an error listing why none was taken. */
+function childPolicyOf(list: unknown): experimental.TypedLoadBalancingConfig {
+  if (!Array.isArray(list) || list.length === 0) {
+    throw invalidArgument(`${TYPE_NAME}.child_policy`, "must be a non-empty list of load-balancing configs");
+  }
+  const problems: string[] = [];
+  for (const entry of list) {
+    try {
+      return experimental.parseLoadBalancingConfig(entry as LoadBalancingConfig);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  throw invalidArgument(`${TYPE_NAME}.child_policy`, `no usable policy: ${problems.join("; ")}`);
+}
+
+/** The grpc-js load balancer: the child policy, over health-checked subchannels. */
+export class ClientHealthBalancer implements experimental.LoadBalancer {
+  private readonly child: experimental.ChildLoadBalancerHandler;
+  private readonly subchannels = new Set<HealthCheckedSubchannel>();
+  private serviceName = "";
+  private readonly logger = defaultLogger().child({ component: "balancer.client_health" });
+
+  constructor(helper: experimental.ChannelControlHelper) {
+    this.child = new experimental.ChildLoadBalancerHandler(
+      experimental.createChildChannelControlHelper(helper, {
+        createSubchannel: (address, options) => {
+          const subchannel = new HealthCheckedSubchannel(helper.createSubchannel(address, options), this.serviceName, this.logger);
+          this.subchannels.add(subchannel);
+          return subchannel;
+        },
+        updateState: (state, picker, errorMessage) => helper.updateState(state, unwrappingPicker(picker), errorMessage),
+      }),
+    );
+  }
+
+  updateAddressList(
+    endpoints: experimental.StatusOr<experimental.Endpoint[]>,
+    config: experimental.TypedLoadBalancingConfig,
+    options: ChannelOptions,
+    resolutionNote: string,
+  ): boolean {
+    if (!(config instanceof ClientHealthConfig)) return false;
+    if (config.serviceName !== this.serviceName) {
+      this.serviceName = config.serviceName;
+      for (const subchannel of this.subchannels) subchannel.setServiceName(config.serviceName);
+    }
+    this.forgetReleased();
+    return this.child.updateAddressList(endpoints, config.child, options, resolutionNote);
+  }
+
+  exitIdle(): void {
+    this.child.exitIdle();
+  }
+
+  resetBackoff(): void {
+    this.child.resetBackoff();
+  }
+
+  destroy(): void {
+    this.child.destroy();
+    this.subchannels.clear();
+  }
+
+  getTypeName(): string {
+    return TYPE_NAME;
+  }
+
+  /** Drops subchannels the child no longer holds (their Watch already stopped when released). */
+  private forgetReleased(): void {
+    for (const subchannel of this.subchannels) if (subchannel.isReleased()) this.subchannels.delete(subchannel);
+  }
+}
+
+/**
+ * Hands the policy above the subchannel it created, not this policy's wrapper: grpc-js's rule for
+ * wrapping policies (subchannel-interface.ts), which outlier_detection above relies on.
+ */
+function unwrappingPicker(picker: experimental.Picker): experimental.Picker {
+  return {
+    pick(args) {
+      const result = picker.pick(args);
+      return result.subchannel instanceof HealthCheckedSubchannel
+        ? { ...result, subchannel: result.subchannel.getWrappedSubchannel() }
+        : result;
+    },
+  };
+}
+
+/** A service config as grpc-js reads it (gRFC A2), with A17's `healthCheckConfig`. */
+export interface ServiceConfigJson {
+  loadBalancingPolicy?: string;
+  loadBalancingConfig?: LoadBalancingConfig[];
+  healthCheckConfig?: { serviceName?: string };
+  [field: string]: unknown;
+}
+
+/**
+ * A service config with A17's `healthCheckConfig` rewritten into this policy around the configured
+ * one (its `loadBalancingConfig`, else `loadBalancingPolicy`, else gRPC's default pick_first); a
+ * config without it is returned unchanged.
+ */
+export function withClientHealth(config: ServiceConfigJson): ServiceConfigJson {
+  if (config.healthCheckConfig === undefined) return config;
+  const serviceName = config.healthCheckConfig.serviceName ?? "";
+  if (typeof serviceName !== "string") throw invalidArgument("healthCheckConfig.serviceName", "must be a string");
+  const child: LoadBalancingConfig[] = config.loadBalancingConfig?.length
+    ? config.loadBalancingConfig
+    : [{ [(config.loadBalancingPolicy ?? "pick_first").toLowerCase()]: {} }];
+  const rewritten: ServiceConfigJson = { ...config, loadBalancingConfig: [{ [TYPE_NAME]: { service_name: serviceName, child_policy: child } }] };
+  delete rewritten.healthCheckConfig;
+  delete rewritten.loadBalancingPolicy;
+  return rewritten;
+}
+
+/** Registers the policy with grpc-js. */
+export function setup(): void {
+  experimental.registerLoadBalancerType(TYPE_NAME, ClientHealthBalancer, ClientHealthConfig);
+}

@@ -1,0 +1,160 @@
+import { connectivityState, experimental } from "@grpc/grpc-js";
+import type { ChannelOptions } from "@grpc/grpc-js";
+
+type ChannelControlHelper = experimental.ChannelControlHelper;
+type Endpoint = experimental.Endpoint;
+type LeafLoadBalancer = experimental.LeafLoadBalancer;
+type LoadBalancer = experimental.LoadBalancer;
+type Picker = experimental.Picker;
+type TypedLoadBalancingConfig = experimental.TypedLoadBalancingConfig;
+
+/** One READY endpoint as a picker sees it: its child's picker and the state the policy keeps for it. */
+export interface ReadyEndpoint<State> {
+  /** The endpoint's addresses as a string (grpc-js `endpointToString`), stable across updates. */
+  key: string;
+  /** The endpoint's pick_first child: picking from it gives the call its subchannel. */
+  picker: Picker;
+  /** What the policy keeps about the endpoint (its load), created once per endpoint by `newState`. */
+  state: State;
+}
+
+/** What a policy built on {@link EndpointListBalancer} supplies: its config, its state per endpoint, its picker. */
+export interface EndpointPolicy<Config extends TypedLoadBalancingConfig, State> {
+  /** The policy's grpc-js name, for errors ("p2c_ewma: no endpoint connected"). */
+  typeName: string;
+  /** The config class the policy registered; an update with another config is refused. */
+  isConfig(config: TypedLoadBalancingConfig): config is Config;
+  /** Called once per endpoint, the first time the policy sees it; kept until it leaves the address list. */
+  newState(config: Config): State;
+  /** Called whenever the READY set or the config changes; the picker lives until the next call. */
+  pickerFor(ready: ReadyEndpoint<State>[], config: Config): Picker;
+}
+
+/**
+ * The skeleton that grpc-js's round_robin has and every endpoint-picking policy shares (grpc-go
+ * composes it the same way: `endpointsharding` under round_robin): one pick_first child
+ * (`LeafLoadBalancer`) per endpoint, kept connected; the channel is READY while any child is, and
+ * then the policy's picker chooses among the READY children; CONNECTING while any child connects;
+ * TRANSIENT_FAILURE when every child failed. Built only from grpc-js's public `experimental`
+ * exports, as grpc-node's test-custom-lb-policies.ts builds its policy.
+ *
+ * Unlike round_robin, the per-endpoint state (a policy's view of an endpoint's load) survives
+ * address-list updates and reconnections, keyed by the endpoint's addresses, so that an xDS update
+ * (one replica added) does not forget what was learnt about the others.
+ */
+export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State> implements LoadBalancer {
+  private children: LeafLoadBalancer[] = [];
+  private readonly states = new Map<string, State>();
+  private config: Config | undefined;
+  private isUpdating = false;
+  private lastError = "";
+  private currentState = connectivityState.IDLE;
+
+  private readonly childHelper: ChannelControlHelper;
+
+  constructor(
+    private readonly helper: ChannelControlHelper,
+    private readonly policy: EndpointPolicy<Config, State>,
+  ) {
+    this.childHelper = experimental.createChildChannelControlHelper(helper, {
+      updateState: (_state, _picker, errorMessage) => {
+        if (errorMessage) this.lastError = errorMessage;
+        this.publish();
+      },
+    });
+  }
+
+  updateAddressList(
+    endpoints: experimental.StatusOr<Endpoint[]>,
+    config: TypedLoadBalancingConfig,
+    options: ChannelOptions,
+    resolutionNote: string,
+  ): boolean {
+    if (!this.policy.isConfig(config)) return false;
+    this.config = config;
+    if (!endpoints.ok) {
+      // A resolver error with endpoints in hand keeps using them (gRFC A61's "keep the last good list").
+      if (this.children.length === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
+      return true;
+    }
+    const keys = new Set(endpoints.value.map((endpoint) => experimental.endpointToString(endpoint)));
+    for (const key of [...this.states.keys()]) if (!keys.has(key)) this.states.delete(key);
+    this.isUpdating = true;
+    for (const child of this.children) child.destroy();
+    this.children = endpoints.value.map(
+      (endpoint) => new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote),
+    );
+    for (const child of this.children) child.startConnecting();
+    this.isUpdating = false;
+    if (this.children.length === 0) {
+      this.report(connectivityState.TRANSIENT_FAILURE, `${this.policy.typeName}: no endpoints. Resolution note: ${resolutionNote}`);
+      return true;
+    }
+    this.publish();
+    return true;
+  }
+
+  /** Recomputes the aggregate state and, when READY, a new picker over the READY children. */
+  private publish(): void {
+    if (this.isUpdating || !this.config) return;
+    const config = this.config;
+    const ready: ReadyEndpoint<State>[] = [];
+    let isConnecting = false;
+    for (const child of this.children) {
+      const state = child.getConnectivityState();
+      if (state === connectivityState.READY) {
+        const key = experimental.endpointToString(child.getEndpoint());
+        let endpointState = this.states.get(key);
+        if (endpointState === undefined) {
+          endpointState = this.policy.newState(config);
+          this.states.set(key, endpointState);
+        }
+        ready.push({ key, picker: child.getPicker(), state: endpointState });
+      } else if (state === connectivityState.CONNECTING) {
+        isConnecting = true;
+      } else if (state === connectivityState.IDLE) {
+        // Like round_robin: every endpoint stays connected, so that a pick never waits for a connection.
+        child.exitIdle();
+        isConnecting = true;
+      }
+    }
+    if (ready.length > 0) {
+      this.setState(connectivityState.READY, this.policy.pickerFor(ready, config), null);
+    } else if (isConnecting) {
+      this.setState(connectivityState.CONNECTING, new experimental.QueuePicker(this), null);
+    } else {
+      this.report(connectivityState.TRANSIENT_FAILURE, `${this.policy.typeName}: no connection established. Last error: ${this.lastError}`);
+    }
+  }
+
+  private report(state: connectivityState, details: string): void {
+    this.setState(state, new experimental.UnavailablePicker({ details }), details);
+  }
+
+  private setState(state: connectivityState, picker: Picker, errorMessage: string | null): void {
+    // Leaving READY asks the resolver again, as round_robin does: the endpoint list may be stale.
+    if (this.currentState === connectivityState.READY && state !== connectivityState.READY) {
+      this.helper.requestReresolution();
+    }
+    this.currentState = state;
+    this.helper.updateState(state, picker, errorMessage);
+  }
+
+  exitIdle(): void {
+    for (const child of this.children) child.exitIdle();
+  }
+
+  resetBackoff(): void {
+    // The children's subchannels own the connection backoff; nothing of ours to reset.
+  }
+
+  destroy(): void {
+    for (const child of this.children) child.destroy();
+    this.children = [];
+    this.states.clear();
+  }
+
+  getTypeName(): string {
+    return this.policy.typeName;
+  }
+}

@@ -1,0 +1,89 @@
+import type { BalancerPolicy } from "./balancer";
+import { registerBalancerPolicy } from "./balancer";
+import { durationText, knownKeys, objectAt, optionalDuration } from "./config-fields";
+import { invalidArgument } from "./errors";
+
+/**
+ * The name of weighted round robin in the mesh config: grpc-js's own `weighted_round_robin`
+ * (gRFC A58), which weighs each endpoint by the ORCA load reports servers made with
+ * `createServer` send (mesh/load-report.ts): weight = qps / (utilization + eps/qps × penalty).
+ */
+export const TYPE_NAME = "weighted_round_robin";
+
+/** The settings, Envoy ClientSideWeightedRoundRobin's field names; unset ones keep grpc-js's defaults (A58). */
+export interface WeightedRoundRobinSettings {
+  /** Out-of-band reports (an ORCA stream per endpoint) instead of per-call trailers; A58 default false. */
+  enableOobLoadReport?: boolean;
+  oobReportingPeriodMs?: number;
+  blackoutPeriodMs?: number;
+  weightExpirationPeriodMs?: number;
+  weightUpdatePeriodMs?: number;
+  errorUtilizationPenalty?: number;
+}
+
+const DURATIONS = {
+  oob_reporting_period: "oobReportingPeriodMs",
+  blackout_period: "blackoutPeriodMs",
+  weight_expiration_period: "weightExpirationPeriodMs",
+  weight_update_period: "weightUpdatePeriodMs",
+} as const;
+
+const HOUR_MS = 3_600_000;
+
+/** weighted_round_robin in the mesh config; grpc-js executes it, this only validates and encodes its config. */
+export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
+  parseConfig(block, field) {
+    const entries = objectAt(block ?? {}, field);
+    knownKeys(entries, field, ["enable_oob_load_report", "error_utilization_penalty", ...Object.keys(DURATIONS)]);
+    const settings: WeightedRoundRobinSettings = {};
+    if (entries.enable_oob_load_report !== undefined) {
+      if (typeof entries.enable_oob_load_report !== "boolean") {
+        throw invalidArgument(`${field}.enable_oob_load_report`, "must be true or false");
+      }
+      settings.enableOobLoadReport = entries.enable_oob_load_report;
+    }
+    if (entries.error_utilization_penalty !== undefined) {
+      const penalty = entries.error_utilization_penalty;
+      if (typeof penalty !== "number" || !(penalty >= 0)) {
+        throw invalidArgument(`${field}.error_utilization_penalty`, "must be a number >= 0");
+      }
+      settings.errorUtilizationPenalty = penalty;
+    }
+    for (const [name, key] of Object.entries(DURATIONS)) {
+      // A58 floors weight_update_period at 100 ms; a shorter one is refused rather than silently raised.
+      const minMs = name === "weight_update_period" ? 100 : 0;
+      const ms = optionalDuration(entries[name], `${field}.${name}`, minMs, HOUR_MS);
+      if (ms !== undefined) settings[key] = ms;
+    }
+    return settings;
+  },
+  grpcConfig(settings) {
+    const config: Record<string, unknown> = {};
+    if (settings.enableOobLoadReport !== undefined) config.enable_oob_load_report = settings.enableOobLoadReport;
+    if (settings.errorUtilizationPenalty !== undefined) config.error_utilization_penalty = settings.errorUtilizationPenalty;
+    // grpc-js spells Envoy's oob_reporting_period as oob_load_reporting_period.
+    if (settings.oobReportingPeriodMs !== undefined) config.oob_load_reporting_period = durationText(settings.oobReportingPeriodMs);
+    if (settings.blackoutPeriodMs !== undefined) config.blackout_period = durationText(settings.blackoutPeriodMs);
+    if (settings.weightExpirationPeriodMs !== undefined) config.weight_expiration_period = durationText(settings.weightExpirationPeriodMs);
+    if (settings.weightUpdatePeriodMs !== undefined) config.weight_update_period = durationText(settings.weightUpdatePeriodMs);
+    return { [TYPE_NAME]: config };
+  },
+  envoyPolicies(settings) {
+    const message: Record<string, unknown> = {
+      "@type":
+        "type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin",
+    };
+    if (settings.enableOobLoadReport !== undefined) message.enable_oob_load_report = { value: settings.enableOobLoadReport };
+    if (settings.errorUtilizationPenalty !== undefined) message.error_utilization_penalty = { value: settings.errorUtilizationPenalty };
+    for (const [name, key] of Object.entries(DURATIONS)) {
+      const ms = settings[key];
+      if (ms !== undefined) message[name] = { seconds: String(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) };
+    }
+    return [message];
+  },
+};
+
+/** Registers weighted_round_robin with the mesh config (grpc-js registers the balancer itself). */
+export function setup(): void {
+  registerBalancerPolicy(TYPE_NAME, weightedRoundRobin);
+}
