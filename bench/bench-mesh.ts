@@ -164,13 +164,16 @@ export class OpenLoopClient {
     return this.child.request("served", { since });
   }
 
-  /** Resolves to when (epoch ms, as seen here) every replica of `ids` has answered a call issued since `since`. */
+  /**
+   * Resolves to when (epoch ms, as seen here) every replica of `ids` has answered a call issued since
+   * `since`; with no ids, when any replica has.
+   */
   waitServedBy(ids: readonly string[], since: number, timeoutMs: number): Promise<number> {
     return pollUntil(
       `${this.kind} client: a call served by each of ${ids.join(", ")}`,
       async () => {
         const served = await this.served(since);
-        return ids.every((id) => (served[id] ?? 0) > 0);
+        return ids.length === 0 ? Object.values(served).some((count) => count > 0) : ids.every((id) => (served[id] ?? 0) > 0);
       },
       timeoutMs,
     );

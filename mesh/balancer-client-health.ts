@@ -4,6 +4,7 @@ import { knownKeys, objectAt } from "./config-fields";
 import { invalidArgument } from "./errors";
 import { HealthCheckedSubchannel } from "./health-checked-subchannel";
 import { defaultLogger } from "./logger";
+import type { Logger } from "./logger";
 
 /**
  * Client-side health checking (gRFC A17) as a grpc-js load-balancing policy that wraps another:
@@ -18,6 +19,13 @@ import { defaultLogger } from "./logger";
  * rewrites such a config into this policy (see `withClientHealth`); the control plane sends it over
  * xDS as a TypedStruct when a service's mesh config has `client_health_check`.
  */
+
+/**
+ * The channel option through which `createClient` hands its logger to the policies of its channel.
+ * grpc-js passes every channel option to the policies; under this prefix it keeps the option out
+ * of the subchannels' options, so that subchannels stay shared between channels.
+ */
+export const BALANCER_LOGGER_OPTION = `${experimental.SUBCHANNEL_ARGS_EXCLUDE_KEY_PREFIX}.protomesh.logger`;
 
 /** The policy's grpc-js name (a TypedStruct's type URL ends in it). */
 export const TYPE_NAME = "protomesh.client_health";
@@ -67,12 +75,13 @@ export class ClientHealthBalancer implements experimental.LoadBalancer {
   private readonly child: experimental.ChildLoadBalancerHandler;
   private readonly subchannels = new Set<HealthCheckedSubchannel>();
   private serviceName = "";
-  private readonly logger = defaultLogger().child({ component: "balancer.client_health" });
+  private logger: Logger | undefined;
 
   constructor(helper: experimental.ChannelControlHelper) {
     this.child = new experimental.ChildLoadBalancerHandler(
       experimental.createChildChannelControlHelper(helper, {
         createSubchannel: (address, options) => {
+          this.logger ??= defaultLogger().child({ component: "balancer.client_health" });
           const subchannel = new HealthCheckedSubchannel(helper.createSubchannel(address, options), this.serviceName, this.logger);
           this.subchannels.add(subchannel);
           return subchannel;
@@ -89,6 +98,8 @@ export class ClientHealthBalancer implements experimental.LoadBalancer {
     resolutionNote: string,
   ): boolean {
     if (!(config instanceof ClientHealthConfig)) return false;
+    const channelLogger = options[BALANCER_LOGGER_OPTION] as Logger | undefined;
+    this.logger ??= (channelLogger ?? defaultLogger()).child({ component: "balancer.client_health" });
     if (config.serviceName !== this.serviceName) {
       this.serviceName = config.serviceName;
       for (const subchannel of this.subchannels) subchannel.setServiceName(config.serviceName);

@@ -10,10 +10,15 @@ import { invalidArgument } from "./errors";
  */
 export const TYPE_NAME = "weighted_round_robin";
 
-/** The settings, Envoy ClientSideWeightedRoundRobin's field names; unset ones keep grpc-js's defaults (A58). */
+/** The settings, Envoy ClientSideWeightedRoundRobin's field names; unset ones keep grpc-js's defaults (A58) but one. */
 export interface WeightedRoundRobinSettings {
-  /** Out-of-band reports (an ORCA stream per endpoint) instead of per-call trailers; A58 default false. */
-  enableOobLoadReport?: boolean;
+  /**
+   * Out-of-band reports (an ORCA stream per endpoint) instead of per-call trailers. A58 and Envoy
+   * default to false; protomesh to true, because grpc-js 1.14.7 re-reads the ORCA protos from disk
+   * for every per-call report it parses (orca.ts `loadOrcaProto` never keeps what it loaded),
+   * milliseconds per call, where an out-of-band stream's reports are decoded by a loaded client.
+   */
+  enableOobLoadReport: boolean;
   oobReportingPeriodMs?: number;
   blackoutPeriodMs?: number;
   weightExpirationPeriodMs?: number;
@@ -35,7 +40,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
   parseConfig(block, field) {
     const entries = objectAt(block ?? {}, field);
     knownKeys(entries, field, ["enable_oob_load_report", "error_utilization_penalty", ...Object.keys(DURATIONS)]);
-    const settings: WeightedRoundRobinSettings = {};
+    const settings: WeightedRoundRobinSettings = { enableOobLoadReport: true };
     if (entries.enable_oob_load_report !== undefined) {
       if (typeof entries.enable_oob_load_report !== "boolean") {
         throw invalidArgument(`${field}.enable_oob_load_report`, "must be true or false");
@@ -59,7 +64,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
   },
   grpcConfig(settings) {
     const config: Record<string, unknown> = {};
-    if (settings.enableOobLoadReport !== undefined) config.enable_oob_load_report = settings.enableOobLoadReport;
+    config.enable_oob_load_report = settings.enableOobLoadReport;
     if (settings.errorUtilizationPenalty !== undefined) config.error_utilization_penalty = settings.errorUtilizationPenalty;
     // grpc-js spells Envoy's oob_reporting_period as oob_load_reporting_period.
     if (settings.oobReportingPeriodMs !== undefined) config.oob_load_reporting_period = durationText(settings.oobReportingPeriodMs);
@@ -73,7 +78,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
       "@type":
         "type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin",
     };
-    if (settings.enableOobLoadReport !== undefined) message.enable_oob_load_report = { value: settings.enableOobLoadReport };
+    message.enable_oob_load_report = { value: settings.enableOobLoadReport };
     if (settings.errorUtilizationPenalty !== undefined) message.error_utilization_penalty = { value: settings.errorUtilizationPenalty };
     for (const [name, key] of Object.entries(DURATIONS)) {
       const ms = settings[key];

@@ -2,6 +2,8 @@ import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interceptor } from "@grpc/grpc-js";
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
+import { BALANCER_LOGGER_OPTION, withClientHealth } from "./balancer-client-health";
+import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { meshStatusInterceptor } from "./interceptor-mesh-status";
 import { isServiceName } from "./names";
@@ -41,6 +43,15 @@ export interface MeshClientOptions {
   /** This process's zone, the locality its xDS bootstrap names; "" unless given. */
   zone?: string;
   /**
+   * The channel's service config (gRFC A2), for targets that are not `xds:` (over xDS the control
+   * plane sends the policy): `loadBalancingConfig` may name any grpc-js policy and protomesh's own
+   * (`[{ "p2c_ewma": { "decay_time": "10s" } }]`, `least_request`), and A17's
+   * `healthCheckConfig: { serviceName }` turns on client-side health checking
+   * (balancer-client-health.ts) under whichever policy is named. Takes the place of grpc-js's
+   * `grpc.service_config` channel option, which is read the same way when this is unset.
+   */
+  serviceConfig?: ServiceConfigJson;
+  /**
    * What a bare service name dials when no control plane is configured ("127.0.0.1:50051"), so
    * that one line of code works in the mesh and outside it. Without it, a bare name needs a
    * control plane.
@@ -50,7 +61,8 @@ export interface MeshClientOptions {
 
 /**
  * Creates a typed client whose every call has a deadline (explicit, or the configured default for
- * the method; never none) and is logged when it ends. `target` is any grpc-js target
+ * the method; never none) and is logged when it ends. It registers protomesh's policies
+ * (`register()`), so a service config or the control plane may name them. `target` is any grpc-js target
  * ("127.0.0.1:50051", "dns:///catalog:50051"), or a mesh service name ("catalog"), dialled as
  * `xds:///catalog` through the control plane (see `controlPlane`, `fallbackTarget`). For an `xds:`
  * target it calls `register({ xds: true })` (mesh/register.ts), which loads grpc-js-xds once.
@@ -62,10 +74,12 @@ export function createClient<C extends Client>(
 ): C {
   const channelTarget = meshTarget(target, options);
   const policy = deadlinePolicy({ defaultMs: options.defaultDeadlineMs, methodsMs: options.methodDeadlinesMs });
-  const logger = (options.logger ?? defaultLogger()).child({ component: "client", target: channelTarget });
+  const channelLogger = (options.logger ?? defaultLogger()).child({ target: channelTarget });
+  const logger = channelLogger.child({ component: "client" });
   const interceptors = [clientObserver([logSink(logger), ...(options.sinks ?? [])]), ...(options.interceptors ?? [])];
   let xdsOptions: ChannelOptions = {};
   const xdsService = xdsServiceOf(channelTarget);
+  register();
   if (xdsService !== undefined) {
     register({ xds: true });
     // Without a control plane of ours, grpc-js-xds reads its bootstrap from GRPC_XDS_BOOTSTRAP(_CONFIG)
@@ -78,6 +92,8 @@ export function createClient<C extends Client>(
   return new clientClass(channelTarget, options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,
     ...options.channelOptions,
+    ...serviceConfigOption(options),
+    [BALANCER_LOGGER_OPTION]: channelLogger,
     callInvocationTransformer: deadlineTransformer(policy),
     interceptors,
   });
@@ -94,6 +110,23 @@ export function meshTarget(target: string, options: Pick<MeshClientOptions, "con
   throw new TypeError(
     `createClient: "${target}" is a mesh service name, which needs a control plane (controlPlane, from PROTOMESH_CONTROL_PLANE) or a fallbackTarget`,
   );
+}
+
+/**
+ * The `grpc.service_config` channel option: the given service config (or the one already in the
+ * channel options) with A17's healthCheckConfig turned into protomesh's health-checking policy.
+ */
+function serviceConfigOption(options: MeshClientOptions): ChannelOptions {
+  let config = options.serviceConfig;
+  const text = options.channelOptions?.["grpc.service_config"];
+  if (config === undefined && typeof text === "string") {
+    try {
+      config = JSON.parse(text) as ServiceConfigJson;
+    } catch {
+      throw new TypeError("createClient: channelOptions[\"grpc.service_config\"] is not valid JSON");
+    }
+  }
+  return config === undefined ? {} : { "grpc.service_config": JSON.stringify(withClientHealth(config)) };
 }
 
 /** The service an `xds:` target names ("xds:///catalog" → "catalog"), or undefined for other targets. */

@@ -25,5 +25,6 @@ export type { CallSink, CallStart, CallRecord } from "./observer";
 export { register } from "./register";
 export { registerBalancerPolicy, registeredBalancerPolicies } from "./balancer";
 export type { BalancerPolicy } from "./balancer";
+export type { ServiceConfigJson } from "./balancer-client-health";
 export { systemClock } from "./clock";
 export type { Clock, Cancel } from "./clock";

@@ -3,10 +3,14 @@ import { ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
 
 /**
- * Methods whose streams live as long as the caller wants (health Watch). They do not hold up a
- * drain: they are told NOT_SERVING and then ended by the server.
+ * Methods whose streams live as long as the caller wants (health Watch, the out-of-band ORCA
+ * load reports). They do not hold up a drain: they are ended by the server (a Watch once it has
+ * seen NOT_SERVING).
  */
-export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set(["/grpc.health.v1.Health/Watch"]);
+export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set([
+  "/grpc.health.v1.Health/Watch",
+  "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
+]);
 
 /**
  * Counts the calls a server has in flight (for logs and load reports), and keeps the long-lived

@@ -6,6 +6,7 @@ import type {
   ServerInterceptor,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { systemClock } from "./clock";
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 import { HealthReporter } from "./health";
@@ -19,6 +20,13 @@ import type { CallSink } from "./observer";
 import { serverObserver } from "./observer-server";
 import { logSink } from "./sink-log";
 import { leaseForServer } from "./registry-lease";
+import {
+  addLoadReportService,
+  LoadMeter,
+  loadReportInterceptor,
+  ORCA_SERVICE_NAME,
+  orcaDescriptorFiles,
+} from "./load-report";
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
@@ -82,6 +90,13 @@ export interface MeshServerOptions {
   leaseTtlMs?: number;
   /** Clock and randomness of the lease's keep-alives and retries (tests pin them). */
   lease?: Omit<LeaseOptions, "leaseTtlMs">;
+  /**
+   * Publish ORCA load reports (mesh/load-report.ts): per call in the trailers, and out of band on
+   * xds.service.orca.v3.OpenRcaService, for weighted_round_robin clients. On unless false; an
+   * `applicationUtilization` function replaces the event loop's utilisation as the figure
+   * clients weigh by (a service that knows better what "busy" means for it).
+   */
+  loadReports?: boolean | { applicationUtilization?: () => number };
 }
 
 /**
@@ -102,22 +117,29 @@ export class MeshServer {
   private lease: RegistryLease | undefined;
   /** The logger without a component, for the parts of this server that name their own. */
   private readonly rootLogger: Logger;
+  /** This server's load, for its ORCA reports; undefined when they are off. */
+  readonly load: LoadMeter | undefined;
+  private stopLoadReports: (() => void) | undefined;
 
   constructor(options: MeshServerOptions) {
     this.options = options;
     this.name = options.name;
     this.rootLogger = (options.logger ?? defaultLogger()).child({ server: options.name });
     this.logger = this.rootLogger.child({ component: "server" });
+    const reports = options.loadReports;
+    this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
       interceptors: [
         this.inflight.interceptor,
-        serverObserver([logSink(this.logger), ...(options.sinks ?? [])]),
+        serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])]),
+        ...(this.load ? [loadReportInterceptor(this.load)] : []),
         ...(options.interceptors ?? []),
       ],
     });
     this.health.addToServer(this.server);
+    if (this.load) this.stopLoadReports = addLoadReportService(this.server, this.load);
   }
 
   /**
@@ -154,13 +176,16 @@ export class MeshServer {
   async listen(address = "127.0.0.1:0"): Promise<number> {
     if (this.boundPort !== undefined) throw new Error(`${this.name}: already listening`);
     const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
-    const reflected = [...this.services, HEALTH_SERVICE_NAME];
-    createReflection(descriptorSetPath, reflected, this.options.extraDescriptorFiles).addToServer(this.server);
+    const reflected = [...this.services, HEALTH_SERVICE_NAME, ...(this.load ? [ORCA_SERVICE_NAME] : [])];
+    createReflection(descriptorSetPath, reflected, reflectedFiles(this.options.extraDescriptorFiles, this.load !== undefined)).addToServer(
+      this.server,
+    );
     const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
     });
     this.health.setServing(true);
+    this.load?.start();
     this.logger.info({ address, port: this.boundPort, services: this.services }, "listening");
     if (this.options.controlPlane) {
       this.lease = leaseForServer(
@@ -221,6 +246,8 @@ export class MeshServer {
     // Long-lived streams end after the GOAWAY, so that a caller re-opening one goes elsewhere
     // instead of holding this server open for the whole grace period.
     this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
+    this.stopLoadReports?.();
+    this.load?.stop();
     for (const listener of this.drainingListeners) listener();
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<"timeout">((resolve) => {
@@ -240,6 +267,27 @@ export class MeshServer {
     }
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
   }
+}
+
+const filesWithOrca = new WeakMap<readonly Uint8Array[], readonly Uint8Array[]>();
+
+/**
+ * The FileDescriptorProtos reflection serves beyond the descriptor set: the caller's, then the
+ * ORCA service's when load reports are on; one array per input, since reflection is cached by
+ * array. The caller's go first because reflection keeps the first file of a name, and
+ * proto-loader names its files by package: both sets have a "google_protobuf.proto" holding the
+ * well-known types each compilation used, and the caller's larger one (the envoy protos use
+ * Duration too) must be the one kept.
+ */
+function reflectedFiles(extra: readonly Uint8Array[] | undefined, withOrca: boolean): readonly Uint8Array[] | undefined {
+  if (!withOrca) return extra;
+  if (!extra) return orcaDescriptorFiles();
+  let files = filesWithOrca.get(extra);
+  if (!files) {
+    files = [...extra, ...orcaDescriptorFiles()];
+    filesWithOrca.set(extra, files);
+  }
+  return files;
 }
 
 /** True when `promise` settles within `ms`. */

@@ -88,11 +88,18 @@ describe("bench harness (smoke mode)", function () {
     }
   });
 
-  it("compares every LB policy the mesh offers with round_robin in B3", () => {
+  it("compares every LB policy the mesh offers that spreads calls with round_robin in B3, per-pick cost included", () => {
     const rows = measuredRows(report, "B3");
     assert.ok(rows.length > 0, "no B3 rows");
     assert.ok(rows.every((row) => row.baselineName === "round_robin"));
-    assert.ok(rows.some((row) => row.metric.startsWith("ring_hash: latency p99") && row.goal !== undefined));
+    for (const policy of ["ring_hash", "weighted_round_robin", "p2c_ewma", "least_request"]) {
+      assert.ok(rows.some((row) => row.metric.startsWith(`${policy}: latency p99`)), `no ${policy} row`);
+    }
+    for (const policy of ["weighted_round_robin", "p2c_ewma", "least_request"]) {
+      assert.ok(rows.some((row) => row.metric.startsWith(`${policy}: per-pick cost`)), `no per-pick cost of ${policy}`);
+    }
+    const goals = rows.filter((row) => row.goal !== undefined).map((row) => row.metric.split(":")[0]);
+    assert.deepEqual(goals, ["p2c_ewma", "p2c_ewma", "p2c_ewma"], "p99, calls OK and the slow replica's share of p2c_ewma carry the goals");
   });
 
   it("puts the mesh client and a static-list grpc-js client through the same failover in B4", () => {

@@ -60,12 +60,12 @@ describe("server reflection", () => {
   });
 
   for (const version of ["v1", "v1alpha"] as const) {
-    it(`lists only the services the server hosts, health included, over ${version}`, async () => {
+    it(`lists only the services the server hosts, health and load reports included, over ${version}`, async () => {
       const client = reflectionClient(version, address);
       try {
         const response = await ask(client, { listServices: "*" });
         const names = response.listServicesResponse?.service.map((service) => service.name).sort();
-        assert.deepEqual(names, ["grpc.health.v1.Health", "shop.orders.v1.OrderService"]);
+        assert.deepEqual(names, ["grpc.health.v1.Health", "shop.orders.v1.OrderService", "xds.service.orca.v3.OpenRcaService"]);
       } finally {
         client.close();
       }

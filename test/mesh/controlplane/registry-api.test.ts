@@ -159,6 +159,7 @@ describe("control plane: registry API", function () {
       "envoy.service.discovery.v3.AggregatedDiscoveryService",
       "grpc.health.v1.Health",
       "protomesh.registry.v1.RegistryService",
+      "xds.service.orca.v3.OpenRcaService",
     ]);
     const described = await run(grpcurl, ["-plaintext", mesh.address, "describe", "protomesh.registry.v1.RegistryService"]);
     assert.match(described.stdout, /rpc WatchServices/);
