@@ -1,6 +1,6 @@
 import { experimental } from "@grpc/grpc-js";
 import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
-import { knownKeys, objectAt } from "./config-fields";
+import { knownKeys, objectAt, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument } from "./errors";
 import { HealthCheckedSubchannel } from "./health-checked-subchannel";
 import { defaultLogger } from "./logger";
@@ -46,18 +46,20 @@ export class ClientHealthConfig implements experimental.TypedLoadBalancingConfig
   }
 
   static createFromJson(block: unknown): ClientHealthConfig {
-    const entries = objectAt(block, TYPE_NAME);
-    knownKeys(entries, TYPE_NAME, ["service_name", "child_policy"]);
-    const serviceName = entries.service_name ?? "";
-    if (typeof serviceName !== "string") throw invalidArgument(`${TYPE_NAME}.service_name`, "must be a string");
-    return new ClientHealthConfig(serviceName, childPolicyOf(entries.child_policy));
+    return parseGrpcPolicyConfig(TYPE_NAME, (field) => {
+      const entries = objectAt(block, field);
+      knownKeys(entries, field, ["service_name", "child_policy"]);
+      const serviceName = entries.service_name ?? "";
+      if (typeof serviceName !== "string") throw invalidArgument(`${field}.service_name`, "must be a string");
+      return new ClientHealthConfig(serviceName, childPolicyOf(entries.child_policy, `${field}.child_policy`));
+    });
   }
 }
 
 /** The first entry of `child_policy` that grpc-js knows, or an error listing why none was taken. */
-function childPolicyOf(list: unknown): experimental.TypedLoadBalancingConfig {
+function childPolicyOf(list: unknown, field: string): experimental.TypedLoadBalancingConfig {
   if (!Array.isArray(list) || list.length === 0) {
-    throw invalidArgument(`${TYPE_NAME}.child_policy`, "must be a non-empty list of load-balancing configs");
+    throw invalidArgument(field, "must be a non-empty list of load-balancing configs");
   }
   const problems: string[] = [];
   for (const entry of list) {
@@ -67,7 +69,7 @@ function childPolicyOf(list: unknown): experimental.TypedLoadBalancingConfig {
       problems.push((error as Error).message);
     }
   }
-  throw invalidArgument(`${TYPE_NAME}.child_policy`, `no usable policy: ${problems.join("; ")}`);
+  throw invalidArgument(field, `no usable policy: ${problems.join("; ")}`);
 }
 
 /** The grpc-js load balancer: the child policy, over health-checked subchannels. */

@@ -3,7 +3,7 @@ import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
 import { EndpointListBalancer } from "./balancer-endpoint-list";
 import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
-import { knownKeys, objectAt, optionalInteger } from "./config-fields";
+import { knownKeys, objectAt, optionalInteger, parseGrpcPolicyConfig } from "./config-fields";
 
 /**
  * least_request for grpc-js, per gRFC A48 (xDS least_request LB policy): each pick draws
@@ -29,11 +29,11 @@ export interface LeastRequestSettings {
  * Reads a grpc-js config block: `choiceCount` (the service-config spelling grpc-go reads) or
  * `choice_count` (Envoy's, the mesh's); over 10 is capped as A48 says, under 2 refused.
  */
-function parseGrpcBlock(block: unknown): LeastRequestSettings {
-  const entries = objectAt(block ?? {}, TYPE_NAME);
-  knownKeys(entries, TYPE_NAME, ["choiceCount", "choice_count"]);
+function parseGrpcBlock(block: unknown, field: string): LeastRequestSettings {
+  const entries = objectAt(block ?? {}, field);
+  knownKeys(entries, field, ["choiceCount", "choice_count"]);
   const raw = entries.choiceCount ?? entries.choice_count;
-  const count = optionalInteger(raw, `${TYPE_NAME}.choiceCount`, MIN_CHOICE_COUNT, Number.MAX_SAFE_INTEGER);
+  const count = optionalInteger(raw, `${field}.choiceCount`, MIN_CHOICE_COUNT, Number.MAX_SAFE_INTEGER);
   return { choiceCount: Math.min(count ?? DEFAULT_CHOICE_COUNT, MAX_CHOICE_COUNT) };
 }
 
@@ -50,7 +50,7 @@ export class LeastRequestConfig implements experimental.TypedLoadBalancingConfig
   }
 
   static createFromJson(block: unknown): LeastRequestConfig {
-    return new LeastRequestConfig(parseGrpcBlock(block));
+    return new LeastRequestConfig(parseGrpcPolicyConfig(TYPE_NAME, (field) => parseGrpcBlock(block, field)));
   }
 }
 

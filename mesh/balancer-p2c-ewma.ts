@@ -4,7 +4,7 @@ import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
 import { EndpointListBalancer } from "./balancer-endpoint-list";
 import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
-import { durationText, knownKeys, objectAt, optionalDuration } from "./config-fields";
+import { durationText, knownKeys, objectAt, optionalDuration, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument, isServerFailure } from "./errors";
 import { PeakEwma } from "./peak-ewma";
 
@@ -93,7 +93,7 @@ export class P2cEwmaConfig implements experimental.TypedLoadBalancingConfig {
   }
 
   static createFromJson(block: unknown): P2cEwmaConfig {
-    return new P2cEwmaConfig(parseP2cEwmaSettings(block, TYPE_NAME));
+    return new P2cEwmaConfig(parseGrpcPolicyConfig(TYPE_NAME, (field) => parseP2cEwmaSettings(block, field)));
   }
 }
 

@@ -1,5 +1,5 @@
 import { experimental } from "@grpc/grpc-js";
-import { invalidArgument } from "./errors";
+import { invalidArgument, MeshError } from "./errors";
 
 /**
  * Checks of plain config (YAML or JSON, as parsed) on its way to a typed value, shared by the mesh
@@ -58,4 +58,22 @@ export function optionalDuration(value: unknown, field: string, minMs: number, m
 /** `ms` in protobuf's JSON form of a Duration ("0.250s"), for a config that is handed on. */
 export function durationText(ms: number): string {
   return `${Number((ms / 1000).toFixed(9))}s`;
+}
+
+/**
+ * Runs the parse of a grpc-js policy config (`createFromJson`), the policy's name as the field
+ * root. grpc-js prefixes what a parse throws with the policy name, so the error thrown here is the
+ * rest: grpc-js then says `p2c_ewma: decay_time: must be a duration ...`.
+ */
+export function parseGrpcPolicyConfig<T>(typeName: string, parse: (field: string) => T): T {
+  try {
+    return parse(typeName);
+  } catch (error) {
+    if (!(error instanceof MeshError)) throw error;
+    const details = error.details;
+    for (const prefix of [`${typeName}.`, `${typeName}: `]) {
+      if (details.startsWith(prefix)) throw new Error(details.slice(prefix.length));
+    }
+    throw new Error(details);
+  }
 }

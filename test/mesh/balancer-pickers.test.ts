@@ -180,9 +180,16 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
     ];
     for (const [block, message] of refusals) {
       it(`refuses ${JSON.stringify(block)}, naming the field`, () => {
-        assert.throws(() => P2cEwmaConfig.createFromJson(block), (error: unknown) => error instanceof MeshError && error.details.startsWith(message));
+        assert.throws(() => parseP2cEwmaSettings(block, "p2c_ewma"), (error: unknown) => error instanceof MeshError && error.details.startsWith(message));
       });
     }
+
+    it("reports a bad service config the grpc-js way, the policy named once", () => {
+      assert.throws(
+        () => experimental.parseLoadBalancingConfig({ p2c_ewma: { decay_time: 10 } }),
+        (error: unknown) => (error as Error).message.startsWith('p2c_ewma: decay_time: must be a duration such as "10s"'),
+      );
+    });
 
     it("round-trips through the grpc-js config and the mesh config's encoding", () => {
       const settings = p2cEwma.parseConfig({ decay_time: "2s" }, "services.catalog.lb_config");
@@ -222,7 +229,8 @@ describe("least_request picker (mesh/balancer-least-request.ts, gRFC A48)", () =
     assert.equal(LeastRequestConfig.createFromJson({ choiceCount: 3 }).settings.choiceCount, 3);
     assert.equal(LeastRequestConfig.createFromJson({ choice_count: 4 }).settings.choiceCount, 4);
     assert.equal(LeastRequestConfig.createFromJson({ choiceCount: 50 }).settings.choiceCount, 10);
-    assert.throws(() => LeastRequestConfig.createFromJson({ choiceCount: 1 }), /least_request\.choiceCount: must be an integer from 2/);
+    assert.throws(() => LeastRequestConfig.createFromJson({ choiceCount: 1 }), /^Error: choiceCount: must be an integer from 2/);
+    assert.throws(() => experimental.parseLoadBalancingConfig({ least_request: { choiceCount: 1 } }), /least_request: choiceCount: must be an integer from 2/);
   });
 
   it("refuses a choice_count outside 2..10 in the mesh config, naming the field", () => {

@@ -93,6 +93,15 @@ describe("load-balancing policies on real servers (service config, no control pl
     clients = [];
   });
 
+  it("refuses a service config whose policy grpc-js would quietly replace by pick_first, naming it", () => {
+    const make = (serviceConfig: ServiceConfigJson) => () =>
+      createClient(CatalogServiceClient, "127.0.0.1:1", { logger: log.logger, serviceConfig }).close();
+    assert.throws(make({ loadBalancingConfig: [{ p2c_ewmaa: {} }] }), /loadBalancingConfig names no registered policy \(p2c_ewmaa\)/);
+    assert.throws(make({ loadBalancingConfig: [{ p2c_ewma: { decay_time: 10 } }] }), /loadBalancingConfig\[0\]: p2c_ewma: decay_time: must be a duration/);
+    assert.throws(make({ loadBalancingConfig: [{ least_request: { choiceCount: 1 } }] }), /least_request: choiceCount: must be an integer from 2/);
+    make({ loadBalancingConfig: [{ some_future_policy: {} }, { round_robin: {} }] })(); // the first known one is taken, as gRPC does
+  });
+
   describe("with one replica of 5 ten times slower (10 ms against 100 ms)", () => {
     const TOTAL = 400;
     const CONCURRENCY = 8;

@@ -5,6 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
+import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { OVERALL_HEALTH } from "../../../mesh/health";
 import { waitFor } from "../../support/wait";
 import { MeshFixture, callUntilAllServed, getProduct } from "./mesh-fixture";
@@ -88,28 +89,41 @@ describe("load-balancing policies over xDS (mesh config → Cluster load_balanci
     await callUntilAllServed(client, mesh.replicas, 10_000);
   });
 
-  it("checks health from the client when the service has client_health_check: a NOT_SERVING endpoint gets no new call within 1 s", async () => {
-    await startMesh('    lb_policy: round_robin\n    client_health_check: { service_name: "" }\n');
-    const client = mesh.catalogClient();
-    await callUntilAllServed(client, mesh.replicas);
-    // The control plane probes the catalog's own entry; only the whole-server entry changes, so
-    // what takes the replica out here is the client's check, not an xDS update.
-    const victim = mesh.replicas[0];
-    victim.server.health.setServing(false, OVERALL_HEALTH);
-    const flippedAt = Date.now();
-    let lastCallAt = flippedAt;
-    let seen = victim.calls;
-    while (Date.now() - flippedAt < 1_500) {
-      await getProduct(client);
-      if (victim.calls !== seen) lastCallAt = Date.now();
-      seen = victim.calls;
-    }
-    assert.ok(lastCallAt - flippedAt <= 1_000, `a call ${lastCallAt - flippedAt} ms after NOT_SERVING`);
-    assert.equal(mesh.endpoints().length, 3, "the control plane still lists it: the client took it out");
-    victim.server.health.setServing(true, OVERALL_HEALTH);
-    mesh.resetCounts();
-    await callUntilAllServed(client, mesh.replicas);
-  });
+  for (const policy of ["pick_first", "round_robin", "p2c_ewma", "least_request"]) {
+    it(`checks health from the client under ${policy} with client_health_check: a NOT_SERVING endpoint gets no new call within 1 s`, async () => {
+      await startMesh(`    lb_policy: ${policy}\n    client_health_check: { service_name: "" }\n`);
+      const client = mesh.catalogClient();
+      await calls(client, 30);
+      // The control plane probes the catalog's own entry; only the whole-server entry changes, so
+      // what takes the replica out here is the client's check, not an xDS update.
+      const victim = mesh.replicas.find((replica) => replica.calls > 0)!;
+      victim.server.health.setServing(false, OVERALL_HEALTH);
+      const flippedAt = Date.now();
+      let lastCallAt = flippedAt;
+      let seen = victim.calls;
+      while (Date.now() - flippedAt < 1_500) {
+        await getProduct(client);
+        if (victim.calls !== seen) lastCallAt = Date.now();
+        seen = victim.calls;
+      }
+      assert.ok(lastCallAt - flippedAt <= 1_000, `a call ${lastCallAt - flippedAt} ms after NOT_SERVING`);
+      assert.equal(
+        mesh.endpoints().filter((endpoint) => endpoint.health === HealthState.HEALTH_STATE_HEALTHY).length,
+        3,
+        "the control plane still has it HEALTHY: the client took it out",
+      );
+      victim.server.health.setServing(true, OVERALL_HEALTH);
+      if (policy === "pick_first") {
+        // pick_first stays where it moved; the endpoint back in health is used once the others go out.
+        for (const other of mesh.replicas) if (other !== victim) other.server.health.setServing(false, OVERALL_HEALTH);
+      }
+      mesh.resetCounts();
+      await waitFor(`${policy}: calls to reach the replica again`, async () => {
+        await getProduct(client);
+        return victim.calls > 0;
+      }, 5_000, 0);
+    });
+  }
 
   it("refuses client_health_check with ring_hash, naming the field", async () => {
     fs.writeFileSync(file, "services:\n  catalog:\n    lb_policy: ring_hash\n    client_health_check: {}\n");
