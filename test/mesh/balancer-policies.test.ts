@@ -144,7 +144,7 @@ describe("load-balancing policies on real servers (service config, no control pl
   });
 
   describe("client-side health checking (gRFC A17)", () => {
-    for (const policy of ["pick_first", "round_robin", "p2c_ewma", "least_request"]) {
+    for (const policy of ["pick_first", "round_robin", "p2c_ewma", "least_request", "weighted_round_robin"]) {
       it(`under ${policy}: an endpoint turned NOT_SERVING gets no new call within 1 s, and calls come back once it is SERVING`, async () => {
         for (let index = 0; index < 3; index += 1) replicas.push(await startReplica(`r${index}`));
         const checked = client({ loadBalancingConfig: [{ [policy]: {} }], healthCheckConfig: { serviceName: OVERALL_HEALTH } });
