@@ -146,7 +146,7 @@ function checkPolicies(list: readonly LoadBalancingConfig[]): void {
       experimental.parseLoadBalancingConfig(entry);
       return;
     } catch (error) {
-      throw new TypeError(`createClient: serviceConfig.loadBalancingConfig[${index}]: ${(error as Error).message}`);
+      throw new TypeError(`createClient: serviceConfig.loadBalancingConfig[${index}]: ${(error as Error).message}`, { cause: error });
     }
   }
   const names = list.map((entry) => Object.keys(entry)[0]).join(", ");

@@ -72,8 +72,8 @@ export function parseGrpcPolicyConfig<T>(typeName: string, parse: (field: string
     if (!(error instanceof MeshError)) throw error;
     const details = error.details;
     for (const prefix of [`${typeName}.`, `${typeName}: `]) {
-      if (details.startsWith(prefix)) throw new Error(details.slice(prefix.length));
+      if (details.startsWith(prefix)) throw new Error(details.slice(prefix.length), { cause: error });
     }
-    throw new Error(details);
+    throw new Error(details, { cause: error });
   }
 }

@@ -1,9 +1,10 @@
-import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import * as v8 from "node:v8";
-import { loadPackageDefinition, Metadata, ServerInterceptingCall } from "@grpc/grpc-js";
-import type { Server, ServerInterceptor, ServerWritableStream, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import { Metadata, ServerInterceptingCall } from "@grpc/grpc-js";
+import type { Server, ServerInterceptor, ServerWritableStream } from "@grpc/grpc-js";
+import { OrcaLoadReport } from "../generated/ts/xds/data/orca/v3/orca_load_report";
+import { OpenRcaServiceService } from "../generated/ts/xds/service/orca/v3/orca";
+import type { OpenRcaServiceServer, OrcaLoadReportRequest } from "../generated/ts/xds/service/orca/v3/orca";
 import { systemClock } from "./clock";
 import type { Cancel, Clock } from "./clock";
 import { isServerFailure } from "./errors";
@@ -16,6 +17,7 @@ import type { CallRecord, CallSink } from "./observer";
  *   per-call recorder, which the server's `grpc.server_call_metric_recording` option turns on);
  * - out of band, as the xds.service.orca.v3.OpenRcaService/StreamCoreMetrics stream a client
  *   opens per connection.
+ * The contract is the one grpc-js ships (proto/xds), compiled with protomesh's by `make gen`.
  *
  * The utilisation is Node's own: `application_utilization` is the event loop's utilisation (the
  * share of the last window the loop was busy, `performance.eventLoopUtilization`), which reaches 1
@@ -35,14 +37,8 @@ export const LOAD_WINDOW_MS = 1_000;
  */
 export const MIN_REPORT_INTERVAL_MS = 1_000;
 
-/** One window's figures, in OrcaLoadReport's field names. */
-export interface LoadFigures {
-  cpu_utilization: number;
-  application_utilization: number;
-  mem_utilization: number;
-  rps_fractional: number;
-  eps: number;
-}
+/** One window's figures: the OrcaLoadReport every report carries (the maps stay empty). */
+export type LoadFigures = OrcaLoadReport;
 
 /**
  * Measures a server's load over rolling windows: a CallSink counting ended calls, and a sampler
@@ -51,7 +47,7 @@ export interface LoadFigures {
 export class LoadMeter implements CallSink {
   private calls = 0;
   private failures = 0;
-  private figuresNow: LoadFigures = { cpu_utilization: 0, application_utilization: 0, mem_utilization: 0, rps_fractional: 0, eps: 0 };
+  private figuresNow: LoadFigures = OrcaLoadReport.create();
   private lastElu = performance.eventLoopUtilization();
   private lastCpu = process.cpuUsage();
   private lastSampleMs: number;
@@ -111,13 +107,13 @@ export class LoadMeter implements CallSink {
     const cpu = process.cpuUsage(this.lastCpu);
     this.lastCpu = process.cpuUsage();
     const heap = v8.getHeapStatistics();
-    this.figuresNow = {
-      application_utilization: this.applicationUtilization?.() ?? elu.utilization,
-      cpu_utilization: Math.min(1, (cpu.user + cpu.system) / 1000 / windowMs),
-      mem_utilization: heap.used_heap_size / heap.heap_size_limit,
-      rps_fractional: (this.calls * 1000) / windowMs,
+    this.figuresNow = OrcaLoadReport.create({
+      applicationUtilization: this.applicationUtilization?.() ?? elu.utilization,
+      cpuUtilization: Math.min(1, (cpu.user + cpu.system) / 1000 / windowMs),
+      memUtilization: heap.used_heap_size / heap.heap_size_limit,
+      rpsFractional: (this.calls * 1000) / windowMs,
       eps: (this.failures * 1000) / windowMs,
-    };
+    });
     this.encoded = undefined;
     this.calls = 0;
     this.failures = 0;
@@ -134,7 +130,7 @@ export const LOAD_REPORT_TRAILER = "endpoint-load-metrics-bin";
  * `grpc.server_call_metric_recording` option), but 1.14.7 re-reads the ORCA protos from disk for
  * every report it serializes (orca.ts keeps its loaded protos in a `const` that stays null), a few
  * milliseconds per call; this writes the same trailer from the same message, encoded by the
- * loaded OpenRcaService's own serializer.
+ * generated OrcaLoadReport encoder.
  */
 export function loadReportInterceptor(meter: LoadMeter): ServerInterceptor {
   return (_descriptor, call) =>
@@ -152,56 +148,9 @@ export const ORCA_SERVICE_NAME = "xds.service.orca.v3.OpenRcaService";
 /** Its one method, a long-lived stream a drain ends. */
 export const ORCA_STREAM_PATH = `/${ORCA_SERVICE_NAME}/StreamCoreMetrics`;
 
-interface OrcaProtos {
-  service: ServiceDefinition;
-  fileDescriptorProtos: readonly Uint8Array[];
-}
-
-let orcaProtos: OrcaProtos | undefined;
-
-/** The ORCA protos grpc-js ships in its package (proto/xds), loaded once. */
-function loadOrcaProtos(): OrcaProtos {
-  if (orcaProtos) return orcaProtos;
-  const root = path.join(path.dirname(require.resolve("@grpc/grpc-js/package.json")), "proto");
-  const definition = loadSync("xds/service/orca/v3/orca.proto", {
-    keepCase: true,
-    longs: String,
-    defaults: true,
-    includeDirs: [path.join(root, "xds"), path.join(root, "protoc-gen-validate")],
-  });
-  const grpcObject = loadPackageDefinition(definition) as unknown as {
-    xds: { service: { orca: { v3: { OpenRcaService: { service: ServiceDefinition } } } } };
-  };
-  const files = new Set<Uint8Array>();
-  for (const entry of Object.values(definition)) {
-    for (const file of (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? []) files.add(file);
-  }
-  orcaProtos = { service: grpcObject.xds.service.orca.v3.OpenRcaService.service, fileDescriptorProtos: [...files] };
-  return orcaProtos;
-}
-
 /** `figures` as a serialized xds.data.orca.v3.OrcaLoadReport. */
 export function encodeLoadReport(figures: LoadFigures): Buffer {
-  return loadOrcaProtos().service.StreamCoreMetrics.responseSerialize(figures);
-}
-
-/** A serialized OrcaLoadReport read back (tests, tools). */
-export function decodeLoadReport(bytes: Buffer): Partial<LoadFigures> {
-  return loadOrcaProtos().service.StreamCoreMetrics.responseDeserialize(bytes) as Partial<LoadFigures>;
-}
-
-/** The OpenRcaService definition (for a client of it: tests, tools). */
-export function orcaServiceDefinition(): ServiceDefinition {
-  return loadOrcaProtos().service;
-}
-
-/** The serialized FileDescriptorProtos of the ORCA service, for reflection. */
-export function orcaDescriptorFiles(): readonly Uint8Array[] {
-  return loadOrcaProtos().fileDescriptorProtos;
-}
-
-interface ReportRequest {
-  report_interval?: { seconds: string; nanos: number } | null;
+  return Buffer.from(OrcaLoadReport.encode(figures).finish());
 }
 
 /**
@@ -212,10 +161,10 @@ interface ReportRequest {
  */
 export function addLoadReportService(server: Server, meter: LoadMeter, clock: Clock = systemClock): () => void {
   const streams = new Set<Cancel>();
-  const handlers = {
-    StreamCoreMetrics(call: ServerWritableStream<ReportRequest, LoadFigures>) {
-      const asked = call.request.report_interval;
-      const askedMs = asked ? Number(asked.seconds) * 1000 + asked.nanos / 1e6 : 0;
+  const handlers: OpenRcaServiceServer = {
+    streamCoreMetrics(call: ServerWritableStream<OrcaLoadReportRequest, OrcaLoadReport>) {
+      const asked = call.request.reportInterval;
+      const askedMs = asked ? asked.seconds * 1000 + asked.nanos / 1e6 : 0;
       const intervalMs = Math.max(MIN_REPORT_INTERVAL_MS, askedMs);
       let cancelNext: Cancel | undefined;
       const stop: Cancel = () => {
@@ -231,7 +180,7 @@ export function addLoadReportService(server: Server, meter: LoadMeter, clock: Cl
       report();
     },
   };
-  server.addService(loadOrcaProtos().service, handlers as unknown as UntypedServiceImplementation);
+  server.addService(OpenRcaServiceService, handlers);
   return () => {
     for (const stop of [...streams]) stop();
   };

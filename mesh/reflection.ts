@@ -43,28 +43,6 @@ export function splitDescriptorSet(bytes: Uint8Array): Uint8Array[] {
   return files;
 }
 
-/** The `name` (field 1) of a serialized FileDescriptorProto, e.g. "google/protobuf/any.proto". */
-export function fileNameOf(file: Uint8Array): string {
-  const reader = new BinaryReader(file);
-  while (reader.pos < reader.len) {
-    const [fieldNo, wireType] = reader.tag();
-    if (fieldNo === 1 && wireType === WireType.LengthDelimited) return reader.string();
-    reader.skip(wireType);
-  }
-  return "";
-}
-
-/** `files` with one entry per file name, the first of each: sets compiled apart share google/protobuf/*. */
-function uniqueByName(files: readonly Uint8Array[]): Uint8Array[] {
-  const seen = new Set<string>();
-  return files.filter((file) => {
-    const name = fileNameOf(file);
-    if (seen.has(name)) return false;
-    seen.add(name);
-    return true;
-  });
-}
-
 const filesCache = new Map<string, Uint8Array[]>();
 /** Reflection services built so far, per list of extra files, then per descriptor set and services. */
 const reflectionCache = new WeakMap<readonly Uint8Array[], Map<string, ReflectionService>>();
@@ -98,9 +76,7 @@ export function createReflection(
     }
     // @grpc/reflection indexes the `fileDescriptorProtos` of every package-definition entry; one
     // entry holding every file is all it needs.
-    // Two copies of one file (google/protobuf/any.proto from each compilation) leave @grpc/reflection
-    // unable to place the types they define, so each name is kept once.
-    const fileDescriptorProtos = uniqueByName([...files, ...extraFiles]).map((file) => Buffer.from(file));
+    const fileDescriptorProtos = [...files, ...extraFiles].map((file) => Buffer.from(file));
     const definition = { "protomesh.descriptors": { fileDescriptorProtos } };
     reflection = new ReflectionService(definition as unknown as PackageDefinition, { services: [...services] });
     built.set(key, reflection);

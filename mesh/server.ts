@@ -25,7 +25,6 @@ import {
   LoadMeter,
   loadReportInterceptor,
   ORCA_SERVICE_NAME,
-  orcaDescriptorFiles,
 } from "./load-report";
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
 
@@ -177,9 +176,7 @@ export class MeshServer {
     if (this.boundPort !== undefined) throw new Error(`${this.name}: already listening`);
     const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
     const reflected = [...this.services, HEALTH_SERVICE_NAME, ...(this.load ? [ORCA_SERVICE_NAME] : [])];
-    createReflection(descriptorSetPath, reflected, reflectedFiles(this.options.extraDescriptorFiles, this.load !== undefined)).addToServer(
-      this.server,
-    );
+    createReflection(descriptorSetPath, reflected, this.options.extraDescriptorFiles).addToServer(this.server);
     const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
@@ -267,27 +264,6 @@ export class MeshServer {
     }
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
   }
-}
-
-const filesWithOrca = new WeakMap<readonly Uint8Array[], readonly Uint8Array[]>();
-
-/**
- * The FileDescriptorProtos reflection serves beyond the descriptor set: the caller's, then the
- * ORCA service's when load reports are on; one array per input, since reflection is cached by
- * array. The caller's go first because reflection keeps the first file of a name, and
- * proto-loader names its files by package: both sets have a "google_protobuf.proto" holding the
- * well-known types each compilation used, and the caller's larger one (the envoy protos use
- * Duration too) must be the one kept.
- */
-function reflectedFiles(extra: readonly Uint8Array[] | undefined, withOrca: boolean): readonly Uint8Array[] | undefined {
-  if (!withOrca) return extra;
-  if (!extra) return orcaDescriptorFiles();
-  let files = filesWithOrca.get(extra);
-  if (!files) {
-    files = [...extra, ...orcaDescriptorFiles()];
-    filesWithOrca.set(extra, files);
-  }
-  return files;
 }
 
 /** True when `promise` settles within `ms`. */

@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
 import { promisify } from "node:util";
-import { Metadata, Server, ServerCredentials, credentials, makeGenericClientConstructor, status } from "@grpc/grpc-js";
-import type { Client, ClientReadableStream, ServiceError } from "@grpc/grpc-js";
+import { Metadata, Server, ServerCredentials, credentials, status } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type { GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../../mesh/client";
-import {
-  LOAD_REPORT_TRAILER,
-  LoadMeter,
-  addLoadReportService,
-  decodeLoadReport,
-  orcaServiceDefinition,
-} from "../../mesh/load-report";
-import type { LoadFigures } from "../../mesh/load-report";
+import { OrcaLoadReport } from "../../generated/ts/xds/data/orca/v3/orca_load_report";
+import { OpenRcaServiceClient } from "../../generated/ts/xds/service/orca/v3/orca";
+import { LOAD_REPORT_TRAILER, LoadMeter, addLoadReportService } from "../../mesh/load-report";
 import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
 import { catalogService } from "../../services/catalog/catalog-service";
@@ -22,13 +17,8 @@ import { waitFor } from "../support/wait";
 
 const log = captureLog(process.env.TEST_LOG_LEVEL ?? "warn");
 
-type OrcaClient = Client & {
-  streamCoreMetrics(request: { report_interval?: { seconds: number; nanos: number } }): ClientReadableStream<LoadFigures>;
-};
-
-function orcaClient(address: string): OrcaClient {
-  const Constructor = makeGenericClientConstructor(orcaServiceDefinition() as never, "OpenRcaService");
-  return new Constructor(address, credentials.createInsecure()) as unknown as OrcaClient;
+function orcaClient(address: string): OpenRcaServiceClient {
+  return new OpenRcaServiceClient(address, credentials.createInsecure());
 }
 
 function getProduct(client: CatalogServiceClient): Promise<GetProductResponse> {
@@ -53,10 +43,10 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
     }
     clock.advance(2_000);
     meter.sample();
-    assert.equal(meter.figures.rps_fractional, 2, "4 calls in 2 s");
+    assert.equal(meter.figures.rpsFractional, 2, "4 calls in 2 s");
     assert.equal(meter.figures.eps, 0.5, "1 server fault in 2 s; NOT_FOUND is the caller's");
-    assert.equal(meter.figures.application_utilization, 0.25, "the application's own figure when it gives one");
-    assert.deepEqual(decodeLoadReport(meter.encodedFigures).rps_fractional, 2);
+    assert.equal(meter.figures.applicationUtilization, 0.25, "the application's own figure when it gives one");
+    assert.equal(OrcaLoadReport.decode(meter.encodedFigures).rpsFractional, 2);
   });
 
   it("puts the server's report, with the event loop's utilisation, in the trailers of every response", async () => {
@@ -68,11 +58,11 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
         call.on("status", (callStatus) => resolve(callStatus.metadata));
       });
       const [bytes] = trailers.get(LOAD_REPORT_TRAILER) as Buffer[];
-      const report = decodeLoadReport(bytes);
-      for (const field of ["application_utilization", "cpu_utilization", "mem_utilization"] as const) {
-        assert.ok(report[field] === undefined || (report[field]! >= 0 && report[field]! <= 1), `${field} ${report[field]}`);
+      const report = OrcaLoadReport.decode(bytes);
+      for (const field of ["applicationUtilization", "cpuUtilization", "memUtilization"] as const) {
+        assert.ok(report[field] >= 0 && report[field] <= 1, `${field} ${report[field]}`);
       }
-      assert.ok((report.mem_utilization ?? 0) > 0, "the heap is never empty");
+      assert.ok(report.memUtilization > 0, "the heap is never empty");
     } finally {
       client.close();
       await server.drain();
@@ -89,9 +79,9 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
     );
     const client = orcaClient(`127.0.0.1:${port}`);
     try {
-      const reports: LoadFigures[] = [];
-      const call = client.streamCoreMetrics({ report_interval: { seconds: 0, nanos: 100_000_000 } });
-      call.on("data", (report: LoadFigures) => reports.push(report));
+      const reports: OrcaLoadReport[] = [];
+      const call = client.streamCoreMetrics({ reportInterval: { seconds: 0, nanos: 100_000_000 }, requestCostNames: [] });
+      call.on("data", (report: OrcaLoadReport) => reports.push(report));
       call.on("error", () => undefined);
       await waitFor("the first report", () => reports.length === 1);
       clock.advance(999);
@@ -100,7 +90,7 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
       meter.sample();
       clock.advance(1);
       await waitFor("the second report", () => reports.length === 2);
-      assert.equal(reports[1].application_utilization, 0.5);
+      assert.equal(reports[1].applicationUtilization, 0.5);
       call.cancel();
     } finally {
       stop();
@@ -113,7 +103,7 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
     const { server, address } = await catalogServer({ name: "catalog", drainGraceMs: 10_000 });
     const client = orcaClient(address);
     try {
-      const call = client.streamCoreMetrics({ report_interval: { seconds: 1, nanos: 0 } });
+      const call = client.streamCoreMetrics({ reportInterval: { seconds: 1, nanos: 0 }, requestCostNames: [] });
       const ended = new Promise<ServiceError>((resolve) => call.on("error", resolve));
       await new Promise((resolve) => call.once("data", resolve));
       const startedAt = Date.now();

@@ -197,6 +197,21 @@ describe("grpcurl against the reference services", function () {
     });
   });
 
+  describe("load reports (ORCA)", function () {
+    it("describes OpenRcaService and streams the catalog's load, its event-loop utilisation first", async function () {
+      const described = await grpcurlAt(catalog, [], "describe", "xds.service.orca.v3.OpenRcaService");
+      assertSucceeded(described);
+      assert.match(described.stdout, /rpc StreamCoreMetrics .* returns \( stream \.xds\.data\.orca\.v3\.OrcaLoadReport \)/);
+      // The stream stays open (a report every report_interval); grpcurl's -max-time ends it.
+      const streamed = await runTool(grpcurl, [
+        "-plaintext", "-max-time", "1.5", "-d", '{"report_interval": "1s"}', catalog, "xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
+      ]);
+      const [first] = parseMessages(streamed.stdout) as { memUtilization?: number; applicationUtilization?: number }[];
+      assert.ok(first, `no report streamed: ${streamed.stderr}`);
+      assert.ok((first.memUtilization ?? 0) > 0 && (first.applicationUtilization ?? 0) >= 0, JSON.stringify(first));
+    });
+  });
+
   describe("catalog calls", function () {
     it("GetProduct returns the product as JSON, with the int64 price printed as a string", async function () {
       const result = await invoke(catalog, `${CATALOG_SERVICE}/GetProduct`, { id: "sku-1001" });
