@@ -73,7 +73,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     if (!this.policy.isConfig(config)) return false;
     this.config = config;
     if (!endpoints.ok) {
-      // A resolver error with endpoints in hand keeps using them (gRFC A61's "keep the last good list").
+      // A resolver error with endpoints in hand keeps using them, as round_robin does.
       if (this.children.length === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
       return true;
     }
