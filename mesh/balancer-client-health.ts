@@ -3,6 +3,7 @@ import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
 import { knownKeys, objectAt, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument } from "./errors";
 import { HealthCheckedSubchannel } from "./health-checked-subchannel";
+import type { HealthMemory } from "./health-checked-subchannel";
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 
@@ -76,6 +77,7 @@ function childPolicyOf(list: unknown, field: string): experimental.TypedLoadBala
 export class ClientHealthBalancer implements experimental.LoadBalancer {
   private readonly child: experimental.ChildLoadBalancerHandler;
   private readonly subchannels = new Set<HealthCheckedSubchannel>();
+  private readonly memory: HealthMemory = new WeakMap();
   private serviceName = "";
   private logger: Logger | undefined;
 
@@ -84,7 +86,12 @@ export class ClientHealthBalancer implements experimental.LoadBalancer {
       experimental.createChildChannelControlHelper(helper, {
         createSubchannel: (address, options) => {
           this.logger ??= defaultLogger().child({ component: "balancer.client_health" });
-          const subchannel = new HealthCheckedSubchannel(helper.createSubchannel(address, options), this.serviceName, this.logger);
+          const subchannel = new HealthCheckedSubchannel(
+            helper.createSubchannel(address, options),
+            this.serviceName,
+            this.logger,
+            this.memory,
+          );
           this.subchannels.add(subchannel);
           return subchannel;
         },

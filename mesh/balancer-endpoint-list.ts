@@ -38,9 +38,10 @@ export interface EndpointPolicy<Config extends TypedLoadBalancingConfig, State> 
  * TRANSIENT_FAILURE when every child failed. Built only from grpc-js's public `experimental`
  * exports, as grpc-node's test-custom-lb-policies.ts builds its policy.
  *
- * Unlike round_robin, the per-endpoint state (a policy's view of an endpoint's load) survives
- * address-list updates and reconnections, keyed by the endpoint's addresses, so that an xDS update
- * (one replica added) does not forget what was learnt about the others.
+ * Unlike round_robin, an address-list update keeps the children of the endpoints still listed, and
+ * the per-endpoint state (a policy's view of an endpoint's load) survives updates and
+ * reconnections, keyed by the endpoint's addresses: an xDS update (one replica added) neither
+ * drops the others out of READY nor forgets what was learnt about them.
  */
 export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State> implements LoadBalancer {
   private children: LeafLoadBalancer[] = [];
@@ -79,12 +80,25 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     }
     const keys = new Set(endpoints.value.map((endpoint) => experimental.endpointToString(endpoint)));
     for (const key of [...this.states.keys()]) if (!keys.has(key)) this.states.delete(key);
+    // Children of endpoints still listed are kept (their connection, its health check and their
+    // READY state with them): grpc-js's round_robin rebuilds every child on each update, and its
+    // channel is CONNECTING until they report READY again, so calls queue whenever any endpoint
+    // of the service changes.
     this.isUpdating = true;
-    for (const child of this.children) child.destroy();
-    this.children = endpoints.value.map(
-      (endpoint) => new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote),
-    );
-    for (const child of this.children) child.startConnecting();
+    const kept = new Map(this.children.map((child) => [experimental.endpointToString(child.getEndpoint()), child]));
+    this.children = endpoints.value.map((endpoint) => {
+      const key = experimental.endpointToString(endpoint);
+      const child = kept.get(key);
+      kept.delete(key);
+      if (child) {
+        child.updateEndpoint(endpoint, options);
+        return child;
+      }
+      const added = new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote);
+      added.startConnecting();
+      return added;
+    });
+    for (const child of kept.values()) child.destroy();
     this.isUpdating = false;
     if (this.children.length === 0) {
       this.report(connectivityState.TRANSIENT_FAILURE, `${this.policy.typeName}: no endpoints. Resolution note: ${resolutionNote}`);

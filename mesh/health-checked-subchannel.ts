@@ -11,7 +11,7 @@ type ConnectivityStateListener = experimental.ConnectivityStateListener;
 type SubchannelInterface = experimental.SubchannelInterface;
 
 /** What a health-checked subchannel knows of its server's health. */
-type Health =
+export type Health =
   /** No Watch answer yet on this connection. */
   | "unknown"
   | "serving"
@@ -24,6 +24,16 @@ export interface HealthCheckSources {
   clock?: Clock;
   random?: () => number;
 }
+
+/**
+ * What a policy remembers of its connections' health between the subchannel wrappers it makes for
+ * them, keyed by the real subchannel. grpc-js policies make new wrappers for the same connection
+ * on every address-list update (round_robin and pick_first rebuild their children), and a wrapper
+ * that started from "unknown" would report CONNECTING until its Watch answers: every client would
+ * queue its calls for a round trip whenever any endpoint of the service changed. A new wrapper of a
+ * connection still READY starts from what the last one knew; its own Watch corrects it.
+ */
+export type HealthMemory = WeakMap<object, Health>;
 
 /**
  * A subchannel whose connectivity state, as the load-balancing policy above sees it, is its
@@ -59,6 +69,8 @@ export class HealthCheckedSubchannel extends experimental.BaseSubchannelWrapper 
       this.health = "unknown";
       this.startWatch();
     } else {
+      // A new connection starts from "unknown" (A17): nothing of this one is worth remembering.
+      this.memory.delete(this.child.getRealSubchannel());
       this.stopWatch();
     }
     this.update(errorMessage);
@@ -68,11 +80,15 @@ export class HealthCheckedSubchannel extends experimental.BaseSubchannelWrapper 
     child: SubchannelInterface,
     private serviceName: string,
     private readonly logger: Logger,
+    private readonly memory: HealthMemory = new WeakMap(),
     sources: HealthCheckSources = {},
   ) {
     super(child);
     this.clock = sources.clock ?? systemClock;
     this.backoff = new Backoff(CONNECTION_BACKOFF, sources.random);
+    if (child.getConnectivityState() === connectivityState.READY) {
+      this.health = memory.get(child.getRealSubchannel()) ?? "unknown";
+    }
     this.reported = this.stateNow();
     child.addConnectivityStateListener(this.onChildState);
     if (child.getConnectivityState() === connectivityState.READY) this.startWatch();
@@ -87,6 +103,7 @@ export class HealthCheckedSubchannel extends experimental.BaseSubchannelWrapper 
   setServiceName(serviceName: string): void {
     if (serviceName === this.serviceName) return;
     this.serviceName = serviceName;
+    this.memory.delete(this.child.getRealSubchannel());
     if (this.child.getConnectivityState() === connectivityState.READY) {
       this.stopWatch();
       this.health = "unknown";
@@ -114,6 +131,9 @@ export class HealthCheckedSubchannel extends experimental.BaseSubchannelWrapper 
 
   protected override destroy(): void {
     this.isDestroyed = true;
+    if (this.child.getConnectivityState() === connectivityState.READY && this.health !== "unknown") {
+      this.memory.set(this.child.getRealSubchannel(), this.health);
+    }
     this.child.removeConnectivityStateListener(this.onChildState);
     this.stopWatch();
     this.client?.close();
