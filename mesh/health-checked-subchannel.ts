@@ -195,6 +195,10 @@ export class HealthCheckedSubchannel extends experimental.BaseSubchannelWrapper 
       this.health = "not-serving";
       this.update(error ? `health check failed: ${status[error.code]}: ${error.details}` : "health check stream ended");
       const delayMs = hasAnswered ? 0 : this.backoff.next();
+      this.logger.debug(
+        { endpoint: this.getAddress(), code: error ? status[error.code] : "OK", retryInMs: delayMs },
+        "health check stream ended; watching again",
+      );
       this.cancelRetry = this.clock.schedule(() => {
         this.cancelRetry = undefined;
         if (this.child.getConnectivityState() === connectivityState.READY) this.startWatch();

@@ -177,7 +177,7 @@ describe("load-balancing policies on real servers (service config, no control pl
           // then fail UNAVAILABLE until the replica's own check says SERVING again.
           await getProduct(checked).catch(() => undefined);
           return victim.calls > 0;
-        }, 5_000, 0);
+        }, 10_000, 0); // one Watch answer, or a re-opened Watch after gRPC's backoff (1 s, 1.6 s, 2.56 s ...)
       });
     }
 

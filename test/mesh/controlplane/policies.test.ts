@@ -123,7 +123,7 @@ describe("load-balancing policies over xDS (mesh config → Cluster load_balanci
         // then fail UNAVAILABLE until the replica's own check says SERVING again.
         await getProduct(client).catch(() => undefined);
         return victim.calls > 0;
-      }, 5_000, 0);
+      }, 10_000, 0); // one Watch answer, or a re-opened Watch after gRPC's backoff (1 s, 1.6 s, 2.56 s ...)
     });
   }
 
