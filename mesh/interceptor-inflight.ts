@@ -1,6 +1,7 @@
 import { EventEmitter, once } from "node:events";
 import { ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
+import { ORCA_STREAM_PATH } from "./load-report";
 
 /**
  * Methods whose streams live as long as the caller wants (health Watch, the out-of-band ORCA
@@ -9,7 +10,7 @@ import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject }
  */
 export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set([
   "/grpc.health.v1.Health/Watch",
-  "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
+  ORCA_STREAM_PATH,
 ]);
 
 /**

@@ -13,8 +13,7 @@ import type { CallRecord, CallSink } from "./observer";
 /**
  * ORCA backend metrics (gRFC A51, xds.data.orca.v3.OrcaLoadReport) of one server: what the
  * client-side weighted_round_robin (gRFC A58) weighs endpoints by. Published both ways A51 defines:
- * - per call, in the `endpoint-load-metrics-bin` trailer of every response (grpc-js's
- *   per-call recorder, which the server's `grpc.server_call_metric_recording` option turns on);
+ * - per call, in the `endpoint-load-metrics-bin` trailer of every response;
  * - out of band, as the xds.service.orca.v3.OpenRcaService/StreamCoreMetrics stream a client
  *   opens per connection.
  * The contract is the one grpc-js ships (proto/xds), compiled with protomesh's by `make gen`.
