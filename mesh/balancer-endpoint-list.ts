@@ -1,5 +1,5 @@
 import { connectivityState, experimental } from "@grpc/grpc-js";
-import type { ChannelOptions } from "@grpc/grpc-js";
+import type { ChannelOptions, status } from "@grpc/grpc-js";
 
 type ChannelControlHelper = experimental.ChannelControlHelper;
 type Endpoint = experimental.Endpoint;
@@ -10,12 +10,41 @@ type TypedLoadBalancingConfig = experimental.TypedLoadBalancingConfig;
 
 /** One READY endpoint as a picker sees it: its child's picker and the state the policy keeps for it. */
 export interface ReadyEndpoint<State> {
-  /** The endpoint's addresses as a string (grpc-js `endpointToString`), stable across updates. */
-  key: string;
   /** The endpoint's pick_first child: picking from it gives the call its subchannel. */
   picker: Picker;
   /** What the policy keeps about the endpoint (its load), created once per endpoint by `newState`. */
   state: State;
+}
+
+/** One endpoint of the address list: its child and the policy's state for it, kept across updates. */
+interface Entry<State> {
+  child: LeafLoadBalancer;
+  state: State;
+}
+
+/**
+ * `result` with `started` run when its call starts and `ended` when it ends (with the call's
+ * status code), before the child's own callbacks: where a policy counts calls in flight and
+ * measures them. A pick that is not COMPLETE is returned as is.
+ */
+export function trackedPick(
+  result: experimental.PickResult,
+  started: () => void,
+  ended: (code: status) => void,
+): experimental.PickResult {
+  if (result.pickResultType !== experimental.PickResultType.COMPLETE) return result;
+  const { onCallStarted, onCallEnded } = result;
+  return {
+    ...result,
+    onCallStarted: () => {
+      started();
+      onCallStarted?.();
+    },
+    onCallEnded: (code, details, metadata) => {
+      ended(code);
+      onCallEnded?.(code, details, metadata);
+    },
+  };
 }
 
 /** What a policy built on {@link EndpointListBalancer} supplies: its config, its state per endpoint, its picker. */
@@ -24,7 +53,7 @@ export interface EndpointPolicy<Config extends TypedLoadBalancingConfig, State> 
   typeName: string;
   /** The config class the policy registered; an update with another config is refused. */
   isConfig(config: TypedLoadBalancingConfig): config is Config;
-  /** Called once per endpoint, the first time the policy sees it; kept until it leaves the address list. */
+  /** Called once per endpoint, when it joins the address list; kept until it leaves it. */
   newState(config: Config): State;
   /** Called whenever the READY set or the config changes; the picker lives until the next call. */
   pickerFor(ready: ReadyEndpoint<State>[], config: Config): Picker;
@@ -38,14 +67,14 @@ export interface EndpointPolicy<Config extends TypedLoadBalancingConfig, State> 
  * TRANSIENT_FAILURE when every child failed. Built only from grpc-js's public `experimental`
  * exports, as grpc-node's test-custom-lb-policies.ts builds its policy.
  *
- * Unlike round_robin, an address-list update keeps the children of the endpoints still listed, and
- * the per-endpoint state (a policy's view of an endpoint's load) survives updates and
- * reconnections, keyed by the endpoint's addresses: an xDS update (one replica added) neither
- * drops the others out of READY nor forgets what was learnt about them.
+ * Unlike round_robin, an address-list update keeps the child of every endpoint still listed, and
+ * with it the policy's state for that endpoint (its view of the endpoint's load), which survives
+ * reconnections too: an xDS update (one replica added) neither drops the others out of READY nor
+ * forgets what was learnt about them.
  */
 export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State> implements LoadBalancer {
-  private children: LeafLoadBalancer[] = [];
-  private readonly states = new Map<string, State>();
+  /** The address list, by endpoint (grpc-js `endpointToString`), in its order. */
+  private entries = new Map<string, Entry<State>>();
   private config: Config | undefined;
   private isUpdating = false;
   private lastError = "";
@@ -75,32 +104,32 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     this.config = config;
     if (!endpoints.ok) {
       // A resolver error with endpoints in hand keeps using them, as round_robin does.
-      if (this.children.length === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
+      if (this.entries.size === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
       return true;
     }
-    const keys = new Set(endpoints.value.map((endpoint) => experimental.endpointToString(endpoint)));
-    for (const key of [...this.states.keys()]) if (!keys.has(key)) this.states.delete(key);
     // Children of endpoints still listed are kept (their connection, its health check and their
     // READY state with them): grpc-js's round_robin rebuilds every child on each update, and its
     // channel is CONNECTING until they report READY again, so calls queue whenever any endpoint
     // of the service changes.
     this.isUpdating = true;
-    const kept = new Map(this.children.map((child) => [experimental.endpointToString(child.getEndpoint()), child]));
-    this.children = endpoints.value.map((endpoint) => {
+    const previous = this.entries;
+    this.entries = new Map();
+    for (const endpoint of endpoints.value) {
       const key = experimental.endpointToString(endpoint);
-      const child = kept.get(key);
-      kept.delete(key);
-      if (child) {
-        child.updateEndpoint(endpoint, options);
-        return child;
+      const entry = previous.get(key);
+      previous.delete(key);
+      if (entry) {
+        entry.child.updateEndpoint(endpoint, options);
+        this.entries.set(key, entry);
+      } else {
+        const child = new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote);
+        this.entries.set(key, { child, state: this.policy.newState(config) });
+        child.startConnecting();
       }
-      const added = new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote);
-      added.startConnecting();
-      return added;
-    });
-    for (const child of kept.values()) child.destroy();
+    }
+    for (const { child } of previous.values()) child.destroy();
     this.isUpdating = false;
-    if (this.children.length === 0) {
+    if (this.entries.size === 0) {
       this.report(connectivityState.TRANSIENT_FAILURE, `${this.policy.typeName}: no endpoints. Resolution note: ${resolutionNote}`);
       return true;
     }
@@ -114,16 +143,10 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     const config = this.config;
     const ready: ReadyEndpoint<State>[] = [];
     let isConnecting = false;
-    for (const child of this.children) {
+    for (const { child, state: endpointState } of this.entries.values()) {
       const state = child.getConnectivityState();
       if (state === connectivityState.READY) {
-        const key = experimental.endpointToString(child.getEndpoint());
-        let endpointState = this.states.get(key);
-        if (endpointState === undefined) {
-          endpointState = this.policy.newState(config);
-          this.states.set(key, endpointState);
-        }
-        ready.push({ key, picker: child.getPicker(), state: endpointState });
+        ready.push({ picker: child.getPicker(), state: endpointState });
       } else if (state === connectivityState.CONNECTING) {
         isConnecting = true;
       } else if (state === connectivityState.IDLE) {
@@ -155,7 +178,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   }
 
   exitIdle(): void {
-    for (const child of this.children) child.exitIdle();
+    for (const { child } of this.entries.values()) child.exitIdle();
   }
 
   resetBackoff(): void {
@@ -163,9 +186,8 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   }
 
   destroy(): void {
-    for (const child of this.children) child.destroy();
-    this.children = [];
-    this.states.clear();
+    for (const { child } of this.entries.values()) child.destroy();
+    this.entries = new Map();
   }
 
   getTypeName(): string {

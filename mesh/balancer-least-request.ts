@@ -1,7 +1,7 @@
 import { experimental } from "@grpc/grpc-js";
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
-import { EndpointListBalancer } from "./balancer-endpoint-list";
+import { EndpointListBalancer, trackedPick } from "./balancer-endpoint-list";
 import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
 import { knownKeys, objectAt, optionalInteger, parseGrpcPolicyConfig } from "./config-fields";
 
@@ -72,21 +72,12 @@ export function leastRequestPicker(
         const candidate = ready[Math.floor(random() * ready.length)];
         if (candidate.state.outstanding < chosen.state.outstanding) chosen = candidate;
       }
-      const result = chosen.picker.pick(args);
-      if (result.pickResultType !== experimental.PickResultType.COMPLETE) return result;
-      const { onCallStarted, onCallEnded } = result;
       const load = chosen.state;
-      return {
-        ...result,
-        onCallStarted: () => {
-          load.outstanding += 1;
-          onCallStarted?.();
-        },
-        onCallEnded: (code, details, metadata) => {
-          load.outstanding -= 1;
-          onCallEnded?.(code, details, metadata);
-        },
-      };
+      return trackedPick(
+        chosen.picker.pick(args),
+        () => (load.outstanding += 1),
+        () => (load.outstanding -= 1),
+      );
     },
   };
 }

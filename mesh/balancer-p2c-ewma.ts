@@ -1,8 +1,7 @@
 import { experimental } from "@grpc/grpc-js";
-import type { status } from "@grpc/grpc-js";
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
-import { EndpointListBalancer } from "./balancer-endpoint-list";
+import { EndpointListBalancer, trackedPick } from "./balancer-endpoint-list";
 import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
 import { durationText, knownKeys, objectAt, optionalDuration, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument, isServerFailure } from "./errors";
@@ -151,24 +150,20 @@ function withLoadTracking(
   settings: P2cEwmaSettings,
   now: () => number,
 ): experimental.PickResult {
-  if (result.pickResultType !== experimental.PickResultType.COMPLETE) return result;
-  const { onCallStarted, onCallEnded } = result;
   let startedMs = 0;
-  return {
-    ...result,
-    onCallStarted: () => {
+  return trackedPick(
+    result,
+    () => {
       load.outstanding += 1;
       startedMs = now();
-      onCallStarted?.();
     },
-    onCallEnded: (code: status, details, metadata) => {
+    (code) => {
       load.outstanding -= 1;
       const endedMs = now();
       const rttMs = endedMs - startedMs;
       load.latency.observe(isServerFailure(code) ? Math.max(rttMs, settings.errorPenaltyMs) : rttMs, endedMs);
-      onCallEnded?.(code, details, metadata);
     },
-  };
+  );
 }
 
 /** p2c_ewma as an endpoint-list policy, with the given time and randomness. */

@@ -26,12 +26,13 @@ export interface WeightedRoundRobinSettings {
   errorUtilizationPenalty?: number;
 }
 
-const DURATIONS = {
-  oob_reporting_period: "oobReportingPeriodMs",
-  blackout_period: "blackoutPeriodMs",
-  weight_expiration_period: "weightExpirationPeriodMs",
-  weight_update_period: "weightUpdatePeriodMs",
-} as const;
+/** The duration fields: Envoy's name (the mesh config's), the settings key, grpc-js's name. */
+const DURATIONS = [
+  ["oob_reporting_period", "oobReportingPeriodMs", "oob_load_reporting_period"],
+  ["blackout_period", "blackoutPeriodMs", "blackout_period"],
+  ["weight_expiration_period", "weightExpirationPeriodMs", "weight_expiration_period"],
+  ["weight_update_period", "weightUpdatePeriodMs", "weight_update_period"],
+] as const;
 
 const HOUR_MS = 3_600_000;
 
@@ -39,7 +40,7 @@ const HOUR_MS = 3_600_000;
 export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
   parseConfig(block, field) {
     const entries = objectAt(block ?? {}, field);
-    knownKeys(entries, field, ["enable_oob_load_report", "error_utilization_penalty", ...Object.keys(DURATIONS)]);
+    knownKeys(entries, field, ["enable_oob_load_report", "error_utilization_penalty", ...DURATIONS.map(([name]) => name)]);
     const settings: WeightedRoundRobinSettings = { enableOobLoadReport: true };
     if (entries.enable_oob_load_report !== undefined) {
       if (typeof entries.enable_oob_load_report !== "boolean") {
@@ -54,7 +55,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
       }
       settings.errorUtilizationPenalty = penalty;
     }
-    for (const [name, key] of Object.entries(DURATIONS)) {
+    for (const [name, key] of DURATIONS) {
       // A58 floors weight_update_period at 100 ms; a shorter one is refused rather than silently raised.
       const minMs = name === "weight_update_period" ? 100 : 0;
       const ms = optionalDuration(entries[name], `${field}.${name}`, minMs, HOUR_MS);
@@ -67,10 +68,10 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
     config.enable_oob_load_report = settings.enableOobLoadReport;
     if (settings.errorUtilizationPenalty !== undefined) config.error_utilization_penalty = settings.errorUtilizationPenalty;
     // grpc-js spells Envoy's oob_reporting_period as oob_load_reporting_period.
-    if (settings.oobReportingPeriodMs !== undefined) config.oob_load_reporting_period = durationText(settings.oobReportingPeriodMs);
-    if (settings.blackoutPeriodMs !== undefined) config.blackout_period = durationText(settings.blackoutPeriodMs);
-    if (settings.weightExpirationPeriodMs !== undefined) config.weight_expiration_period = durationText(settings.weightExpirationPeriodMs);
-    if (settings.weightUpdatePeriodMs !== undefined) config.weight_update_period = durationText(settings.weightUpdatePeriodMs);
+    for (const [, key, grpcName] of DURATIONS) {
+      const ms = settings[key];
+      if (ms !== undefined) config[grpcName] = durationText(ms);
+    }
     return { [TYPE_NAME]: config };
   },
   envoyPolicies(settings) {
@@ -80,7 +81,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
     };
     message.enable_oob_load_report = { value: settings.enableOobLoadReport };
     if (settings.errorUtilizationPenalty !== undefined) message.error_utilization_penalty = { value: settings.errorUtilizationPenalty };
-    for (const [name, key] of Object.entries(DURATIONS)) {
+    for (const [name, key] of DURATIONS) {
       const ms = settings[key];
       if (ms !== undefined) message[name] = { seconds: String(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) };
     }

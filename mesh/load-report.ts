@@ -77,7 +77,7 @@ export class LoadMeter implements CallSink {
 
   /** The figures as a serialized OrcaLoadReport, encoded once per window. */
   get encodedFigures(): Buffer {
-    this.encoded ??= encodeLoadReport(this.figuresNow);
+    this.encoded ??= Buffer.from(OrcaLoadReport.encode(this.figuresNow).finish());
     return this.encoded;
   }
 
@@ -147,10 +147,6 @@ export const ORCA_SERVICE_NAME = "xds.service.orca.v3.OpenRcaService";
 /** Its one method, a long-lived stream a drain ends. */
 export const ORCA_STREAM_PATH = `/${ORCA_SERVICE_NAME}/StreamCoreMetrics`;
 
-/** `figures` as a serialized xds.data.orca.v3.OrcaLoadReport. */
-export function encodeLoadReport(figures: LoadFigures): Buffer {
-  return Buffer.from(OrcaLoadReport.encode(figures).finish());
-}
 
 /**
  * Adds OpenRcaService to `server`: each StreamCoreMetrics stream gets the meter's figures at once

@@ -6,6 +6,7 @@ import { setup as setupRingHash } from "./balancer-ring-hash";
 import { setup as setupRoundRobin } from "./balancer-round-robin";
 import { setup as setupWeightedRoundRobin } from "./balancer-weighted-round-robin";
 
+let arePoliciesRegistered = false;
 let isXdsRegistered = false;
 
 /**
@@ -18,13 +19,16 @@ let isXdsRegistered = false;
  * when first asked for.
  */
 export function register(options: { xds?: boolean } = {}): void {
-  setupRoundRobin();
-  setupRingHash();
-  setupPickFirst();
-  setupWeightedRoundRobin();
-  setupP2cEwma();
-  setupLeastRequest();
-  setupClientHealth();
+  if (!arePoliciesRegistered) {
+    setupRoundRobin();
+    setupRingHash();
+    setupPickFirst();
+    setupWeightedRoundRobin();
+    setupP2cEwma();
+    setupLeastRequest();
+    setupClientHealth();
+    arePoliciesRegistered = true;
+  }
   if (options.xds && !isXdsRegistered) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const xds = require("@grpc/grpc-js-xds") as typeof import("@grpc/grpc-js-xds");

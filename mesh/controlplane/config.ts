@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry";
 import { balancerPolicy, registeredBalancerPolicies } from "../balancer";
+import { TYPE_NAME as RING_HASH } from "../balancer-ring-hash";
 import { TYPE_NAME as ROUND_ROBIN } from "../balancer-round-robin";
 import { invalidArgument } from "../errors";
 import { knownKeys, objectAt, optionalInteger, requiredInteger } from "../config-fields";
@@ -170,7 +171,7 @@ function clientHealthCheck(value: unknown, lbPolicy: string, field: string): Ser
   knownKeys(node, field, ["service_name"]);
   const serviceName = node.service_name ?? "";
   if (typeof serviceName !== "string") throw invalidArgument(`${field}.service_name`, "must be a string (\"\" is the whole server)");
-  if (lbPolicy === "ring_hash") throw invalidArgument(field, "is not supported with lb_policy ring_hash");
+  if (lbPolicy === RING_HASH) throw invalidArgument(field, `is not supported with lb_policy ${RING_HASH}`);
   return { serviceName };
 }
 

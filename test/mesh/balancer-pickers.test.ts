@@ -75,7 +75,7 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
     return rtts.map((rtt, index) => {
       const state = new EndpointLoad(SETTINGS, now);
       state.latency.observe(rtt, now);
-      return { key: `e${index}`, picker: childPicker(`e${index}`), state };
+      return { picker: childPicker(`e${index}`), state };
     });
   }
 
@@ -137,7 +137,7 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
       }),
     };
     const load = new EndpointLoad(SETTINGS, 0);
-    const result = p2cEwmaPicker([{ key: "e0", picker: child, state: load }], SETTINGS, { now: () => 0, random: sequence(0) }).pick(PICK_ARGS);
+    const result = p2cEwmaPicker([{ picker: child, state: load }], SETTINGS, { now: () => 0, random: sequence(0) }).pick(PICK_ARGS);
     result.onCallStarted!();
     result.onCallEnded!(status.OK, "", new Metadata());
     assert.deepEqual(seen, ["started", "ended 0"]);
@@ -151,7 +151,7 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
       onCallStarted: null,
       onCallEnded: null,
     };
-    const picker = p2cEwmaPicker([{ key: "e0", picker: { pick: () => queued }, state: new EndpointLoad(SETTINGS, 0) }], SETTINGS);
+    const picker = p2cEwmaPicker([{ picker: { pick: () => queued }, state: new EndpointLoad(SETTINGS, 0) }], SETTINGS);
     assert.equal(picker.pick(PICK_ARGS), queued);
   });
 
@@ -202,7 +202,7 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
 
 describe("least_request picker (mesh/balancer-least-request.ts, gRFC A48)", () => {
   function endpoints(...outstanding: number[]): ReadyEndpoint<InFlight>[] {
-    return outstanding.map((count, index) => ({ key: `e${index}`, picker: childPicker(`e${index}`), state: { outstanding: count } }));
+    return outstanding.map((count, index) => ({ picker: childPicker(`e${index}`), state: { outstanding: count } }));
   }
 
   it("takes the endpoint with the fewest calls in flight among choice_count draws, ties to the first drawn", () => {

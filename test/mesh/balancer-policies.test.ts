@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { promisify } from "node:util";
-import { Metadata, Server, ServerCredentials, ServerInterceptingCall } from "@grpc/grpc-js";
+import { Server, ServerCredentials, ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type { GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
@@ -10,7 +9,9 @@ import { OVERALL_HEALTH } from "../../mesh/health";
 import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
 import { catalogService } from "../../services/catalog/catalog-service";
+import { msUntilLastServed } from "../support/calls";
 import { captureLog } from "../support/log-capture";
+import { getProduct } from "../support/shop";
 import { waitFor } from "../support/wait";
 
 /**
@@ -51,11 +52,6 @@ async function startReplica(name: string, delayMs = 0): Promise<Replica> {
 
 function targetOf(replicas: Replica[]): string {
   return `ipv4:${replicas.map((replica) => `127.0.0.1:${replica.port}`).join(",")}`;
-}
-
-function getProduct(client: CatalogServiceClient, deadlineMs = 5_000): Promise<GetProductResponse> {
-  const call = promisify<{ id: string }, Metadata, { deadline: number }, GetProductResponse>(client.getProduct.bind(client) as never);
-  return call({ id: "sku-1001" }, new Metadata(), { deadline: Date.now() + deadlineMs });
 }
 
 /** Runs `total` calls, `concurrency` at a time. */
@@ -132,11 +128,11 @@ describe("load-balancing policies on real servers (service config, no control pl
     replicas.push(await startReplica("stuck", 3_000), await startReplica("free", 0));
     // choice_count 10: with two endpoints, the stuck one is drawn every time with odds 2^-10.
     const leastRequest = client({ loadBalancingConfig: [{ least_request: { choiceCount: 10 } }] });
-    await getProduct(leastRequest); // connect to both
+    await getProduct(leastRequest, 5_000); // connect to both
     replicas[0].calls = replicas[1].calls = 0;
     const pending: Promise<unknown>[] = [];
     for (let index = 0; index < 40; index += 1) {
-      pending.push(getProduct(leastRequest));
+      pending.push(getProduct(leastRequest, 5_000));
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await Promise.all(pending);
@@ -154,15 +150,8 @@ describe("load-balancing policies on real servers (service config, no control pl
         // Only the whole-server entry changes: the service's own entry (what the control plane
         // probes) stays SERVING, so what reacts here is the client's own health check.
         victim.server.health.setServing(false, OVERALL_HEALTH);
-        const flippedAt = Date.now();
-        let lastCallAt = flippedAt;
-        let before = victim.calls;
-        while (Date.now() - flippedAt < 1_500) {
-          await getProduct(checked);
-          if (victim.calls !== before) lastCallAt = Date.now();
-          before = victim.calls;
-        }
-        assert.ok(lastCallAt - flippedAt <= 1_000, `${victim.name} got a call ${lastCallAt - flippedAt} ms after NOT_SERVING`);
+        const lastCallMs = await msUntilLastServed(() => victim.calls, () => getProduct(checked));
+        assert.ok(lastCallMs <= 1_000, `${victim.name} got a call ${lastCallMs} ms after NOT_SERVING`);
         victim.calls = 0;
         await callMany(checked, 30, 3);
         assert.equal(victim.calls, 0, "no call once it is out");

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import { promisify } from "node:util";
 import { Metadata, Server, ServerCredentials, credentials, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import type { GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../../mesh/client";
 import { OrcaLoadReport } from "../../generated/ts/xds/data/orca/v3/orca_load_report";
 import { OpenRcaServiceClient } from "../../generated/ts/xds/service/orca/v3/orca";
@@ -12,6 +10,7 @@ import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { captureLog } from "../support/log-capture";
+import { getProduct } from "../support/shop";
 import { ManualClock } from "../support/manual-clock";
 import { waitFor } from "../support/wait";
 
@@ -19,11 +18,6 @@ const log = captureLog(process.env.TEST_LOG_LEVEL ?? "warn");
 
 function orcaClient(address: string): OpenRcaServiceClient {
   return new OpenRcaServiceClient(address, credentials.createInsecure());
-}
-
-function getProduct(client: CatalogServiceClient): Promise<GetProductResponse> {
-  const call = promisify<{ id: string }, Metadata, { deadline: number }, GetProductResponse>(client.getProduct.bind(client) as never);
-  return call({ id: "sku-1001" }, new Metadata(), { deadline: Date.now() + 5_000 });
 }
 
 async function catalogServer(options: Parameters<typeof createServer>[0]): Promise<{ server: MeshServer; address: string }> {

@@ -64,3 +64,19 @@ export function gate(): { opened: Promise<void>; open(): void } {
   });
   return { opened, open };
 }
+
+/**
+ * Keeps calling (`call`, one at a time) for `windowMs` from now and returns how long after now the
+ * last call that moved `served` came: how soon a replica that was just taken out stopped getting calls.
+ */
+export async function msUntilLastServed(served: () => number, call: () => Promise<unknown>, windowMs = 1_500): Promise<number> {
+  const startedAt = Date.now();
+  let lastAt = startedAt;
+  let seen = served();
+  while (Date.now() - startedAt < windowMs) {
+    await call();
+    if (served() !== seen) lastAt = Date.now();
+    seen = served();
+  }
+  return lastAt - startedAt;
+}

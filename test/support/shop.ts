@@ -1,3 +1,5 @@
+import { promisify } from "node:util";
+import { Metadata } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type { GetProductRequest, GetProductResponse } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceClient, OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
@@ -90,4 +92,10 @@ export function useShop(): { shop: Shop; clients: ReturnType<typeof shopClients>
     await context.shop.stop();
   });
   return context;
+}
+
+/** One GetProduct call with a deadline of `deadlineMs`. */
+export function getProduct(client: CatalogServiceClient, deadlineMs = 2_000): Promise<GetProductResponse> {
+  const call = promisify<{ id: string }, Metadata, { deadline: number }, GetProductResponse>(client.getProduct.bind(client) as never);
+  return call({ id: "sku-1001" }, new Metadata(), { deadline: Date.now() + deadlineMs });
 }

@@ -1,8 +1,6 @@
-import { promisify } from "node:util";
-import { Metadata, ServerInterceptingCall, credentials } from "@grpc/grpc-js";
+import { ServerInterceptingCall, credentials } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../../generated/ts/shop/catalog/v1/catalog";
-import type { GetProductResponse } from "../../../generated/ts/shop/catalog/v1/catalog";
 import { RegistryServiceClient, HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import type { Service } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { createClient } from "../../../mesh/client";
@@ -13,7 +11,10 @@ import type { MeshServer } from "../../../mesh/server";
 import { catalogService } from "../../../services/catalog/catalog-service";
 import { captureLog } from "../../support/log-capture";
 import type { CapturedLog } from "../../support/log-capture";
+import { getProduct } from "../../support/shop";
 import { waitFor } from "../../support/wait";
+
+export { getProduct };
 
 /** A catalog replica in this process, counting the GetProduct calls it served. */
 export interface Replica {
@@ -106,16 +107,6 @@ export class MeshFixture {
   }
 }
 
-/** One GetProduct call with a deadline of `deadlineMs`. */
-export function getProduct(client: CatalogServiceClient, deadlineMs = 2_000): Promise<GetProductResponse> {
-  const call = promisify<
-    { id: string },
-    Metadata,
-    { deadline: number },
-    GetProductResponse
-  >(client.getProduct.bind(client) as never);
-  return call({ id: "sku-1001" }, new Metadata(), { deadline: Date.now() + deadlineMs });
-}
 
 /** Calls until every replica in `replicas` has served at least one call (bounded by `timeoutMs`). */
 export async function callUntilAllServed(

@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { connectivityState, status } from "@grpc/grpc-js";
 import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { OVERALL_HEALTH } from "../../../mesh/health";
+import { msUntilLastServed } from "../../support/calls";
 import { waitFor } from "../../support/wait";
 import { MeshFixture, callUntilAllServed, getProduct } from "./mesh-fixture";
 import type { Replica } from "./mesh-fixture";
@@ -98,15 +99,8 @@ describe("load-balancing policies over xDS (mesh config → Cluster load_balanci
       // what takes the replica out here is the client's check, not an xDS update.
       const victim = mesh.replicas.find((replica) => replica.calls > 0)!;
       victim.server.health.setServing(false, OVERALL_HEALTH);
-      const flippedAt = Date.now();
-      let lastCallAt = flippedAt;
-      let seen = victim.calls;
-      while (Date.now() - flippedAt < 1_500) {
-        await getProduct(client);
-        if (victim.calls !== seen) lastCallAt = Date.now();
-        seen = victim.calls;
-      }
-      assert.ok(lastCallAt - flippedAt <= 1_000, `a call ${lastCallAt - flippedAt} ms after NOT_SERVING`);
+      const lastCallMs = await msUntilLastServed(() => victim.calls, () => getProduct(client));
+      assert.ok(lastCallMs <= 1_000, `a call ${lastCallMs} ms after NOT_SERVING`);
       assert.equal(
         mesh.endpoints().filter((endpoint) => endpoint.health === HealthState.HEALTH_STATE_HEALTHY).length,
         3,
