@@ -1,7 +1,8 @@
-import { experimental } from "@grpc/grpc-js";
+import { experimental, status } from "@grpc/grpc-js";
+import { selectGrpcPolicy } from "./balancer";
 import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
 import { knownKeys, objectAt, parseGrpcPolicyConfig } from "./config-fields";
-import { invalidArgument } from "./errors";
+import { invalidArgument, MeshError } from "./errors";
 import { HealthCheckedSubchannel } from "./health-checked-subchannel";
 import type { HealthMemory } from "./health-checked-subchannel";
 import { defaultLogger } from "./logger";
@@ -57,20 +58,16 @@ export class ClientHealthConfig implements experimental.TypedLoadBalancingConfig
   }
 }
 
-/** The first entry of `child_policy` that grpc-js knows, or an error listing why none was taken. */
+/** The policy `child_policy` selects (balancer.ts `selectGrpcPolicy`); errors name the field. */
 function childPolicyOf(list: unknown, field: string): experimental.TypedLoadBalancingConfig {
   if (!Array.isArray(list) || list.length === 0) {
     throw invalidArgument(field, "must be a non-empty list of load-balancing configs");
   }
-  const problems: string[] = [];
-  for (const entry of list) {
-    try {
-      return experimental.parseLoadBalancingConfig(entry as LoadBalancingConfig);
-    } catch (error) {
-      problems.push((error as Error).message);
-    }
+  try {
+    return selectGrpcPolicy(list as LoadBalancingConfig[]);
+  } catch (error) {
+    throw new MeshError(status.INVALID_ARGUMENT, `${field}${(error as Error).message}`, { cause: error });
   }
-  throw invalidArgument(field, `no usable policy: ${problems.join("; ")}`);
 }
 
 /** The grpc-js load balancer: the child policy, over health-checked subchannels. */

@@ -1,6 +1,6 @@
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
-import { durationText, knownKeys, objectAt, optionalDuration } from "./config-fields";
+import { durationMessage, durationText, knownKeys, objectAt, optionalDuration } from "./config-fields";
 import { invalidArgument } from "./errors";
 
 /**
@@ -83,7 +83,7 @@ export const weightedRoundRobin: BalancerPolicy<WeightedRoundRobinSettings> = {
     if (settings.errorUtilizationPenalty !== undefined) message.error_utilization_penalty = { value: settings.errorUtilizationPenalty };
     for (const [name, key] of DURATIONS) {
       const ms = settings[key];
-      if (ms !== undefined) message[name] = { seconds: String(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) };
+      if (ms !== undefined) message[name] = durationMessage(ms);
     }
     return [message];
   },

@@ -1,3 +1,5 @@
+import { experimental } from "@grpc/grpc-js";
+import type { LoadBalancingConfig } from "@grpc/grpc-js";
 /**
  * Load-balancing policies of the mesh: the interface of one, and the registry that the mesh config
  * and the control plane's xDS resource builder consult, in the shape of grpc-js's
@@ -61,4 +63,23 @@ export function balancerPolicy(typeName: string): BalancerPolicy | undefined {
 /** Names of the registered policies, in registration order. */
 export function registeredBalancerPolicies(): string[] {
   return [...policies.keys()];
+}
+
+/**
+ * The policy a gRPC load-balancing config list selects (gRFC A24): the first entry grpc-js has
+ * registered, parsed. Entries of unregistered policies are passed over; a registered one whose
+ * config is bad is an error, as is a list with no registered entry at all (where grpc-js itself
+ * would quietly use pick_first). The error's message reads as a continuation of the list's field
+ * name: `[0]: p2c_ewma: decay_time: must be a duration ...`, ` names no registered policy (x, y)`.
+ */
+export function selectGrpcPolicy(list: readonly LoadBalancingConfig[]): experimental.TypedLoadBalancingConfig {
+  for (const [index, entry] of list.entries()) {
+    if (!experimental.isLoadBalancerNameRegistered(Object.keys(entry)[0] ?? "")) continue;
+    try {
+      return experimental.parseLoadBalancingConfig(entry);
+    } catch (error) {
+      throw new Error(`[${index}]: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  throw new Error(` names no registered policy (${list.map((entry) => Object.keys(entry)[0]).join(", ")})`);
 }

@@ -1,7 +1,8 @@
-import { credentials as grpcCredentials, experimental } from "@grpc/grpc-js";
+import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interceptor, LoadBalancingConfig } from "@grpc/grpc-js";
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
+import { selectGrpcPolicy } from "./balancer";
 import { BALANCER_LOGGER_OPTION, withClientHealth } from "./balancer-client-health";
 import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
@@ -133,24 +134,16 @@ function serviceConfigOption(options: MeshClientOptions): ChannelOptions {
 }
 
 /**
- * Refuses at construction a policy list grpc-js would quietly replace by pick_first: one whose
- * known entries have a bad config (named with grpc-js's or the policy's own message), or with no
- * entry grpc-js knows (a misspelt name, or a policy whose module was never registered).
+ * Refuses at construction a policy list grpc-js would quietly replace by pick_first: a known
+ * policy with a bad config, or no known policy at all (a misspelt name, a module never registered).
  */
 function checkPolicies(list: readonly LoadBalancingConfig[]): void {
   if (list.length === 0) return;
-  for (const [index, entry] of list.entries()) {
-    const name = Object.keys(entry)[0] ?? "";
-    if (!experimental.isLoadBalancerNameRegistered(name)) continue;
-    try {
-      experimental.parseLoadBalancingConfig(entry);
-      return;
-    } catch (error) {
-      throw new TypeError(`createClient: serviceConfig.loadBalancingConfig[${index}]: ${(error as Error).message}`, { cause: error });
-    }
+  try {
+    selectGrpcPolicy(list);
+  } catch (error) {
+    throw new TypeError(`createClient: serviceConfig.loadBalancingConfig${(error as Error).message}`, { cause: error });
   }
-  const names = list.map((entry) => Object.keys(entry)[0]).join(", ");
-  throw new TypeError(`createClient: serviceConfig.loadBalancingConfig names no registered policy (${names})`);
 }
 
 /** The service an `xds:` target names ("xds:///catalog" → "catalog"), or undefined for other targets. */

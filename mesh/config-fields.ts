@@ -60,6 +60,11 @@ export function durationText(ms: number): string {
   return `${Number((ms / 1000).toFixed(9))}s`;
 }
 
+/** `ms` as a google.protobuf.Duration message in proto field names, for an xDS resource. */
+export function durationMessage(ms: number): { seconds: string; nanos: number } {
+  return { seconds: String(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1_000_000) };
+}
+
 /**
  * Runs the parse of a grpc-js policy config (`createFromJson`), the policy's name as the field
  * root. grpc-js prefixes what a parse throws with the policy name, so the error thrown here is the

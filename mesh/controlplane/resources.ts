@@ -1,6 +1,7 @@
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { balancerPolicy } from "../balancer";
 import { TYPE_NAME as CLIENT_HEALTH } from "../balancer-client-health";
+import { durationMessage } from "../config-fields";
 import type { BalancerPolicy } from "../balancer";
 import type { ServicePolicy } from "./config";
 import type { RegistryEntry } from "./registry";
@@ -51,15 +52,15 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
   const route: Record<string, unknown> = { cluster: service };
   if (policy.timeoutMs !== undefined) {
     // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
-    route.max_stream_duration = { max_stream_duration: durationOf(policy.timeoutMs) };
+    route.max_stream_duration = { max_stream_duration: durationMessage(policy.timeoutMs) };
   }
   Object.assign(route, balancerOf(policy).routeFields?.(policy.lbConfig));
   if (policy.retry) {
     // gRFC A44: grpc-js-xds turns this into the call's retry policy (gRFC A6), executed by grpc-js.
     const { retryOn, numRetries, baseIntervalMs, maxIntervalMs } = policy.retry;
     const backOff: Record<string, unknown> = {};
-    if (baseIntervalMs !== undefined) backOff.base_interval = durationOf(baseIntervalMs);
-    if (maxIntervalMs !== undefined) backOff.max_interval = durationOf(maxIntervalMs);
+    if (baseIntervalMs !== undefined) backOff.base_interval = durationMessage(baseIntervalMs);
+    if (maxIntervalMs !== undefined) backOff.max_interval = durationMessage(maxIntervalMs);
     route.retry_policy = {
       retry_on: retryOn.join(","),
       num_retries: { value: numRetries },
@@ -189,7 +190,4 @@ export function clusterLoadAssignmentResource(
   return { "@type": CLUSTER_LOAD_ASSIGNMENT_TYPE_URL, cluster_name: service, endpoints };
 }
 
-function durationOf(ms: number): { seconds: string; nanos: number } {
-  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
-}
 
