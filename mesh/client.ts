@@ -5,7 +5,7 @@ import type { Logger } from "./logger";
 import { selectGrpcPolicy } from "./balancer";
 import { BALANCER_LOGGER_OPTION, withClientHealth } from "./balancer-client-health";
 import type { ServiceConfigJson } from "./balancer-client-health";
-import { deadlinePolicy, deadlineTransformer } from "./deadlines";
+import { deadlineInterceptor, deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { meshStatusInterceptor } from "./interceptor-mesh-status";
 import { isServiceName } from "./names";
 import type { CallSink } from "./observer";
@@ -28,6 +28,11 @@ export interface MeshClientOptions {
   defaultDeadlineMs?: number;
   /** Per-method deadlines (ms), keyed by method name or full path. */
   methodDeadlinesMs?: Record<string, number>;
+  /**
+   * What a call made while handling an inbound call leaves unused of that call's remaining budget
+   * (ms); see DEFAULT_DEADLINE_MARGIN_MS.
+   */
+  deadlineMarginMs?: number;
   credentials?: ChannelCredentials;
   /** Sinks of every call's measurement, after the log line (metrics, traces). */
   sinks?: CallSink[];
@@ -62,7 +67,9 @@ export interface MeshClientOptions {
 
 /**
  * Creates a typed client whose every call has a deadline (explicit, or the configured default for
- * the method; never none) and is logged when it ends. It registers protomesh's policies
+ * the method; never none) and is logged when it ends. A call made while handling an inbound call
+ * inherits that call's remaining budget (less `deadlineMarginMs`) and its cancellation, with no
+ * `parent` passed (call-context.ts); a call whose budget is gone fails DEADLINE_EXCEEDED unsent. It registers protomesh's policies
  * (`register()`), so a service config or the control plane may name them. `target` is any grpc-js target
  * ("127.0.0.1:50051", "dns:///catalog:50051"), or a mesh service name ("catalog"), dialled as
  * `xds:///catalog` through the control plane (see `controlPlane`, `fallbackTarget`). For an `xds:`
@@ -74,10 +81,18 @@ export function createClient<C extends Client>(
   options: MeshClientOptions = {},
 ): C {
   const channelTarget = meshTarget(target, options);
-  const policy = deadlinePolicy({ defaultMs: options.defaultDeadlineMs, methodsMs: options.methodDeadlinesMs });
+  const policy = deadlinePolicy({
+    defaultMs: options.defaultDeadlineMs,
+    methodsMs: options.methodDeadlinesMs,
+    marginMs: options.deadlineMarginMs,
+  });
   const channelLogger = (options.logger ?? defaultLogger()).child({ target: channelTarget });
   const logger = channelLogger.child({ component: "client" });
-  const interceptors = [clientObserver([logSink(logger), ...(options.sinks ?? [])]), ...(options.interceptors ?? [])];
+  const interceptors = [
+    clientObserver([logSink(logger), ...(options.sinks ?? [])]),
+    deadlineInterceptor(),
+    ...(options.interceptors ?? []),
+  ];
   let xdsOptions: ChannelOptions = {};
   const xdsService = xdsServiceOf(channelTarget);
   register();

@@ -1,8 +1,22 @@
-import type { CallInvocationTransformer, Deadline } from "@grpc/grpc-js";
+import { InterceptingCall, Metadata, status } from "@grpc/grpc-js";
+import type {
+  CallInvocationTransformer,
+  Deadline,
+  Interceptor,
+  InterceptingListener,
+} from "@grpc/grpc-js";
+import { currentInboundCall } from "./call-context";
 import { methodOf } from "./method-path";
 
 /** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
 export const DEFAULT_DEADLINE_MS = 5_000;
+/**
+ * How much of an inbound call's remaining budget an outbound call made while handling it leaves
+ * unused (ms): the time this hop needs to turn the downstream answer into its own, and for that
+ * answer to travel back, so that a downstream call that uses its whole budget still leaves this
+ * hop time to answer before its own caller gives up.
+ */
+export const DEFAULT_DEADLINE_MARGIN_MS = 10;
 
 /** Per-method deadline configuration of a client. */
 export interface DeadlinePolicy {
@@ -10,15 +24,23 @@ export interface DeadlinePolicy {
   defaultMs: number;
   /** Keyed by method name ("GetProduct") or full path ("/shop.catalog.v1.CatalogService/GetProduct"). */
   methodsMs: Readonly<Record<string, number>>;
+  /** What an outbound call leaves of the inbound call's remaining budget (ms); see DEFAULT_DEADLINE_MARGIN_MS. */
+  marginMs: number;
 }
 
 /** Validates a deadline policy; the error names the field. */
-export function deadlinePolicy(config: { defaultMs?: number; methodsMs?: Record<string, number> } = {}): DeadlinePolicy {
+export function deadlinePolicy(
+  config: { defaultMs?: number; methodsMs?: Record<string, number>; marginMs?: number } = {},
+): DeadlinePolicy {
   const defaultMs = config.defaultMs ?? DEFAULT_DEADLINE_MS;
   assertPositiveMs("deadlines.defaultMs", defaultMs);
   const methodsMs = { ...(config.methodsMs ?? {}) };
   for (const [method, ms] of Object.entries(methodsMs)) assertPositiveMs(`deadlines.methodsMs["${method}"]`, ms);
-  return { defaultMs, methodsMs };
+  const marginMs = config.marginMs ?? DEFAULT_DEADLINE_MARGIN_MS;
+  if (typeof marginMs !== "number" || !Number.isFinite(marginMs) || marginMs < 0) {
+    throw new TypeError(`deadlines.marginMs must be a finite number of milliseconds >= 0, got ${String(marginMs)}`);
+  }
+  return { defaultMs, methodsMs, marginMs };
 }
 
 function assertPositiveMs(field: string, value: unknown): void {
@@ -46,26 +68,113 @@ export function timeoutFor(policy: DeadlinePolicy, path: string): number {
   return timeoutMs;
 }
 
-/** The absolute deadline for a call: the caller's when given, otherwise now + the policy's timeout. */
+/**
+ * The absolute deadline (Date.now ms) of an outbound call: the caller's own when given, otherwise
+ * now + the policy's timeout for the method; made no later than `inboundDeadline` − the margin
+ * when the call is made while handling an inbound call (so an explicit shorter deadline wins, and
+ * a longer one is cut to the budget that is left).
+ */
 export function resolveDeadline(
   policy: DeadlinePolicy,
   path: string,
   explicit: Deadline | undefined,
   now: () => number = Date.now,
-): Deadline {
-  if (explicit !== undefined && explicit !== Infinity) return explicit;
-  return now() + timeoutFor(policy, path);
+  inboundDeadline = Infinity,
+): number {
+  const own = explicit !== undefined && explicit !== Infinity ? toMs(explicit) : now() + timeoutFor(policy, path);
+  return Math.min(own, inboundDeadline - policy.marginMs);
+}
+
+function toMs(deadline: Deadline): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
 }
 
 /**
- * A grpc-js call invocation transformer that gives every call a deadline: the caller's own,
- * otherwise the policy's for the method. With `parent` set (an inbound call), grpc-js then applies
- * the earlier of this deadline and the parent's remaining budget. A transformer rather than an
- * interceptor: it runs once per call with no intercepting layer around the call's events.
+ * A grpc-js call invocation transformer that gives every call a deadline (resolveDeadline). A call
+ * made while handling an inbound call (call-context.ts), with no `parent` of its own, gets the
+ * inbound call as its grpc-js parent, so that cancelling the inbound call cancels it too. A
+ * transformer rather than an interceptor: it runs once per call with no intercepting layer around
+ * the call's events.
  */
 export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = Date.now): CallInvocationTransformer {
   return (properties) => {
-    const deadline = resolveDeadline(policy, properties.methodDefinition.path, properties.callOptions.deadline, now);
-    return { ...properties, callOptions: { ...properties.callOptions, deadline } };
+    const { callOptions } = properties;
+    const inbound = callOptions.parent === undefined ? currentInboundCall() : undefined;
+    const path = properties.methodDefinition.path;
+    if (inbound === undefined) {
+      return { ...properties, callOptions: { ...callOptions, deadline: resolveDeadline(policy, path, callOptions.deadline, now) } };
+    }
+    const deadline = resolveDeadline(policy, path, callOptions.deadline, now, inbound.deadline);
+    return { ...properties, callOptions: { ...callOptions, deadline, parent: inbound.surface } };
   };
+}
+
+/**
+ * The interceptor that keeps deadlines honest at the moment a call is sent: a call whose budget is
+ * already gone fails DEADLINE_EXCEEDED here, without being sent (no connection, no pick, nothing on
+ * the wire), as does, CANCELLED, one made for an inbound call that was cancelled; and an outbound call made while handling an inbound call is counted in that call's
+ * budget account (call-context.ts), for the log of an inbound call that runs out of time.
+ */
+export function deadlineInterceptor(now: () => number = Date.now): Interceptor {
+  return (options, nextCall) => {
+    const deadline = options.deadline === undefined ? Infinity : toMs(options.deadline);
+    const path = options.method_definition.path;
+    const inbound = currentInboundCall();
+    const startedAt = now();
+    if (deadline <= startedAt) {
+      const spent = inbound ? "the inbound call's budget is spent" : "its deadline had passed";
+      return new InterceptingCall(new UnsentCall(status.DEADLINE_EXCEEDED, `deadline exceeded before the call was sent: ${spent}`));
+    }
+    if (inbound?.state === "cancelled") {
+      return new InterceptingCall(new UnsentCall(status.CANCELLED, "not sent: the inbound call it was made for was cancelled"));
+    }
+    if (inbound === undefined) return new InterceptingCall(nextCall(options));
+    const ended = inbound.outboundStarted(path, deadline - startedAt, startedAt);
+    return new InterceptingCall(nextCall(options), {
+      start: (metadata, _listener, next) => {
+        next(metadata, {
+          onReceiveStatus: (callStatus, nextStatus) => {
+            ended();
+            nextStatus(callStatus);
+          },
+        });
+      },
+    });
+  };
+}
+
+/** The call an interceptor hands on to (grpc-js does not export its interface by name). */
+type NextCallInterface = ConstructorParameters<typeof InterceptingCall>[0];
+
+/** A call that is never sent: it ends with its status as soon as it is started. */
+class UnsentCall implements NextCallInterface {
+  private isEnded = false;
+  constructor(
+    private readonly code: status,
+    private readonly details: string,
+  ) {}
+
+  start(_metadata: Metadata, listener?: Partial<InterceptingListener>): void {
+    // Asynchronously, as a sent call's status always is, so a caller's code after the call runs first.
+    process.nextTick(() => this.end(listener));
+  }
+  cancelWithStatus(): void {
+    this.isEnded = true;
+  }
+  getPeer(): string {
+    return "";
+  }
+  sendMessageWithContext(): void {}
+  sendMessage(): void {}
+  startRead(): void {}
+  halfClose(): void {}
+  getAuthContext(): null {
+    return null;
+  }
+
+  private end(listener: Partial<InterceptingListener> | undefined): void {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    listener?.onReceiveStatus?.({ code: this.code, details: this.details, metadata: new Metadata() });
+  }
 }

@@ -8,6 +8,8 @@ import type {
   sendUnaryData,
 } from "@grpc/grpc-js";
 import type { Logger } from "./logger";
+import { runInInboundCall } from "./call-context";
+import type { ServerSurfaceCall } from "./call-context";
 import { MeshError } from "./errors";
 
 type ErrorEmitter = { emit(event: string | symbol, ...args: unknown[]): boolean };
@@ -15,7 +17,9 @@ type ErrorEmitter = { emit(event: string | symbol, ...args: unknown[]): boolean 
 /**
  * Wraps every handler of a service so that nothing a handler throws, rejects or passes as an error
  * reaches grpc-js unconverted: MeshErrors and gRPC statuses keep their code; anything else becomes
- * INTERNAL with generic details, and its stack goes to the log, never to the caller.
+ * INTERNAL with generic details, and its stack goes to the log, never to the caller. Each handler
+ * runs inside its call's context (call-context.ts), which outbound calls inherit their deadline and
+ * cancellation from.
  */
 export function guardService<S extends UntypedServiceImplementation>(
   definition: ServiceDefinition<S>,
@@ -65,7 +69,7 @@ function guardCallbackResponse(
       }
     };
     try {
-      const result = callbackHandler(call, answer);
+      const result = runInInboundCall(call as ServerSurfaceCall, () => callbackHandler(call, answer));
       if (result instanceof Promise) result.catch((error: unknown) => answer(error as Error));
     } catch (error) {
       answer(error as Error);
@@ -86,7 +90,7 @@ function guardStreamingResponse(
     call.emit = (event: string | symbol, ...args: unknown[]) =>
       event === "error" ? emit("error", toStatus(args[0])) : emit(event, ...args);
     try {
-      const result = streamHandler(call);
+      const result = runInInboundCall(call as unknown as ServerSurfaceCall, () => streamHandler(call));
       if (result instanceof Promise) result.catch((error: unknown) => call.emit("error", error));
     } catch (error) {
       call.emit("error", error);

@@ -1,5 +1,7 @@
 import { ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
+import { openInboundCall } from "./call-context";
+import type { InboundCall } from "./call-context";
 import { methodOf } from "./method-path";
 import { elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
@@ -9,7 +11,8 @@ import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
  * The server's call observer: one interceptor that measures every call once (method, code,
  * duration, peer, request id) and hands it to `sinks`. It also carries the call's request id: taken
  * from `x-request-id` (or made), set on the metadata the handler sees, and echoed to the caller in
- * the response headers (in the trailers, for a trailers-only response).
+ * the response headers (in the trailers, for a trailers-only response). And it opens the call's
+ * context (call-context.ts), whose budget account a DEADLINE_EXCEEDED record carries.
  */
 export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
   // Only sinks that want the start get one: no object is made per call for none.
@@ -20,6 +23,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
     let requestId = "";
     let isEnded = false;
     let isMetadataSent = false;
+    let inbound: InboundCall | undefined;
 
     const end = (code: status, details: string) => {
       if (isEnded) return;
@@ -32,6 +36,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
         details,
         durationMs: elapsedMs(startedAt),
         peer: call.getPeer(),
+        ...(code === status.DEADLINE_EXCEEDED && inbound ? { budget: inbound.budget() } : {}),
       };
       for (const sink of sinks) sink.callEnded(record);
     };
@@ -42,6 +47,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
           onReceiveMetadata: (metadata, nextMetadata) => {
             requestId = requestIdFrom(metadata);
             metadata.set(REQUEST_ID_KEY, requestId);
+            inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
             if (startSinks.length > 0) {
               const start: CallStart = { side: "server", method, requestId };
               for (const sink of startSinks) sink.callStarted!(start);
@@ -49,6 +55,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
             nextMetadata(metadata);
           },
           onCancel: () => {
+            if (inbound?.state === "active") inbound.state = "cancelled";
             const deadline = call.getDeadline();
             const isPastDeadline = (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
             end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
@@ -63,6 +70,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
         if (!isMetadataSent && requestId && callStatus.metadata) {
           callStatus.metadata.set(REQUEST_ID_KEY, requestId);
         }
+        if (inbound) inbound.state = "answered";
         end(callStatus.code, callStatus.details);
         next(callStatus);
       },

@@ -1,4 +1,5 @@
 import type { status } from "@grpc/grpc-js";
+import type { DeadlineBudget } from "./call-context";
 import type { MethodPath } from "./method-path";
 
 /**
@@ -26,6 +27,8 @@ export interface CallRecord extends CallStart {
   readonly durationMs: number;
   /** server: the caller's address; client: the endpoint that answered (the target when none was picked). */
   readonly peer: string;
+  /** server, for a call that ended DEADLINE_EXCEEDED: where its budget went (call-context.ts). */
+  readonly budget?: DeadlineBudget;
 }
 
 /** A consumer of observed calls. Sinks must be cheap and never throw: they run on every call. */

@@ -6,7 +6,9 @@ import type { CallRecord, CallSink } from "./observer";
 /**
  * The per-call log line, one per call when it ends, with the same field names on both sides and in
  * every language of the mesh: service, method, code, durationMs, peer, requestId. Caller mistakes
- * and successes log at info, server failures (errors.ts isServerFailure) at warn with the details.
+ * and successes log at info, server failures (errors.ts isServerFailure) at warn with the details;
+ * a call that ran out of time says where its budget went (`budget`: received, spent here, waited
+ * on downstream, handed downstream).
  * The logger passed in names the rest (the server, or the client's target).
  */
 export function logSink(logger: Logger): CallSink {
@@ -22,7 +24,8 @@ export function logSink(logger: Logger): CallSink {
       };
       const isServer = call.side === "server";
       if (isServerFailure(call.code)) {
-        logger.warn({ ...line, details: call.details }, isServer ? "call failed" : "outbound call failed");
+        const fields = call.budget ? { ...line, details: call.details, budget: call.budget } : { ...line, details: call.details };
+        logger.warn(fields, isServer ? "call failed" : "outbound call failed");
       } else {
         logger.info(line, isServer ? "call" : "outbound call");
       }

@@ -15,20 +15,19 @@ import { ordersService } from "./orders-service";
 
 /** The catalog when there is no control plane and CATALOG_TARGET names none: the default catalog on this host. */
 export const CATALOG_FALLBACK_TARGET = `127.0.0.1:${CATALOG_DEFAULT_PORT}`;
-/** Deadline of one GetProduct call to the catalog (ms); also bounded by the inbound call's deadline. */
-export const CATALOG_GET_PRODUCT_DEADLINE_MS = 1_000;
 
 async function main(): Promise<void> {
   const settings = loadSettings(process.env);
   const logger = createLogger({ name: "orders", level: settings.logLevel });
   routeGrpcLogs(logger);
-  // By name through the mesh; CATALOG_TARGET, when set, names another target outright.
+  // By name through the mesh; CATALOG_TARGET, when set, names another target outright. The calls'
+  // deadlines are the inbound PlaceOrder's remaining budget, no longer than the catalog's timeout in
+  // the mesh config (deploy/mesh.yaml, sent over xDS).
   const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", {
     logger,
     controlPlane: settings.controlPlane,
     zone: settings.zone,
     fallbackTarget: CATALOG_FALLBACK_TARGET,
-    methodDeadlinesMs: { GetProduct: CATALOG_GET_PRODUCT_DEADLINE_MS },
   });
   const server = createServer({
     name: "orders",

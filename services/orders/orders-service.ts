@@ -1,5 +1,4 @@
-import { Metadata, status } from "@grpc/grpc-js";
-import type { ServerUnaryCall } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import type { CatalogServiceClient, GetProductResponse, Product } from "../../generated/ts/shop/catalog/v1/catalog";
 import {
   OrderStatus,
@@ -13,7 +12,7 @@ import {
   type PlaceOrderRequest,
   type PlaceOrderResponse,
 } from "../../generated/ts/shop/orders/v1/orders";
-import { MeshError, REQUEST_ID_KEY, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
+import { MeshError, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
 import { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
 
@@ -24,11 +23,11 @@ export function ordersService(
   now: () => number = Date.now,
 ): OrderServiceServer {
   return {
-    placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request, call) => {
+    placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request) => {
       validatePlaceOrder(request);
       const { order, replayed } = await store.placeOnce(request.customerId, request.idempotencyKey, async (id) => {
         const products = await Promise.all(
-          request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`, call)),
+          request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`)),
         );
         const lines: OrderLine[] = request.items.map((item, index) => ({
           productId: item.productId,
@@ -67,21 +66,14 @@ export function ordersService(
 }
 
 /**
- * Looks a product up in the catalog, as a child of the inbound call (its deadline and cancellation
- * propagate) carrying its request id and nothing else of its metadata (no credentials or cookies
- * leak downstream). NOT_FOUND names the request field; other catalog failures keep their status.
+ * Looks a product up in the catalog. Made while handling PlaceOrder, the call inherits its deadline,
+ * its cancellation and its request id from the kit (mesh/call-context.ts), and nothing else of its
+ * metadata (no credentials or cookies leak downstream). NOT_FOUND names the request field; other
+ * catalog failures keep their status.
  */
-function fetchProduct(
-  catalog: CatalogServiceClient,
-  productId: string,
-  field: string,
-  parent: ServerUnaryCall<unknown, unknown>,
-): Promise<Product> {
-  const metadata = new Metadata();
-  const requestId = parent.metadata.get(REQUEST_ID_KEY)[0];
-  if (typeof requestId === "string") metadata.set(REQUEST_ID_KEY, requestId);
+function fetchProduct(catalog: CatalogServiceClient, productId: string, field: string): Promise<Product> {
   return new Promise((resolve, reject) => {
-    catalog.getProduct({ id: productId }, metadata, { parent }, (error, response: GetProductResponse) => {
+    catalog.getProduct({ id: productId }, (error, response: GetProductResponse) => {
       if (!error && response.product) return resolve(response.product);
       if (error && error.code === status.NOT_FOUND) {
         return reject(new MeshError(status.NOT_FOUND, `${field}: product ${JSON.stringify(productId)} not found`));
