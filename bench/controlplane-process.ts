@@ -21,7 +21,7 @@ export function benchMeshConfig(service: string, policy: string, leaseTtlMs: num
   const servicePolicy = {
     lb_policy: policy,
     ...(policy === "ring_hash" ? { lb_config: { hash_header: KEY_HEADER } } : {}),
-    ...(retries > 0 ? { retry: { retry_on: ["unavailable"], num_retries: retries } } : {}),
+    ...(retries > 0 ? { idempotent: true, retry: { retry_on: ["unavailable"], num_retries: retries } } : {}),
   };
   const document = { ...(leaseTtlMs > 0 ? { lease_ttl_ms: leaseTtlMs } : {}), services: { [service]: servicePolicy } };
   return parseMeshConfig(JSON.stringify(document));

@@ -1,4 +1,5 @@
 import { setup as setupClientHealth } from "./balancer-client-health";
+import { setup as setupKeepalive } from "./balancer-keepalive";
 import { setup as setupLeastRequest } from "./balancer-least-request";
 import { setup as setupP2cEwma } from "./balancer-p2c-ewma";
 import { setup as setupPickFirst } from "./balancer-pick-first";
@@ -12,7 +13,7 @@ let isXdsRegistered = false;
 /**
  * Registers protomesh's pluggable parts: the load-balancing policies of the mesh config (see
  * mesh/balancer.ts), protomesh's own grpc-js load balancers (p2c_ewma, least_request,
- * protomesh.client_health) and, with `xds`, grpc-js-xds' `xds:` resolver and balancers.
+ * protomesh.client_health, protomesh.keepalive) and, with `xds`, grpc-js-xds' `xds:` resolver and balancers.
  * Explicit and idempotent: importing a protomesh module registers nothing. `createClient` calls it
  * with `xds` for an `xds:` target; the control plane calls it before it reads a mesh config.
  * Loading grpc-js-xds takes most of a second (it parses the envoy protos), so it happens here, once,
@@ -27,6 +28,7 @@ export function register(options: { xds?: boolean } = {}): void {
     setupP2cEwma();
     setupLeastRequest();
     setupClientHealth();
+    setupKeepalive();
     arePoliciesRegistered = true;
   }
   if (options.xds && !isXdsRegistered) {

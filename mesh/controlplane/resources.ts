@@ -1,9 +1,11 @@
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { balancerPolicy } from "../balancer";
 import { TYPE_NAME as CLIENT_HEALTH } from "../balancer-client-health";
-import { durationMessage } from "../config-fields";
+import { TYPE_NAME as KEEPALIVE } from "../balancer-keepalive";
+import { durationMessage, durationText } from "../config-fields";
 import type { BalancerPolicy } from "../balancer";
-import type { ServicePolicy } from "./config";
+import { methodPolicyOf } from "./config";
+import type { MethodPolicy, OutlierDetectionPolicy, RetryPolicy, ServicePolicy } from "./config";
 import type { RegistryEntry } from "./registry";
 import {
   CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
@@ -47,34 +49,61 @@ export function listenerResource(service: string): XdsResource {
   };
 }
 
-/** The RouteConfiguration: every call to `service` goes to its cluster, with the policy's timeout. */
+/**
+ * The RouteConfiguration: every call to `service` goes to its cluster, with the policy's timeout
+ * and, when the service is idempotent, its retries. A method with an entry of its own in the
+ * config gets a route of its own, matched first: by its full path, or for a bare method name by
+ * any service's method of that name (a mesh service usually hosts one proto service). Hedging is
+ * not in xDS (gRFC A44 carries retries only): it reaches clients by service config
+ * (service-config.ts).
+ */
 export function routeConfigurationResource(service: string, policy: ServicePolicy): XdsResource {
-  const route: Record<string, unknown> = { cluster: service };
-  if (policy.timeoutMs !== undefined) {
-    // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
-    route.max_stream_duration = { max_stream_duration: durationMessage(policy.timeoutMs) };
-  }
-  Object.assign(route, balancerOf(policy).routeFields?.(policy.lbConfig));
-  if (policy.retry) {
-    // gRFC A44: grpc-js-xds turns this into the call's retry policy (gRFC A6), executed by grpc-js.
-    const { retryOn, numRetries, baseIntervalMs, maxIntervalMs } = policy.retry;
-    const backOff: Record<string, unknown> = {};
-    if (baseIntervalMs !== undefined) backOff.base_interval = durationMessage(baseIntervalMs);
-    if (maxIntervalMs !== undefined) backOff.max_interval = durationMessage(maxIntervalMs);
-    route.retry_policy = {
-      retry_on: retryOn.join(","),
-      num_retries: { value: numRetries },
-      ...(Object.keys(backOff).length > 0 ? { retry_back_off: backOff } : {}),
-    };
-  }
+  const routes = [...policy.methods.keys()].map((key) => ({
+    match: methodMatch(key),
+    route: routeAction(service, policy, methodPolicyOf(policy, key)),
+  }));
+  routes.push({ match: { prefix: "" }, route: routeAction(service, policy, methodPolicyOf(policy, "")) });
   return {
     "@type": ROUTE_CONFIGURATION_TYPE_URL,
     name: service,
-    virtual_hosts: [{ name: service, domains: ["*"], routes: [{ match: { prefix: "" }, route }] }],
+    virtual_hosts: [{ name: service, domains: ["*"], routes }],
   };
 }
 
-/** The Cluster: endpoints from EDS over the same ADS stream, balanced by the policy, encoded as the policy says. */
+/** The route match of a method key: a full path exactly, a bare name as the last path segment. */
+function methodMatch(key: string): Record<string, unknown> {
+  if (key.startsWith("/")) return { path: key };
+  return { safe_regex: { google_re2: {}, regex: `^/[^/]+/${key}$` } };
+}
+
+function routeAction(service: string, policy: ServicePolicy, method: MethodPolicy): Record<string, unknown> {
+  const route: Record<string, unknown> = { cluster: service };
+  if (method.timeoutMs !== undefined) {
+    // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
+    route.max_stream_duration = { max_stream_duration: durationMessage(method.timeoutMs) };
+  }
+  Object.assign(route, balancerOf(policy).routeFields?.(policy.lbConfig));
+  // gRFC A44: grpc-js-xds turns this into the call's retry policy (gRFC A6), executed by grpc-js.
+  if (method.retry) route.retry_policy = retryPolicyMessage(method.retry);
+  return route;
+}
+
+function retryPolicyMessage(retry: RetryPolicy): Record<string, unknown> {
+  const { retryOn, numRetries, baseIntervalMs, maxIntervalMs } = retry;
+  const backOff: Record<string, unknown> = {};
+  if (baseIntervalMs !== undefined) backOff.base_interval = durationMessage(baseIntervalMs);
+  if (maxIntervalMs !== undefined) backOff.max_interval = durationMessage(maxIntervalMs);
+  return {
+    retry_on: retryOn.join(","),
+    num_retries: { value: numRetries },
+    ...(Object.keys(backOff).length > 0 ? { retry_back_off: backOff } : {}),
+  };
+}
+
+/**
+ * The Cluster: endpoints from EDS over the same ADS stream, balanced by the policy, encoded as the
+ * policy says, with the service's outlier detection (gRFC A50) and circuit breaker (gRFC A32).
+ */
 export function clusterResource(service: string, policy: ServicePolicy): XdsResource {
   return {
     "@type": CLUSTER_TYPE_URL,
@@ -82,6 +111,40 @@ export function clusterResource(service: string, policy: ServicePolicy): XdsReso
     type: "EDS",
     eds_cluster_config: { eds_config: { ads: {} }, service_name: service },
     ...clusterPolicyFields(policy),
+    ...(policy.outlierDetection ? { outlier_detection: outlierDetectionMessage(policy.outlierDetection) } : {}),
+    circuit_breakers: { thresholds: [{ priority: "DEFAULT", max_requests: { value: policy.maxRequests } }] },
+  };
+}
+
+/**
+ * envoy.config.cluster.v3.OutlierDetection. Success-rate ejection is on in xDS unless
+ * `enforcing_success_rate` is 0 (gRFC A50), failure-percentage ejection only when
+ * `enforcing_failure_percentage` is above 0, so both enforcement fields are always sent.
+ */
+function outlierDetectionMessage(detection: OutlierDetectionPolicy): Record<string, unknown> {
+  const { failurePercentage, successRate } = detection;
+  const value = (n: number) => ({ value: n });
+  return {
+    interval: durationMessage(detection.intervalMs),
+    base_ejection_time: durationMessage(detection.baseEjectionTimeMs),
+    max_ejection_time: durationMessage(detection.maxEjectionTimeMs),
+    max_ejection_percent: value(detection.maxEjectionPercent),
+    enforcing_success_rate: value(successRate?.enforcementPercentage ?? 0),
+    ...(successRate
+      ? {
+          success_rate_minimum_hosts: value(successRate.minimumHosts),
+          success_rate_request_volume: value(successRate.requestVolume),
+          success_rate_stdev_factor: value(successRate.stdevFactor),
+        }
+      : {}),
+    enforcing_failure_percentage: value(failurePercentage?.enforcementPercentage ?? 0),
+    ...(failurePercentage
+      ? {
+          failure_percentage_minimum_hosts: value(failurePercentage.minimumHosts),
+          failure_percentage_request_volume: value(failurePercentage.requestVolume),
+          failure_percentage_threshold: value(failurePercentage.threshold),
+        }
+      : {}),
   };
 }
 
@@ -94,14 +157,20 @@ export function clusterResource(service: string, policy: ServicePolicy): XdsReso
  * fails loudly instead of balancing some other way). The list: protomesh's TypedStruct first (its
  * type URL ends in the grpc-js policy name, which grpc-js-xds looks up among registered policies),
  * then the policy's Envoy messages for grpc-go and grpcio. With client_health_check the TypedStruct
- * wraps the policy in protomesh.client_health, and clients that lack it take the plain Envoy policy.
+ * wraps the policy in protomesh.client_health, and with keepalive that in protomesh.keepalive;
+ * clients that lack them take the plain Envoy policy.
  */
 function clusterPolicyFields(policy: ServicePolicy): Record<string, unknown> {
   const balancer = balancerOf(policy);
-  if (balancer.clusterFields && policy.clientHealthCheck === undefined) return balancer.clusterFields(policy.lbConfig);
+  const isWrapped = policy.clientHealthCheck !== undefined || policy.keepalive !== undefined;
+  if (balancer.clusterFields && !isWrapped) return balancer.clusterFields(policy.lbConfig);
   let grpcConfig = balancer.grpcConfig(policy.lbConfig);
   if (policy.clientHealthCheck) {
     grpcConfig = { [CLIENT_HEALTH]: { service_name: policy.clientHealthCheck.serviceName, child_policy: [grpcConfig] } };
+  }
+  if (policy.keepalive) {
+    const { timeMs, timeoutMs } = policy.keepalive;
+    grpcConfig = { [KEEPALIVE]: { time: durationText(timeMs), timeout: durationText(timeoutMs), child_policy: [grpcConfig] } };
   }
   const picking = [typedStructOf(grpcConfig), ...(balancer.envoyPolicies?.(policy.lbConfig) ?? [])];
   return {

@@ -43,7 +43,7 @@ describe("control plane: mesh config", function () {
   });
 
   it("parses a retry policy", () => {
-    const config = parseMeshConfig("services:\n  catalog:\n    retry: { retry_on: [unavailable, cancelled], num_retries: 2, base_interval_ms: 10 }\n");
+    const config = parseMeshConfig("services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable, cancelled], num_retries: 2, base_interval_ms: 10 }\n");
     assert.deepEqual(config.services.get("catalog")!.retry, {
       retryOn: ["unavailable", "cancelled"],
       numRetries: 2,
@@ -69,11 +69,11 @@ describe("control plane: mesh config", function () {
     ["lease_ttl_ms: 10\n", "lease_ttl_ms: must be an integer from 300 to 300000"],
     ["services: [1, 2]\n", "services: must be a mapping"],
     ["services: {\n", "(file): not valid YAML"],
-    ["services:\n  catalog:\n    retry: { num_retries: 2 }\n", "services.catalog.retry.retry_on: must be a non-empty list"],
-    ["services:\n  catalog:\n    retry: { retry_on: [unavailable, teapot], num_retries: 2 }\n", "services.catalog.retry.retry_on[1]: must be one of cancelled, deadline-exceeded"],
-    ["services:\n  catalog:\n    retry: { retry_on: [unavailable], num_retries: 9 }\n", "services.catalog.retry.num_retries: must be an integer from 1 to 4"],
-    ["services:\n  catalog:\n    retry: { retry_on: [unavailable], num_retries: 1, base_interval_ms: 50, max_interval_ms: 10 }\n", "services.catalog.retry.max_interval_ms: must be >= base_interval_ms"],
-    ["services:\n  catalog:\n    retry: { retry_on: [unavailable], num_retries: 1, backoff: 3 }\n", "services.catalog.retry.backoff: unknown field"],
+    ["services:\n  catalog:\n    idempotent: true\n    retry: { num_retries: 2 }\n", "services.catalog.retry.retry_on: must be a non-empty list"],
+    ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable, teapot], num_retries: 2 }\n", "services.catalog.retry.retry_on[1]: must be one of cancelled, deadline-exceeded"],
+    ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 9 }\n", "services.catalog.retry.num_retries: must be an integer from 1 to 4"],
+    ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 1, base_interval_ms: 50, max_interval_ms: 10 }\n", "services.catalog.retry.max_interval_ms: must be >= base_interval_ms"],
+    ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 1, backoff: 3 }\n", "services.catalog.retry.backoff: unknown field"],
   ];
   for (const [yaml, message] of refusals) {
     it(`refuses ${JSON.stringify(yaml.trim())} naming the field`, () => {

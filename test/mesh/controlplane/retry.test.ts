@@ -50,7 +50,7 @@ describe("control plane: retry policy (xDS route retry_policy, executed by grpc-
   it("retries UNAVAILABLE on another replica when the service's policy says so", async () => {
     mesh = new MeshFixture();
     await mesh.startControlPlane({
-      config: parseMeshConfig("services:\n  catalog:\n    retry: { retry_on: [unavailable], num_retries: 2, base_interval_ms: 5 }\n"),
+      config: parseMeshConfig("services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 2, base_interval_ms: 5 }\n"),
     });
     const failing = await startFailingReplica(mesh);
     await mesh.startReplica();
