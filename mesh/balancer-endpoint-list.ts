@@ -23,25 +23,62 @@ interface Entry<State> {
 }
 
 /**
- * `result` with `started` run when its call starts and `ended` when it ends (with the call's
- * status code), before the child's own callbacks: where a policy counts calls in flight and
- * measures them. A pick that is not COMPLETE is returned as is.
+ * Calls in flight on one endpoint, as a picker weighs them: `outstanding` calls started and not
+ * ended, plus `picked` calls picked in this turn of the event loop and not started yet. grpc-js
+ * starts a picked call only once its call credentials' metadata has resolved (a promise), so the
+ * picks of a burst all come before any start: counted from the start alone, every pick of the burst
+ * would see the same loads and go to the same endpoint. A pick that never starts (its call was
+ * cancelled meanwhile, or grpc-js picked again) is forgotten at the next turn, so nothing leaks.
+ */
+export interface InFlight {
+  outstanding: number;
+  picked?: number;
+}
+
+/** The calls `load` weighs as in flight. */
+export function inFlightOf(load: InFlight): number {
+  return load.outstanding + (load.picked ?? 0);
+}
+
+/** Loads with picks to forget at the next turn of the event loop. */
+const pickedLoads = new Set<InFlight>();
+
+function notePicked(load: InFlight): void {
+  load.picked = (load.picked ?? 0) + 1;
+  if (pickedLoads.size === 0) {
+    setImmediate(() => {
+      for (const picked of pickedLoads) picked.picked = 0;
+      pickedLoads.clear();
+    });
+  }
+  pickedLoads.add(load);
+}
+
+/**
+ * `result` counted in `load` from now (see {@link InFlight}), with `started` run when its call
+ * starts and `ended` when it ends (with the call's status code), before the child's own callbacks:
+ * where a policy measures its calls. A pick that is not COMPLETE is returned as is.
  */
 export function trackedPick(
   result: experimental.PickResult,
-  started: () => void,
-  ended: (code: status) => void,
+  load: InFlight,
+  started?: () => void,
+  ended?: (code: status) => void,
 ): experimental.PickResult {
   if (result.pickResultType !== experimental.PickResultType.COMPLETE) return result;
+  notePicked(load);
   const { onCallStarted, onCallEnded } = result;
   return {
     ...result,
     onCallStarted: () => {
-      started();
+      if ((load.picked ?? 0) > 0) load.picked! -= 1;
+      load.outstanding += 1;
+      started?.();
       onCallStarted?.();
     },
     onCallEnded: (code, details, metadata) => {
-      ended(code);
+      load.outstanding -= 1;
+      ended?.(code);
       onCallEnded?.(code, details, metadata);
     },
   };

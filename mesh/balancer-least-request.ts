@@ -1,7 +1,8 @@
 import { experimental } from "@grpc/grpc-js";
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
-import { EndpointListBalancer, trackedPick } from "./balancer-endpoint-list";
+import { EndpointListBalancer, inFlightOf, trackedPick } from "./balancer-endpoint-list";
+import type { InFlight } from "./balancer-endpoint-list";
 import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
 import { knownKeys, objectAt, optionalInteger, parseGrpcPolicyConfig } from "./config-fields";
 
@@ -54,10 +55,7 @@ export class LeastRequestConfig implements experimental.TypedLoadBalancingConfig
   }
 }
 
-/** Calls in flight on one endpoint. */
-export interface InFlight {
-  outstanding: number;
-}
+export type { InFlight };
 
 /** The least_request picker over the READY endpoints; `random` in [0, 1), injected for tests. */
 export function leastRequestPicker(
@@ -70,14 +68,9 @@ export function leastRequestPicker(
       let chosen = ready[Math.floor(random() * ready.length)];
       for (let draw = 1; draw < settings.choiceCount; draw += 1) {
         const candidate = ready[Math.floor(random() * ready.length)];
-        if (candidate.state.outstanding < chosen.state.outstanding) chosen = candidate;
+        if (inFlightOf(candidate.state) < inFlightOf(chosen.state)) chosen = candidate;
       }
-      const load = chosen.state;
-      return trackedPick(
-        chosen.picker.pick(args),
-        () => (load.outstanding += 1),
-        () => (load.outstanding -= 1),
-      );
+      return trackedPick(chosen.picker.pick(args), chosen.state);
     },
   };
 }

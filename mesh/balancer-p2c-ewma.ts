@@ -1,8 +1,8 @@
 import { experimental } from "@grpc/grpc-js";
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
-import { EndpointListBalancer, trackedPick } from "./balancer-endpoint-list";
-import type { EndpointPolicy, ReadyEndpoint } from "./balancer-endpoint-list";
+import { EndpointListBalancer, inFlightOf, trackedPick } from "./balancer-endpoint-list";
+import type { EndpointPolicy, InFlight, ReadyEndpoint } from "./balancer-endpoint-list";
 import { durationText, knownKeys, objectAt, optionalDuration, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument, isServerFailure } from "./errors";
 import { PeakEwma } from "./peak-ewma";
@@ -97,8 +97,9 @@ export class P2cEwmaConfig implements experimental.TypedLoadBalancingConfig {
 }
 
 /** What p2c_ewma keeps per endpoint: calls in flight and the latency estimate. */
-export class EndpointLoad {
+export class EndpointLoad implements InFlight {
   outstanding = 0;
+  picked = 0;
   readonly latency: PeakEwma;
 
   constructor(settings: P2cEwmaSettings, nowMs: number) {
@@ -107,7 +108,7 @@ export class EndpointLoad {
 
   /** The endpoint's cost at `nowMs`: latency estimate × (calls in flight + 1). */
   cost(nowMs: number): number {
-    return this.latency.estimate(nowMs) * (this.outstanding + 1);
+    return this.latency.estimate(nowMs) * (inFlightOf(this) + 1);
   }
 }
 
@@ -153,12 +154,11 @@ function withLoadTracking(
   let startedMs = 0;
   return trackedPick(
     result,
+    load,
     () => {
-      load.outstanding += 1;
       startedMs = now();
     },
     (code) => {
-      load.outstanding -= 1;
       const endedMs = now();
       const rttMs = endedMs - startedMs;
       load.latency.observe(isServerFailure(code) ? Math.max(rttMs, settings.errorPenaltyMs) : rttMs, endedMs);

@@ -27,6 +27,8 @@ import {
   ORCA_SERVICE_NAME,
 } from "./load-report";
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
+import { LoadShedder } from "./load-shedder";
+import type { LoadSheddingOptions } from "./load-shedder";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
@@ -96,11 +98,19 @@ export interface MeshServerOptions {
    * clients weigh by (a service that knows better what "busy" means for it).
    */
   loadReports?: boolean | { applicationUtilization?: () => number };
+  /**
+   * Load shedding (load-shedder.ts): calls beyond a fixed `maxConcurrentCalls` (none unless set) or
+   * an adaptive limit driven by the event loop's delay are refused with RESOURCE_EXHAUSTED and
+   * retry pushback, before their handler runs. On unless false; health, reflection and ORCA are
+   * never shed.
+   */
+  loadShedding?: false | LoadSheddingOptions;
 }
 
 /**
  * A grpc-js server with what every protomesh service needs: grpc.health.v1, server reflection,
- * one log line per call, explicit limits, handlers that never leak exceptions, and a drain.
+ * one log line per call, explicit limits, load shedding, handlers that never leak exceptions, and
+ * a drain.
  */
 export class MeshServer {
   readonly name: string;
@@ -119,6 +129,8 @@ export class MeshServer {
   /** This server's load, for its ORCA reports; undefined when they are off. */
   readonly load: LoadMeter | undefined;
   private stopLoadReports: (() => void) | undefined;
+  /** This server's load shedder; undefined when shedding is off. */
+  readonly shedder: LoadShedder | undefined;
 
   constructor(options: MeshServerOptions) {
     this.options = options;
@@ -127,6 +139,7 @@ export class MeshServer {
     this.logger = this.rootLogger.child({ component: "server" });
     const reports = options.loadReports;
     this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
+    this.shedder = options.loadShedding === false ? undefined : new LoadShedder(options.loadShedding);
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
@@ -134,6 +147,8 @@ export class MeshServer {
         this.inflight.interceptor,
         serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])]),
         ...(this.load ? [loadReportInterceptor(this.load)] : []),
+        // After the observer, so that a shed call is logged; before the service's own interceptors.
+        ...(this.shedder ? [this.shedder.interceptor] : []),
         ...(options.interceptors ?? []),
       ],
     });
@@ -183,6 +198,7 @@ export class MeshServer {
     });
     this.health.setServing(true);
     this.load?.start();
+    this.shedder?.start();
     this.logger.info({ address, port: this.boundPort, services: this.services }, "listening");
     if (this.options.controlPlane) {
       this.lease = leaseForServer(
@@ -245,6 +261,7 @@ export class MeshServer {
     this.inflight.endLongLived({ code: status.UNAVAILABLE, details: "server is shutting down" });
     this.stopLoadReports?.();
     this.load?.stop();
+    this.shedder?.stop();
     for (const listener of this.drainingListeners) listener();
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<"timeout">((resolve) => {

@@ -108,6 +108,9 @@ export class ControlPlane {
       limits: options.limits,
       // Its xDS clients keep their connections open, idle, and may not close them after a GOAWAY.
       drainMode: "calls",
+      // Every xDS client and every registered server holds a stream open here for as long as it
+      // lives: they are the mesh, not load to shed.
+      loadShedding: false,
       descriptorSetPath: options.descriptorSetPath,
       extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
     });

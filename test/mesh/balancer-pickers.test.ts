@@ -93,11 +93,24 @@ describe("p2c_ewma picker (mesh/balancer-p2c-ewma.ts)", () => {
   });
 
   it("never draws the same endpoint twice, so with two endpoints the cheaper always wins", () => {
-    const ready = endpoints(0, 40, 10);
     for (const draws of [[0, 0], [0.5, 0.5], [0.99, 0.99], [0.2, 0.7]]) {
+      const ready = endpoints(0, 40, 10);
       const picker = p2cEwmaPicker(ready, SETTINGS, { now: () => 0, random: sequence(...draws) });
       assert.equal(pickedName(picker.pick(PICK_ARGS)), "e1", `draws ${draws.join(", ")}`);
     }
+  });
+
+  it("counts the picks of a burst before their calls start, and forgets picks that never start at the next turn", async () => {
+    const ready = endpoints(0, 10, 10);
+    const draws: number[] = [];
+    for (let i = 0; i < 10; i += 1) draws.push(0, 0.99);
+    const picker = p2cEwmaPicker(ready, SETTINGS, { now: () => 0, random: sequence(...draws) });
+    const names = Array.from({ length: 10 }, () => pickedName(picker.pick(PICK_ARGS)));
+    // grpc-js starts none of these calls in this turn: without counting picks, all ten would go to e0.
+    assert.equal(names.filter((name) => name === "e0").length, 5, names.join(" "));
+    assert.equal(ready[0].state.picked + ready[1].state.picked, 10);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual([ready[0].state.picked, ready[1].state.picked, ready[0].state.outstanding], [0, 0, 0], "never-started picks are forgotten");
   });
 
   it("counts a call in flight from its start and feeds its latency, floored by the error penalty on a server fault", () => {
