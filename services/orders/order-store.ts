@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import type { Order } from "../../generated/ts/shop/orders/v1/orders";
-import { MeshError } from "../../mesh";
+import { DEFAULT_DEADLINE_MS, MeshError } from "../../mesh";
 import type { Logger } from "../../mesh";
 
 /** What {@link OrderStore.placeOnce} resolves to: the key's order, and whether it existed before the call. */
@@ -77,9 +77,9 @@ export interface OrderTable {
 export const CLAIM_STALE_MS = 10_000;
 /**
  * Longest a call waits for another call's claim when its own deadline is later (ms): the kit's
- * default call deadline (DEFAULT_DEADLINE_MS), so a waiter gives up no later than its caller would.
+ * default call deadline: a caller that set no deadline of its own has given up by then.
  */
-export const CLAIM_WAIT_MS = 5_000;
+export const CLAIM_WAIT_MS = DEFAULT_DEADLINE_MS;
 /**
  * How often a waiting call reads the key's row again (ms). A creation takes milliseconds to about a
  * second; 25 ms adds little to a hedged call and costs one indexed read per poll.

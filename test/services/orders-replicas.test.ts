@@ -120,7 +120,8 @@ describe("orders replicas sharing one SQLite file (two orders processes)", funct
   });
 
   it("creates one order when the same PlaceOrder reaches both at once: the second waits for the first and returns it replayed", async () => {
-    const [a, b] = [await startReplica(), await startReplica()];
+    // Started together: both create the file's table at once.
+    const [a, b] = await Promise.all([startReplica(), startReplica()]);
     const first = callUnary(a.client.placeOrder, a.client, request);
     await waitFor("replica A to price the order against the catalog", () => catalog.calls() === 1);
     const second = callUnary(b.client.placeOrder, b.client, request);
@@ -138,7 +139,8 @@ describe("orders replicas sharing one SQLite file (two orders processes)", funct
   });
 
   it("returns the first replica's order, replayed, to a retry sent to the other later", async () => {
-    const [a, b] = [await startReplica(), await startReplica()];
+    // Started together: both create the file's table at once.
+    const [a, b] = await Promise.all([startReplica(), startReplica()]);
     catalog.release();
     const created = await expectOk(a.client.placeOrder, a.client, request);
     const retried = await expectOk(b.client.placeOrder, b.client, request);
