@@ -88,10 +88,15 @@ export const CLAIM_POLL_MS = 25;
 
 /** Settings of a {@link ClaimingOrderStore}; the defaults are the constants above and the wall clock. */
 export interface ClaimOptions {
+  /** Where the store logs waits, take-overs and database failures (as component orders.store). */
   logger: Logger;
+  /** The time claims are stamped and judged stale with (ms since the epoch); tests shift it. */
   now?: () => number;
+  /** {@link CLAIM_STALE_MS} */
   staleMs?: number;
+  /** {@link CLAIM_WAIT_MS} */
   waitMs?: number;
+  /** {@link CLAIM_POLL_MS} */
   pollMs?: number;
 }
 
