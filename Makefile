@@ -14,10 +14,20 @@ BUF := node_modules/.bin/buf
 GEN_DIR := generated
 DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 
-.PHONY: help deps tools gen check-gen build typecheck lint test test-unit up breaking clean
+.PHONY: help deps tools postgresql gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+# better-sqlite3 (the orders store) is built from source by its install script, approved in
+# package.json "allowScripts": its prebuilt binaries come from GitHub, which may be out of reach.
+# node-gyp compiles against the headers of the running node, which Debian's and nodejs.org's builds
+# install under node's prefix (include/node); pointing npm at them spares node-gyp downloading them.
+# An npm_config_nodedir already in the environment wins.
+NODE_PREFIX := $(shell node -p 'path.resolve(process.execPath, "..", "..")' 2>/dev/null)
+ifneq ($(wildcard $(NODE_PREFIX)/include/node/node.h),)
+export npm_config_nodedir ?= $(NODE_PREFIX)
+endif
 
 node_modules/.installed: package.json package-lock.json
 	@node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 19)) { console.error(`protomesh needs Node.js 20.19 or later; this is $${process.version}`); process.exit(1); }'
@@ -49,6 +59,20 @@ $(TOOLS_BIN)/grpc-health-probe:
 
 tools: $(TOOLS_BIN)/grpcurl $(TOOLS_BIN)/grpc-health-probe ## install grpcurl and grpc-health-probe into .tools/bin (needs Go)
 
+# PostgreSQL for the orders store's suite, which starts a throwaway server (test/support/postgres.ts):
+# Debian's postgresql, installed with apt-get when missing; that needs root (as in CI). Without root,
+# outside CI, it is named and the PostgreSQL suite is skipped.
+postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's tests
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	  elif [ -n "$(IS_CI)" ]; then \
+	    echo "PostgreSQL is required (CI=$(CI)): apt-get install postgresql, as root" >&2; exit 1; \
+	  else \
+	    echo "PostgreSQL not found: install Debian's postgresql (as root: apt-get install postgresql); the PostgreSQL suite is skipped" >&2; \
+	  fi; \
+	fi
+
 gen: deps ## generate TypeScript stubs and the descriptor set from proto/
 	$(BUF) lint
 	$(BUF) generate
@@ -74,10 +98,10 @@ lint: deps ## buf lint, eslint, and the layering rules with no import cycles (de
 	eslint --max-warnings 0 .
 	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
-test-unit: build tools bench-tools ## run the mocha suite only
+test-unit: build tools bench-tools postgresql ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
 
-test: deps tools bench-tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
+test: deps tools bench-tools postgresql check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
 	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)

@@ -11,6 +11,7 @@ import {
   routeGrpcLogs,
 } from "../../mesh";
 import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../default-ports";
+import { ORDERS_STORE_URL_ENV, openOrderStore, parseOrderStoreUrl, storeLogFields } from "./order-store-url";
 import { ordersService } from "./orders-service";
 
 /** The catalog when there is no control plane and CATALOG_TARGET names none: the default catalog on this host. */
@@ -20,6 +21,10 @@ async function main(): Promise<void> {
   const settings = loadSettings(process.env);
   const logger = createLogger({ name: "orders", level: settings.logLevel });
   routeGrpcLogs(logger);
+  // Every replica opened on the same database shares the orders and their idempotency keys.
+  const location = parseOrderStoreUrl(process.env[ORDERS_STORE_URL_ENV]);
+  const store = await openOrderStore(location, { logger });
+  logger.info(storeLogFields(location), "order store open");
   // By name through the mesh; CATALOG_TARGET, when set, names another target outright. The calls'
   // deadlines are the inbound PlaceOrder's remaining budget, no longer than the catalog's timeout in
   // the mesh config (deploy/mesh.yaml, sent over xDS).
@@ -36,11 +41,12 @@ async function main(): Promise<void> {
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
   });
-  server.addService(OrderServiceService, ordersService(catalog));
+  server.addService(OrderServiceService, ordersService(catalog, store));
   await server.listen(listenAddress(settings, ORDERS_DEFAULT_PORT));
   drainOnSignals(async () => {
     await server.drain();
     catalog.close();
+    await store.close();
   }, logger);
 }
 

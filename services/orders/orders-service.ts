@@ -13,19 +13,18 @@ import {
   type PlaceOrderResponse,
 } from "../../generated/ts/shop/orders/v1/orders";
 import { MeshError, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
-import { OrderStore } from "./order-store";
+import type { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
 
-/** The orders service's handlers. Every line of a new order is priced by a GetProduct call to the catalog. */
-export function ordersService(
-  catalog: CatalogServiceClient,
-  store: OrderStore = new OrderStore(),
-  now: () => number = Date.now,
-): OrderServiceServer {
+/**
+ * The orders service's handlers, keeping orders in `store` (shared by the replicas opened on the same
+ * database). Every line of a new order is priced by a GetProduct call to the catalog.
+ */
+export function ordersService(catalog: CatalogServiceClient, store: OrderStore, now: () => number = Date.now): OrderServiceServer {
   return {
-    placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request) => {
+    placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request, call) => {
       validatePlaceOrder(request);
-      const { order, replayed } = await store.placeOnce(request.customerId, request.idempotencyKey, async (id) => {
+      const create = async (id: string): Promise<Order> => {
         const products = await Promise.all(
           request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`)),
         );
@@ -46,20 +45,23 @@ export function ordersService(
           createdAtMs: now(),
           idempotencyKey: request.idempotencyKey,
         };
-      });
-      return { order, replayed };
+      };
+      // A call that finds the key being placed by another waits for it, within this call's deadline.
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+      return store.placeOnce(request.customerId, request.idempotencyKey, create, { deadlineMs });
     }),
 
-    getOrder: unary<GetOrderRequest, GetOrderResponse>(({ id }) => {
+    getOrder: unary<GetOrderRequest, GetOrderResponse>(async ({ id }) => {
       if (id === "") throw invalidArgument("id", "is required");
-      const order = store.get(id);
+      const order = await store.get(id);
       if (!order) throw new MeshError(status.NOT_FOUND, `order ${JSON.stringify(id)} not found`);
       return { order };
     }),
 
-    listOrders: unary<ListOrdersRequest, ListOrdersResponse>(({ customerId, pageSize, pageToken }) => {
+    listOrders: unary<ListOrdersRequest, ListOrdersResponse>(async ({ customerId, pageSize, pageToken }) => {
       const page = parsePage(pageSize, pageToken);
-      const orders: Order[] = store.list(customerId);
+      const orders = await store.list(customerId);
       return { orders: orders.slice(page.offset, page.offset + page.size), nextPageToken: nextPageToken(page, orders.length) };
     }),
   };

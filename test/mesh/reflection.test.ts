@@ -6,6 +6,8 @@ import { loadSync } from "@grpc/proto-loader";
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
+import type { OrderStore } from "../../services/orders/order-store";
+import { openOrderStore } from "../../services/orders/order-store-url";
 import { ordersService } from "../../services/orders/orders-service";
 import { captureLog } from "../support/log-capture";
 import { createClient } from "../../mesh/client";
@@ -46,17 +48,20 @@ function ask(client: InstanceType<ServiceClientConstructor>, request: object): P
 describe("server reflection", () => {
   let server: MeshServer;
   let address: string;
+  let store: OrderStore;
   const catalogStub = createClient(CatalogServiceClient, "127.0.0.1:1", { logger: captureLog().logger });
 
   before(async () => {
+    store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: captureLog().logger });
     server = createServer({ name: "orders", logger: captureLog().logger });
-    server.addService(OrderServiceService, ordersService(catalogStub));
+    server.addService(OrderServiceService, ordersService(catalogStub, store));
     address = `127.0.0.1:${await server.listen()}`;
   });
 
   after(async () => {
     catalogStub.close();
     await server.drain(500);
+    await store.close();
   });
 
   for (const version of ["v1", "v1alpha"] as const) {

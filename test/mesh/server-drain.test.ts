@@ -113,7 +113,8 @@ describe("server drain", () => {
   ): Promise<{ child: ChildProcess; lines: Record<string, unknown>[]; exited: Promise<number | null>; port: number }> {
     const script = path.resolve(__dirname, "..", "..", "services", service, "main.js");
     const child = spawn(process.execPath, [script], {
-      env: { ...process.env, PORT: "0", PROTOMESH_LOG_LEVEL: "info", PROTOMESH_CONTROL_PLANE: "", ...env },
+      // Orders in memory: the default store, a file under the working directory, would outlive the test.
+      env: { ...process.env, PORT: "0", PROTOMESH_LOG_LEVEL: "info", PROTOMESH_CONTROL_PLANE: "", ORDERS_STORE_URL: "sqlite::memory:", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     cleanups.push(() => child.exitCode === null && child.kill("SIGKILL"));

@@ -5,6 +5,7 @@ import { OrderServiceClient, OrderServiceService, OrderStatus } from "../../gene
 import type { PlaceOrderRequest } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
 import { createServer } from "../../mesh/server";
+import { openOrderStore } from "../../services/orders/order-store-url";
 import { ordersService } from "../../services/orders/orders-service";
 import { callUnary, expectOk } from "../support/calls";
 import { captureLog } from "../support/log-capture";
@@ -129,8 +130,9 @@ describe("orders when the catalog is unreachable or slow", () => {
     const deadPort = await probe.listen();
     await probe.drain(100);
     const catalog = createClient(CatalogServiceClient, `127.0.0.1:${deadPort}`, { logger: log.logger, defaultDeadlineMs: 500 });
+    const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
     const server = createServer({ name: "orders", logger: log.logger });
-    server.addService(OrderServiceService, ordersService(catalog));
+    server.addService(OrderServiceService, ordersService(catalog, store));
     const client = createClient(OrderServiceClient, `127.0.0.1:${await server.listen()}`, { logger: log.logger });
     try {
       const { error } = await callUnary(client.placeOrder, client, order());
@@ -141,6 +143,7 @@ describe("orders when the catalog is unreachable or slow", () => {
       client.close();
       catalog.close();
       await server.drain(500);
+      await store.close();
     }
   });
 
@@ -151,8 +154,9 @@ describe("orders when the catalog is unreachable or slow", () => {
       logger: log.logger,
       methodDeadlinesMs: { GetProduct: 10_000 },
     });
+    const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
     const server = createServer({ name: "orders", logger: log.logger });
-    server.addService(OrderServiceService, ordersService(catalog));
+    server.addService(OrderServiceService, ordersService(catalog, store));
     const client = createClient(OrderServiceClient, `127.0.0.1:${await server.listen()}`, { logger: log.logger });
     try {
       const callerDeadline = Date.now() + 300;
@@ -164,6 +168,7 @@ describe("orders when the catalog is unreachable or slow", () => {
       client.close();
       catalog.close();
       await Promise.all([server.drain(200), slowCatalog.drain(200)]);
+      await store.close();
     }
   });
 });

@@ -9,6 +9,7 @@ import type { Logger } from "../../mesh/logger";
 import { createServer } from "../../mesh/server";
 import type { MeshServer } from "../../mesh/server";
 import { catalogService } from "../../services/catalog/catalog-service";
+import { openOrderStore } from "../../services/orders/order-store-url";
 import { ordersService } from "../../services/orders/orders-service";
 import { captureLog } from "./log-capture";
 import type { CapturedLog } from "./log-capture";
@@ -20,7 +21,7 @@ export interface Shop {
   catalogAddress: string;
   ordersAddress: string;
   log: CapturedLog;
-  /** Drains both servers and closes the clients. */
+  /** Drains both servers, closes the clients and the store. */
   stop(): Promise<void>;
 }
 
@@ -32,7 +33,9 @@ export async function startShop(options: { drainGraceMs?: number } = {}): Promis
   const catalogAddress = `127.0.0.1:${await catalogServer.listen()}`;
   const catalogClient = createClient(CatalogServiceClient, catalogAddress, { logger: log.logger });
   const ordersServer = createServer({ name: "orders", logger: log.logger, drainGraceMs: options.drainGraceMs });
-  ordersServer.addService(OrderServiceService, ordersService(catalogClient));
+  // In memory: one process, one orders server.
+  const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
+  ordersServer.addService(OrderServiceService, ordersService(catalogClient, store));
   const ordersAddress = `127.0.0.1:${await ordersServer.listen()}`;
   return {
     catalogServer,
@@ -43,6 +46,7 @@ export async function startShop(options: { drainGraceMs?: number } = {}): Promis
     async stop() {
       await Promise.all([ordersServer.drain(), catalogServer.drain()]);
       catalogClient.close();
+      await store.close();
     },
   };
 }
