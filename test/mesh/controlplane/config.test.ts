@@ -74,6 +74,18 @@ describe("control plane: mesh config", function () {
     ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 9 }\n", "services.catalog.retry.num_retries: must be an integer from 1 to 4"],
     ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 1, base_interval_ms: 50, max_interval_ms: 10 }\n", "services.catalog.retry.max_interval_ms: must be >= base_interval_ms"],
     ["services:\n  catalog:\n    idempotent: true\n    retry: { retry_on: [unavailable], num_retries: 1, backoff: 3 }\n", "services.catalog.retry.backoff: unknown field"],
+    ["services:\n  catalog:\n    idempotent: yes\n", "services.catalog.idempotent: must be true or false"],
+    ["services:\n  catalog:\n    methods:\n      Get-Product: {}\n", "services.catalog.methods.Get-Product: must be a method name"],
+    ["services:\n  catalog:\n    methods:\n      GetProduct: { timeout: 5 }\n", "services.catalog.methods.GetProduct.timeout: unknown field"],
+    ["services:\n  catalog:\n    idempotent: true\n    hedging: { max_attempts: 9, delay_ms: 10 }\n", "services.catalog.hedging.max_attempts: must be an integer from 2 to 5"],
+    ["services:\n  catalog:\n    idempotent: true\n    hedging: { max_attempts: 2, delay_ms: 10 }\n    retry: { retry_on: [unavailable], num_retries: 1 }\n", "services.catalog.hedging: cannot be combined with retry"],
+    ["services:\n  catalog:\n    retry_throttling: { max_tokens: 10, token_ratio: 0 }\n", "services.catalog.retry_throttling.token_ratio: must be a number above 0"],
+    ["services:\n  catalog:\n    outlier_detection: { max_ejection_percent: 120 }\n", "services.catalog.outlier_detection.max_ejection_percent: must be an integer from 0 to 100"],
+    ["services:\n  catalog:\n    outlier_detection: { failure_percentage: { minimum_hosts: 0 } }\n", "services.catalog.outlier_detection.failure_percentage.minimum_hosts: must be an integer from 1 to 10000"],
+    ["services:\n  catalog:\n    outlier_detection: { base_ejection_time_ms: 5000, max_ejection_time_ms: 1000 }\n", "services.catalog.outlier_detection.max_ejection_time_ms: must be >= base_ejection_time_ms"],
+    ["services:\n  catalog:\n    circuit_breaker: { max_requests: 0 }\n", "services.catalog.circuit_breaker.max_requests: must be an integer from 1 to 1000000"],
+    ["services:\n  catalog:\n    keepalive: { time_ms: 10 }\n", "services.catalog.keepalive.time_ms: must be an integer from 100 to 3600000"],
+    ["services:\n  catalog:\n    keepalive: { interval_ms: 1000 }\n", "services.catalog.keepalive.interval_ms: unknown field"],
   ];
   for (const [yaml, message] of refusals) {
     it(`refuses ${JSON.stringify(yaml.trim())} naming the field`, () => {
