@@ -4,6 +4,8 @@ import { TYPE_NAME as CLIENT_HEALTH } from "../balancer-client-health";
 import { durationMessage } from "../config-fields";
 import type { BalancerPolicy } from "../balancer";
 import type { ServicePolicy } from "./config";
+import { faultFilters, withFaults } from "./fault-resources";
+import type { ActiveFault } from "./faults";
 import type { RegistryEntry } from "./registry";
 import {
   CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
@@ -31,8 +33,8 @@ export type XdsResource = Record<string, unknown> & { "@type": string };
  * packages/grpc-js-xds/test/framework.ts builds the same).
  */
 
-/** The Listener a client resolves for `xds:///<service>`. */
-export function listenerResource(service: string): XdsResource {
+/** The Listener a client resolves for `xds:///<service>`; with the fault filter when `faults` (the service's) are active. */
+export function listenerResource(service: string, faults: readonly ActiveFault[] = []): XdsResource {
   return {
     "@type": LISTENER_TYPE_URL,
     name: service,
@@ -40,15 +42,18 @@ export function listenerResource(service: string): XdsResource {
       api_listener: {
         "@type": HTTP_CONNECTION_MANAGER_TYPE_URL,
         rds: { route_config_name: service, config_source: { ads: {} } },
-        // The router must be the last (here the only) HTTP filter (gRFC A39).
-        http_filters: [{ name: "router", typed_config: { "@type": ROUTER_FILTER_TYPE_URL } }],
+        // The router must be the last HTTP filter (gRFC A39).
+        http_filters: [...faultFilters(faults), { name: "router", typed_config: { "@type": ROUTER_FILTER_TYPE_URL } }],
       },
     },
   };
 }
 
-/** The RouteConfiguration: every call to `service` goes to its cluster, with the policy's timeout. */
-export function routeConfigurationResource(service: string, policy: ServicePolicy): XdsResource {
+/**
+ * The RouteConfiguration: every call to `service` goes to its cluster, with the policy's timeout;
+ * `faults` (the service's active ones) are added as overrides of the fault filter (fault-resources.ts).
+ */
+export function routeConfigurationResource(service: string, policy: ServicePolicy, faults: readonly ActiveFault[] = []): XdsResource {
   const route: Record<string, unknown> = { cluster: service };
   if (policy.timeoutMs !== undefined) {
     // gRFC A31: max_stream_duration is the default deadline of calls that carry a longer one or none.
@@ -70,7 +75,7 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
   return {
     "@type": ROUTE_CONFIGURATION_TYPE_URL,
     name: service,
-    virtual_hosts: [{ name: service, domains: ["*"], routes: [{ match: { prefix: "" }, route }] }],
+    virtual_hosts: [withFaults({ name: service, domains: ["*"], routes: [{ match: { prefix: "" }, route }] }, faults)],
   };
 }
 

@@ -34,7 +34,7 @@ export interface Delay {
   fixedDelay:
     | Duration
     | undefined;
-  /** Share of calls delayed, in percent: more than 0 and at most 100 (to a millionth of the calls). */
+  /** Share of calls delayed, in percent, from 0.0001 (a millionth of the calls) to 100. */
   percent: number;
 }
 
@@ -45,13 +45,16 @@ export interface Abort {
    * not a fault. The details are grpc-js-xds' "Fault injected".
    */
   code: number;
-  /** Share of calls failed, in percent: more than 0 and at most 100 (to a millionth of the calls). */
+  /** Share of calls failed, in percent, from 0.0001 (a millionth of the calls) to 100. */
   percent: number;
 }
 
 /** An active fault. */
 export interface Fault {
-  /** Id to clear it with, unique within the control plane's run. */
+  /**
+   * Id to clear it with. Random, so that an id kept from before a control plane restart clears
+   * nothing of what was injected since.
+   */
   id: string;
   /** Mesh service name whose calls are faulted, as clients dial it (xds:///<service>). */
   service: string;
