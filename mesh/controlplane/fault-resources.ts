@@ -16,8 +16,8 @@ import { HTTP_FAULT_TYPE_URL } from "./xds-protos";
  * xds-resource-type.js), so an entry added to an empty typed_per_filter_config passes for no
  * change and is never applied. It also applies a changed Listener only with the next
  * RouteConfiguration. So every faulted route is named after its fault ("fault <id>"; clients
- * ignore route names): any change of faults changes a field clients do compare, and the control
- * plane pushes the Listener before the RouteConfiguration on the same stream.
+ * ignore route names): any change of faults changes a field clients do compare, and the ADS
+ * server pushes the Listener before the RouteConfiguration (xds-server.ts `update`).
  */
 
 /** Name of the fault filter in the Listener; the overrides name it. */

@@ -434,8 +434,8 @@ interface RawResponse {
 }
 
 /**
- * An ADS stream with a deserializer that keeps the bytes, subscribed to the Listener and the
- * RouteConfiguration of catalog and orders on a fresh control plane.
+ * An ADS stream with a deserializer that keeps the bytes, subscribed to the RouteConfiguration
+ * and the Listener of catalog and orders on a fresh control plane.
  */
 async function startRawAds(mesh: MeshFixture): Promise<{ next(count: number): Promise<RawResponse[]>; close(): void }> {
   await mesh.startControlPlane();
@@ -450,7 +450,8 @@ async function startRawAds(mesh: MeshFixture): Promise<{ next(count: number): Pr
   const received: RawResponse[] = [];
   stream.on("data", (bytes: Buffer) => received.push(parseResponse(bytes)));
   stream.on("error", () => undefined);
-  for (const typeUrl of [LISTENER_TYPE_URL, ROUTE_CONFIGURATION_TYPE_URL]) {
+  // RouteConfiguration first: the control plane still pushes changes Listener first.
+  for (const typeUrl of [ROUTE_CONFIGURATION_TYPE_URL, LISTENER_TYPE_URL]) {
     stream.write({ node: { id: "fault-bytes" }, type_url: typeUrl, resource_names: ["catalog", "orders"], version_info: "", response_nonce: "" });
   }
   let taken = 0;
@@ -458,8 +459,10 @@ async function startRawAds(mesh: MeshFixture): Promise<{ next(count: number): Pr
     async next(count) {
       await waitFor(`${count} more ADS responses`, () => received.length >= taken + count);
       const batch = received.slice(taken, taken + count);
+      // The first answers come in the order of the subscriptions; every push after them, Listener first.
+      const order = taken === 0 ? [ROUTE_CONFIGURATION_TYPE_URL, LISTENER_TYPE_URL] : [LISTENER_TYPE_URL, ROUTE_CONFIGURATION_TYPE_URL];
       taken += count;
-      assert.deepEqual(batch.map((response) => response.typeUrl).sort(), [LISTENER_TYPE_URL, ROUTE_CONFIGURATION_TYPE_URL]);
+      assert.deepEqual(batch.map((response) => response.typeUrl), order);
       return batch;
     },
     close() {
