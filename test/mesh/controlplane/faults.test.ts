@@ -12,7 +12,7 @@ import { systemClock } from "../../../mesh/clock";
 import { DEFAULT_SERVICE_POLICY } from "../../../mesh/controlplane/config";
 import { FAULT_FILTER_NAME, withFaults } from "../../../mesh/controlplane/fault-resources";
 import { DEFAULT_FAULT_TTL_MS } from "../../../mesh/controlplane/fault-validation";
-import { FaultStore } from "../../../mesh/controlplane/faults";
+import { FaultStore, MAX_FAULTS } from "../../../mesh/controlplane/faults";
 import type { ActiveFault } from "../../../mesh/controlplane/faults";
 import { listenerResource, routeConfigurationResource } from "../../../mesh/controlplane/resources";
 import {
@@ -404,6 +404,17 @@ describe("fault store", function () {
     assert.deepEqual(clock.scheduled, [{ delayMs: 60_000, unref: true }]);
     store.close();
     assert.deepEqual(store.list(), []);
+  });
+
+  it("refuses a fault beyond MAX_FAULTS with RESOURCE_EXHAUSTED, but still replaces an active one", () => {
+    const clock = new ManualClock();
+    const store = new FaultStore({ logger: captureLog("warn").logger, clock });
+    for (let index = 0; index < MAX_FAULTS; index += 1) store.inject({ ...spec, method: `pkg.Service/Method${index}` });
+    assert.throws(() => store.inject({ ...spec, method: "pkg.Service/OneMore" }), { code: status.RESOURCE_EXHAUSTED });
+    const { replaced } = store.inject({ ...spec, method: "pkg.Service/Method7" });
+    assert.equal(replaced?.method, "pkg.Service/Method7");
+    assert.equal(store.list().length, MAX_FAULTS);
+    store.close();
   });
 
   it("expires a fault at its ttl, logs it, and tells the listeners which service changed", () => {
