@@ -26,14 +26,15 @@ export type XdsResource = Record<string, unknown> & { "@type": string };
 
 /*
  * One mesh service `s` maps onto four resources, all named `s` (each type is its own namespace):
- * Listener s (API listener, HttpConnectionManager, routes by RDS over ADS, router filter) →
+ * Listener s (API listener, HttpConnectionManager, routes by RDS over ADS, router filter; the
+ * fault filter before it while s has faults, fault-resources.ts) →
  * RouteConfiguration s (one virtual host, every path to cluster s) → Cluster s (EDS over ADS,
  * the service's LB policy) → ClusterLoadAssignment s (endpoints by zone, with health).
  * This is the shape grpc-js-xds resolves for `xds:///s` (gRFC A27; grpc-node's
  * packages/grpc-js-xds/test/framework.ts builds the same).
  */
 
-/** The Listener a client resolves for `xds:///<service>`; with the fault filter when `faults` (the service's) are active. */
+/** The Listener a client resolves for `xds:///<service>`, with the fault filter while `faults` (the service's) are active. */
 export function listenerResource(service: string, faults: readonly ActiveFault[] = []): XdsResource {
   return {
     "@type": LISTENER_TYPE_URL,

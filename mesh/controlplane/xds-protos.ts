@@ -45,7 +45,7 @@ const XDS_PROTO_FILES = [
   "envoy/config/endpoint/v3/endpoint.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
-  // The fault filter (gRFC A33), in the Listener and in route and virtual host overrides.
+  // The fault filter (gRFC A33), in the Listener and in route overrides.
   "envoy/extensions/filters/http/fault/v3/fault.proto",
   // Cluster load_balancing_policy (gRFC A52): the locality wrapper, Envoy's own policies, TypedStruct.
   "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto",
