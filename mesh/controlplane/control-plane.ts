@@ -1,4 +1,5 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import { FaultServiceService } from "../../generated/ts/protomesh/fault/v1/fault";
 import { RegistryServiceService } from "../../generated/ts/protomesh/registry/v1/registry";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { systemClock } from "../clock";
@@ -12,6 +13,8 @@ import type { MeshServer } from "../server";
 import type { ServerLimits } from "../server-limits";
 import { EMPTY_MESH_CONFIG, loadMeshConfig, policyFor } from "./config";
 import type { MeshConfig } from "./config";
+import { faultService } from "./fault-service";
+import { FaultStore } from "./faults";
 import { HealthProber } from "./prober";
 import { DEFAULT_LEASE_TTL_MS, Registry } from "./registry";
 import { registryService } from "./registry-service";
@@ -68,16 +71,18 @@ export interface ControlPlaneOptions {
 
 /**
  * The mesh control plane: the registry API, health probing of every endpoint, the mesh policy
- * config, and an ADS server that turns all of it into xDS resources for gRPC clients. It is a kit
- * server (createServer): the same limits, call observer, guarded handlers, grpc.health.v1 and
- * reflection (its envoy protos included) as every service, so grpcurl can inspect it. It never
- * proxies a call.
+ * config, the fault injection API, and an ADS server that turns all of it into xDS resources for
+ * gRPC clients. It is a kit server (createServer): the same limits, call observer, guarded
+ * handlers, grpc.health.v1 and reflection (its envoy protos included) as every service, so
+ * grpcurl can inspect it. It never proxies a call.
  */
 export class ControlPlane {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly xds: XdsServer;
   readonly server: MeshServer;
+  /** The faults injected through protomesh.fault.v1.FaultService, in force until they expire. */
+  readonly faults: FaultStore;
   private readonly prober: HealthProber;
   private readonly registryHandlers: ReturnType<typeof registryService>;
   private readonly options: ControlPlaneOptions;
@@ -99,6 +104,8 @@ export class ControlPlane {
     this.xds = new XdsServer(this.resourceSource(), rootLogger);
     this.registry.setStatic([...this.config.services.values()].flatMap((policy) => policy.endpoints));
     this.registry.onChange(() => this.xds.update());
+    this.faults = new FaultStore({ logger: rootLogger, clock: this.clock });
+    this.faults.onChange(() => this.xds.update());
     this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random });
     this.registryHandlers = registryService(this.registry);
     const xdsProtos = loadXdsProtos();
@@ -115,6 +122,7 @@ export class ControlPlane {
       extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
     });
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
+    this.server.addService(FaultServiceService, faultService(this.faults));
     this.server.addService(xdsProtos.adsService, this.xds.implementation as unknown as UntypedServiceImplementation);
     // Once a stop begins: clients keep what they have and reconnect (to the next control plane).
     this.server.onDraining(() => {
@@ -123,7 +131,7 @@ export class ControlPlane {
     });
   }
 
-  /** grpc.health.v1 of the control plane's server (the registry and ADS services, and ""). */
+  /** grpc.health.v1 of the control plane's server (the registry, fault and ADS services, and ""). */
   get health(): HealthReporter {
     return this.server.health;
   }
@@ -177,8 +185,8 @@ export class ControlPlane {
 
   /**
    * Stops: reports NOT_SERVING, refuses new calls, ends the ADS and watch streams (clients keep
-   * what they have), lets registry calls in flight finish (bounded by STOP_GRACE_MS), stops probing
-   * and leases, and closes the server. Idempotent.
+   * what they have), lets registry calls in flight finish (bounded by STOP_GRACE_MS), stops probing,
+   * leases and fault expiries, and closes the server. Idempotent.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
@@ -186,6 +194,7 @@ export class ControlPlane {
       await this.server.drain(STOP_GRACE_MS);
       this.prober.close();
       this.registry.close();
+      this.faults.close();
       this.logger.info("control plane stopped");
     })();
     return this.stopped;
@@ -207,9 +216,9 @@ export class ControlPlane {
         const policy = policyFor(this.config, name);
         switch (typeUrl) {
           case LISTENER_TYPE_URL:
-            return listenerResource(name);
+            return listenerResource(name, this.faults.list(name));
           case ROUTE_CONFIGURATION_TYPE_URL:
-            return routeConfigurationResource(name, policy);
+            return routeConfigurationResource(name, policy, this.faults.list(name));
           case CLUSTER_TYPE_URL:
             return clusterResource(name, policy);
           case CLUSTER_LOAD_ASSIGNMENT_TYPE_URL: {

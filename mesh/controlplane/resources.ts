@@ -6,6 +6,8 @@ import { durationMessage, durationText } from "../config-fields";
 import type { BalancerPolicy } from "../balancer";
 import { methodPolicyOf } from "./config";
 import type { MethodPolicy, OutlierDetectionPolicy, RetryPolicy, ServicePolicy } from "./config";
+import { faultFilters, withFaults } from "./fault-resources";
+import type { ActiveFault } from "./faults";
 import type { RegistryEntry } from "./registry";
 import {
   CLUSTER_LOAD_ASSIGNMENT_TYPE_URL,
@@ -26,15 +28,16 @@ export type XdsResource = Record<string, unknown> & { "@type": string };
 
 /*
  * One mesh service `s` maps onto four resources, all named `s` (each type is its own namespace):
- * Listener s (API listener, HttpConnectionManager, routes by RDS over ADS, router filter) →
+ * Listener s (API listener, HttpConnectionManager, routes by RDS over ADS, router filter; the
+ * fault filter before it while s has faults, fault-resources.ts) →
  * RouteConfiguration s (one virtual host, every path to cluster s) → Cluster s (EDS over ADS,
  * the service's LB policy) → ClusterLoadAssignment s (endpoints by zone, with health).
  * This is the shape grpc-js-xds resolves for `xds:///s` (gRFC A27; grpc-node's
  * packages/grpc-js-xds/test/framework.ts builds the same).
  */
 
-/** The Listener a client resolves for `xds:///<service>`. */
-export function listenerResource(service: string): XdsResource {
+/** The Listener a client resolves for `xds:///<service>`, with the fault filter while `faults` (the service's) are active. */
+export function listenerResource(service: string, faults: readonly ActiveFault[] = []): XdsResource {
   return {
     "@type": LISTENER_TYPE_URL,
     name: service,
@@ -42,8 +45,8 @@ export function listenerResource(service: string): XdsResource {
       api_listener: {
         "@type": HTTP_CONNECTION_MANAGER_TYPE_URL,
         rds: { route_config_name: service, config_source: { ads: {} } },
-        // The router must be the last (here the only) HTTP filter (gRFC A39).
-        http_filters: [{ name: "router", typed_config: { "@type": ROUTER_FILTER_TYPE_URL } }],
+        // The router must be the last HTTP filter (gRFC A39).
+        http_filters: [...faultFilters(faults), { name: "router", typed_config: { "@type": ROUTER_FILTER_TYPE_URL } }],
       },
     },
   };
@@ -55,9 +58,10 @@ export function listenerResource(service: string): XdsResource {
  * config gets a route of its own, matched first: by its full path, or for a bare method name by
  * any service's method of that name (a mesh service usually hosts one proto service). Hedging is
  * not in xDS (gRFC A44 carries retries only): it reaches clients by service config
- * (service-config.ts).
+ * (service-config.ts). `faults` (the service's active ones) are added as overrides of the fault
+ * filter (fault-resources.ts).
  */
-export function routeConfigurationResource(service: string, policy: ServicePolicy): XdsResource {
+export function routeConfigurationResource(service: string, policy: ServicePolicy, faults: readonly ActiveFault[] = []): XdsResource {
   const routes = [...policy.methods.keys()].map((key) => ({
     match: methodMatch(key),
     route: routeAction(service, policy, methodPolicyOf(policy, key)),
@@ -66,7 +70,7 @@ export function routeConfigurationResource(service: string, policy: ServicePolic
   return {
     "@type": ROUTE_CONFIGURATION_TYPE_URL,
     name: service,
-    virtual_hosts: [{ name: service, domains: ["*"], routes }],
+    virtual_hosts: [withFaults({ name: service, domains: ["*"], routes }, faults)],
   };
 }
 

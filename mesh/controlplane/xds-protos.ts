@@ -12,6 +12,7 @@ export const CLUSTER_LOAD_ASSIGNMENT_TYPE_URL = "type.googleapis.com/envoy.confi
 export const HTTP_CONNECTION_MANAGER_TYPE_URL =
   "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 export const ROUTER_FILTER_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+export const HTTP_FAULT_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 export const WRR_LOCALITY_TYPE_URL = "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality";
 export const TYPED_STRUCT_TYPE_URL = "type.googleapis.com/xds.type.v3.TypedStruct";
 
@@ -44,6 +45,8 @@ const XDS_PROTO_FILES = [
   "envoy/config/endpoint/v3/endpoint.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
+  // The fault filter (gRFC A33), in the Listener and in route overrides.
+  "envoy/extensions/filters/http/fault/v3/fault.proto",
   // Cluster load_balancing_policy (gRFC A52): the locality wrapper, Envoy's own policies, TypedStruct.
   "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto",
   "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto",

@@ -90,11 +90,15 @@ export class XdsServer {
     StreamAggregatedResources: (call: AdsStream) => this.serve(call),
   };
 
-  /** Resources may have changed: push what differs to every subscribed client now. */
+  /**
+   * Resources may have changed: push what differs to every subscribed client now, in the order a
+   * client resolves them (LDS, RDS, CDS, EDS), whatever order it subscribed in: grpc-js-xds applies
+   * a changed Listener (a fault filter added) only with the RouteConfiguration that follows it.
+   */
   update(): void {
     this.generation += 1;
     for (const stream of this.streams) {
-      for (const typeUrl of stream.types.keys()) this.maybeSend(stream, typeUrl);
+      for (const typeUrl of XDS_TYPE_URLS) if (stream.types.has(typeUrl)) this.maybeSend(stream, typeUrl);
     }
   }
 

@@ -3,11 +3,14 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
+import { MeshFixture, getProduct } from "../mesh/controlplane/mesh-fixture";
 import { startShop } from "../support/shop";
 import type { Shop } from "../support/shop";
 import { requireTool, runTool } from "../support/tools";
 import type { ToolResult } from "../support/tools";
+import { waitFor } from "../support/wait";
 
 /** grpcurl's `-max-time` (s): a hung call ends as a failed test well before mocha's timeout. */
 const GRPCURL_MAX_TIME_S = "10";
@@ -19,6 +22,7 @@ const GRPCURL_FAILURE_EXIT = 1;
 const CATALOG_SERVICE = "shop.catalog.v1.CatalogService";
 const ORDER_SERVICE = "shop.orders.v1.OrderService";
 const HEALTH_SERVICE = "grpc.health.v1.Health";
+const FAULT_SERVICE = "protomesh.fault.v1.FaultService";
 
 /** The JSON grpcurl prints for a shop.catalog.v1.Product (int64 fields as strings, proto3 JSON). */
 interface ProductJson {
@@ -92,6 +96,16 @@ function verboseSection(stdout: string, title: string): string[] {
   assert.notEqual(at, -1, `no "${title}" section in grpcurl -v output:\n${stdout}`);
   const end = lines.indexOf("", at + 1);
   return lines.slice(at + 1, end === -1 ? undefined : end);
+}
+
+/** The JSON grpcurl prints for a protomesh.fault.v1.Fault (durations and timestamps as strings). */
+interface FaultJson {
+  id: string;
+  service: string;
+  method?: string;
+  abort?: { code: number; percent: number };
+  expireTime: string;
+  remainingTtl: string;
 }
 
 /** Asserts that grpcurl succeeded, showing its stderr when it did not. */
@@ -443,6 +457,68 @@ describe("grpcurl against the reference services", function () {
       const echoed = headers.find((line) => line.startsWith("x-request-id: "));
       assert.ok(echoed, `no x-request-id in response headers: ${headers.join(" | ")}`);
       assert.match(echoed, /^x-request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    });
+  });
+
+  describe("the control plane's fault injection API", function () {
+    let mesh: MeshFixture;
+
+    before(async function () {
+      mesh = new MeshFixture();
+      await mesh.startControlPlane();
+      await mesh.startReplica();
+      await mesh.waitHealthy(1);
+    });
+
+    after(async function () {
+      await mesh?.stop();
+    });
+
+    it("lists FaultService, injects an abort on GetProduct that an xDS client sees, lists it and clears it", async function () {
+      const listed = await grpcurlAt(mesh.address, [], "list");
+      assertSucceeded(listed);
+      assert.ok(listed.stdout.trim().split("\n").includes(FAULT_SERVICE), listed.stdout);
+
+      const injected = await invoke(mesh.address, `${FAULT_SERVICE}/InjectFault`, {
+        service: "catalog",
+        method: `${CATALOG_SERVICE}/GetProduct`,
+        abort: { code: status.UNAVAILABLE, percent: 100 },
+        ttl: "60s",
+      });
+      assertSucceeded(injected);
+      const { fault } = parseMessage<{ fault: FaultJson }>(injected.stdout);
+      assert.match(fault.id, /^[0-9a-f]{8}$/);
+      assert.deepEqual(fault.abort, { code: status.UNAVAILABLE, percent: 100 });
+      assert.ok(Math.abs(Date.parse(fault.expireTime) - Date.now() - 60_000) < 5_000, `expires at ${fault.expireTime}`);
+
+      const client = mesh.catalogClient();
+      let failure: ServiceError | undefined;
+      await waitFor("the fault to reach the xDS client", async () => {
+        failure = await getProduct(client).then(() => undefined, (error: ServiceError) => error);
+        return failure !== undefined;
+      }, 10_000, 0);
+      assert.equal(failure?.code, status.UNAVAILABLE);
+      assert.equal(failure.details, "Fault injected");
+
+      const active = await invoke(mesh.address, `${FAULT_SERVICE}/ListFaults`, {});
+      assertSucceeded(active);
+      const { faults } = parseMessage<{ faults: FaultJson[] }>(active.stdout);
+      assert.deepEqual(faults.map((listedFault) => [listedFault.id, listedFault.method]), [[fault.id, `${CATALOG_SERVICE}/GetProduct`]]);
+      assert.match(faults[0].remainingTtl, /^\d+(\.\d+)?s$/);
+      assert.ok(parseFloat(faults[0].remainingTtl) > 50, `remaining ${faults[0].remainingTtl}`);
+
+      const cleared = await invoke(mesh.address, `${FAULT_SERVICE}/ClearFault`, { id: fault.id });
+      assertSucceeded(cleared);
+      assert.equal(parseMessage<{ fault: FaultJson }>(cleared.stdout).fault.id, fault.id);
+      const none = await invoke(mesh.address, `${FAULT_SERVICE}/ListFaults`, {});
+      assertSucceeded(none);
+      assert.deepEqual(parseMessage(none.stdout), {});
+    });
+
+    it("InjectFault with a percent over 100 fails InvalidArgument naming abort.percent", async function () {
+      const result = await invoke(mesh.address, `${FAULT_SERVICE}/InjectFault`, { service: "catalog", abort: { code: 14, percent: 150 } });
+      assertFailedWith(result, status.INVALID_ARGUMENT, "InvalidArgument");
+      assert.match(result.stderr, /^ {2}Message: abort\.percent: must be a percentage from 0\.0001 to 100$/m);
     });
   });
 });

@@ -6,6 +6,7 @@ import type { HealthCheckResponse } from "../../../generated/ts/health/v1/health
 import { DEFAULT_SERVER_LIMITS } from "../../../mesh/server-limits";
 import { ADS_SERVICE_NAME } from "../../../mesh/controlplane/xds-protos";
 import { REGISTRY_SERVICE_NAME } from "../../../mesh/controlplane/control-plane";
+import { FAULT_SERVICE_NAME } from "../../../mesh/controlplane/fault-service";
 import { waitFor } from "../../support/wait";
 import { MeshFixture } from "./mesh-fixture";
 
@@ -44,10 +45,10 @@ describe("control plane: a kit server", function () {
     );
   });
 
-  it("reports SERVING over grpc.health.v1 for the registry and the ADS service", async () => {
+  it("reports SERVING over grpc.health.v1 for the registry, fault and ADS services", async () => {
     const health = new HealthClient(mesh.address, credentials.createInsecure());
     try {
-      for (const service of ["", REGISTRY_SERVICE_NAME, ADS_SERVICE_NAME]) {
+      for (const service of ["", REGISTRY_SERVICE_NAME, FAULT_SERVICE_NAME, ADS_SERVICE_NAME]) {
         const response = await new Promise<HealthCheckResponse>((resolve, reject) =>
           health.check({ service }, (error, answer) => (error ? reject(error) : resolve(answer))),
         );

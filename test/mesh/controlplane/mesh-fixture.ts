@@ -1,6 +1,7 @@
 import { ServerInterceptingCall, credentials } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../../generated/ts/shop/catalog/v1/catalog";
+import { FaultServiceClient } from "../../../generated/ts/protomesh/fault/v1/fault";
 import { RegistryServiceClient, HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import type { Service } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { createClient } from "../../../mesh/client";
@@ -76,6 +77,13 @@ export class MeshFixture {
   /** A registry client to this control plane. */
   registryClient(): RegistryServiceClient {
     const client = new RegistryServiceClient(this.address, credentials.createInsecure());
+    this.clients.push(client);
+    return client;
+  }
+
+  /** A fault-injection client to this control plane. */
+  faultClient(): FaultServiceClient {
+    const client = new FaultServiceClient(this.address, credentials.createInsecure());
     this.clients.push(client);
     return client;
   }

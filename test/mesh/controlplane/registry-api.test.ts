@@ -145,7 +145,7 @@ describe("control plane: registry API", function () {
     ads.close();
   });
 
-  it("lists the registry and xDS services and the registered endpoints with grpcurl", async function () {
+  it("lists the registry, fault and xDS services and the registered endpoints with grpcurl", async function () {
     const grpcurl = grpcurlPath();
     if (!grpcurl) {
       // `make test` installs it (make tools); outside make, say so rather than pass silently.
@@ -158,6 +158,7 @@ describe("control plane: registry API", function () {
     assert.deepEqual(services, [
       "envoy.service.discovery.v3.AggregatedDiscoveryService",
       "grpc.health.v1.Health",
+      "protomesh.fault.v1.FaultService",
       "protomesh.registry.v1.RegistryService",
       "xds.service.orca.v3.OpenRcaService",
     ]);
