@@ -197,7 +197,12 @@ export class ChaosMesh {
     const host = options.controlPlaneHost ?? "127.0.0.1";
     const [port] = await freePorts(1);
     const mesh = new ChaosMesh(dir, configPath, `${host}:${port}`, host, port);
-    await mesh.startControlPlane();
+    try {
+      await mesh.startControlPlane();
+    } catch (error) {
+      await mesh.stop(); // the caller has no mesh to stop
+      throw error;
+    }
     mesh.watch = new RegistryWatch(mesh.controlPlane, (services) => mesh.record(services));
     return mesh;
   }
