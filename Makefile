@@ -14,7 +14,7 @@ BUF := node_modules/.bin/buf
 GEN_DIR := generated
 DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 
-.PHONY: help deps tools postgresql gen check-gen build typecheck lint test test-unit up breaking clean
+.PHONY: help deps tools postgresql chaos-tools gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,20 @@ postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's t
 	  fi; \
 	fi
 
+# The chaos suite (test/chaos) puts a replica in a network namespace and breaks its link with `ip`
+# and `tc` (iproute2), as root. Missing, they are installed with apt-get when root can; otherwise
+# they are named and the namespace scenarios are skipped (under CI they fail).
+chaos-tools: ## install iproute2 (ip, tc) for the chaos suite's network namespaces, when missing
+	@if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && apt-get install -y iproute2; \
+	  elif [ -n "$(IS_CI)" ]; then \
+	    echo "ip and tc are required (CI=$(CI)): apt-get install iproute2, as root" >&2; exit 1; \
+	  else \
+	    echo "ip or tc not found: install iproute2 (as root: apt-get install iproute2); the chaos suite's network scenarios are skipped" >&2; \
+	  fi; \
+	fi
+
 gen: deps ## generate TypeScript stubs and the descriptor set from proto/
 	$(BUF) lint
 	$(BUF) generate
@@ -98,10 +112,10 @@ lint: deps ## buf lint, eslint, and the layering rules with no import cycles (de
 	eslint --max-warnings 0 .
 	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
-test-unit: build tools bench-tools postgresql ## run the mocha suite only
+test-unit: build tools bench-tools postgresql chaos-tools ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
 
-test: deps tools bench-tools postgresql check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
+test: deps tools bench-tools postgresql chaos-tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
 	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)

@@ -5,6 +5,7 @@ import { LOAD_CORE, NodeChild, SERVER_CORE } from "./pinned-process";
 import type { ProcessSample } from "./process-probe";
 import { pollUntil } from "./poll";
 import type { BenchContext } from "./scenario";
+import type { NetworkNamespace } from "../test/support/netns";
 import { BENCH_DIST_DIR } from "./tools";
 
 /**
@@ -29,8 +30,9 @@ export class BenchControlPlane {
 
   static async start(
     context: BenchContext,
-    options: { policy: string; leaseTtlMs: number; retries?: number },
+    options: { policy: string; leaseTtlMs: number; retries?: number; host?: string },
   ): Promise<BenchControlPlane> {
+    const host = options.host ?? "127.0.0.1";
     const { child, port } = await NodeChild.start({
       script: path.join(BENCH_DIST_DIR, "controlplane-process.js"),
       args: [
@@ -38,11 +40,12 @@ export class BenchControlPlane {
         "--policy", options.policy,
         "--lease-ttl-ms", String(options.leaseTtlMs),
         "--retries", String(options.retries ?? 0),
+        "--host", host,
       ],
       core: SERVER_CORE,
       logFile: logFile(context, "control-plane"),
     });
-    return new BenchControlPlane(`127.0.0.1:${port}`, child);
+    return new BenchControlPlane(`${host}:${port}`, child);
   }
 
   /** Puts `policy` in force for the bench service (clients that subscribe get it). */
@@ -70,6 +73,8 @@ export interface ReplicaHostOptions {
   seed: number;
   /** Ports to bind (a restart binds the port it had); 0 or unset: free ones. */
   ports?: readonly number[];
+  /** Runs the host in this network namespace, bound to 0.0.0.0 and registered with the namespace's address. */
+  namespace?: NetworkNamespace;
 }
 
 /** A process hosting one or more bench replicas (replica-process.ts). */
@@ -77,9 +82,12 @@ export class ReplicaHost {
   private constructor(
     readonly child: NodeChild,
     readonly ports: Record<string, number>,
+    /** The address its replicas register and clients reach them at. */
+    readonly address: string,
   ) {}
 
   static async start(context: BenchContext, options: ReplicaHostOptions): Promise<ReplicaHost> {
+    const namespace = options.namespace;
     const { child } = await NodeChild.start({
       script: path.join(BENCH_DIST_DIR, "replica-process.js"),
       args: [
@@ -90,12 +98,19 @@ export class ReplicaHost {
         "--median-ms", String(options.medianMs),
         "--seed", String(options.seed),
         ...(options.ports ? ["--ports", options.ports.join(",")] : []),
+        ...(namespace ? ["--host", "0.0.0.0", "--advertise", namespace.address] : []),
       ],
       core: SERVER_CORE,
       logFile: logFile(context, `replica-${options.ids.join("-")}`),
+      wrap: namespace ? (file, args) => namespace.command(file, args) : undefined,
     });
     const replicas = await child.request<{ id: string; port: number }[]>("replicas");
-    return new ReplicaHost(child, Object.fromEntries(replicas.map(({ id, port }) => [id, port])));
+    return new ReplicaHost(child, Object.fromEntries(replicas.map(({ id, port }) => [id, port])), namespace?.address ?? "127.0.0.1");
+  }
+
+  /** Its replicas by the address a client's call names as its peer ("127.0.0.1:40123" → "r0"). */
+  get addresses(): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.ports).map(([id, port]) => [`${this.address}:${port}`, id]));
   }
 
   /** Sets a replica's median latency; resolves to when it took effect (epoch ms). */

@@ -7,8 +7,6 @@ import { percentileOf } from "./pair-statistics";
  * timestamped in a replica or in the harness can be set against the calls a client made.
  */
 
-/** Response header naming the replica that answered (sent first thing by the bench replicas). */
-export const REPLICA_HEADER = "x-bench-replica";
 /** Request header the open-loop client sets to a random key: what ring_hash hashes in the bench. */
 export const KEY_HEADER = "x-bench-key";
 
@@ -20,7 +18,11 @@ export interface CallRecord {
   ms: number;
   /** gRPC status code (0 = OK). */
   code: number;
-  /** The replica that answered ("" when none sent its header: no connection, or frozen). */
+  /**
+   * The replica the call went to, named by the peer address of the attempt grpc-js committed
+   * (OpenLoad.replicas); "" when it reached none (no endpoint picked, or an address not named).
+   * A call that timed out on a frozen replica is that replica's.
+   */
   replica: string;
 }
 

@@ -9,8 +9,9 @@ import { ProcessProbe } from "./process-probe";
 
 /**
  * Entry point of the control plane of the mesh scenarios (B3, B4, B7): protomesh's ControlPlane on
- * 127.0.0.1 (a free port), with a mesh config of one service: `--service NAME --policy LB
- * [--lease-ttl-ms N] [--retries N]` (0: the control plane's default lease; no retry policy).
+ * a free port of `--host` (127.0.0.1 unless a replica in a network namespace must reach it), with
+ * a mesh config of one service: `--service NAME --policy LB [--lease-ttl-ms N] [--retries N]`
+ * (0: the control plane's default lease; no retry policy).
  * With retries, UNAVAILABLE calls are retried as deploy/mesh.yaml does for the catalog. ring_hash hashes the request header the
  * open-loop client sets to a random key per call, so that it spreads one client's calls.
  * IPC ops: setPolicy, healthy (HEALTHY endpoints of the service), mark, sample, stop.
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
     config: benchMeshConfig(service, flag("policy", "round_robin"), leaseTtlMs, retries),
   });
   const probe = new ProcessProbe();
-  const port = await controlPlane.listen("127.0.0.1:0");
+  const port = await controlPlane.listen(`${flag("host", "127.0.0.1")}:0`);
   serveControl(
     {
       setPolicy: (args) => controlPlane.setConfig(benchMeshConfig(service, (args as { policy: string }).policy, leaseTtlMs, retries)),

@@ -4,7 +4,7 @@ import { CatalogServiceClient } from "../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../mesh/client";
 import { createLogger } from "../mesh/logger";
 import { BENCH_PRODUCT_ID } from "./bench-catalog";
-import { KEY_HEADER, REPLICA_HEADER, epochMs } from "./call-record";
+import { KEY_HEADER, epochMs } from "./call-record";
 import type { CallRecord } from "./call-record";
 import { flag, serveControl } from "./control-channel";
 import { seededRandom } from "./latency-model";
@@ -31,6 +31,8 @@ export interface OpenLoad {
   maxCalls: number;
   /** Seed of the request keys (ring_hash's hash input). */
   seed: number;
+  /** The replicas by address ("127.0.0.1:40123" → "r0"): a call's peer names the replica it went to. */
+  replicas: Record<string, string>;
 }
 
 /** How often the loop wakes to issue the calls that are due (Node timers do not go below 1 ms). */
@@ -92,13 +94,11 @@ class OpenLoop {
       (error: ServiceError | null) => {
         record.ms = performance.now() - intendedAt;
         record.code = error ? error.code : 0;
+        record.replica = this.load.replicas[call.getPeer()] ?? "";
         this.records.push(record);
         this.inflight -= 1;
       },
     );
-    call.on("metadata", (headers: Metadata) => {
-      record.replica = String(headers.get(REPLICA_HEADER)[0] ?? "");
-    });
   }
 }
 

@@ -112,6 +112,8 @@ export interface NodeChildOptions {
   /** Where the process's stdout (its pino log) goes; /dev/null unless a file is named. */
   logFile?: string;
   nodeArgs?: readonly string[];
+  /** Wraps the (pinned) command line, e.g. to run it in a network namespace (`ip netns exec NAME ...`). */
+  wrap?: (file: string, args: readonly string[]) => [string, string[]];
 }
 
 /**
@@ -143,11 +145,8 @@ export class NodeChild {
   /** Starts the process and resolves once it reports ready, with the port it reports (servers). */
   static async start(options: NodeChildOptions): Promise<{ child: NodeChild; port: number }> {
     const log = fs.openSync(options.logFile ?? "/dev/null", "a");
-    const [file, argv] = pinnedCommand(options.core, process.execPath, [
-      ...(options.nodeArgs ?? []),
-      options.script,
-      ...options.args,
-    ]);
+    const pinned = pinnedCommand(options.core, process.execPath, [...(options.nodeArgs ?? []), options.script, ...options.args]);
+    const [file, argv] = options.wrap ? options.wrap(...pinned) : pinned;
     let spawned: ChildProcess;
     try {
       // Production log level, whatever the caller's environment says; and no control plane: the

@@ -1,4 +1,3 @@
-import { Metadata } from "@grpc/grpc-js";
 import { CatalogServiceService } from "../generated/ts/shop/catalog/v1/catalog";
 import type { CatalogServiceServer } from "../generated/ts/shop/catalog/v1/catalog";
 import { createLogger } from "../mesh/logger";
@@ -8,7 +7,7 @@ import type { RegistryLease } from "../mesh/registry-lease";
 import { createServer } from "../mesh/server";
 import type { MeshServer } from "../mesh/server";
 import { HeldStreams, benchCatalog } from "./bench-catalog";
-import { REPLICA_HEADER, epochMs } from "./call-record";
+import { epochMs } from "./call-record";
 import { flag, serveControl } from "./control-channel";
 import { logNormalMs, seededRandom } from "./latency-model";
 import { ProcessProbe } from "./process-probe";
@@ -16,9 +15,10 @@ import { ProcessProbe } from "./process-probe";
 /**
  * Entry point of a process hosting mesh replicas of the bench catalog (B3, B4, B7):
  * `--ids r0,r1 --service NAME --control-plane HOST:PORT [--ports 0,0] [--register auto|manual]
- * [--median-ms 20] [--seed 1]`. Each replica is a protomesh server (createServer, every default)
- * on 127.0.0.1 whose GetProduct first sends its id in a response header, then answers after a
- * log-normal delay around its median (latency-model.ts; one seeded generator per replica).
+ * [--median-ms 20] [--seed 1] [--host 127.0.0.1] [--advertise ADDRESS]`. Each replica is a protomesh
+ * server (createServer, every default) on `--host` (registered as `--advertise` when given: a
+ * replica in a network namespace binds 0.0.0.0 and registers its veth's address) whose GetProduct answers after a log-normal delay around its median
+ * (latency-model.ts; one seeded generator per replica), headers and all, as a real handler does.
  * - auto: the server registers itself in `listen`, as a service does with PROTOMESH_CONTROL_PLANE;
  * - manual: the harness says when each replica registers and deregisters (B7), through the same
  *   RegistryLease, while the server keeps serving.
@@ -37,11 +37,10 @@ function delayedCatalog(replica: Replica, random: () => number): CatalogServiceS
   const catalog = benchCatalog(new HeldStreams());
   return {
     ...catalog,
+    // The headers go with the response, as from every unary handler of the kit: grpc-js commits a
+    // call once headers arrive (gRFC A6), so a replica that sent them first would make every call
+    // it held when it died unretryable. Clients tell replicas apart by the call's peer address.
     getProduct: (call, callback) => {
-      // Headers first: the client learns who answers even when the answer misses its deadline.
-      const metadata = new Metadata();
-      metadata.set(REPLICA_HEADER, replica.id);
-      call.sendMetadata(metadata);
       const delayMs = logNormalMs(replica.medianMs, random);
       if (delayMs <= 0) {
         catalog.getProduct(call, callback);
@@ -53,20 +52,32 @@ function delayedCatalog(replica: Replica, random: () => number): CatalogServiceS
   };
 }
 
+interface ReplicaOptions {
+  service: string;
+  controlPlane: string;
+  isAuto: boolean;
+  medianMs: number;
+  seed: number;
+  logger: Logger;
+  host: string;
+  advertiseHost: string | undefined;
+}
+
 async function startReplica(
   id: string,
   port: number,
-  options: { service: string; controlPlane: string; isAuto: boolean; medianMs: number; seed: number; logger: Logger },
+  options: ReplicaOptions,
 ): Promise<Replica> {
   const server = createServer({
     name: "bench-catalog",
     meshService: options.service,
     logger: options.logger,
     controlPlane: options.isAuto ? options.controlPlane : undefined,
+    advertiseHost: options.advertiseHost,
   });
   const replica: Replica = { id, server, port: 0, medianMs: options.medianMs };
   server.addService(CatalogServiceService, delayedCatalog(replica, seededRandom(options.seed)));
-  replica.port = await server.listen(`127.0.0.1:${port}`);
+  replica.port = await server.listen(`${options.host}:${port}`);
   return replica;
 }
 
@@ -78,11 +89,13 @@ async function main(): Promise<void> {
   const isAuto = flag("register", "auto") === "auto";
   const medianMs = Number(flag("median-ms", "20"));
   const seed = Number(flag("seed", "1"));
+  const host = flag("host", "127.0.0.1");
+  const advertiseHost = flag("advertise", "") || undefined;
   const logger = createLogger({ name: "bench-replica" });
   const probe = new ProcessProbe();
   const replicas = new Map<string, Replica>();
   for (const [index, id] of ids.entries()) {
-    const options = { service, controlPlane, isAuto, medianMs, seed: seed * 100 + index, logger };
+    const options = { service, controlPlane, isAuto, medianMs, seed: seed * 100 + index, logger, host, advertiseHost };
     replicas.set(id, await startReplica(id, ports[index] ?? 0, options));
   }
   const replicaOf = (args: unknown): Replica => {
@@ -110,8 +123,9 @@ async function main(): Promise<void> {
           controlPlane,
           {
             service,
-            listenAddress: `127.0.0.1:${replica.port}`,
+            listenAddress: `${host}:${replica.port}`,
             port: replica.port,
+            advertiseHost,
             healthServiceName: replica.server.serviceNames[0] ?? "",
           },
           logger,

@@ -115,6 +115,7 @@ export const B3: BuiltScenario = {
           maxDurationMs: totalMs,
           maxCalls: Math.ceil((phases.rateRps * totalMs) / 1000),
           seed,
+          replicas: host.addresses,
         });
         // A policy that spreads calls reaches every replica; pick_first reaches one.
         await client.waitServedBy(NOT_SPREADING.has(policy) ? [] : IDS, began, 10_000);

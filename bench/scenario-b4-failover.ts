@@ -9,11 +9,16 @@ import { sleep } from "./poll";
 import type { ProcessSample } from "./process-probe";
 import { comparisonRow, valueRow } from "./scenario";
 import type { BenchContext, BuiltScenario, Row } from "./scenario";
+import { NetworkNamespace, namespacesUnavailable } from "../test/support/netns";
 
-/** The replicas of B4, each its own process: r0 is killed and restarted, r1 frozen and continued. */
+/**
+ * The replicas of B4, each its own process: r0 is killed and restarted, r1 frozen and continued,
+ * r2 (in a network namespace of its own, when this machine can make one) cut off by a partition.
+ */
 const IDS = ["r0", "r1", "r2"] as const;
 const KILLED = "r0";
 const FROZEN = "r1";
+const PARTITIONED = "r2";
 
 /** Deadline of every call: 50× the replicas' median latency, so only a dead or frozen replica misses it. */
 const DEADLINE_MS = 1_000;
@@ -34,6 +39,8 @@ interface Timing {
   killPhaseMs: number;
   freezePhaseMs: number;
   restartWaitMs: number;
+  /** How long r2's link drops every packet. */
+  partitionPhaseMs: number;
 }
 
 function timing(context: BenchContext): Timing {
@@ -49,9 +56,18 @@ function timing(context: BenchContext): Timing {
       killPhaseMs: leaseMs + 1_500,
       freezePhaseMs: leaseMs + 2_500,
       restartWaitMs: 12_000,
+      partitionPhaseMs: 6_000,
     };
   }
-  return { rateRps: 100, leaseTtlMs: 500, steadyMs: 300, killPhaseMs: 800, freezePhaseMs: 1_200, restartWaitMs: 4_000 };
+  return {
+    rateRps: 100,
+    leaseTtlMs: 500,
+    steadyMs: 300,
+    killPhaseMs: 800,
+    freezePhaseMs: 1_200,
+    restartWaitMs: 4_000,
+    partitionPhaseMs: 1_200,
+  };
 }
 
 /**
@@ -68,7 +84,18 @@ interface Outcome {
   /** Seconds from SIGSTOP to the last call issued to the frozen replica (≈ the phase when never routed around). */
   routedAroundS: number;
   restartToFirstCallS: number;
+  /** The partition's figures; undefined when the machine cannot make a network namespace. */
+  partition: PartitionOutcome | undefined;
   process: ProcessSample;
+}
+
+/** What one client saw of r2's partition. */
+interface PartitionOutcome {
+  failures: number;
+  /** Seconds from the cut to the last call issued to r2 while cut (≈ the phase when never routed around). */
+  routedAroundS: number;
+  /** Seconds from the heal to the first call r2 answered. */
+  healToFirstCallS: number;
 }
 
 /** The change times of one repetition (epoch ms). */
@@ -78,6 +105,7 @@ interface Events {
   thawedAt: number;
   spawnedAt: number;
   waitedUntil: number;
+  partition: { cutAt: number; healedAt: number; waitedUntil: number } | undefined;
 }
 
 /**
@@ -87,21 +115,33 @@ interface Events {
  * round_robin over the static list of the same three addresses. Each repetition, with fresh
  * clients: steady traffic; SIGKILL r0 (failed calls, seconds until clean); SIGSTOP r1 for longer
  * than a lease TTL (seconds until calls stop timing out); SIGCONT r1; restart r0 on its port
- * (seconds from spawning the process to its first served call).
+ * (seconds from spawning the process to its first served call); then, when the machine can make
+ * a network namespace (root and iproute2; test/support/netns.ts), r2 lives in one and its link is
+ * cut (every packet dropped both ways: a blackhole) and healed (failed calls, seconds until calls
+ * stop going to it, seconds from the heal to its first answer).
  */
 /** Retries of UNAVAILABLE calls, as deploy/mesh.yaml configures the catalog. */
 const MESH_RETRIES = 2;
 
 export const B4: BuiltScenario = {
   name: "B4",
-  title: "failover: SIGKILL then SIGSTOP one of 3 replicas; restart to first traffic",
+  title: "failover: SIGKILL then SIGSTOP one of 3 replicas; restart to first traffic; partition of one (network namespace)",
   run: async (context) => {
     const phases = timing(context);
     const processes = new MeshProcesses();
+    const unavailable = namespacesUnavailable();
+    if (unavailable) context.progress(`B4: no partition of ${PARTITIONED}: ${unavailable}`);
+    const namespace = unavailable ? undefined : await NetworkNamespace.create();
     try {
       const controlPlane = processes.add(
         // The catalog's policy in deploy/mesh.yaml: UNAVAILABLE is retried (twice) on another replica.
-        await BenchControlPlane.start(context, { policy: "round_robin", leaseTtlMs: phases.leaseTtlMs, retries: MESH_RETRIES }),
+        // With a namespace, on the host's end of its veth: r2 registers there.
+        await BenchControlPlane.start(context, {
+          policy: "round_robin",
+          leaseTtlMs: phases.leaseTtlMs,
+          retries: MESH_RETRIES,
+          host: namespace?.hostAddress,
+        }),
       );
       const startHost = (id: string, port = 0) =>
         ReplicaHost.start(context, {
@@ -111,11 +151,14 @@ export const B4: BuiltScenario = {
           medianMs: MEDIAN_MS,
           seed: 4,
           ports: [port],
+          namespace: id === PARTITIONED ? namespace : undefined,
         }).then((host) => processes.add(host));
       const hosts = new Map<string, ReplicaHost>();
       await Promise.all(IDS.map(async (id) => hosts.set(id, await startHost(id))));
+      // r0 comes back on its port: one map of the replicas' addresses for every repetition.
+      const addresses = Object.assign({}, ...IDS.map((id) => hosts.get(id)!.addresses)) as Record<string, string>;
+      const staticTarget = `ipv4:${Object.keys(addresses).join(",")}`;
       const ports = new Map(IDS.map((id) => [id, hosts.get(id)!.ports[id]]));
-      const staticTarget = `ipv4:${IDS.map((id) => `127.0.0.1:${ports.get(id)}`).join(",")}`;
 
       const pairs: Pair<Outcome>[] = [];
       const repetitions = Math.min(context.pairs, FULL_MODE_REPETITIONS);
@@ -125,13 +168,15 @@ export const B4: BuiltScenario = {
           OpenLoopClient.start(context, { kind: "plain", target: staticTarget }),
           OpenLoopClient.start(context, { kind: "mesh", target: BENCH_SERVICE, controlPlane: controlPlane.address }),
         ]).then((clients) => clients.map((client) => processes.add(client)));
-        const totalMs = phases.steadyMs + phases.killPhaseMs + phases.freezePhaseMs + phases.restartWaitMs + 30_000;
+        const totalMs =
+          phases.steadyMs + phases.killPhaseMs + phases.freezePhaseMs + 2 * phases.restartWaitMs + phases.partitionPhaseMs + 30_000;
         const load = {
           rateRps: phases.rateRps,
           deadlineMs: DEADLINE_MS,
           maxDurationMs: totalMs,
           maxCalls: Math.ceil((phases.rateRps * totalMs) / 1000),
           seed: repetition,
+          replicas: addresses,
         };
         const began = Math.min(...(await Promise.all([plain.begin(load), mesh.begin(load)])));
         await Promise.all([plain, mesh].map((client) => client.waitServedBy(IDS, began, 10_000)));
@@ -150,7 +195,18 @@ export const B4: BuiltScenario = {
         await Promise.allSettled(
           [plain, mesh].map((client) => client.waitServedBy([KILLED], spawnedAt, phases.restartWaitMs)),
         );
-        const events: Events = { killedAt, frozenAt, thawedAt, spawnedAt, waitedUntil: epochMs() };
+        const waitedUntil = epochMs();
+        let partition: Events["partition"];
+        if (namespace) {
+          await namespace.partition();
+          const cutAt = epochMs();
+          await sleep(phases.partitionPhaseMs);
+          await namespace.heal();
+          const healedAt = epochMs();
+          await Promise.allSettled([plain, mesh].map((client) => client.waitServedBy([PARTITIONED], healedAt, phases.restartWaitMs)));
+          partition = { cutAt, healedAt, waitedUntil: epochMs() };
+        }
+        const events: Events = { killedAt, frozenAt, thawedAt, spawnedAt, waitedUntil, partition };
         const samples = await processes.sample([plain, mesh]);
         const [plainRecords, meshRecords] = await Promise.all([plain.end(), mesh.end()]);
         await Promise.all([plain, mesh].map((client) => processes.stop(client)));
@@ -165,7 +221,9 @@ export const B4: BuiltScenario = {
       }
       return rows(pairs, phases);
     } finally {
+      // Every process first: nothing may still send to the namespace's address once it is gone.
       await processes.stopAll();
+      namespace?.delete();
     }
   },
 };
@@ -194,7 +252,20 @@ function outcome(records: readonly CallRecord[], events: Events, process: Proces
     freezeFailures: freezeFailures.length,
     routedAroundS: (Math.max(events.frozenAt, ...toFrozen.map((record) => record.t)) - events.frozenAt) / 1000,
     restartToFirstCallS: ((first?.t ?? events.waitedUntil) - events.spawnedAt) / 1000,
+    partition: events.partition && partitionOutcome(records, events.partition),
     process,
+  };
+}
+
+function partitionOutcome(records: readonly CallRecord[], partition: NonNullable<Events["partition"]>): PartitionOutcome {
+  // A call issued up to a deadline before the cut may have been in flight over the link.
+  const failures = issuedBetween(records, partition.cutAt - DEADLINE_MS, partition.healedAt).filter((record) => record.code !== 0);
+  const toCut = issuedBetween(records, partition.cutAt, partition.healedAt).filter((record) => record.replica === PARTITIONED);
+  const answered = issuedBetween(records, partition.healedAt).find((record) => record.replica === PARTITIONED && record.code === 0);
+  return {
+    failures: failures.length,
+    routedAroundS: (Math.max(partition.cutAt, ...toCut.map((record) => record.t)) - partition.cutAt) / 1000,
+    healToFirstCallS: ((answered?.t ?? partition.waitedUntil) - partition.healedAt) / 1000,
   };
 }
 
@@ -222,8 +293,28 @@ function rows(pairs: readonly Pair<Outcome>[], phases: Timing): Row[] {
       }),
     valueRow("B4", `s from restarting the killed replica (spawn) to its first served call (${phases.restartWaitMs / 1000} = none by then)`,
       "s", "lower", values((run) => run.restartToFirstCallS), options),
+    ...(pairs[0]?.protomesh.partition ? partitionRows(pairs, phases, options) : []),
     comparisonRow("B8", "client event-loop delay p99 (B4)", "ms", "lower", compare(pairs, (run) => run.process.eventLoopDelayP99Ms),
       options),
+  ];
+}
+
+function partitionRows(pairs: readonly Pair<Outcome>[], phases: Timing, options: { baselineName: string }): Row[] {
+  const values = (metric: (partition: PartitionOutcome) => number) => ({
+    baseline: pairs.map((pair) => metric(pair.baseline.partition!)),
+    protomesh: pairs.map((pair) => metric(pair.protomesh.partition!)),
+  });
+  const cutS = phases.partitionPhaseMs / 1000;
+  return [
+    valueRow("B4", `failed calls while 1 of 3 replicas is partitioned (its veth drops every packet for ${cutS} s)`, "calls", "lower",
+      values((partition) => partition.failures), options),
+    valueRow("B4", `s from the partition until calls stop going to it (${cutS} = not while cut)`, "s", "lower",
+      values((partition) => partition.routedAroundS), {
+        ...options,
+        goal: { text: "partitioned replica routed around within 2 s", on: "protomesh", bound: 2, kind: "atMost" },
+      }),
+    valueRow("B4", `s from healing the link to the replica's first answer (${phases.restartWaitMs / 1000} = none by then)`, "s", "lower",
+      values((partition) => partition.healToFirstCallS), options),
   ];
 }
 
@@ -231,6 +322,10 @@ function describe(run: Outcome): string {
   return (
     `kill ${run.killFailures} failed, clean after ${run.killCleanS.toFixed(2)} s; ` +
     `freeze ${run.freezeFailures} failed, routed around after ${run.routedAroundS.toFixed(2)} s; ` +
-    `restart to first call ${run.restartToFirstCallS.toFixed(2)} s`
+    `restart to first call ${run.restartToFirstCallS.toFixed(2)} s` +
+    (run.partition
+      ? `; partition ${run.partition.failures} failed, routed around after ${run.partition.routedAroundS.toFixed(2)} s, ` +
+        `heal to first answer ${run.partition.healToFirstCallS.toFixed(2)} s`
+      : "")
   );
 }

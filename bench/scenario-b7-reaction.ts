@@ -69,6 +69,7 @@ export const B7: BuiltScenario = {
         maxDurationMs: durationMs,
         maxCalls: Math.ceil((rateRps * durationMs) / 1000),
         seed: 7,
+        replicas: host.addresses,
       });
       await client.waitServedBy(["r0", "r1"], began, 10_000);
       const changes: Change[] = [];

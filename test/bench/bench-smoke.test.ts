@@ -7,6 +7,7 @@ import type { BenchReport } from "../../bench/report";
 import type { Row } from "../../bench/scenario";
 import { BUILT_SCENARIOS } from "../../bench/scenarios";
 import { TOOLS_TARGET, missingTools } from "../../bench/tools";
+import { namespacesUnavailable } from "../support/netns";
 import { isCi } from "../support/tools";
 
 /** The whole smoke run (~28 s here) must fit well within a test run (issue 4: the harness, not the figures). */
@@ -102,9 +103,12 @@ describe("bench harness (smoke mode)", function () {
     assert.deepEqual(goals, ["p2c_ewma", "p2c_ewma", "p2c_ewma"], "p99, calls OK and the slow replica's share of p2c_ewma carry the goals");
   });
 
-  it("puts the mesh client and a static-list grpc-js client through the same failover in B4", () => {
+  it("puts the mesh client and a static-list grpc-js client through the same failover in B4, partition included where namespaces can be made", () => {
     const rows = measuredRows(report, "B4");
-    for (const what of ["failed calls after SIGKILL", "until calls stop timing out", "first served call"]) {
+    // The partition needs a network namespace (root, iproute2): always there under CI.
+    const canPartition = isCi() || namespacesUnavailable() === undefined;
+    const partitionRows = canPartition ? ["partitioned", "until calls stop going to it", "healing the link"] : [];
+    for (const what of ["failed calls after SIGKILL", "until calls stop timing out", "first served call", ...partitionRows]) {
       const row = rows.find((candidate) => candidate.metric.includes(what));
       assert.ok(row, `no B4 row for ${what}`);
       assert.ok(Number.isFinite(row.baseline) && Number.isFinite(row.protomesh), `${row.metric}: no figures`);
