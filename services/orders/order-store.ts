@@ -56,6 +56,8 @@ export interface OrderTable {
    * holds the claim, undefined when another call holds it or the order is placed.
    */
   claim(customerId: string, idempotencyKey: string, token: string, nowMs: number, staleBeforeMs: number): Promise<number | undefined>;
+  /** Stamps the pending row `seq` as claimed at `nowMs` if `token` still holds it (the claim's lease); false when it does not. */
+  renew(seq: number, token: string, nowMs: number): Promise<boolean>;
   /** Stores `order` in the pending row `seq` if `token` still holds it; false when it does not. */
   complete(seq: number, token: string, order: Order): Promise<boolean>;
   /** Deletes the pending row `seq` if `token` still holds it. */
@@ -69,12 +71,16 @@ export interface OrderTable {
 }
 
 /**
- * How long a claim may stay pending before another call may take it over, its owner presumed dead
- * (ms). A creation takes one round of catalog lookups, run in parallel within the PlaceOrder's own
- * deadline and the catalog's timeout (2 s in deploy/mesh.yaml): five times that. An owner that was only slow loses
+ * A claim is a lease: its owner renews it every {@link CLAIM_RENEW_MS} while it creates the order,
+ * and a claim not renewed for this long (ms) may be taken over, its owner presumed dead (a replica
+ * killed mid-creation). Short, so that a PlaceOrder retried on another replica after its first one
+ * died takes the key over well within its deadline, instead of waiting for it; four missed
+ * renewals, so that a busy event loop does not lose a live claim. An owner that was only late loses
  * nothing but its work: its completion fails the token check and it returns the new owner's order.
  */
-export const CLAIM_STALE_MS = 10_000;
+export const CLAIM_STALE_MS = 2_000;
+/** How often the owner of a claim renews it while it creates the order (ms). */
+export const CLAIM_RENEW_MS = 500;
 /**
  * Longest a call waits for another call's claim when its own deadline is later (ms): the kit's
  * default call deadline: a caller that set no deadline of its own has given up by then.
@@ -94,6 +100,8 @@ export interface ClaimOptions {
   now?: () => number;
   /** {@link CLAIM_STALE_MS} */
   staleMs?: number;
+  /** {@link CLAIM_RENEW_MS} */
+  renewMs?: number;
   /** {@link CLAIM_WAIT_MS} */
   waitMs?: number;
   /** {@link CLAIM_POLL_MS} */
@@ -126,6 +134,7 @@ export class ClaimingOrderStore implements OrderStore {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly staleMs: number;
+  private readonly renewMs: number;
   private readonly waitMs: number;
   private readonly pollMs: number;
 
@@ -136,6 +145,7 @@ export class ClaimingOrderStore implements OrderStore {
     this.logger = options.logger.child({ component: "orders.store" });
     this.now = options.now ?? Date.now;
     this.staleMs = options.staleMs ?? CLAIM_STALE_MS;
+    this.renewMs = options.renewMs ?? Math.min(CLAIM_RENEW_MS, this.staleMs / 4);
     this.waitMs = options.waitMs ?? CLAIM_WAIT_MS;
     this.pollMs = options.pollMs ?? CLAIM_POLL_MS;
   }
@@ -196,6 +206,11 @@ export class ClaimingOrderStore implements OrderStore {
    */
   private async createClaimed(seq: number, token: string, create: (id: string) => Promise<Order>): Promise<Order | undefined> {
     let order: Order;
+    const renewal = setInterval(() => {
+      this.table.renew(seq, token, this.now()).catch((error: unknown) => {
+        this.logger.warn({ err: error, order: orderId(seq) }, "could not renew a claim");
+      });
+    }, this.renewMs);
     try {
       order = await create(orderId(seq));
     } catch (error) {
@@ -203,6 +218,8 @@ export class ClaimingOrderStore implements OrderStore {
         this.logger.warn({ err: releaseError, order: orderId(seq) }, "could not free a failed claim; it frees itself when stale");
       });
       throw error;
+    } finally {
+      clearInterval(renewal);
     }
     return (await this.use(() => this.table.complete(seq, token, order))) ? order : undefined;
   }

@@ -94,6 +94,14 @@ export class PostgresOrderTable implements OrderTable {
     return rowCount === 1;
   }
 
+  async renew(seq: number, token: string, nowMs: number): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      "UPDATE orders SET claimed_at_ms = $1 WHERE seq = $2 AND claim_token = $3 AND state = 'pending'",
+      [nowMs, seq, token],
+    );
+    return rowCount === 1;
+  }
+
   async release(seq: number, token: string): Promise<void> {
     await this.pool.query("DELETE FROM orders WHERE seq = $1 AND claim_token = $2", [seq, token]);
   }

@@ -66,6 +66,9 @@ export class SqliteOrderTable implements OrderTable {
         "UPDATE orders SET state = 'placed', order_json = ?, claim_token = NULL WHERE seq = ? AND claim_token = ?",
       ),
       release: this.db.prepare<[number, string]>("DELETE FROM orders WHERE seq = ? AND claim_token = ?"),
+      renew: this.db.prepare<[number, number, string]>(
+        "UPDATE orders SET claimed_at_ms = ? WHERE seq = ? AND claim_token = ? AND state = 'pending'",
+      ),
       placed: this.db.prepare<[number], { order_json: string }>("SELECT order_json FROM orders WHERE seq = ? AND state = 'placed'"),
       listAll: this.db.prepare<[], { order_json: string }>("SELECT order_json FROM orders WHERE state = 'placed' ORDER BY seq DESC"),
       listOne: this.db.prepare<[string], { order_json: string }>(
@@ -87,6 +90,10 @@ export class SqliteOrderTable implements OrderTable {
 
   async complete(seq: number, token: string, order: Order): Promise<boolean> {
     return this.statements.complete.run(JSON.stringify(Order.toJSON(order)), seq, token).changes === 1;
+  }
+
+  async renew(seq: number, token: string, nowMs: number): Promise<boolean> {
+    return this.statements.renew.run(nowMs, seq, token).changes === 1;
   }
 
   async release(seq: number, token: string): Promise<void> {

@@ -235,6 +235,23 @@ export function sharedOrderStoreBehaviour(freshLocation: () => Promise<StoreLoca
     assert.deepEqual(await a.store.list("cust-stale"), [taken.order]);
   });
 
+  it("renews a live owner's claim: a creation slower than the stale time is waited for, not taken over", async () => {
+    const a = await replica({ staleMs: 200 });
+    const b = await replica({ staleMs: 200, waitMs: 3_000 });
+    let claimedId: string | undefined;
+    const owner = a.store.placeOnce("cust-renew", "renew-1", async (id) => {
+      claimedId = id;
+      await new Promise((resolve) => setTimeout(resolve, 600)); // three stale times
+      return anOrder(id, "cust-renew", "renew-1");
+    });
+    await waitFor("replica A to claim the key", () => claimedId !== undefined);
+    const { create, calls } = counted("cust-renew", "renew-1");
+    const waited = await b.store.placeOnce("cust-renew", "renew-1", create);
+    assert.deepEqual(calls, [], "B never took the renewed claim over");
+    assert.equal(waited.replayed, true);
+    assert.deepEqual(waited.order, (await owner).order);
+  });
+
   it("does not take over a claim younger than the stale time: a waiter fails ABORTED naming the key at its deadline or wait limit", async () => {
     const a = await replica();
     const b = await replica({ waitMs: 100 });
