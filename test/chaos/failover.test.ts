@@ -10,24 +10,8 @@ import { waitFor } from "../support/wait";
  * traffic from an xDS client in this process (test/support/traffic.ts), real signals and real
  * network faults (test/support/netns.ts). Each scenario states its bound in its title.
  *
- * TODO — scenarios that wait on mesh features being built now; each will assert:
- * - PlaceOrder with an idempotency key, SIGKILL of an orders replica (waits on the shared orders
- *   store, and a retry policy for orders in deploy/mesh.yaml): under continuous PlaceOrder traffic,
- *   each with its own key, killing 1 of 2 orders replicas loses no call, and every key that was
- *   answered OK names exactly one order in the store (a retried call on the other replica returns
- *   the first order, never a second one).
- * - Outlier ejection (waits on outlier detection in the mesh config, gRFC A50): a replica whose
- *   GetProduct fails INTERNAL (a test server, while its health stays SERVING) is ejected after
- *   `consecutive_5xx` failures, gets no call during `base_ejection_time`, and gets calls again
- *   after it; failures before the ejection ≤ consecutive_5xx per client.
- * - Load shedding (waits on the servers' load shedding): a replica driven past its limit answers
- *   RESOURCE_EXHAUSTED quickly instead of queueing, callers see no DEADLINE_EXCEEDED from it, and
- *   with RESOURCE_EXHAUSTED in the route's retry_on the shed calls succeed on the other replicas.
- * - Three hops with implicit deadline propagation (waits on deadline propagation; keepalive
- *   delivered with the service policy helps the frozen-hop case): client → orders → catalog with
- *   the catalog frozen: the client's deadline, not catalog's default, ends the inner call (orders'
- *   outbound call carries the remaining budget), and the client gets DEADLINE_EXCEEDED within its
- *   deadline + 500 ms, never later.
+ * The scenarios of the resilience features (PlaceOrder across an orders SIGKILL, load shedding,
+ * outlier ejection, three hops with deadline propagation) are in resilience.test.ts.
  */
 
 /** Deadline of every call: 50× a replica's answer, so only a dead or frozen replica misses it. */

@@ -5,12 +5,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
+import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import type { Service } from "../../generated/ts/protomesh/registry/v1/registry";
 import { waitForServing } from "../../cli/health-wait";
 import { RegistryWatch } from "../../cli/registry-watch";
 import { createClient } from "../../mesh/client";
-import { DELAY_ENV } from "./delayed-catalog";
+import { DELAY_ENV, FAIL_CODE_ENV, MAX_CONCURRENT_ENV } from "./delayed-catalog";
 import { captureLog } from "./log-capture";
 import type { CapturedLog } from "./log-capture";
 import type { NetworkNamespace } from "./netns";
@@ -30,6 +31,7 @@ import { repoRoot } from "./tools";
 const CLI = path.resolve(__dirname, "..", "..", "cli", "protomesh.js");
 const CATALOG_MAIN = path.resolve(__dirname, "..", "..", "services", "catalog", "main.js");
 const DELAYED_CATALOG = path.resolve(__dirname, "delayed-catalog.js");
+const ORDERS_MAIN = path.resolve(__dirname, "..", "..", "services", "orders", "main.js");
 
 /** Bounds far above what starting a process and its first health change take on 2 busy cores. */
 export const START_TIMEOUT_MS = 20_000;
@@ -41,14 +43,20 @@ const OUTPUT_KEPT_CHARS = 16_000;
 const PROCESS_LOG_LEVEL = "warn";
 
 /**
- * The mesh config of a chaos test: deploy/mesh.yaml's catalog policy as deployed (its LB policy,
- * client health checks, timeout and retries), with a lease TTL of the test's choosing.
+ * The mesh config of a chaos test: deploy/mesh.yaml's policies of `services` as deployed (LB
+ * policy, client health checks, timeouts, retries, keepalive), with a lease TTL of the test's
+ * choosing, and `overrides` merged into a service's policy.
  */
-export function chaosMeshConfig(leaseTtlMs: number): string {
+export function chaosMeshConfig(
+  leaseTtlMs: number,
+  services: readonly string[] = ["catalog"],
+  overrides: Record<string, Record<string, unknown>> = {},
+): string {
   const deployed = parseYaml(fs.readFileSync(path.join(repoRoot(), "deploy", "mesh.yaml"), "utf8")) as {
-    services: { catalog: Record<string, unknown> };
+    services: Record<string, Record<string, unknown>>;
   };
-  return stringifyYaml({ lease_ttl_ms: leaseTtlMs, services: { catalog: deployed.services.catalog } });
+  const policies = Object.fromEntries(services.map((name) => [name, { ...deployed.services[name], ...overrides[name] }]));
+  return stringifyYaml({ lease_ttl_ms: leaseTtlMs, services: policies });
 }
 
 /** One process of the mesh, its stdout and stderr kept (the tail) for failure messages. */
@@ -93,6 +101,11 @@ export class MeshProcess {
     clearTimeout(timer);
   }
 
+  /** The last of its output (stdout and stderr), as text. */
+  get recentOutput(): string {
+    return this.output;
+  }
+
   /** Its name and the last of its output. */
   describe(): string {
     return `--- ${this.name} (pid ${this.child.pid ?? "?"}, ${this.isRunning ? "running" : "exited"})\n${this.output}`;
@@ -101,8 +114,16 @@ export class MeshProcess {
 
 /** How a replica is run. */
 export interface ReplicaOptions {
+  /** The service: "catalog" (default) or "orders" (services/orders/main.js itself). */
+  service?: "catalog" | "orders";
+  /** Further environment of the process (ORDERS_STORE_URL, say). */
+  env?: Record<string, string>;
   /** GetProduct answers this late (the delayed catalog); unset: services/catalog/main.js itself. */
   delayMs?: number;
+  /** The delayed catalog sheds calls beyond this many in flight. */
+  maxConcurrentCalls?: number;
+  /** The delayed catalog fails every GetProduct with this code (health stays SERVING) until SIGUSR2. */
+  failCode?: number;
   /** Runs it inside this namespace, bound to 0.0.0.0 and registered with the namespace's address. */
   namespace?: NetworkNamespace;
 }
@@ -126,7 +147,7 @@ export class Replica {
 
   /** Starts (or starts again) the process. */
   spawn(): MeshProcess {
-    const { namespace, delayMs } = this.options;
+    const { namespace, delayMs, service, maxConcurrentCalls, failCode } = this.options;
     const env: Record<string, string> = {
       PORT: String(this.port),
       HOST: namespace ? "0.0.0.0" : this.address,
@@ -135,8 +156,12 @@ export class Replica {
       PROTOMESH_ZONE: "",
       PROTOMESH_LOG_LEVEL: PROCESS_LOG_LEVEL,
       [DELAY_ENV]: String(delayMs ?? 0),
+      [MAX_CONCURRENT_ENV]: maxConcurrentCalls === undefined ? "" : String(maxConcurrentCalls),
+      [FAIL_CODE_ENV]: failCode === undefined ? "" : String(failCode),
+      ...this.options.env,
     };
-    const script = delayMs === undefined ? CATALOG_MAIN : DELAYED_CATALOG;
+    const isDelayed = delayMs !== undefined || maxConcurrentCalls !== undefined || failCode !== undefined;
+    const script = service === "orders" ? ORDERS_MAIN : isDelayed ? DELAYED_CATALOG : CATALOG_MAIN;
     const [file, args] = namespace ? namespace.command(process.execPath, [script]) : [process.execPath, [script]];
     this.process = new MeshProcess(this.name, file, args, env);
     return this.process;
@@ -156,6 +181,11 @@ export class Replica {
   thaw(): number {
     return this.process!.signal("SIGCONT");
   }
+
+  /** SIGUSR2: the delayed catalog stops failing (see `failCode`); returns when. */
+  heal(): number {
+    return this.process!.signal("SIGUSR2");
+  }
 }
 
 /** A health change of an endpoint in the control plane's view, and when the watch saw it. */
@@ -174,7 +204,7 @@ export class ChaosMesh {
   readonly log: CapturedLog = captureLog("warn");
   private controlPlaneProcess: MeshProcess | undefined;
   private readonly retired: MeshProcess[] = [];
-  private readonly clients: CatalogServiceClient[] = [];
+  private readonly clients: { close(): void }[] = [];
   private watch: RegistryWatch | undefined;
   private health = new Map<string, HealthState>();
 
@@ -293,6 +323,19 @@ export class ChaosMesh {
     return client;
   }
 
+  /** An orders client dialling `orders` by name through the control plane (closed by `stop`), once READY. */
+  async ordersClient(): Promise<OrderServiceClient> {
+    const client = createClient(OrderServiceClient, "orders", { controlPlane: this.controlPlane, logger: this.log.logger });
+    this.clients.push(client);
+    await this.ready(
+      new Promise<void>((resolve, reject) =>
+        client.waitForReady(Date.now() + START_TIMEOUT_MS, (error) => (error ? reject(error) : resolve())),
+      ),
+      "the orders client's channel to be READY",
+    );
+    return client;
+  }
+
   /** The replica a grpc-js peer string names ("127.0.0.1:40123" → "r0"), else the peer itself. */
   replicaOf(peer: string): string {
     for (const replica of this.replicas.values()) if (replica.endpoint === peer) return replica.name;
@@ -320,8 +363,8 @@ export class ChaosMesh {
   private record(services: Service[]): void {
     const now = Date.now();
     const current = new Map<string, HealthState>();
-    for (const endpoint of services.find((service) => service.name === "catalog")?.endpoints ?? []) {
-      current.set(endpoint.endpointId, endpoint.health);
+    for (const service of services) {
+      for (const endpoint of service.endpoints) current.set(endpoint.endpointId, endpoint.health);
     }
     for (const [endpoint, health] of current) {
       if (this.health.get(endpoint) !== health) this.healthChanges.push({ at: now, endpoint, health });

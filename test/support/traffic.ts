@@ -1,5 +1,5 @@
 import { Metadata, status } from "@grpc/grpc-js";
-import type { ServiceError } from "@grpc/grpc-js";
+import type { ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import { seededRandom } from "../../bench/latency-model";
 import type { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 
@@ -43,6 +43,11 @@ export interface TrafficOptions {
   seed?: number;
   /** The product asked for. */
   productId?: string;
+  /**
+   * The call each loop makes, in place of GetProduct(productId): it sends one call with `deadline`
+   * (ms since the epoch) and hands its error (null when OK) to `done` (PlaceOrder traffic, say).
+   */
+  send?: (deadline: number, done: (error: ServiceError | null) => void) => ClientUnaryCall;
 }
 
 /** GetProduct calls in `concurrency` loops until `stop`. */
@@ -54,7 +59,7 @@ export class Traffic {
   private readonly random: () => number;
 
   constructor(
-    private readonly client: CatalogServiceClient,
+    private readonly client: CatalogServiceClient | undefined,
     private readonly options: TrafficOptions,
   ) {
     this.random = seededRandom(options.seed ?? 1);
@@ -105,24 +110,24 @@ export class Traffic {
       const value = Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0);
       if (value > previousAttempts) previousAttempts = value;
     };
+    const deadline = startedAt + this.options.deadlineMs;
+    const send =
+      this.options.send ??
+      ((callDeadline: number, done: (error: ServiceError | null) => void) =>
+        this.client!.getProduct({ id: this.options.productId ?? "sku-1001" }, new Metadata(), { deadline: callDeadline }, done));
     return new Promise((resolve) => {
-      const call = this.client.getProduct(
-        { id: this.options.productId ?? "sku-1001" },
-        new Metadata(),
-        { deadline: startedAt + this.options.deadlineMs },
-        (error: ServiceError | null) => {
-          noteAttempts(error?.metadata);
-          resolve({
-            startedAt,
-            endedAt: Date.now(),
-            code: error ? error.code : status.OK,
-            details: error?.details ?? "",
-            peer: call.getPeer(),
-            attempts: previousAttempts + 1,
-            sawHeaders,
-          });
-        },
-      );
+      const call = send(deadline, (error: ServiceError | null) => {
+        noteAttempts(error?.metadata);
+        resolve({
+          startedAt,
+          endedAt: Date.now(),
+          code: error ? error.code : status.OK,
+          details: error?.details ?? "",
+          peer: call.getPeer(),
+          attempts: previousAttempts + 1,
+          sawHeaders,
+        });
+      });
       call.on("metadata", (headers: Metadata) => {
         sawHeaders = true;
         noteAttempts(headers);
