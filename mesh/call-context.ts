@@ -83,6 +83,24 @@ export interface DeadlineBudget {
 }
 
 const storage = new AsyncLocalStorage<InboundCall>();
+/**
+ * Whether handlers run inside their call's context: only once the process has made a mesh client
+ * (createClient), since only a mesh client's calls read it. On Node 20 AsyncLocalStorage runs on
+ * async_hooks, which slow every promise of the process once a store is entered (measured: B1
+ * server throughput 0.64× plain grpc-js with it, 0.8× without; BENCHMARKS.md), so a server that
+ * makes no outbound calls (the catalog) does not pay for it.
+ */
+let isPropagating = false;
+
+/** Turns the context on for the calls handled from now on (createClient calls it). */
+export function propagateInboundCalls(): void {
+  isPropagating = true;
+}
+
+/** Whether handlers run inside their call's context (see propagateInboundCalls). */
+export function isPropagatingInboundCalls(): boolean {
+  return isPropagating;
+}
 /** The server's call observer opens the context; the handler guard finds it by the call's metadata. */
 const byMetadata = new WeakMap<Metadata, InboundCall>();
 
@@ -99,6 +117,7 @@ export function openInboundCall(metadata: Metadata, receivedAt: number, deadline
  * the observer opened for it, else a new one.
  */
 export function runInInboundCall<T>(surface: ServerSurfaceCall, handler: () => T): T {
+  if (!isPropagating) return handler();
   let inbound = byMetadata.get(surface.metadata);
   if (inbound === undefined) inbound = new InboundCall(Date.now(), surface.getDeadline());
   inbound.surface = surface;

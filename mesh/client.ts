@@ -4,6 +4,7 @@ import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
 import { selectGrpcPolicy } from "./balancer";
 import { BALANCER_LOGGER_OPTION, withClientHealth } from "./balancer-client-health";
+import { propagateInboundCalls } from "./call-context";
 import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlineInterceptor, deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { meshStatusInterceptor } from "./interceptor-mesh-status";
@@ -81,6 +82,7 @@ export function createClient<C extends Client>(
   options: MeshClientOptions = {},
 ): C {
   const channelTarget = meshTarget(target, options);
+  propagateInboundCalls();
   const policy = deadlinePolicy({
     defaultMs: options.defaultDeadlineMs,
     methodsMs: options.methodDeadlinesMs,

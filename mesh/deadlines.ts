@@ -128,7 +128,8 @@ export function deadlineInterceptor(now: () => number = Date.now): Interceptor {
     if (inbound?.state === "cancelled") {
       return new InterceptingCall(new UnsentCall(status.CANCELLED, "not sent: the inbound call it was made for was cancelled"));
     }
-    if (inbound === undefined) return new InterceptingCall(nextCall(options));
+    // No layer of its own for a call made outside an inbound call: grpc-js takes the next call as is.
+    if (inbound === undefined) return nextCall(options) as InterceptingCall;
     const ended = inbound.outboundStarted(path, deadline - startedAt, startedAt);
     return new InterceptingCall(nextCall(options), {
       start: (metadata, _listener, next) => {

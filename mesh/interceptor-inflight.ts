@@ -2,6 +2,7 @@ import { EventEmitter, once } from "node:events";
 import { ServerInterceptingCall } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
 import { ORCA_STREAM_PATH } from "./load-report";
+import type { LoadShedder } from "./load-shedder";
 
 /**
  * Methods whose streams live as long as the caller wants (health Watch, the out-of-band ORCA
@@ -16,9 +17,13 @@ export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set([
 /**
  * Counts the calls a server has in flight (for logs and load reports), and keeps the long-lived
  * ones (health Watch) so that a drain can end them with a status once they have seen NOT_SERVING.
- * Owned by one MeshServer.
+ * With a load shedder, it asks it to admit each call as its metadata arrives and answers a call it
+ * refuses with the shedder's status, before the handler (and the interceptors after this one) see
+ * it. Owned by one MeshServer.
  */
 export class InflightTracker {
+  constructor(private readonly shedder?: LoadShedder) {}
+
   private count = 0;
   private readonly events = new EventEmitter();
   private readonly longLived = new Set<ServerInterceptingCallInterface>();
@@ -38,9 +43,35 @@ export class InflightTracker {
       }
     };
     if (!isLongLived) this.count += 1;
+    const shedder = this.shedder !== undefined && !this.shedder.isExempt(methodDescriptor.path) ? this.shedder : undefined;
+    let isAdmitted = false;
+    const release = () => {
+      if (!isAdmitted) return;
+      isAdmitted = false;
+      shedder!.release();
+    };
     const intercepting = new ServerInterceptingCall(call, {
-      start: (next) => next({ onCancel: done }),
+      start: (next) =>
+        next(
+          shedder === undefined
+            ? { onCancel: done }
+            : {
+                onReceiveMetadata: (metadata, nextMetadata) => {
+                  if (!shedder.tryAdmit()) {
+                    call.sendStatus(shedder.shedStatus());
+                    return;
+                  }
+                  isAdmitted = true;
+                  nextMetadata(metadata);
+                },
+                onCancel: () => {
+                  release();
+                  done();
+                },
+              },
+        ),
       sendStatus: (callStatus, next) => {
+        release();
         done();
         next(callStatus);
       },

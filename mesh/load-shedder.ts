@@ -1,7 +1,7 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { IntervalHistogram } from "node:perf_hooks";
-import { Metadata, ServerInterceptingCall, status } from "@grpc/grpc-js";
-import type { ServerInterceptor } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
+import type { StatusObject } from "@grpc/grpc-js";
 import { ORCA_STREAM_PATH } from "./load-report";
 
 /**
@@ -58,7 +58,10 @@ export const DEFAULT_ADAPTIVE_LIMIT: AdaptiveLimitOptions = Object.freeze({
 /** Retry pushback of a shed call (ms): the next attempt goes out soon, to another replica. */
 export const DEFAULT_RETRY_PUSHBACK_MS = 25;
 
-/** Refuses what goes beyond the limits; one per server. */
+/**
+ * Refuses what goes beyond the limits; one per server, consulted by its in-flight tracker
+ * (interceptor-inflight.ts) as each call's metadata arrives, so shedding adds no interceptor.
+ */
 export class LoadShedder {
   private inflight = 0;
   private shedCount = 0;
@@ -126,44 +129,36 @@ export class LoadShedder {
     }
   }
 
-  /** The interceptor to install on the server, after the call observer so that shed calls are logged. */
-  readonly interceptor: ServerInterceptor = (methodDescriptor, call) => {
-    if (EXEMPT_PREFIXES.some((prefix) => methodDescriptor.path.startsWith(prefix))) return new ServerInterceptingCall(call);
-    let isAdmitted = false;
-    let isDone = false;
-    const done = () => {
-      if (!isAdmitted || isDone) return;
-      isDone = true;
-      this.inflight -= 1;
+  /** Whether calls to `path` are never shed (health, reflection, load reports). */
+  isExempt(path: string): boolean {
+    return EXEMPT_PREFIXES.some((prefix) => path.startsWith(prefix));
+  }
+
+  /** Admits one more call, counting it in flight until {@link release}; false when it must be shed. */
+  tryAdmit(): boolean {
+    if (this.inflight >= this.limit) {
+      this.shedCount += 1;
+      return false;
+    }
+    this.inflight += 1;
+    return true;
+  }
+
+  /** Ends an admitted call. */
+  release(): void {
+    this.inflight -= 1;
+  }
+
+  /** The status a shed call gets: RESOURCE_EXHAUSTED, with retry pushback. */
+  shedStatus(): StatusObject {
+    const trailers = new Metadata();
+    trailers.set("grpc-retry-pushback-ms", String(this.pushbackMs));
+    return {
+      code: status.RESOURCE_EXHAUSTED,
+      details: `server overloaded: ${this.inflight} calls in flight, limit ${this.limit}; try another replica`,
+      metadata: trailers,
     };
-    return new ServerInterceptingCall(call, {
-      start: (next) =>
-        next({
-          onReceiveMetadata: (metadata, nextMetadata) => {
-            const limit = this.limit;
-            if (this.inflight >= limit) {
-              this.shedCount += 1;
-              const trailers = new Metadata();
-              trailers.set("grpc-retry-pushback-ms", String(this.pushbackMs));
-              call.sendStatus({
-                code: status.RESOURCE_EXHAUSTED,
-                details: `server overloaded: ${this.inflight} calls in flight, limit ${limit}; try another replica`,
-                metadata: trailers,
-              });
-              return;
-            }
-            isAdmitted = true;
-            this.inflight += 1;
-            nextMetadata(metadata);
-          },
-          onCancel: done,
-        }),
-      sendStatus: (callStatus, next) => {
-        done();
-        next(callStatus);
-      },
-    });
-  };
+  }
 }
 
 function positive(value: number | undefined, field: string): number | undefined {

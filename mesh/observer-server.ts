@@ -1,6 +1,6 @@
 import { ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
-import { openInboundCall } from "./call-context";
+import { isPropagatingInboundCalls, openInboundCall } from "./call-context";
 import type { InboundCall } from "./call-context";
 import { methodOf } from "./method-path";
 import { elapsedMs } from "./observer";
@@ -25,6 +25,13 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
     let isMetadataSent = false;
     let inbound: InboundCall | undefined;
 
+    /** The budget of a call handled outside a context: all of it spent here. */
+    const localBudget = (deadline: Date | number) => {
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+      const spentHereMs = Math.round(performance.now() - startedAt);
+      return { receivedMs: Number.isFinite(deadlineMs) ? Math.round(deadlineMs - (Date.now() - spentHereMs)) : null, spentHereMs, downstreamMs: 0 };
+    };
+
     const end = (code: status, details: string) => {
       if (isEnded) return;
       isEnded = true;
@@ -36,7 +43,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
         details,
         durationMs: elapsedMs(startedAt),
         peer: call.getPeer(),
-        ...(code === status.DEADLINE_EXCEEDED && inbound ? { budget: inbound.budget() } : {}),
+        ...(code === status.DEADLINE_EXCEEDED ? { budget: inbound?.budget() ?? localBudget(call.getDeadline()) } : {}),
       };
       for (const sink of sinks) sink.callEnded(record);
     };
@@ -47,7 +54,8 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
           onReceiveMetadata: (metadata, nextMetadata) => {
             requestId = requestIdFrom(metadata);
             metadata.set(REQUEST_ID_KEY, requestId);
-            inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
+            // The context outbound calls read, in a process that makes them (call-context.ts).
+            if (isPropagatingInboundCalls()) inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
             if (startSinks.length > 0) {
               const start: CallStart = { side: "server", method, requestId };
               for (const sink of startSinks) sink.callStarted!(start);

@@ -117,7 +117,7 @@ export class MeshServer {
   readonly logger: Logger;
   readonly health = new HealthReporter();
   private readonly server: Server;
-  private readonly inflight = new InflightTracker();
+  private readonly inflight: InflightTracker;
   private readonly services: string[] = [];
   private readonly options: MeshServerOptions;
   private readonly drainingListeners: (() => void)[] = [];
@@ -140,15 +140,15 @@ export class MeshServer {
     const reports = options.loadReports;
     this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
     this.shedder = options.loadShedding === false ? undefined : new LoadShedder(options.loadShedding);
+    this.inflight = new InflightTracker(this.shedder);
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
+      // grpc-js wraps the first interceptor innermost: the observer sees every call, a shed one too.
       interceptors: [
-        this.inflight.interceptor,
         serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])]),
+        this.inflight.interceptor,
         ...(this.load ? [loadReportInterceptor(this.load)] : []),
-        // After the observer, so that a shed call is logged; before the service's own interceptors.
-        ...(this.shedder ? [this.shedder.interceptor] : []),
         ...(options.interceptors ?? []),
       ],
     });
