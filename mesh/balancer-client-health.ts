@@ -1,5 +1,6 @@
 import { experimental, status } from "@grpc/grpc-js";
 import { selectGrpcPolicy } from "./balancer";
+import { WrappingBalancer } from "./balancer-wrapping";
 import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
 import { knownKeys, objectAt, parseGrpcPolicyConfig } from "./config-fields";
 import { invalidArgument, MeshError } from "./errors";
@@ -71,14 +72,15 @@ function childPolicyOf(list: unknown, field: string): experimental.TypedLoadBala
 }
 
 /** The grpc-js load balancer: the child policy, over health-checked subchannels. */
-export class ClientHealthBalancer implements experimental.LoadBalancer {
-  private readonly child: experimental.ChildLoadBalancerHandler;
+export class ClientHealthBalancer extends WrappingBalancer {
+  protected readonly child: experimental.ChildLoadBalancerHandler;
   private readonly subchannels = new Set<HealthCheckedSubchannel>();
   private readonly memory: HealthMemory = new WeakMap();
   private serviceName = "";
   private logger: Logger | undefined;
 
   constructor(helper: experimental.ChannelControlHelper) {
+    super(TYPE_NAME);
     this.child = new experimental.ChildLoadBalancerHandler(
       experimental.createChildChannelControlHelper(helper, {
         createSubchannel: (address, options) => {
@@ -114,21 +116,9 @@ export class ClientHealthBalancer implements experimental.LoadBalancer {
     return this.child.updateAddressList(endpoints, config.child, options, resolutionNote);
   }
 
-  exitIdle(): void {
-    this.child.exitIdle();
-  }
-
-  resetBackoff(): void {
-    this.child.resetBackoff();
-  }
-
   destroy(): void {
-    this.child.destroy();
+    super.destroy();
     this.subchannels.clear();
-  }
-
-  getTypeName(): string {
-    return TYPE_NAME;
   }
 
   /** Drops subchannels the child no longer holds (their Watch already stopped when released). */

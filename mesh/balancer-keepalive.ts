@@ -1,6 +1,7 @@
 import { experimental } from "@grpc/grpc-js";
 import type { ChannelOptions, LoadBalancingConfig } from "@grpc/grpc-js";
 import { selectGrpcPolicy } from "./balancer";
+import { WrappingBalancer } from "./balancer-wrapping";
 import { knownKeys, objectAt, optionalDuration, parseGrpcPolicyConfig, durationText } from "./config-fields";
 import { invalidArgument } from "./errors";
 
@@ -36,9 +37,7 @@ export class KeepaliveConfig implements experimental.TypedLoadBalancingConfig {
   }
 
   toJsonObject(): object {
-    return {
-      [TYPE_NAME]: { time: durationText(this.timeMs), timeout: durationText(this.timeoutMs), child_policy: [this.child.toJsonObject()] },
-    };
+    return withKeepalive(this.child.toJsonObject() as Record<string, unknown>, this);
   }
 
   /** The subchannel options this config gives (grpc-js's keepalive channel options). */
@@ -74,11 +73,12 @@ export class KeepaliveConfig implements experimental.TypedLoadBalancingConfig {
 }
 
 /** The grpc-js load balancer: the child policy, over subchannels with keepalive options. */
-export class KeepaliveBalancer implements experimental.LoadBalancer {
-  private readonly child: experimental.ChildLoadBalancerHandler;
+export class KeepaliveBalancer extends WrappingBalancer {
+  protected readonly child: experimental.ChildLoadBalancerHandler;
   private subchannelOptions: ChannelOptions = {};
 
   constructor(helper: experimental.ChannelControlHelper) {
+    super(TYPE_NAME);
     this.child = new experimental.ChildLoadBalancerHandler(
       experimental.createChildChannelControlHelper(helper, {
         createSubchannel: (address, options) => helper.createSubchannel(address, { ...options, ...this.subchannelOptions }),
@@ -96,22 +96,11 @@ export class KeepaliveBalancer implements experimental.LoadBalancer {
     this.subchannelOptions = config.subchannelOptions();
     return this.child.updateAddressList(endpoints, config.child, options, resolutionNote);
   }
+}
 
-  exitIdle(): void {
-    this.child.exitIdle();
-  }
-
-  resetBackoff(): void {
-    this.child.resetBackoff();
-  }
-
-  destroy(): void {
-    this.child.destroy();
-  }
-
-  getTypeName(): string {
-    return TYPE_NAME;
-  }
+/** `child` (a load-balancing config) wrapped in this policy with `keepalive`'s two durations. */
+export function withKeepalive(child: Record<string, unknown>, keepalive: { timeMs: number; timeoutMs: number }): Record<string, unknown> {
+  return { [TYPE_NAME]: { time: durationText(keepalive.timeMs), timeout: durationText(keepalive.timeoutMs), child_policy: [child] } };
 }
 
 /** Registers the policy with grpc-js. */

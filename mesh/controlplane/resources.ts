@@ -1,8 +1,8 @@
 import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { balancerPolicy } from "../balancer";
 import { TYPE_NAME as CLIENT_HEALTH } from "../balancer-client-health";
-import { TYPE_NAME as KEEPALIVE } from "../balancer-keepalive";
-import { durationMessage, durationText } from "../config-fields";
+import { withKeepalive } from "../balancer-keepalive";
+import { durationMessage } from "../config-fields";
 import type { BalancerPolicy } from "../balancer";
 import { methodPolicyOf } from "./config";
 import type { MethodPolicy, OutlierDetectionPolicy, RetryPolicy, ServicePolicy } from "./config";
@@ -172,10 +172,7 @@ function clusterPolicyFields(policy: ServicePolicy): Record<string, unknown> {
   if (policy.clientHealthCheck) {
     grpcConfig = { [CLIENT_HEALTH]: { service_name: policy.clientHealthCheck.serviceName, child_policy: [grpcConfig] } };
   }
-  if (policy.keepalive) {
-    const { timeMs, timeoutMs } = policy.keepalive;
-    grpcConfig = { [KEEPALIVE]: { time: durationText(timeMs), timeout: durationText(timeoutMs), child_policy: [grpcConfig] } };
-  }
+  if (policy.keepalive) grpcConfig = withKeepalive(grpcConfig, policy.keepalive);
   const picking = [typedStructOf(grpcConfig), ...(balancer.envoyPolicies?.(policy.lbConfig) ?? [])];
   return {
     load_balancing_policy: policyList([

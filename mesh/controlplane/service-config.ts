@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import type { LoadBalancingConfig } from "@grpc/grpc-js";
 import { balancerPolicy } from "../balancer";
 import type { ServiceConfigJson } from "../balancer-client-health";
-import { TYPE_NAME as KEEPALIVE } from "../balancer-keepalive";
+import { withKeepalive } from "../balancer-keepalive";
 import { durationText } from "../config-fields";
 import { methodPolicyOf } from "./config";
 import type { HedgingPolicy, MethodPolicy, RetryPolicy, ServicePolicy } from "./config";
@@ -21,10 +21,7 @@ export function serviceConfigFor(policy: ServicePolicy, protoServices: readonly 
   const balancer = balancerPolicy(policy.lbPolicy);
   if (!balancer) throw new Error(`load-balancing policy ${policy.lbPolicy} is not registered`);
   let lbConfig: Record<string, unknown> = balancer.grpcConfig(policy.lbConfig);
-  if (policy.keepalive) {
-    const { timeMs, timeoutMs } = policy.keepalive;
-    lbConfig = { [KEEPALIVE]: { time: durationText(timeMs), timeout: durationText(timeoutMs), child_policy: [lbConfig] } };
-  }
+  if (policy.keepalive) lbConfig = withKeepalive(lbConfig, policy.keepalive);
   const methodConfig = [
     // Per-method entries first: grpc-js takes the first entry naming a method.
     ...[...policy.methods.keys()].map((key) => ({
