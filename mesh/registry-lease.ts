@@ -55,12 +55,19 @@ export class RegistryLease {
     logger: Logger,
     options: LeaseOptions = {},
   ) {
-    this.client = new RegistryServiceClient(controlPlane, credentials.createInsecure());
     this.logger = logger.child({ component: "registry-lease", controlPlane, service: endpoint.service });
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.leaseTtlMs = options.leaseTtlMs ?? 0;
-    this.backoff = this.backoffUpTo(this.leaseTtlMs > 0 ? this.leaseTtlMs * KEEPALIVE_FRACTION : REGISTER_RETRY_MAX_MS);
+    const retryMaxMs = this.leaseTtlMs > 0 ? this.leaseTtlMs * KEEPALIVE_FRACTION : REGISTER_RETRY_MAX_MS;
+    this.backoff = this.backoffUpTo(retryMaxMs);
+    // The channel's own reconnect backoff is bounded the same way (grpc-js grows it to 120 s), so
+    // that a replica reaches a restarted control plane within a keep-alive interval, before the
+    // control plane's warm-up (one lease TTL) ends and it serves the registrations it has.
+    this.client = new RegistryServiceClient(controlPlane, credentials.createInsecure(), {
+      "grpc.initial_reconnect_backoff_ms": Math.min(CONNECTION_BACKOFF.initialMs, Math.round(retryMaxMs)),
+      "grpc.max_reconnect_backoff_ms": Math.round(retryMaxMs),
+    });
   }
 
   /** Registers once (resolves whether or not that worked) and keeps the lease from then on. */

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { ChaosMesh, chaosMeshConfig } from "../support/chaos";
 import { Traffic, describeCalls, failures } from "../support/traffic";
 import { waitFor } from "../support/wait";
@@ -39,8 +38,7 @@ describe("chaos: the control plane is killed mid-traffic and restarted (real cat
     await new Promise((resolve) => setTimeout(resolve, DOWN_MS));
     const down = traffic.issuedBetween(killedAt);
     await mesh.startControlPlane();
-    const restartedAt = Date.now();
-    await Promise.all([r0, r1].map((replica) => mesh.waitHealth(replica, HealthState.HEALTH_STATE_HEALTHY, 10_000, restartedAt)));
+    await mesh.waitRegistered([r0, r1], 10_000);
     const r2 = await mesh.addReplica("r2");
     const registeredAt = Date.now();
     await waitFor(

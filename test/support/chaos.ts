@@ -6,17 +6,22 @@ import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
-import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
+import { HealthState, RegistryServiceClient } from "../../generated/ts/protomesh/registry/v1/registry";
+import type { ListServicesResponse } from "../../generated/ts/protomesh/registry/v1/registry";
 import type { Service } from "../../generated/ts/protomesh/registry/v1/registry";
 import { waitForServing } from "../../cli/health-wait";
 import { RegistryWatch } from "../../cli/registry-watch";
+import { Metadata, credentials } from "@grpc/grpc-js";
+import type { Client } from "@grpc/grpc-js";
 import { createClient } from "../../mesh/client";
+import type { ClientConstructor } from "../../mesh/client";
 import { DELAY_ENV, FAIL_CODE_ENV, MAX_CONCURRENT_ENV } from "./delayed-catalog";
 import { captureLog } from "./log-capture";
 import type { CapturedLog } from "./log-capture";
 import type { NetworkNamespace } from "./netns";
 import { freePorts } from "./ports";
 import { repoRoot } from "./tools";
+import { waitFor } from "./wait";
 
 /**
  * A real mesh as processes, for chaos tests: the control plane (`protomesh control-plane` with a
@@ -204,7 +209,7 @@ export class ChaosMesh {
   readonly log: CapturedLog = captureLog("warn");
   private controlPlaneProcess: MeshProcess | undefined;
   private readonly retired: MeshProcess[] = [];
-  private readonly clients: { close(): void }[] = [];
+  private readonly clients: Client[] = [];
   private watch: RegistryWatch | undefined;
   private health = new Map<string, HealthState>();
 
@@ -278,6 +283,27 @@ export class ChaosMesh {
     await this.waitHealth(replica, HealthState.HEALTH_STATE_HEALTHY);
   }
 
+  /**
+   * Resolves once the running control plane's registry (asked with ListServices, not the watch's
+   * history) has every one of `replicas` HEALTHY: after a control-plane restart, a replica that
+   * re-registered before the watch's first view of the new control plane shows no change there.
+   */
+  async waitRegistered(replicas: readonly Replica[], timeoutMs = START_TIMEOUT_MS): Promise<void> {
+    const registry = new RegistryServiceClient(this.controlPlane, credentials.createInsecure());
+    try {
+      const healthy = async () => {
+        const listed = await new Promise<ListServicesResponse | undefined>((resolve) =>
+          registry.listServices({ service: "" }, new Metadata(), { deadline: Date.now() + 1_000 }, (error, response) => resolve(error ? undefined : response)),
+        );
+        const states = new Map(listed?.services.flatMap((service) => service.endpoints.map((endpoint) => [endpoint.endpointId, endpoint.health])) ?? []);
+        return replicas.every((replica) => states.get(replica.endpoint) === HealthState.HEALTH_STATE_HEALTHY);
+      };
+      await this.ready(waitFor(`${replicas.map((replica) => replica.name).join(", ")} HEALTHY in the control plane's registry`, healthy, timeoutMs, 50), "the replicas to register");
+    } finally {
+      registry.close();
+    }
+  }
+
   /** The control plane's health of `replica` now (undefined: not registered). */
   healthOf(replica: Replica): HealthState | undefined {
     return this.health.get(replica.endpoint);
@@ -311,27 +337,23 @@ export class ChaosMesh {
    * its channel is READY: the xDS resources are in and an endpoint is connected, so that traffic
    * measures the mesh, not the client's start.
    */
-  async client(): Promise<CatalogServiceClient> {
-    const client = createClient(CatalogServiceClient, "catalog", { controlPlane: this.controlPlane, logger: this.log.logger });
-    this.clients.push(client);
-    await this.ready(
-      new Promise<void>((resolve, reject) =>
-        client.waitForReady(Date.now() + START_TIMEOUT_MS, (error) => (error ? reject(error) : resolve())),
-      ),
-      "the catalog client's channel to be READY",
-    );
-    return client;
+  client(): Promise<CatalogServiceClient> {
+    return this.readyClient(CatalogServiceClient, "catalog");
   }
 
   /** An orders client dialling `orders` by name through the control plane (closed by `stop`), once READY. */
-  async ordersClient(): Promise<OrderServiceClient> {
-    const client = createClient(OrderServiceClient, "orders", { controlPlane: this.controlPlane, logger: this.log.logger });
+  ordersClient(): Promise<OrderServiceClient> {
+    return this.readyClient(OrderServiceClient, "orders");
+  }
+
+  private async readyClient<C extends Client>(clientClass: ClientConstructor<C>, service: string): Promise<C> {
+    const client = createClient(clientClass, service, { controlPlane: this.controlPlane, logger: this.log.logger });
     this.clients.push(client);
     await this.ready(
       new Promise<void>((resolve, reject) =>
         client.waitForReady(Date.now() + START_TIMEOUT_MS, (error) => (error ? reject(error) : resolve())),
       ),
-      "the orders client's channel to be READY",
+      `the ${service} client's channel to be READY`,
     );
     return client;
   }
