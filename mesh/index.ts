@@ -10,6 +10,8 @@ export type { MeshSettings } from "./settings";
 export { createServer, MeshServer, DEFAULT_DRAIN_GRACE_MS } from "./server";
 export type { MeshServerOptions } from "./server";
 export { DEFAULT_SERVER_LIMITS } from "./server-limits";
+export { DEFAULT_ADAPTIVE_LIMIT, DEFAULT_RETRY_PUSHBACK_MS } from "./load-shedder";
+export type { AdaptiveLimitOptions, LoadSheddingOptions } from "./load-shedder";
 export type { ServerLimits } from "./server-limits";
 export { createClient, meshTarget } from "./client";
 export type { MeshClientOptions, ClientConstructor } from "./client";

@@ -31,7 +31,7 @@ const MAX_LOSSY_SHARE_PERCENT = 10;
 const LOSSY_BACK_IN_ROTATION_MS = 45_000;
 /** Deadline of the calls that only keepalive saves from waiting it out on a cut link. */
 const LONG_DEADLINE_MS = 8_000;
-/** Keepalive's 1 s + 1 s, and a retry, with room for 2 busy cores. */
+/** Keepalive's 0.5 s + 0.5 s, and a retry, with room for 2 busy cores. */
 const KEEPALIVE_BOUND_MS = 4_000;
 
 describe("chaos: the link to a catalog replica in its own network namespace breaks (tc on its veth)", function () {
@@ -104,7 +104,7 @@ describe("chaos: the link to a catalog replica in its own network namespace brea
     );
   });
 
-  it(`partition under calls with a ${LONG_DEADLINE_MS / 1000} s deadline: keepalive (deploy/mesh.yaml: 1 s + 1 s) ends the calls stuck on the cut link within ${KEEPALIVE_BOUND_MS / 1000} s and grpc-js retries them elsewhere: 0 failures, none waits for its deadline`, async () => {
+  it(`partition under calls with a ${LONG_DEADLINE_MS / 1000} s deadline: keepalive (deploy/mesh.yaml: 0.5 s + 0.5 s) ends the calls stuck on the cut link within ${KEEPALIVE_BOUND_MS / 1000} s and grpc-js retries them elsewhere: 0 failures, none waits for its deadline`, async () => {
     const patient = new Traffic(await mesh!.client(), { concurrency: 6, deadlineMs: LONG_DEADLINE_MS, pauseMs: 5, seed: 7 });
     try {
       await servedBy(remote, Date.now()).catch(() => undefined);
