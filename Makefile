@@ -59,33 +59,29 @@ $(TOOLS_BIN)/grpc-health-probe:
 
 tools: $(TOOLS_BIN)/grpcurl $(TOOLS_BIN)/grpc-health-probe ## install grpcurl and grpc-health-probe into .tools/bin (needs Go)
 
-# PostgreSQL for the orders store's suite, which starts a throwaway server (test/support/postgres.ts):
-# Debian's postgresql, installed with apt-get when missing; that needs root (as in CI). Without root,
-# outside CI, it is named and the PostgreSQL suite is skipped.
-postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's tests
-	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+# $(call apt-install,check,package,what needs it): Debian's `package` with apt-get when `check` (a shell
+# test) fails; that needs root (as in CI). Without root, outside CI, it is named and the suites that
+# need it are skipped, saying why; under CI a missing package fails the run.
+define apt-install
+	@if ! { $(1); } >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2); \
 	  elif [ -n "$(IS_CI)" ]; then \
-	    echo "PostgreSQL is required (CI=$(CI)): apt-get install postgresql, as root" >&2; exit 1; \
+	    echo "$(2) is required (CI=$(CI)) by $(3): apt-get install $(2), as root" >&2; exit 1; \
 	  else \
-	    echo "PostgreSQL not found: install Debian's postgresql (as root: apt-get install postgresql); the PostgreSQL suite is skipped" >&2; \
+	    echo "$(2) not found: install Debian's $(2) (as root: apt-get install $(2)); $(3) are skipped" >&2; \
 	  fi; \
 	fi
+endef
+
+# PostgreSQL for the orders store's suite, which starts a throwaway server (test/support/postgres.ts).
+postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's tests
+	$(call apt-install,ls /usr/lib/postgresql/*/bin/pg_ctl,postgresql,the PostgreSQL suites)
 
 # The chaos suite (test/chaos) puts a replica in a network namespace and breaks its link with `ip`
-# and `tc` (iproute2), as root. Missing, they are installed with apt-get when root can; otherwise
-# they are named and the namespace scenarios are skipped (under CI they fail).
+# and `tc` (iproute2), as root.
 chaos-tools: ## install iproute2 (ip, tc) for the chaos suite's network namespaces, when missing
-	@if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update && apt-get install -y iproute2; \
-	  elif [ -n "$(IS_CI)" ]; then \
-	    echo "ip and tc are required (CI=$(CI)): apt-get install iproute2, as root" >&2; exit 1; \
-	  else \
-	    echo "ip or tc not found: install iproute2 (as root: apt-get install iproute2); the chaos suite's network scenarios are skipped" >&2; \
-	  fi; \
-	fi
+	$(call apt-install,command -v ip && command -v tc,iproute2,the chaos suite's network scenarios)
 
 gen: deps ## generate TypeScript stubs and the descriptor set from proto/
 	$(BUF) lint

@@ -9,18 +9,9 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-smoke bench-tools bench-h2load
 
-# h2load comes from Debian's nghttp2-client, installed with apt-get when missing; that needs root
-# (as in CI). Without root, outside CI, it is named and the benchmark smoke test is skipped.
+# h2load comes from Debian's nghttp2-client (the Makefile's apt-install).
 bench-h2load:
-	@if ! command -v h2load >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update && apt-get install -y nghttp2-client; \
-	  elif [ -n "$(IS_CI)" ]; then \
-	    echo "h2load is required (CI=$(CI)): apt-get install nghttp2-client, as root" >&2; exit 1; \
-	  else \
-	    echo "h2load not found: install Debian's nghttp2-client (as root: apt-get install nghttp2-client); the benchmark smoke test is skipped" >&2; \
-	  fi; \
-	fi
+	$(call apt-install,command -v h2load,nghttp2-client,the benchmark smoke tests)
 
 $(TOOLS_BIN)/ghz:
 	$(call go-install,github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION))

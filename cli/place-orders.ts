@@ -18,8 +18,8 @@ import { createLogger } from "../mesh/logger";
 const CONCURRENCY = 4;
 /** Deadline of each PlaceOrder. */
 const DEADLINE_MS = 5_000;
-/** grpc-js's count of the attempts before the one that answered (gRFC A6). */
-const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
+/** grpc-js's count of the attempts before the one that answered (gRFC A6), in headers or trailers. */
+export const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
 
 /** What came of the orders. */
 export interface PlaceOrdersReport {
@@ -80,7 +80,8 @@ function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey
   });
 }
 
-async function listAll(client: OrderServiceClient, customerId: string): Promise<ListOrdersResponse["orders"]> {
+/** Every order of `customerId`, all pages. */
+export async function listAll(client: OrderServiceClient, customerId: string): Promise<ListOrdersResponse["orders"]> {
   const orders: ListOrdersResponse["orders"] = [];
   let pageToken = "";
   do {

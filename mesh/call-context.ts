@@ -1,6 +1,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { CallOptions, Deadline, Metadata } from "@grpc/grpc-js";
 
+/** A grpc-js deadline (a Date or ms since the epoch; Infinity for none) in ms since the epoch. */
+export function deadlineMs(deadline: Deadline): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
 /** A grpc-js server call of any kind, as an outbound call's `parent` takes it. */
 export type ServerSurfaceCall = NonNullable<CallOptions["parent"]>;
 
@@ -37,7 +42,7 @@ export class InboundCall {
 
   constructor(receivedAt: number, deadline: Deadline) {
     this.receivedAt = receivedAt;
-    this.deadline = deadline instanceof Date ? deadline.getTime() : deadline;
+    this.deadline = deadlineMs(deadline);
   }
 
   /** Counts an outbound call that starts now with `budgetMs` to `path`; returns the function that ends it. */

@@ -5,7 +5,7 @@ import type {
   Interceptor,
   InterceptingListener,
 } from "@grpc/grpc-js";
-import { currentInboundCall } from "./call-context";
+import { currentInboundCall, deadlineMs } from "./call-context";
 import { methodOf } from "./method-path";
 
 /** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
@@ -81,12 +81,8 @@ export function resolveDeadline(
   now: () => number = Date.now,
   inboundDeadline = Infinity,
 ): number {
-  const own = explicit !== undefined && explicit !== Infinity ? toMs(explicit) : now() + timeoutFor(policy, path);
+  const own = explicit !== undefined && explicit !== Infinity ? deadlineMs(explicit) : now() + timeoutFor(policy, path);
   return Math.min(own, inboundDeadline - policy.marginMs);
-}
-
-function toMs(deadline: Deadline): number {
-  return deadline instanceof Date ? deadline.getTime() : deadline;
 }
 
 /**
@@ -117,7 +113,7 @@ export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = 
  */
 export function deadlineInterceptor(now: () => number = Date.now): Interceptor {
   return (options, nextCall) => {
-    const deadline = options.deadline === undefined ? Infinity : toMs(options.deadline);
+    const deadline = options.deadline === undefined ? Infinity : deadlineMs(options.deadline);
     const path = options.method_definition.path;
     const inbound = currentInboundCall();
     const startedAt = now();

@@ -16,7 +16,7 @@ export type { ServerLimits } from "./server-limits";
 export { createClient, meshTarget } from "./client";
 export type { MeshClientOptions, ClientConstructor } from "./client";
 export { DEFAULT_DEADLINE_MS, DEFAULT_DEADLINE_MARGIN_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "./deadlines";
-export { detached } from "./call-context";
+export { deadlineMs, detached } from "./call-context";
 export { unary, serverStream } from "./handler";
 export { drainOnSignals } from "./shutdown";
 export { routeGrpcLogs } from "./grpc-log";

@@ -70,6 +70,8 @@ export class LoadShedder {
   private readonly adaptive: AdaptiveLimitOptions | undefined;
   private readonly pushbackMs: number;
   private histogram: IntervalHistogram | undefined;
+  /** Whether each method seen is exempt, worked out on its first call. */
+  private readonly exempt = new Map<string, boolean>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: LoadSheddingOptions = {}) {
@@ -131,7 +133,12 @@ export class LoadShedder {
 
   /** Whether calls to `path` are never shed (health, reflection, load reports). */
   isExempt(path: string): boolean {
-    return EXEMPT_PREFIXES.some((prefix) => path.startsWith(prefix));
+    let isExempt = this.exempt.get(path);
+    if (isExempt === undefined) {
+      isExempt = EXEMPT_PREFIXES.some((prefix) => path.startsWith(prefix));
+      this.exempt.set(path, isExempt);
+    }
+    return isExempt;
   }
 
   /** Admits one more call, counting it in flight until {@link release}; false when it must be shed. */

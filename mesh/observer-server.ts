@@ -1,7 +1,6 @@
 import { ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
-import { isPropagatingInboundCalls, openInboundCall } from "./call-context";
-import type { InboundCall } from "./call-context";
+import { InboundCall, deadlineMs, isPropagatingInboundCalls, openInboundCall } from "./call-context";
 import { methodOf } from "./method-path";
 import { elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
@@ -25,13 +24,6 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
     let isMetadataSent = false;
     let inbound: InboundCall | undefined;
 
-    /** The budget of a call handled outside a context: all of it spent here. */
-    const localBudget = (deadline: Date | number) => {
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-      const spentHereMs = Math.round(performance.now() - startedAt);
-      return { receivedMs: Number.isFinite(deadlineMs) ? Math.round(deadlineMs - (Date.now() - spentHereMs)) : null, spentHereMs, downstreamMs: 0 };
-    };
-
     const end = (code: status, details: string) => {
       if (isEnded) return;
       isEnded = true;
@@ -43,7 +35,10 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
         details,
         durationMs: elapsedMs(startedAt),
         peer: call.getPeer(),
-        ...(code === status.DEADLINE_EXCEEDED ? { budget: inbound?.budget() ?? localBudget(call.getDeadline()) } : {}),
+        // Outside a context (no outbound calls), the account of one made now: all of it spent here.
+        ...(code === status.DEADLINE_EXCEEDED
+          ? { budget: (inbound ?? new InboundCall(Date.now() - Math.round(performance.now() - startedAt), call.getDeadline())).budget() }
+          : {}),
       };
       for (const sink of sinks) sink.callEnded(record);
     };
@@ -65,7 +60,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
           onCancel: () => {
             if (inbound?.state === "active") inbound.state = "cancelled";
             const deadline = call.getDeadline();
-            const isPastDeadline = (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
+            const isPastDeadline = deadlineMs(deadline) <= Date.now();
             end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
           },
         }),

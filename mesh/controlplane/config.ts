@@ -260,12 +260,7 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
     );
   });
   const idempotent = optionalBoolean(node.idempotent, `${field}.idempotent`) ?? false;
-  const retry = isAbsent(node.retry) ? undefined : retryPolicy(node.retry, `${field}.retry`);
-  const hedging = isAbsent(node.hedging) ? undefined : hedgingPolicy(node.hedging, `${field}.hedging`);
-  if (!idempotent && (retry || hedging)) {
-    throw invalidArgument(`${field}.${retry ? "retry" : "hedging"}`, NEEDS_IDEMPOTENT);
-  }
-  if (retry && hedging) throw invalidArgument(`${field}.hedging`, "cannot be combined with retry (gRFC A6: a method has one or the other)");
+  const { retry, hedging } = repeatPolicies(node, idempotent, field);
   const circuitBreaker = objectAt(node.circuit_breaker ?? {}, `${field}.circuit_breaker`);
   knownKeys(circuitBreaker, `${field}.circuit_breaker`, ["max_requests"]);
   return {
@@ -312,13 +307,19 @@ function methodPolicies(value: unknown, serviceIdempotent: boolean, field: strin
     const node = objectAt(item ?? {}, methodField);
     knownKeys(node, methodField, ["idempotent", "timeout_ms", "retry", "hedging"]);
     const idempotent = optionalBoolean(node.idempotent, `${methodField}.idempotent`) ?? serviceIdempotent;
-    const retry = isAbsent(node.retry) ? undefined : retryPolicy(node.retry, `${methodField}.retry`);
-    const hedging = isAbsent(node.hedging) ? undefined : hedgingPolicy(node.hedging, `${methodField}.hedging`);
-    if (!idempotent && (retry || hedging)) throw invalidArgument(`${methodField}.${retry ? "retry" : "hedging"}`, NEEDS_IDEMPOTENT);
-    if (retry && hedging) throw invalidArgument(`${methodField}.hedging`, "cannot be combined with retry (gRFC A6: a method has one or the other)");
+    const { retry, hedging } = repeatPolicies(node, idempotent, methodField);
     methods.set(key, { idempotent, timeoutMs: optionalInteger(node.timeout_ms, `${methodField}.timeout_ms`, 1, 3_600_000), retry, hedging });
   }
   return methods;
+}
+
+/** The `retry` and `hedging` of a service's or a method's node: at most one, and only when idempotent. */
+function repeatPolicies(node: Record<string, unknown>, idempotent: boolean, field: string): Pick<MethodPolicy, "retry" | "hedging"> {
+  const retry = isAbsent(node.retry) ? undefined : retryPolicy(node.retry, `${field}.retry`);
+  const hedging = isAbsent(node.hedging) ? undefined : hedgingPolicy(node.hedging, `${field}.hedging`);
+  if (!idempotent && (retry || hedging)) throw invalidArgument(`${field}.${retry ? "retry" : "hedging"}`, NEEDS_IDEMPOTENT);
+  if (retry && hedging) throw invalidArgument(`${field}.hedging`, "cannot be combined with retry (gRFC A6: a method has one or the other)");
+  return { retry, hedging };
 }
 
 function statusNames(value: unknown, field: string): string[] {

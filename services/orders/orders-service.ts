@@ -12,7 +12,7 @@ import {
   type PlaceOrderRequest,
   type PlaceOrderResponse,
 } from "../../generated/ts/shop/orders/v1/orders";
-import { MeshError, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
+import { MeshError, deadlineMs, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
 import type { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
 
@@ -47,9 +47,7 @@ export function ordersService(catalog: CatalogServiceClient, store: OrderStore, 
         };
       };
       // A call that finds the key being placed by another waits for it, within this call's deadline.
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-      return store.placeOnce(request.customerId, request.idempotencyKey, create, { deadlineMs });
+      return store.placeOnce(request.customerId, request.idempotencyKey, create, { deadlineMs: deadlineMs(call.getDeadline()) });
     }),
 
     getOrder: unary<GetOrderRequest, GetOrderResponse>(async ({ id }) => {

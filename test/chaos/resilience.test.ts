@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
-import type { ListOrdersResponse, OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
+import { listAll } from "../../cli/place-orders";
 import { REQUEST_ID_KEY } from "../../mesh/request-id";
 import { ChaosMesh, chaosMeshConfig } from "../support/chaos";
 import type { Replica } from "../support/chaos";
@@ -19,22 +19,6 @@ import { waitFor } from "../support/wait";
 const LEASE_TTL_MS = 3_000;
 /** The chaos suite's replicas answer this late, so that calls are in flight when something breaks. */
 const REPLICA_DELAY_MS = 20;
-
-/** Every PlaceOrder of `customerId`, all pages. */
-async function allOrders(client: OrderServiceClient, customerId: string): Promise<ListOrdersResponse["orders"]> {
-  const orders: ListOrdersResponse["orders"] = [];
-  let pageToken = "";
-  do {
-    const page = await new Promise<ListOrdersResponse>((resolve, reject) =>
-      client.listOrders({ customerId, pageSize: 100, pageToken }, new Metadata(), { deadline: Date.now() + 5_000 }, (error, response) =>
-        error ? reject(error) : resolve(response),
-      ),
-    );
-    orders.push(...page.orders);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== "");
-  return orders;
-}
 
 /** The mesh's JSON log lines in a process's recent output. */
 function logLines(replica: Replica): Record<string, unknown>[] {
@@ -90,7 +74,7 @@ describe("chaos: resilience (real processes, continuous traffic)", function () {
     await traffic.stop();
     const account = describeCalls(traffic.calls, (peer) => mesh!.replicaOf(peer));
     assert.deepEqual(failures(traffic.calls), [], `failed PlaceOrders (bound: 0; ${victim.name} killed at +${killedAt - traffic.calls[0].startedAt} ms): ${account}\n${mesh.describe()}`);
-    const stored = await allOrders(orders, "cust-chaos");
+    const stored = await listAll(orders, "cust-chaos");
     const byKey = new Map<string, number>();
     for (const order of stored) byKey.set(order.idempotencyKey, (byKey.get(order.idempotencyKey) ?? 0) + 1);
     const duplicated = [...byKey].filter(([, count]) => count > 1);
@@ -184,6 +168,6 @@ describe("chaos: resilience (real processes, continuous traffic)", function () {
     assert.ok(Number(budget.receivedMs) <= 300, `orders received ${budget.receivedMs} ms`);
     assert.ok(Number(budget.handedDownstreamMs) < Number(budget.receivedMs), `and handed the catalog ${budget.handedDownstreamMs} ms`);
     assert.equal(budget.handedTo, "/shop.catalog.v1.CatalogService/GetProduct");
-    assert.deepEqual(await allOrders(orders, "cust-hops"), [], "the order was not created");
+    assert.deepEqual(await listAll(orders, "cust-hops"), [], "the order was not created");
   });
 });

@@ -2,6 +2,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import { seededRandom } from "../../bench/latency-model";
 import type { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
+import { PREVIOUS_ATTEMPTS_KEY } from "../../cli/place-orders";
 
 /**
  * Continuous GetProduct traffic for chaos tests: `concurrency` loops, each making one call at a
@@ -12,8 +13,6 @@ import type { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/ca
  * issue time: "the calls issued in the 2 s after the kill".
  */
 
-/** grpc-js's count of the attempts before the one that answered (gRFC A6), in headers or trailers. */
-const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
 
 /** One call. */
 export interface CallOutcome {
