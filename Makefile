@@ -9,12 +9,15 @@ export PATH := $(TOOLS_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 # Pinned versions of the Go tools the tests drive (go install from the Go module proxy).
 GRPCURL_VERSION := v1.9.3
 GRPC_HEALTH_PROBE_VERSION := v0.4.62
+# Pinned Go code generators for `make gen` (generated/go).
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
 BUF := node_modules/.bin/buf
 GEN_DIR := generated
 DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 
-.PHONY: help deps tools postgresql chaos-tools gen check-gen build typecheck lint test test-unit up breaking clean
+.PHONY: help deps tools go-gen-tools python-env postgresql chaos-tools gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +62,34 @@ $(TOOLS_BIN)/grpc-health-probe:
 
 tools: $(TOOLS_BIN)/grpcurl $(TOOLS_BIN)/grpc-health-probe ## install grpcurl and grpc-health-probe into .tools/bin (needs Go)
 
+$(TOOLS_BIN)/protoc-gen-go:
+	$(call go-install,google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION))
+
+$(TOOLS_BIN)/protoc-gen-go-grpc:
+	$(call go-install,google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION))
+
+go-gen-tools: $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc ## install the pinned Go code generators into .tools/bin
+
+# Python: a project virtualenv (.venv) with the pinned packages of mesh/python/requirements.txt
+# (grpcio, grpcio-tools for `make gen`, pytest). Without python3 (3.10 or later), outside CI, it is
+# named and skipped; under CI it fails.
+PYTHON3 ?= python3
+VENV := $(CURDIR)/.venv
+VENV_PYTHON := $(VENV)/bin/python
+PYTHON_REQUIREMENTS := mesh/python/requirements.txt
+
+$(VENV)/.installed: $(PYTHON_REQUIREMENTS)
+	@if $(PYTHON3) -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then \
+	  echo "$(PYTHON3) -m venv $(VENV) && pip install -r $(PYTHON_REQUIREMENTS)"; \
+	  $(PYTHON3) -m venv $(VENV) && $(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check -r $(PYTHON_REQUIREMENTS) && touch $@; \
+	elif [ -n "$(IS_CI)" ]; then \
+	  echo "Python 3.10 or later is required (CI=$(CI)): install python3 and python3-venv" >&2; exit 1; \
+	else \
+	  echo "Python 3.10 or later not found: the Python kit, pricing and their tests are skipped (install python3 and python3-venv)" >&2; \
+	fi
+
+python-env: $(VENV)/.installed ## create .venv with the Python kit's pinned packages (needs python3)
+
 # $(call apt-install,check,package,what needs it): Debian's `package` with apt-get when `check` (a shell
 # test) fails; that needs root (as in CI). Without root, outside CI, it is named and the suites that
 # need it are skipped, saying why; under CI a missing package fails the run.
@@ -83,19 +114,45 @@ postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's t
 chaos-tools: ## install iproute2 (ip, tc) for the chaos suite's network namespaces, when missing
 	$(call apt-install,command -v ip && command -v tc,iproute2,the chaos suite's network scenarios)
 
-gen: deps ## generate TypeScript stubs and the descriptor set from proto/
-	$(BUF) lint
-	$(BUF) generate
-	$(BUF) build --exclude-source-info --as-file-descriptor-set -o $(DESCRIPTOR_SET)
+# $(call generate,root): every language's stubs and the descriptor set under root (generated/ when root
+# is .). A language whose toolchain is missing is named and left out (under CI: fails).
+define generate
+	$(BUF) generate --output $(1)
+	@if [ -x $(TOOLS_BIN)/protoc-gen-go ] && [ -x $(TOOLS_BIN)/protoc-gen-go-grpc ]; then \
+	  $(BUF) generate --template buf.gen.go.yaml $(addprefix --path ,$(wildcard proto/*)) --output $(1); \
+	elif [ -n "$(IS_CI)" ]; then echo "Go is required to generate generated/go (CI=$(CI))" >&2; exit 1; \
+	else echo "Go code generators missing (install Go): generated/go left as it is" >&2; fi
+	@if [ -x $(VENV_PYTHON) ]; then \
+	  rm -rf $(1)/$(GEN_DIR)/python && mkdir -p $(1)/$(GEN_DIR)/python && \
+	  wkt=$$($(VENV_PYTHON) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))') && \
+	  (cd proto && find . -name '*.proto' | sed 's|^\./||' | sort) | \
+	  xargs $(VENV_PYTHON) -m grpc_tools.protoc -I proto -I "$$wkt" \
+	    --python_out=$(1)/$(GEN_DIR)/python --pyi_out=$(1)/$(GEN_DIR)/python --grpc_python_out=$(1)/$(GEN_DIR)/python; \
+	elif [ -n "$(IS_CI)" ]; then echo "Python is required to generate generated/python (CI=$(CI))" >&2; exit 1; \
+	else echo "Python virtualenv missing (install python3): generated/python left as it is" >&2; fi
+	$(BUF) build --exclude-source-info --as-file-descriptor-set -o $(1)/$(DESCRIPTOR_SET)
+endef
 
-check-gen: deps ## fail if `make gen` would change generated/
+gen: deps go-gen-tools python-env ## generate TypeScript, Go and Python stubs and the descriptor set from proto/
+	$(BUF) lint
+	$(call generate,.)
+
+check-gen: deps go-gen-tools python-env ## fail if `make gen` would change generated/ (every language)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	  $(BUF) generate --output "$$tmp" && \
-	  $(BUF) build --exclude-source-info --as-file-descriptor-set -o "$$tmp/$(DESCRIPTOR_SET)" && \
-	  if ! diff -r "$$tmp/$(GEN_DIR)" $(GEN_DIR) >/dev/null; then \
-	    diff -r "$$tmp/$(GEN_DIR)" $(GEN_DIR) | head -40; \
-	    echo "generated/ is out of date with proto/: run \`make gen\` and commit the result" >&2; exit 1; \
-	  fi && echo "generated/ is up to date"
+	  $(MAKE) --no-print-directory gen-into GEN_ROOT="$$tmp" >/dev/null && \
+	  for lang in ts go python; do \
+	    [ -d "$$tmp/$(GEN_DIR)/$$lang" ] || continue; \
+	    if ! diff -r "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang >/dev/null; then \
+	      diff -r "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang | head -40; \
+	      echo "generated/$$lang is out of date with proto/: run \`make gen\` and commit the result" >&2; exit 1; \
+	    fi; \
+	  done && \
+	  cmp -s "$$tmp/$(DESCRIPTOR_SET)" $(DESCRIPTOR_SET) || { echo "$(DESCRIPTOR_SET) is out of date with proto/: run \`make gen\`" >&2; exit 1; } && \
+	  echo "generated/ is up to date"
+
+.PHONY: gen-into
+gen-into:
+	$(call generate,$(GEN_ROOT))
 
 build: deps ## compile TypeScript into dist/
 	tsc -p tsconfig.json
