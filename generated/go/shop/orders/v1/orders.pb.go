@@ -129,9 +129,12 @@ type OrderLine struct {
 	ProductName    string                 `protobuf:"bytes,2,opt,name=product_name,json=productName,proto3" json:"product_name,omitempty"`
 	Quantity       int32                  `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	UnitPriceCents int64                  `protobuf:"varint,4,opt,name=unit_price_cents,json=unitPriceCents,proto3" json:"unit_price_cents,omitempty"`
-	LineTotalCents int64                  `protobuf:"varint,5,opt,name=line_total_cents,json=lineTotalCents,proto3" json:"line_total_cents,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// unit_price_cents * quantity - discount_cents.
+	LineTotalCents int64 `protobuf:"varint,5,opt,name=line_total_cents,json=lineTotalCents,proto3" json:"line_total_cents,omitempty"`
+	// Discount on this line (from pricing; 0 when orders prices from the catalog alone).
+	DiscountCents int64 `protobuf:"varint,6,opt,name=discount_cents,json=discountCents,proto3" json:"discount_cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrderLine) Reset() {
@@ -199,6 +202,13 @@ func (x *OrderLine) GetLineTotalCents() int64 {
 	return 0
 }
 
+func (x *OrderLine) GetDiscountCents() int64 {
+	if x != nil {
+		return x.DiscountCents
+	}
+	return 0
+}
+
 type Order struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -210,8 +220,12 @@ type Order struct {
 	// Creation time in milliseconds since the Unix epoch.
 	CreatedAtMs    int64  `protobuf:"varint,7,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,8,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Discount on the basket as a whole, on top of the lines' own (from pricing).
+	DiscountCents int64 `protobuf:"varint,9,opt,name=discount_cents,json=discountCents,proto3" json:"discount_cents,omitempty"`
+	// The inventory's reservation holding the order's stock; empty when orders reserves none.
+	ReservationId string `protobuf:"bytes,10,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -296,6 +310,20 @@ func (x *Order) GetCreatedAtMs() int64 {
 func (x *Order) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *Order) GetDiscountCents() int64 {
+	if x != nil {
+		return x.DiscountCents
+	}
+	return 0
+}
+
+func (x *Order) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
 	}
 	return ""
 }
@@ -624,14 +652,15 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\tOrderItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xbd\x01\n" +
+	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xe4\x01\n" +
 	"\tOrderLine\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12!\n" +
 	"\fproduct_name\x18\x02 \x01(\tR\vproductName\x12\x1a\n" +
 	"\bquantity\x18\x03 \x01(\x05R\bquantity\x12(\n" +
 	"\x10unit_price_cents\x18\x04 \x01(\x03R\x0eunitPriceCents\x12(\n" +
-	"\x10line_total_cents\x18\x05 \x01(\x03R\x0elineTotalCents\"\xa8\x02\n" +
+	"\x10line_total_cents\x18\x05 \x01(\x03R\x0elineTotalCents\x12%\n" +
+	"\x0ediscount_cents\x18\x06 \x01(\x03R\rdiscountCents\"\xf6\x02\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -642,7 +671,10 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x123\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x1b.shop.orders.v1.OrderStatusR\x06status\x12\"\n" +
 	"\rcreated_at_ms\x18\a \x01(\x03R\vcreatedAtMs\x12'\n" +
-	"\x0fidempotency_key\x18\b \x01(\tR\x0eidempotencyKey\"\x8e\x01\n" +
+	"\x0fidempotency_key\x18\b \x01(\tR\x0eidempotencyKey\x12%\n" +
+	"\x0ediscount_cents\x18\t \x01(\x03R\rdiscountCents\x12%\n" +
+	"\x0ereservation_id\x18\n" +
+	" \x01(\tR\rreservationId\"\x8e\x01\n" +
 	"\x11PlaceOrderRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12/\n" +

@@ -28,7 +28,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// OrderService takes and reports orders. PlaceOrder prices every line against the catalog.
+// OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+// the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
 type OrderServiceClient interface {
 	// PlaceOrder creates an order. A repeated idempotency_key returns the order first created with it.
 	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
@@ -80,7 +81,8 @@ func (c *orderServiceClient) ListOrders(ctx context.Context, in *ListOrdersReque
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
 //
-// OrderService takes and reports orders. PlaceOrder prices every line against the catalog.
+// OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+// the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
 type OrderServiceServer interface {
 	// PlaceOrder creates an order. A repeated idempotency_key returns the order first created with it.
 	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)

@@ -25,21 +25,23 @@ class OrderItem(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class OrderLine(_message.Message):
-    __slots__ = ("product_id", "product_name", "quantity", "unit_price_cents", "line_total_cents")
+    __slots__ = ("product_id", "product_name", "quantity", "unit_price_cents", "line_total_cents", "discount_cents")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_NAME_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_CENTS_FIELD_NUMBER: _ClassVar[int]
     LINE_TOTAL_CENTS_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     product_name: str
     quantity: int
     unit_price_cents: int
     line_total_cents: int
-    def __init__(self, product_id: _Optional[str] = ..., product_name: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price_cents: _Optional[int] = ..., line_total_cents: _Optional[int] = ...) -> None: ...
+    discount_cents: int
+    def __init__(self, product_id: _Optional[str] = ..., product_name: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price_cents: _Optional[int] = ..., line_total_cents: _Optional[int] = ..., discount_cents: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("id", "customer_id", "lines", "total_cents", "currency", "status", "created_at_ms", "idempotency_key")
+    __slots__ = ("id", "customer_id", "lines", "total_cents", "currency", "status", "created_at_ms", "idempotency_key", "discount_cents", "reservation_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +50,8 @@ class Order(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     customer_id: str
     lines: _containers.RepeatedCompositeFieldContainer[OrderLine]
@@ -56,7 +60,9 @@ class Order(_message.Message):
     status: OrderStatus
     created_at_ms: int
     idempotency_key: str
-    def __init__(self, id: _Optional[str] = ..., customer_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., created_at_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    discount_cents: int
+    reservation_id: str
+    def __init__(self, id: _Optional[str] = ..., customer_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., created_at_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., discount_cents: _Optional[int] = ..., reservation_id: _Optional[str] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
     __slots__ = ("customer_id", "items", "idempotency_key")

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class OrderServiceStub:
-    """OrderService takes and reports orders. PlaceOrder prices every line against the catalog.
+    """OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+    the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
     """
 
     def __init__(self, channel):
@@ -53,7 +54,8 @@ class OrderServiceStub:
 
 
 class OrderServiceServicer:
-    """OrderService takes and reports orders. PlaceOrder prices every line against the catalog.
+    """OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+    the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
     """
 
     def PlaceOrder(self, request, context):
@@ -104,7 +106,8 @@ def add_OrderServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OrderService:
-    """OrderService takes and reports orders. PlaceOrder prices every line against the catalog.
+    """OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+    the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
     """
 
     @staticmethod

@@ -73,7 +73,10 @@ export interface OrderLine {
   productName: string;
   quantity: number;
   unitPriceCents: number;
+  /** unit_price_cents * quantity - discount_cents. */
   lineTotalCents: number;
+  /** Discount on this line (from pricing; 0 when orders prices from the catalog alone). */
+  discountCents: number;
 }
 
 export interface Order {
@@ -86,6 +89,10 @@ export interface Order {
   /** Creation time in milliseconds since the Unix epoch. */
   createdAtMs: number;
   idempotencyKey: string;
+  /** Discount on the basket as a whole, on top of the lines' own (from pricing). */
+  discountCents: number;
+  /** The inventory's reservation holding the order's stock; empty when orders reserves none. */
+  reservationId: string;
 }
 
 export interface PlaceOrderRequest {
@@ -214,7 +221,7 @@ export const OrderItem: MessageFns<OrderItem> = {
 };
 
 function createBaseOrderLine(): OrderLine {
-  return { productId: "", productName: "", quantity: 0, unitPriceCents: 0, lineTotalCents: 0 };
+  return { productId: "", productName: "", quantity: 0, unitPriceCents: 0, lineTotalCents: 0, discountCents: 0 };
 }
 
 export const OrderLine: MessageFns<OrderLine> = {
@@ -233,6 +240,9 @@ export const OrderLine: MessageFns<OrderLine> = {
     }
     if (message.lineTotalCents !== 0) {
       writer.uint32(40).int64(message.lineTotalCents);
+    }
+    if (message.discountCents !== 0) {
+      writer.uint32(48).int64(message.discountCents);
     }
     return writer;
   },
@@ -290,6 +300,14 @@ export const OrderLine: MessageFns<OrderLine> = {
             message.lineTotalCents = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.discountCents = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -325,6 +343,11 @@ export const OrderLine: MessageFns<OrderLine> = {
         : isSet(object.line_total_cents)
         ? globalThis.Number(object.line_total_cents)
         : 0,
+      discountCents: isSet(object.discountCents)
+        ? globalThis.Number(object.discountCents)
+        : isSet(object.discount_cents)
+        ? globalThis.Number(object.discount_cents)
+        : 0,
     };
   },
 
@@ -345,6 +368,9 @@ export const OrderLine: MessageFns<OrderLine> = {
     if (message.lineTotalCents !== 0) {
       obj.lineTotalCents = Math.round(message.lineTotalCents);
     }
+    if (message.discountCents !== 0) {
+      obj.discountCents = Math.round(message.discountCents);
+    }
     return obj;
   },
 
@@ -358,6 +384,7 @@ export const OrderLine: MessageFns<OrderLine> = {
     message.quantity = object.quantity ?? 0;
     message.unitPriceCents = object.unitPriceCents ?? 0;
     message.lineTotalCents = object.lineTotalCents ?? 0;
+    message.discountCents = object.discountCents ?? 0;
     return message;
   },
 };
@@ -372,6 +399,8 @@ function createBaseOrder(): Order {
     status: 0,
     createdAtMs: 0,
     idempotencyKey: "",
+    discountCents: 0,
+    reservationId: "",
   };
 }
 
@@ -400,6 +429,12 @@ export const Order: MessageFns<Order> = {
     }
     if (message.idempotencyKey !== "") {
       writer.uint32(66).string(message.idempotencyKey);
+    }
+    if (message.discountCents !== 0) {
+      writer.uint32(72).int64(message.discountCents);
+    }
+    if (message.reservationId !== "") {
+      writer.uint32(82).string(message.reservationId);
     }
     return writer;
   },
@@ -481,6 +516,22 @@ export const Order: MessageFns<Order> = {
             message.idempotencyKey = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.discountCents = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -519,6 +570,16 @@ export const Order: MessageFns<Order> = {
         : isSet(object.idempotency_key)
         ? globalThis.String(object.idempotency_key)
         : "",
+      discountCents: isSet(object.discountCents)
+        ? globalThis.Number(object.discountCents)
+        : isSet(object.discount_cents)
+        ? globalThis.Number(object.discount_cents)
+        : 0,
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
     };
   },
 
@@ -548,6 +609,12 @@ export const Order: MessageFns<Order> = {
     if (message.idempotencyKey !== "") {
       obj.idempotencyKey = message.idempotencyKey;
     }
+    if (message.discountCents !== 0) {
+      obj.discountCents = Math.round(message.discountCents);
+    }
+    if (message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
     return obj;
   },
 
@@ -564,6 +631,8 @@ export const Order: MessageFns<Order> = {
     message.status = object.status ?? 0;
     message.createdAtMs = object.createdAtMs ?? 0;
     message.idempotencyKey = object.idempotencyKey ?? "";
+    message.discountCents = object.discountCents ?? 0;
+    message.reservationId = object.reservationId ?? "";
     return message;
   },
 };
@@ -1098,7 +1167,10 @@ export const ListOrdersResponse: MessageFns<ListOrdersResponse> = {
   },
 };
 
-/** OrderService takes and reports orders. PlaceOrder prices every line against the catalog. */
+/**
+ * OrderService takes and reports orders. PlaceOrder names every line from the catalog, and, where
+ * the mesh has them, reserves the stock with the inventory and prices the basket with pricing.
+ */
 export type OrderServiceService = typeof OrderServiceService;
 export const OrderServiceService = {
   /** PlaceOrder creates an order. A repeated idempotency_key returns the order first created with it. */
