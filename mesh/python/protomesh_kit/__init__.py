@@ -1,0 +1,46 @@
+"""protomesh's Python kit: gRPC servers and clients that join a protomesh mesh, on grpc.aio.
+
+The same behaviour as the TypeScript kit (mesh/): settings from the environment, servers with
+health, reflection, registration, per-call logs and a drain; clients that dial services by name
+over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars).
+
+Importing this package has no side effects; nothing needs setting before grpc is imported (the xDS
+bootstrap is set when an xds: channel is dialled; see xds_bootstrap.py).
+"""
+
+from .call_context import InboundCall, current_inbound_call, current_request_id, detached
+from .client import dial, is_service_name, mesh_target
+from .errors import INTERNAL_DETAILS, MeshError, invalid_argument, is_server_failure
+from .logger import Logger
+from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S
+from .request_id import REQUEST_ID_KEY
+from .server import DEFAULT_DRAIN_GRACE_S, MeshServer, create_server
+from .settings import Settings, SettingsError, load_settings
+from .shutdown import drain_on_signals
+from .xds_bootstrap import xds_bootstrap
+
+__all__ = [
+    "DEFAULT_DEADLINE_MARGIN_S",
+    "DEFAULT_DEADLINE_S",
+    "DEFAULT_DRAIN_GRACE_S",
+    "INTERNAL_DETAILS",
+    "REQUEST_ID_KEY",
+    "InboundCall",
+    "Logger",
+    "MeshError",
+    "MeshServer",
+    "Settings",
+    "SettingsError",
+    "create_server",
+    "current_inbound_call",
+    "current_request_id",
+    "detached",
+    "dial",
+    "drain_on_signals",
+    "invalid_argument",
+    "is_server_failure",
+    "is_service_name",
+    "load_settings",
+    "mesh_target",
+    "xds_bootstrap",
+]

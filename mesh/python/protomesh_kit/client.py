@@ -1,0 +1,66 @@
+"""Dialling a mesh service by name (mesh/client.ts).
+
+``dial("catalog", control_plane=...)`` returns a grpc.aio channel to ``xds:///catalog`` through a
+bootstrap the kit makes (xds_bootstrap.py): the control plane tells grpcio the endpoints, their
+health and the policies, and grpcio balances per call. Without a control plane, a bare name dials
+``fallback_target``. Any other target ("127.0.0.1:50051", "dns:///host:port") is dialled as it is.
+Every call of the channel goes through the ClientObserver (deadline, request id, cancellation, log).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from .logger import Logger
+from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
+from .xds_bootstrap import install_bootstrap
+
+#: A mesh service name, the name clients dial as xds:///<name>: a DNS label (mesh/names.ts).
+SERVICE_NAME_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_service_name(name: str) -> bool:
+    """True when ``name`` is a mesh service name ("catalog")."""
+    return SERVICE_NAME_PATTERN.fullmatch(name) is not None
+
+
+def mesh_target(target: str, control_plane: str | None = None, fallback_target: str | None = None) -> str:
+    """What ``target`` dials: a bare name is ``xds:///<name>`` with a control plane, ``fallback_target``
+    without one; anything else is kept."""
+    if not is_service_name(target):
+        return target
+    if control_plane:
+        return f"xds:///{target}"
+    if fallback_target is not None:
+        return fallback_target
+    raise ValueError(
+        f'dial: "{target}" is a mesh service name, which needs a control plane '
+        "(control_plane, from PROTOMESH_CONTROL_PLANE) or a fallback_target"
+    )
+
+
+def dial(
+    target: str,
+    *,
+    control_plane: str | None = None,
+    zone: str = "",
+    fallback_target: str | None = None,
+    logger: Logger | None = None,
+    default_deadline_s: float = DEFAULT_DEADLINE_S,
+    deadline_margin_s: float = DEFAULT_DEADLINE_MARGIN_S,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """An insecure grpc.aio channel to ``target`` (see mesh_target) whose every call has a deadline
+    and is logged. Must be called with the event loop running (grpc.aio binds the channel to it)."""
+    channel_target = mesh_target(target, control_plane, fallback_target)
+    if channel_target.startswith("xds:") and control_plane:
+        # Read by gRPC core when this channel's xDS client is created, i.e. now (xds_bootstrap.py).
+        install_bootstrap(control_plane, zone=zone)
+    channel_logger = (logger or Logger()).child(target=channel_target, component="client")
+    observer = ClientObserver(channel_logger, channel_target, default_deadline_s, deadline_margin_s)
+    return grpc.aio.insecure_channel(channel_target, options=list(options), interceptors=[observer, *interceptors])

@@ -1,0 +1,250 @@
+"""The server's call observer (mesh/observer-server.ts and mesh/handler-guard.ts in one interceptor).
+
+For every call it takes the inbound ``x-request-id`` (or makes one) and echoes it to the caller
+(response headers; trailers for a trailers-only answer), opens the call's context (call_context.py)
+so outbound calls inherit its deadline, cancellation and request id, converts whatever the handler
+raises into a deliberate status (a MeshError or a failed outbound call keeps its code; anything
+else is INTERNAL "internal error", its traceback logged, never sent), and logs one line when the
+call ends, with the same fields as the TypeScript kit's (sink_log.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from .call_context import InboundCall, inbound_call
+from .errors import INTERNAL_DETAILS, MeshError
+from .logger import Logger
+from .request_id import REQUEST_ID_KEY, request_id_from
+from .sink_log import log_call
+
+#: Services whose calls log at debug: probes and tooling, not the service's traffic.
+QUIET_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
+#: Methods whose streams live as long as the caller wants: a drain ends them (UNAVAILABLE) at once
+#: so that their callers reconnect elsewhere instead of holding the server for its grace period.
+LONG_LIVED_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
+
+
+def split_method(path: str) -> tuple[str, str]:
+    """``/pkg.Service/Method`` → ``("pkg.Service", "Method")``."""
+    service, _, method = path.lstrip("/").rpartition("/")
+    return service, method
+
+
+def peer_address(peer: str | None) -> str:
+    """grpcio's ``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` as grpc-js prints it (``127.0.0.1:5000``)."""
+    if not peer:
+        return ""
+    for prefix in ("ipv4:", "ipv6:"):
+        if peer.startswith(prefix):
+            return peer[len(prefix) :]
+    return peer
+
+
+class _Call:
+    """One inbound call's bookkeeping: its request id, timing, and whether its headers went out."""
+
+    def __init__(self, path: str, context: grpc.aio.ServicerContext) -> None:
+        self.path = path
+        self.context = context
+        self.started = time.perf_counter()
+        self.request_id = request_id_from(context.invocation_metadata())
+        remaining = context.time_remaining()
+        self.inbound = InboundCall(self.request_id, None if remaining is None else time.monotonic() + remaining)
+        self.headers_sent = False
+        # In the trailers from the start, so that a trailers-only answer carries it however the
+        # handler ends (its own context.abort too); moved to the headers when they go out.
+        context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
+        context.add_done_callback(self._on_done)
+
+    def _on_done(self, context: grpc.aio.ServicerContext) -> None:
+        if context.cancelled():
+            self.inbound.cancel()
+        elif self.inbound.state == "active":
+            self.inbound.state = "answered"
+
+    async def send_headers(self) -> None:
+        """Echoes the request id in the response headers, unless the handler already sent them."""
+        if self.headers_sent:
+            return
+        try:
+            await self.context.send_initial_metadata(((REQUEST_ID_KEY, self.request_id),))
+        except grpc.aio.UsageError:
+            self._echo_in_trailers()  # the handler sent its own headers: the trailers carry it
+            return
+        self.headers_sent = True
+        trailers = tuple(self.context.trailing_metadata() or ())
+        self.context.set_trailing_metadata(tuple(entry for entry in trailers if entry[0] != REQUEST_ID_KEY))
+
+    def _echo_in_trailers(self) -> None:
+        trailers = tuple(self.context.trailing_metadata() or ())
+        if not any(key == REQUEST_ID_KEY for key, _ in trailers):
+            self.context.set_trailing_metadata(trailers + ((REQUEST_ID_KEY, self.request_id),))
+
+    async def fail(self, error: BaseException, logger: Logger) -> grpc.StatusCode:
+        """Ends the call with the status ``error`` stands for (raises grpc's AbortError); returns the code."""
+        if isinstance(error, MeshError):
+            code, details = error.code, error.details
+        elif isinstance(error, grpc.aio.AioRpcError):
+            # An outbound call the handler did not catch keeps its status, as MeshError.from does in TS.
+            code, details = error.code(), error.details() or ""
+        else:
+            logger.error(
+                "handler failed",
+                method=self.path,
+                err={"type": type(error).__name__, "message": str(error), "stack": traceback.format_exc()},
+            )
+            code, details = grpc.StatusCode.INTERNAL, INTERNAL_DETAILS
+        if not self.headers_sent:
+            self._echo_in_trailers()
+        self.outcome = (code, details)
+        await self.context.abort(code, details)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    def status(self, error: BaseException | None) -> tuple[grpc.StatusCode, str]:
+        """The call's final status as far as the handler's side knows it."""
+        if isinstance(error, asyncio.CancelledError):
+            deadline = self.inbound.deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                return grpc.StatusCode.DEADLINE_EXCEEDED, "call ended before its status"
+            return grpc.StatusCode.CANCELLED, "call ended before its status"
+        outcome = getattr(self, "outcome", None)
+        if outcome is not None:
+            return outcome
+        code = self.context.code()
+        if code is None:
+            return (grpc.StatusCode.UNKNOWN, "") if error is not None else (grpc.StatusCode.OK, "")
+        if isinstance(code, int):
+            code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+        return code, self.context.details() or ""
+
+
+class ServerObserver(grpc.aio.ServerInterceptor):
+    """The interceptor every kit server runs first; see the module's docstring."""
+
+    def __init__(self, logger: Logger, draining: asyncio.Event) -> None:
+        self._logger = logger
+        self._draining = draining
+        #: Calls in flight now (long-lived streams included).
+        self.inflight = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # grpcio answers UNIMPLEMENTED
+        path = handler_call_details.method
+        path = path.decode() if isinstance(path, bytes) else path
+        kinds = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
+        for kind, make in kinds.items():
+            behaviour = getattr(handler, kind)
+            if behaviour is not None:
+                is_streaming_response = kind.endswith("_stream")
+                return make(
+                    self._wrap(path, behaviour, is_streaming_response),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+    def _wrap(self, path: str, behaviour: Callable[..., Any], is_streaming_response: bool) -> Callable[..., Any]:
+        observer = self
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream_wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                call = observer._start(path, context)
+                error: BaseException | None = None
+                try:
+                    await call.send_headers()
+                    with inbound_call(call.inbound):
+                        async for response in behaviour(request, context):
+                            yield response
+                except BaseException as caught:
+                    error = caught
+                    if isinstance(caught, (asyncio.CancelledError, grpc.aio.AbortError)):
+                        raise
+                    await call.fail(caught, observer._logger)
+                finally:
+                    observer._end(call, error)
+
+            return stream_wrapper
+
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = observer._start(path, context)
+            error: BaseException | None = None
+            try:
+                if is_streaming_response:
+                    await call.send_headers()
+                with inbound_call(call.inbound):
+                    if path in LONG_LIVED_METHODS:
+                        response = await observer._until_drained(behaviour(request, context), context)
+                    else:
+                        response = behaviour(request, context)
+                        if inspect.isawaitable(response):
+                            response = await response
+                if not is_streaming_response:
+                    await call.send_headers()
+                return response
+            except BaseException as caught:
+                error = caught
+                if isinstance(caught, (asyncio.CancelledError, grpc.aio.AbortError)):
+                    raise
+                await call.fail(caught, observer._logger)
+            finally:
+                observer._end(call, error)
+
+        return wrapper
+
+    async def _until_drained(self, work: Awaitable[Any], context: grpc.aio.ServicerContext) -> Any:
+        """Runs a long-lived stream's handler until it ends or the server drains (then UNAVAILABLE)."""
+        task = asyncio.ensure_future(work)
+        drained = asyncio.ensure_future(self._draining.wait())
+        try:
+            await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            return task.result()
+        raise MeshError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+
+    def _start(self, path: str, context: grpc.aio.ServicerContext) -> _Call:
+        self.inflight += 1
+        return _Call(path, context)
+
+    def _end(self, call: _Call, error: BaseException | None) -> None:
+        self.inflight -= 1
+        if call.inbound.state == "active":
+            call.inbound.state = "answered"
+        code, details = call.status(error)
+        service, method = split_method(call.path)
+        log_call(
+            self._logger,
+            side="server",
+            service=service,
+            method=method,
+            code=code,
+            details=details,
+            duration_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            peer=peer_address(call.context.peer()),
+            request_id=call.request_id,
+            is_quiet=service in QUIET_SERVICES,
+        )

@@ -1,0 +1,163 @@
+"""A grpc.aio server with what every protomesh service needs (mesh/server.ts).
+
+grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
+exception (observer_server.py), registration with the control plane (registry_lease.py), and a
+drain: deregister, NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight
+finish within the grace period, then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_reflection.v1alpha import reflection
+
+from .health import HEALTH_SERVICE_NAME, HealthReporter
+from .logger import Logger
+from .observer_server import ServerObserver
+from .registry_lease import RegistryLease, endpoint_for_server
+
+#: How long a drain lets in-flight calls finish before it cancels them (s).
+DEFAULT_DRAIN_GRACE_S = 10.0
+
+
+class _ServiceRecorder:
+    """Stands in for the server in a generated ``add_XServicer_to_server`` to learn the service's name."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self.names: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: Any) -> None:
+        self.names.append(service_name)
+        self._server.add_registered_method_handlers(service_name, handlers)
+
+
+class MeshServer:
+    """Add services, ``await listen()``, and ``await drain()`` (drain_on_signals does it on SIGTERM)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        logger: Logger | None = None,
+        control_plane: str | None = None,
+        mesh_service: str | None = None,
+        zone: str = "",
+        advertise_host: str | None = None,
+        lease_ttl_ms: int = 0,
+        drain_grace_s: float = DEFAULT_DRAIN_GRACE_S,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.name = name
+        self.root_logger = logger or Logger(name=name)
+        self.logger = self.root_logger.child(server=name, component="server")
+        self.health = HealthReporter()
+        self._control_plane = control_plane
+        self._mesh_service = mesh_service or name
+        self._zone = zone
+        self._advertise_host = advertise_host
+        self._lease_ttl_ms = lease_ttl_ms
+        self._drain_grace_s = drain_grace_s
+        self._draining = asyncio.Event()
+        self._observer = ServerObserver(self.logger, self._draining)
+        self._server = grpc.aio.server(interceptors=[self._observer, *interceptors], options=list(options))
+        self.health.add_to_server(self._server)
+        self._services: list[str] = []
+        self._port: int | None = None
+        self._lease: RegistryLease | None = None
+        self._drained: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    def add_service(self, add_to_server: Callable[[Any, Any], None], servicer: Any) -> MeshServer:
+        """Adds a servicer with its generated ``add_XServicer_to_server`` function; reports its health."""
+        if self._port is not None:
+            raise RuntimeError(f"{self.name}: add_service must be called before listen")
+        recorder = _ServiceRecorder(self._server)
+        add_to_server(servicer, recorder)
+        for service in recorder.names:
+            self._services.append(service)
+            self.health.track(service)
+        return self
+
+    @property
+    def service_names(self) -> list[str]:
+        """Full names of the application services added."""
+        return list(self._services)
+
+    @property
+    def port(self) -> int:
+        """The bound port; raises before ``listen``."""
+        if self._port is None:
+            raise RuntimeError(f"{self.name}: not listening")
+        return self._port
+
+    @property
+    def inflight_calls(self) -> int:
+        """Calls in flight now (health Watch streams included)."""
+        return self._observer.inflight
+
+    @property
+    def lease(self) -> RegistryLease | None:
+        """The registration with the control plane, when there is one."""
+        return self._lease
+
+    async def listen(self, address: str = "127.0.0.1:0") -> int:
+        """Adds reflection, binds ``address`` (port 0 picks one), starts, reports SERVING and registers."""
+        if self._port is not None:
+            raise RuntimeError(f"{self.name}: already listening")
+        reflection.enable_server_reflection([*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        port = self._server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"{self.name}: could not bind {address}")
+        self._port = port
+        await self._server.start()
+        await self.health.set_serving(True)
+        self.logger.info("listening", address=address, port=port, services=self._services)
+        if self._control_plane:
+            endpoint = endpoint_for_server(
+                self._mesh_service,
+                address,
+                port,
+                health_service_name=self._services[0] if self._services else "",
+                zone=self._zone,
+                advertise_host=self._advertise_host,
+            )
+            self._lease = RegistryLease(self._control_plane, endpoint, self.root_logger, lease_ttl_ms=self._lease_ttl_ms)
+            await self._lease.start()
+        return port
+
+    def drain(self, grace_s: float | None = None) -> asyncio.Task[None]:
+        """Starts the drain (once; later calls return the same task) and returns it to await."""
+        if self._drained is None:
+            self._drained = asyncio.ensure_future(self._run_drain(self._drain_grace_s if grace_s is None else grace_s))
+        return self._drained
+
+    async def wait_stopped(self) -> None:
+        """Returns once a drain has stopped the server."""
+        await self._stopped.wait()
+
+    async def _run_drain(self, grace_s: float) -> None:
+        started = time.monotonic()
+        self.logger.info("draining", inflight=self._observer.inflight, graceMs=round(grace_s * 1000))
+        # Leave the mesh first, so that clients stop picking this server before it refuses calls.
+        if self._lease is not None:
+            await self._lease.stop()
+        await self.health.set_serving(False)
+        self._draining.set()
+        await self._server.stop(grace_s)
+        self.logger.info("stopped", durationMs=round((time.monotonic() - started) * 1000))
+        self._stopped.set()
+
+
+def create_server(name: str, **options: Any) -> MeshServer:
+    """Creates a protomesh server (see MeshServer for the options). Add services, then ``listen``."""
+    return MeshServer(name, **options)

@@ -1,0 +1,54 @@
+"""The pricing service: ``.venv/bin/python services/pricing/main.py``.
+
+Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOMESH_ADVERTISE_HOST,
+PROTOMESH_LOG_LEVEL, HOST, PORT; default port 50054) and CATALOG_TARGET, a target that replaces the
+catalog's mesh name outright. The catalog is dialled as "catalog" through the mesh (xds:///catalog)
+with a control plane, else at 127.0.0.1:50051.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from protomesh_kit import Logger, SettingsError, create_server, dial, drain_on_signals, load_settings
+from shop.pricing.v1 import pricing_pb2_grpc
+
+from pricing_service import PricingService
+
+PRICING_DEFAULT_PORT = 50054
+CATALOG_FALLBACK_TARGET = "127.0.0.1:50051"
+
+
+async def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        Logger(name="pricing").fatal("pricing failed to start", err={"type": "SettingsError", "message": str(error)})
+        return 1
+    logger = Logger(name="pricing", level=settings.log_level)
+    catalog = dial(
+        os.environ.get("CATALOG_TARGET") or "catalog",
+        control_plane=settings.control_plane,
+        zone=settings.zone,
+        fallback_target=CATALOG_FALLBACK_TARGET,
+        logger=logger,
+    )
+    server = create_server(
+        "pricing",
+        logger=logger,
+        control_plane=settings.control_plane,
+        zone=settings.zone,
+        advertise_host=settings.advertise_host,
+    )
+    server.add_service(pricing_pb2_grpc.add_PricingServiceServicer_to_server, PricingService(catalog))
+    exit_code = drain_on_signals(server.drain, logger)
+    await server.listen(settings.listen_address(PRICING_DEFAULT_PORT))
+    code = await exit_code
+    await catalog.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
