@@ -1,0 +1,122 @@
+package protomesh
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// DialOption configures [Dial].
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	logger         *slog.Logger
+	controlPlane   string
+	zone           string
+	fallbackTarget string
+	deadlines      deadlinePolicy
+	grpcOptions    []grpc.DialOption
+}
+
+// DialSettings applies a program's settings: its control plane and zone.
+func DialSettings(s Settings) DialOption {
+	return func(o *dialOptions) { o.controlPlane, o.zone = s.ControlPlane, s.Zone }
+}
+
+// DialControlPlane dials mesh service names over xDS through the control plane at addr ("host:port").
+func DialControlPlane(addr string) DialOption { return func(o *dialOptions) { o.controlPlane = addr } }
+
+// DialZone sets the zone (xDS locality) the bootstrap names.
+func DialZone(zone string) DialOption { return func(o *dialOptions) { o.zone = zone } }
+
+// DialFallback sets what a mesh service name dials when no control plane is configured
+// ("127.0.0.1:50051"), so that one line of code works in the mesh and outside it.
+func DialFallback(target string) DialOption {
+	return func(o *dialOptions) { o.fallbackTarget = target }
+}
+
+// DialLogger sets the logger of the client's call lines (default: info to stdout).
+func DialLogger(logger *slog.Logger) DialOption { return func(o *dialOptions) { o.logger = logger } }
+
+// DialDefaultDeadline sets the deadline of calls that name none (default DefaultDeadline).
+func DialDefaultDeadline(timeout time.Duration) DialOption {
+	return func(o *dialOptions) { o.deadlines.defaultTimeout = timeout }
+}
+
+// DialMethodDeadline sets the deadline of one method's calls that name none, keyed by method name
+// ("GetProduct") or full path ("/shop.catalog.v1.CatalogService/GetProduct").
+func DialMethodDeadline(method string, timeout time.Duration) DialOption {
+	return func(o *dialOptions) { o.deadlines.methods[method] = timeout }
+}
+
+// DialDeadlineMargin sets what a call made inside a handler leaves of the inbound budget (default DefaultDeadlineMargin).
+func DialDeadlineMargin(margin time.Duration) DialOption {
+	return func(o *dialOptions) { o.deadlines.margin = margin }
+}
+
+// DialGRPCOptions adds grpc-go dial options; protomesh's interceptors run first (outermost).
+func DialGRPCOptions(options ...grpc.DialOption) DialOption {
+	return func(o *dialOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
+}
+
+// A mesh service name, as mesh/names.ts: a DNS label, optionally dotted.
+var serviceNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+
+// Dial returns a client connection whose every call has a deadline and is logged when it ends, and
+// carries x-request-id (a call made inside a handler: the inbound call's; its budget less the margin
+// and its cancellation, too). target is a grpc-go target ("127.0.0.1:50051", "dns:///catalog:50051",
+// "xds:///catalog") or a mesh service name ("catalog"), dialled as xds:///catalog through a bootstrap
+// made here with a control plane, or as the fallback target without one. An xds: target without a
+// control plane uses grpc-go's own bootstrap (GRPC_XDS_BOOTSTRAP), as for any xDS server.
+func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
+	o := dialOptions{deadlines: deadlinePolicy{defaultTimeout: DefaultDeadline, margin: DefaultDeadlineMargin, methods: map[string]time.Duration{}}}
+	for _, option := range options {
+		option(&o)
+	}
+	if o.deadlines.defaultTimeout <= 0 {
+		return nil, fmt.Errorf("protomesh.Dial: the default deadline must be > 0, got %s", o.deadlines.defaultTimeout)
+	}
+	channelTarget, err := meshTarget(target, o.controlPlane, o.fallbackTarget)
+	if err != nil {
+		return nil, err
+	}
+	if o.logger == nil {
+		o.logger = NewLogger(os.Stdout, "", "info")
+	}
+	observer := &clientObserver{logger: o.logger.With("target", channelTarget, "component", "client"), deadlines: o.deadlines}
+	grpcOptions := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(observer.unary),
+		grpc.WithChainStreamInterceptor(observer.stream),
+	}
+	if o.controlPlane != "" && isXDSTarget(channelTarget) {
+		builder, err := xdsResolverFor(XDSBootstrap(o.controlPlane, o.zone))
+		if err != nil {
+			return nil, err
+		}
+		grpcOptions = append(grpcOptions, grpc.WithResolvers(builder))
+	}
+	return grpc.NewClient(channelTarget, append(grpcOptions, o.grpcOptions...)...)
+}
+
+// meshTarget is the one rule for what a target dials: a bare service name is xds:///<name> with a
+// control plane, the fallback without one; anything else is a grpc-go target and is kept.
+func meshTarget(target, controlPlane, fallback string) (string, error) {
+	if !serviceNamePattern.MatchString(target) {
+		return target, nil
+	}
+	if controlPlane != "" {
+		return "xds:///" + target, nil
+	}
+	if fallback != "" {
+		return fallback, nil
+	}
+	return "", fmt.Errorf("protomesh.Dial: %q is a mesh service name, which needs a control plane (%s) or a fallback target", target, EnvControlPlane)
+}
+
+func isXDSTarget(target string) bool { return len(target) >= 4 && target[:4] == "xds:" }

@@ -1,0 +1,12 @@
+// Package protomesh is the Go kit of protomesh: a grpc-go server and client that join a protomesh
+// mesh the way the TypeScript kit (mesh/server.ts, mesh/client.ts) does, with the same settings,
+// log lines, metadata and deadline rules, so that Go services sit beside TypeScript and Python ones.
+//
+// A server ([NewServer]) serves grpc.health.v1 and server reflection, logs one line per call,
+// carries x-request-id, registers with the control plane and keeps its lease, and drains on
+// SIGTERM ([Server.ServeUntilSignal]). A client ([Dial]) dials a mesh service by name over xDS
+// through a bootstrap made here, gives every call a deadline and logs one line per call.
+//
+// Environment variables are read once, by [LoadSettings], at the program's edge; everything else
+// takes plain options.
+package protomesh

@@ -1,0 +1,283 @@
+package protomesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// DefaultDrainGrace is how long a drain lets in-flight calls finish before it cancels them
+// (mesh/server.ts DEFAULT_DRAIN_GRACE_MS; Kubernetes' default is 30 s).
+const DefaultDrainGrace = 10 * time.Second
+
+const healthWatchMethod = "/grpc.health.v1.Health/Watch"
+
+// ServerOption configures a [Server].
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	logger        *slog.Logger
+	controlPlane  string
+	meshService   string
+	zone          string
+	advertiseHost string
+	leaseTTL      time.Duration
+	drainGrace    time.Duration
+	random        func() float64
+	grpcOptions   []grpc.ServerOption
+}
+
+// WithSettings applies a program's settings: its control plane, zone and advertised host.
+func WithSettings(s Settings) ServerOption {
+	return func(o *serverOptions) {
+		o.controlPlane, o.zone, o.advertiseHost = s.ControlPlane, s.Zone, s.AdvertiseHost
+	}
+}
+
+// WithLogger sets the logger of the server's own lines and call lines (default: info to stdout).
+func WithLogger(logger *slog.Logger) ServerOption {
+	return func(o *serverOptions) { o.logger = logger }
+}
+
+// WithControlPlane makes the server register with the control plane at addr ("host:port") and keep its lease.
+func WithControlPlane(addr string) ServerOption {
+	return func(o *serverOptions) { o.controlPlane = addr }
+}
+
+// WithMeshService sets the mesh service name to register under (what clients dial); default the server's name.
+func WithMeshService(name string) ServerOption {
+	return func(o *serverOptions) { o.meshService = name }
+}
+
+// WithZone sets the zone (xDS locality) to register in.
+func WithZone(zone string) ServerOption { return func(o *serverOptions) { o.zone = zone } }
+
+// WithAdvertiseHost sets the address to register when it differs from the bound host.
+func WithAdvertiseHost(host string) ServerOption {
+	return func(o *serverOptions) { o.advertiseHost = host }
+}
+
+// WithLeaseTTL sets the lease TTL to ask for; 0 takes the control plane's default.
+func WithLeaseTTL(ttl time.Duration) ServerOption { return func(o *serverOptions) { o.leaseTTL = ttl } }
+
+// WithDrainGrace sets how long a drain lets in-flight calls finish (default DefaultDrainGrace).
+func WithDrainGrace(grace time.Duration) ServerOption {
+	return func(o *serverOptions) { o.drainGrace = grace }
+}
+
+// WithRandom sets the randomness of the lease's retry jitter, in [0, 1) (tests pin it).
+func WithRandom(random func() float64) ServerOption {
+	return func(o *serverOptions) { o.random = random }
+}
+
+// WithGRPCServerOptions adds grpc-go server options; protomesh's interceptors run first (outermost).
+func WithGRPCServerOptions(options ...grpc.ServerOption) ServerOption {
+	return func(o *serverOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
+}
+
+// Server is a grpc-go server with what every protomesh service needs: grpc.health.v1, server
+// reflection, one log line per call, x-request-id, handlers that never leak a panic or an internal
+// error, registration with the control plane and a drain. Register services on it (it is a
+// grpc.ServiceRegistrar), then [Server.Listen].
+type Server struct {
+	name       string
+	options    serverOptions
+	grpc       *grpc.Server
+	health     *health.Server
+	logger     *slog.Logger // the server's own lines
+	callLogger *slog.Logger
+	longLived  longLivedCalls
+	services   []string
+
+	mu         sync.Mutex
+	listener   net.Listener
+	lease      *lease
+	serveErr   chan error
+	onDraining []func()
+	drainOnce  sync.Once
+	drained    chan struct{}
+}
+
+// NewServer creates a protomesh server named name (its name in logs, and the mesh service it
+// registers as unless WithMeshService says otherwise).
+func NewServer(name string, options ...ServerOption) *Server {
+	o := serverOptions{drainGrace: DefaultDrainGrace}
+	for _, option := range options {
+		option(&o)
+	}
+	if o.logger == nil {
+		o.logger = NewLogger(os.Stdout, name, "info")
+	}
+	if o.meshService == "" {
+		o.meshService = name
+	}
+	root := o.logger.With("server", name)
+	s := &Server{
+		name:       name,
+		options:    o,
+		health:     health.NewServer(),
+		logger:     root.With("component", "server"),
+		callLogger: root.With("component", "server"),
+		drained:    make(chan struct{}),
+		serveErr:   make(chan error, 1),
+	}
+	grpcOptions := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryObserver),
+		grpc.ChainStreamInterceptor(s.streamObserver),
+	}, o.grpcOptions...)
+	s.grpc = grpc.NewServer(grpcOptions...)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	return s
+}
+
+// RegisterService registers an application service, as grpc.Server does, and reports its health
+// under its full name (NOT_SERVING until Listen).
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(desc, impl)
+	s.services = append(s.services, desc.ServiceName)
+	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
+// GRPCServer is the underlying grpc-go server.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.name }
+
+// Logger is the root logger the server logs with (with its "server" field), for handlers' own lines.
+func (s *Server) Logger() *slog.Logger { return s.options.logger.With("server", s.name) }
+
+// OnDraining calls listener once a drain has begun (health NOT_SERVING, no new calls), before it
+// waits for calls in flight: the moment to end the server's own long-lived streams (watches),
+// whose callers then reconnect elsewhere.
+func (s *Server) OnDraining(listener func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onDraining = append(s.onDraining, listener)
+}
+
+// Listen binds address ("127.0.0.1:0" picks a free port), serves in the background, reports
+// SERVING and, with a control plane, registers and keeps the lease. It returns the bound address.
+func (s *Server) Listen(address string) (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener != nil {
+		return nil, fmt.Errorf("%s: already listening", s.name)
+	}
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", s.name, address, err)
+	}
+	s.listener = listener
+	go func() { s.serveErr <- s.grpc.Serve(listener) }()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, service := range s.services {
+		s.health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+	}
+	bound := listener.Addr()
+	s.logger.Info("listening", "address", address, "port", bound.(*net.TCPAddr).Port, "services", s.services)
+	if s.options.controlPlane != "" {
+		healthService := ""
+		if len(s.services) > 0 {
+			healthService = s.services[0]
+		}
+		endpoint := leaseEndpoint(s.options.meshService, bound, s.options.zone, s.options.advertiseHost, healthService)
+		l, err := newLease(s.options.controlPlane, endpoint, s.options.leaseTTL, s.Logger(), s.options.random)
+		if err != nil {
+			return nil, err
+		}
+		s.lease = l
+		l.start()
+	}
+	return bound, nil
+}
+
+// Addr is the bound address; nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// IsRegistered reports whether the control plane holds this server's lease, as far as it knows.
+func (s *Server) IsRegistered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lease != nil && s.lease.isRegistered()
+}
+
+// Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
+// long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
+// within the grace period, then stops, cancelling what is left. Idempotent: later calls wait for
+// the first.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() {
+		defer close(s.drained)
+		startedAt := time.Now()
+		grace := s.options.drainGrace
+		s.logger.Info("draining", "graceMs", grace.Milliseconds())
+		s.mu.Lock()
+		l, listeners := s.lease, s.onDraining
+		s.mu.Unlock()
+		// Leave the mesh first, so that clients stop picking this server before it refuses calls.
+		if l != nil {
+			l.stop()
+		}
+		s.health.Shutdown()
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		s.longLived.endAll()
+		for _, listener := range listeners {
+			listener()
+		}
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-stopped:
+		case <-timer.C:
+			s.logger.Warn("grace period over; cancelling calls in flight")
+			s.grpc.Stop()
+			<-stopped
+		}
+		s.logger.Info("stopped", "durationMs", time.Since(startedAt).Milliseconds())
+	})
+	<-s.drained
+}
+
+// ServeUntilSignal waits for SIGTERM or SIGINT (or ctx's end), then drains. It returns the error
+// that stopped serving early, if any; nil after a drain.
+func (s *Server) ServeUntilSignal(ctx context.Context) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		s.logger.Info("shutdown requested")
+		s.Drain()
+		return nil
+	case err := <-s.serveErr:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return err
+	}
+}

@@ -1,0 +1,114 @@
+package protomesh
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The environment variables a protomesh program reads (mesh/settings.ts SETTINGS_ENV).
+const (
+	EnvControlPlane  = "PROTOMESH_CONTROL_PLANE"
+	EnvZone          = "PROTOMESH_ZONE"
+	EnvAdvertiseHost = "PROTOMESH_ADVERTISE_HOST"
+	EnvLogLevel      = "PROTOMESH_LOG_LEVEL"
+	EnvHost          = "HOST"
+	EnvPort          = "PORT"
+)
+
+// DefaultHost is the host a service binds when HOST is unset: loopback only.
+const DefaultHost = "127.0.0.1"
+
+// LogLevels are the values PROTOMESH_LOG_LEVEL takes.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// Settings are a program's settings, typed and validated.
+type Settings struct {
+	// ControlPlane is "host:port" (PROTOMESH_CONTROL_PLANE); set, servers register and clients dial
+	// services by name over xDS.
+	ControlPlane string
+	// Zone is this process's xDS locality (PROTOMESH_ZONE); "" is the default locality.
+	Zone string
+	// AdvertiseHost is the address a server registers instead of its bound host (PROTOMESH_ADVERTISE_HOST).
+	AdvertiseHost string
+	// LogLevel is debug, info, warn or error (PROTOMESH_LOG_LEVEL, default info).
+	LogLevel string
+	// Host to listen on (HOST, default 127.0.0.1).
+	Host string
+	// Port to listen on (PORT); -1 when unset, for the program's own default.
+	Port int
+}
+
+var (
+	hostPortPattern = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$`)
+	// A DNS label, as mesh/names.ts ZONE_PATTERN; "" is the default zone.
+	zonePattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$`)
+)
+
+// LoadSettings reads the PROTOMESH_* variables, HOST and PORT through lookup (os.LookupEnv when
+// nil). An empty variable counts as unset. A value that cannot be used is refused with an error
+// naming the variable, e.g. `PORT: must be an integer from 0 to 65535, got "http"`.
+func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	value := func(name string) string {
+		text, _ := lookup(name)
+		return text
+	}
+	s := Settings{Host: DefaultHost, Port: -1, LogLevel: "info"}
+	if cp := value(EnvControlPlane); cp != "" {
+		m := hostPortPattern.FindStringSubmatch(cp)
+		if m == nil || !isPort(m[3], 1) {
+			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:50050, got %q", EnvControlPlane, cp)
+		}
+		s.ControlPlane = cp
+	}
+	s.Zone = value(EnvZone)
+	if !zonePattern.MatchString(s.Zone) {
+		return Settings{}, fmt.Errorf("%s: must be a DNS label (lowercase letters, digits and '-'), got %q", EnvZone, s.Zone)
+	}
+	if host := value(EnvAdvertiseHost); host != "" {
+		if net.ParseIP(host) == nil {
+			return Settings{}, fmt.Errorf("%s: must be an IPv4 or IPv6 address, got %q", EnvAdvertiseHost, host)
+		}
+		s.AdvertiseHost = host
+	}
+	if level := value(EnvLogLevel); level != "" {
+		if !slices.Contains(LogLevels, level) {
+			return Settings{}, fmt.Errorf("%s: must be one of %s, got %q", EnvLogLevel, strings.Join(LogLevels, ", "), level)
+		}
+		s.LogLevel = level
+	}
+	if host := value(EnvHost); host != "" {
+		s.Host = host
+	}
+	if port := value(EnvPort); port != "" {
+		if !isPort(port, 0) {
+			return Settings{}, fmt.Errorf("%s: must be an integer from 0 to 65535, got %q", EnvPort, port)
+		}
+		s.Port, _ = strconv.Atoi(port)
+	}
+	return s, nil
+}
+
+// ListenAddress is the address to bind: the settings' host and port, else defaultPort.
+func (s Settings) ListenAddress(defaultPort int) string {
+	port := s.Port
+	if port < 0 {
+		port = defaultPort
+	}
+	return net.JoinHostPort(s.Host, strconv.Itoa(port))
+}
+
+func isPort(text string, lowest int) bool {
+	if len(text) == 0 || len(text) > 5 {
+		return false
+	}
+	port, err := strconv.Atoi(text)
+	return err == nil && port >= lowest && port <= 65535 && !strings.HasPrefix(text, "+")
+}

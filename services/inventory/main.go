@@ -1,0 +1,57 @@
+// Command inventory serves shop.inventory.v1.InventoryService on the protomesh Go kit: stock
+// levels and reservations in one SQLite file (INVENTORY_STORE_URL) shared by every replica on
+// the machine.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	inventoryv1 "github.com/protomesh/protomesh/generated/go/shop/inventory/v1"
+	"github.com/protomesh/protomesh/mesh/go/protomesh"
+)
+
+// Defaults of the inventory service.
+const (
+	DefaultPort     = 50053
+	DefaultStoreURL = "sqlite:.data/inventory.sqlite"
+	meshName        = "inventory"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "inventory:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	settings, err := protomesh.LoadSettings(nil)
+	if err != nil {
+		return err
+	}
+	storeURL := os.Getenv("INVENTORY_STORE_URL")
+	if storeURL == "" {
+		storeURL = DefaultStoreURL
+	}
+	path, err := StorePath(storeURL)
+	if err != nil {
+		return err
+	}
+	logger := protomesh.NewLogger(os.Stdout, meshName, settings.LogLevel)
+	store, err := OpenStore(context.Background(), path)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	server := protomesh.NewServer(meshName, protomesh.WithSettings(settings), protomesh.WithLogger(logger))
+	draining := make(chan struct{})
+	server.OnDraining(func() { close(draining) })
+	inventoryv1.RegisterInventoryServiceServer(server, &inventoryService{store: store, logger: server.Logger().With("component", "inventory"), draining: draining})
+	if _, err := server.Listen(settings.ListenAddress(DefaultPort)); err != nil {
+		return err
+	}
+	return server.ServeUntilSignal(context.Background())
+}
+
