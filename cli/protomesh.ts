@@ -146,6 +146,9 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
   }
+  for (const { name, reason } of stack.unavailable) {
+    process.stderr.write(`protomesh up: ${name} is not started: ${reason}; the rest of the mesh runs without it\n`);
+  }
   for (const name of stack.notStarted) {
     process.stderr.write(`protomesh up: the mesh config names ${JSON.stringify(name)}, which up has no program for: not started\n`);
   }

@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadMeshConfig, policyFor } from "../mesh/controlplane/config";
 import type { MeshConfig } from "../mesh/controlplane/config";
@@ -5,10 +6,10 @@ import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
 import { isServiceError } from "../mesh/errors";
 import { SETTINGS_ENV } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
-import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../services/default-ports";
+import { CATALOG_DEFAULT_PORT, INVENTORY_DEFAULT_PORT, ORDERS_DEFAULT_PORT, PRICING_DEFAULT_PORT } from "../services/default-ports";
 import type { MeshPlan, ProcessSpec } from "./launcher";
 
-export { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../services/default-ports";
+export { CATALOG_DEFAULT_PORT, INVENTORY_DEFAULT_PORT, ORDERS_DEFAULT_PORT, PRICING_DEFAULT_PORT } from "../services/default-ports";
 /** Host the stack binds and is dialled on: loopback only, a local development stack. */
 export const STACK_HOST = "127.0.0.1";
 /**
@@ -18,34 +19,81 @@ export const STACK_HOST = "127.0.0.1";
 export const REPLICA_PORT_STRIDE = 10;
 /** The mesh config `protomesh up` reads unless PROTOMESH_MESH_CONFIG names another. */
 export const DEFAULT_MESH_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "mesh.yaml");
+/** The repository (this file runs from dist/cli). */
+const ROOT = path.resolve(__dirname, "..", "..");
 /** Where the compiled reference services are (dist/services, beside this file's dist/cli). */
 const SERVICES_DIR = path.resolve(__dirname, "..", "services");
 /** Name of the control plane's process (and log file) under `protomesh up`. */
 export const CONTROL_PLANE_NAME = "control-plane";
 
-/** The services `protomesh up` can run, in start order (a service's dependencies before it), and their port variables. */
-const REFERENCE_SERVICES = [
-  { name: "catalog", portVariable: "CATALOG_PORT", defaultPort: CATALOG_DEFAULT_PORT },
-  { name: "orders", portVariable: "ORDERS_PORT", defaultPort: ORDERS_DEFAULT_PORT },
-] as const;
+/** How a reference service is run, or why it cannot be here. */
+type Program = { command: string; args: string[] } | { missing: string };
+
+/**
+ * The services `protomesh up` can run, in start order (a service's dependencies before it), their
+ * port variables, and their programs: catalog and orders in TypeScript (dist/services), inventory
+ * in Go (dist/go/inventory, `make go-build`), pricing in Python (the project virtualenv, `make
+ * python-env`).
+ */
+const REFERENCE_SERVICES: ReadonlyArray<{
+  name: string;
+  portVariable: string;
+  defaultPort: number;
+  program: (root: string) => Program;
+  /** Run only when the mesh config names it (catalog and orders run whatever it says). */
+  optional?: boolean;
+}> = [
+  { name: "catalog", portVariable: "CATALOG_PORT", defaultPort: CATALOG_DEFAULT_PORT, program: () => nodeProgram("catalog") },
+  {
+    name: "inventory",
+    portVariable: "INVENTORY_PORT",
+    defaultPort: INVENTORY_DEFAULT_PORT,
+    optional: true,
+    program: (root) => {
+      const binary = path.join(root, "dist", "go", "inventory");
+      return fs.existsSync(binary) ? { command: binary, args: [] } : { missing: `${path.relative(root, binary)} is not built (Go is needed: install Go, then \`make up\` builds it)` };
+    },
+  },
+  {
+    name: "pricing",
+    portVariable: "PRICING_PORT",
+    defaultPort: PRICING_DEFAULT_PORT,
+    optional: true,
+    program: (root) => {
+      const python = path.join(root, ".venv", "bin", "python");
+      return fs.existsSync(python)
+        ? { command: python, args: [path.join(root, "services", "pricing", "main.py")] }
+        : { missing: `${path.relative(root, python)} is missing (Python 3.10 or later is needed: install python3 and python3-venv, then \`make up\` makes it)` };
+    },
+  },
+  { name: "orders", portVariable: "ORDERS_PORT", defaultPort: ORDERS_DEFAULT_PORT, program: () => nodeProgram("orders") },
+];
+
+function nodeProgram(service: string): Program {
+  return { command: process.execPath, args: [path.join(SERVICES_DIR, service, "main.js")] };
+}
 
 /** The local mesh as `protomesh up` runs it, and the commands to try once it serves. */
 export interface Stack extends MeshPlan {
   /** Services named in the mesh config that `protomesh up` has no program for: not started. */
   notStarted: string[];
+  /** Reference services whose language is missing here, and why: not started, the rest runs without them. */
+  unavailable: Array<{ name: string; reason: string }>;
   /** Commands that work as printed against this stack, given the pids of its processes by name. */
   tryCommands(pidOf: (name: string) => number | undefined): string[];
 }
 
 /**
  * The reference mesh: the control plane on CONTROL_PLANE_PORT (default 50050) with the mesh config
- * (PROTOMESH_MESH_CONFIG, default deploy/mesh.yaml), then `replicas` processes of catalog and of
- * orders as the config says, replica i on CATALOG_PORT / ORDERS_PORT + 10 * i. Every replica
- * registers with the control plane, and orders finds the catalog by name through it. Scripts are
- * the compiled ones in dist/. The port variables come from `env`, the mesh config from `settings`.
+ * (PROTOMESH_MESH_CONFIG, default deploy/mesh.yaml), then `replicas` processes of catalog,
+ * inventory (Go) and pricing (Python) when the config names them, and orders, as the config says;
+ * replica i on CATALOG_PORT / INVENTORY_PORT / PRICING_PORT / ORDERS_PORT + 10 * i. Every replica
+ * registers with the control plane, and orders finds the others by name through it. A service
+ * whose language is missing here is left out (`unavailable`, with the reason) and orders does
+ * without it. The port variables come from `env`, the mesh config from `settings`.
  * Throws a TypeError naming the variable, or the config file and field, when something is not usable.
  */
-export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env): Stack {
+export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env, root = ROOT): Stack {
   const controlPlanePort = portFrom(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
   const configPath = path.resolve(settings.meshConfigPath ?? DEFAULT_MESH_CONFIG);
   let config: MeshConfig;
@@ -64,9 +112,19 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     address: controlPlaneAddress,
   };
   const ports = new Map<number, string>([[controlPlanePort, "CONTROL_PLANE_PORT"]]);
-  const stages = REFERENCE_SERVICES.map(({ name, portVariable, defaultPort }) => {
+  const unavailable: Array<{ name: string; reason: string }> = [];
+  const started = new Set<string>();
+  const stages: ProcessSpec[][] = [];
+  for (const { name, portVariable, defaultPort, program, optional } of REFERENCE_SERVICES) {
+    if (optional && !config.services.has(name)) continue;
     const basePort = portFrom(env, portVariable, defaultPort);
-    return Array.from({ length: policyFor(config, name).replicas }, (_, index) => {
+    const replicas = policyFor(config, name).replicas;
+    const how = program(root);
+    if ("missing" in how) {
+      if (replicas > 0) unavailable.push({ name, reason: how.missing });
+      continue;
+    }
+    const stage = Array.from({ length: replicas }, (_, index) => {
       const port = basePort + REPLICA_PORT_STRIDE * index;
       const origin = index === 0 ? portVariable : `${portVariable} + ${REPLICA_PORT_STRIDE * index}`;
       if (port > 65535) throw new TypeError(`${portVariable}: ${name}-${index} would listen on ${port} (${origin}), beyond 65535`);
@@ -75,16 +133,28 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
         throw new TypeError(`${clash} and ${origin} are both port ${port}: pick base ports further apart (replica i listens on base + ${REPLICA_PORT_STRIDE} * i)`);
       }
       ports.set(port, origin);
-      return replica(name, index, port, controlPlaneAddress);
+      return replica(name, index, port, controlPlaneAddress, how);
     });
-  });
-  const [catalog, orders] = stages; // in REFERENCE_SERVICES order
+    if (stage.length > 0) started.add(name);
+    stages.push(stage);
+  }
+  // orders uses the inventory and pricing that run (by name through the mesh), and does without the others.
+  for (const spec of stages.flat().filter((spec) => spec.name.startsWith("orders-"))) {
+    spec.env = {
+      ...spec.env,
+      INVENTORY_TARGET: started.has("inventory") ? "inventory" : undefined,
+      PRICING_TARGET: started.has("pricing") ? "pricing" : undefined,
+    };
+  }
+  const byService = (name: string) => stages.find((stage) => stage[0]?.name.startsWith(`${name}-`)) ?? [];
   const launchable = new Set<string>(REFERENCE_SERVICES.map((service) => service.name));
   return {
     controlPlane,
-    stages,
+    stages: stages.filter((stage) => stage.length > 0),
     notStarted: [...config.services.keys()].filter((name) => !launchable.has(name)),
-    tryCommands: (pidOf) => tryCommands(controlPlaneAddress, { catalog, orders }, pidOf),
+    unavailable,
+    tryCommands: (pidOf) =>
+      tryCommands(controlPlaneAddress, { catalog: byService("catalog"), orders: byService("orders"), inventory: byService("inventory"), pricing: byService("pricing") }, pidOf),
   };
 }
 
@@ -98,7 +168,7 @@ const SAMPLE_ORDER = {
 
 function tryCommands(
   controlPlane: string,
-  replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[] },
+  replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[]; inventory: ProcessSpec[]; pricing: ProcessSpec[] },
   pidOf: (name: string) => number | undefined,
 ): string[] {
   const catalog = replicas.catalog[0]?.address;
@@ -109,6 +179,16 @@ function tryCommands(
   ];
   if (catalog !== undefined) {
     commands.push(`grpcurl -plaintext -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
+  }
+  const inventory = replicas.inventory[0]?.address;
+  if (inventory !== undefined) {
+    commands.push(`grpcurl -plaintext -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
+  }
+  const pricing = replicas.pricing[0]?.address;
+  if (pricing !== undefined) {
+    commands.push(
+      `grpcurl -plaintext -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
+    );
   }
   if (orders !== undefined) {
     commands.push(
@@ -126,11 +206,11 @@ function tryCommands(
   return commands;
 }
 
-function replica(service: string, index: number, port: number, controlPlane: string): ProcessSpec {
+function replica(service: string, index: number, port: number, controlPlane: string, program: { command: string; args: string[] }): ProcessSpec {
   return {
     name: `${service}-${index}`,
-    command: process.execPath,
-    args: [path.join(SERVICES_DIR, service, "main.js")],
+    command: program.command,
+    args: program.args,
     env: {
       // PORT and HOST are what every service reads (mesh/settings.ts); HOST is pinned so that an
       // exported HOST in the user's shell cannot move a service off the address printed for it.

@@ -5,3 +5,7 @@
 export const CATALOG_DEFAULT_PORT = 50051;
 /** The orders service's port. */
 export const ORDERS_DEFAULT_PORT = 50052;
+/** The inventory's port (services/inventory, Go). */
+export const INVENTORY_DEFAULT_PORT = 50053;
+/** The pricing service's port (services/pricing, Python). */
+export const PRICING_DEFAULT_PORT = 50054;

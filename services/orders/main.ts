@@ -1,4 +1,6 @@
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
+import { InventoryServiceClient } from "../../generated/ts/shop/inventory/v1/inventory";
+import { PricingServiceClient } from "../../generated/ts/shop/pricing/v1/pricing";
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import {
   createClient,
@@ -34,6 +36,15 @@ async function main(): Promise<void> {
     zone: settings.zone,
     fallbackTarget: CATALOG_FALLBACK_TARGET,
   });
+  // Stock and prices, where the mesh has them: INVENTORY_TARGET and PRICING_TARGET name a mesh
+  // service ("inventory", dialled by name through the control plane) or any grpc target. Unset,
+  // orders reserves no stock and prices each line at the catalog's price.
+  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone };
+  const inventoryTarget = process.env.INVENTORY_TARGET || undefined;
+  const pricingTarget = process.env.PRICING_TARGET || undefined;
+  const inventory = inventoryTarget ? createClient(InventoryServiceClient, inventoryTarget, clientOptions) : undefined;
+  const pricing = pricingTarget ? createClient(PricingServiceClient, pricingTarget, clientOptions) : undefined;
+  logger.info({ inventory: inventoryTarget ?? "not used", pricing: pricingTarget ?? "not used" }, "downstream services");
   const server = createServer({
     name: "orders",
     logger,
@@ -41,11 +52,13 @@ async function main(): Promise<void> {
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
   });
-  server.addService(OrderServiceService, ordersService(catalog, store));
+  server.addService(OrderServiceService, ordersService({ catalog, inventory, pricing, logger }, store));
   await server.listen(listenAddress(settings, ORDERS_DEFAULT_PORT));
   drainOnSignals(async () => {
     await server.drain();
     catalog.close();
+    inventory?.close();
+    pricing?.close();
     await store.close();
   }, logger);
 }

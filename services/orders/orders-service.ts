@@ -1,5 +1,6 @@
-import { status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import type { CatalogServiceClient, GetProductResponse, Product } from "../../generated/ts/shop/catalog/v1/catalog";
+import type { InventoryServiceClient, ReserveStockResponse } from "../../generated/ts/shop/inventory/v1/inventory";
 import {
   OrderStatus,
   type GetOrderRequest,
@@ -12,39 +13,74 @@ import {
   type PlaceOrderRequest,
   type PlaceOrderResponse,
 } from "../../generated/ts/shop/orders/v1/orders";
-import { MeshError, deadlineMs, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
+import type { PricingServiceClient, QuoteBasketResponse } from "../../generated/ts/shop/pricing/v1/pricing";
+import type { Logger } from "../../mesh";
+import { MeshError, deadlineMs, detached, invalidArgument, isServiceError, nextPageToken, parsePage, unary } from "../../mesh";
 import type { OrderStore } from "./order-store";
 import { validatePlaceOrder } from "./validation";
 
+/** The services orders calls: the catalog always; inventory and pricing where the mesh has them. */
+export interface OrdersDownstream {
+  catalog: CatalogServiceClient;
+  /** Holds an order's stock before it is recorded (ReserveStock), and gives it back if placing fails. */
+  inventory?: InventoryServiceClient;
+  /** Prices the basket (QuoteBasket); without it a line costs the catalog's price, with no discount. */
+  pricing?: PricingServiceClient;
+  /** Where a reservation that could not be released is reported. */
+  logger?: Logger;
+}
+
+/** Deadline of the ReleaseStock that gives back a failed order's stock, outside the failed call's budget. */
+export const RELEASE_DEADLINE_MS = 2_000;
+
 /**
  * The orders service's handlers, keeping orders in `store` (shared by the replicas opened on the same
- * database). Every line of a new order is priced by a GetProduct call to the catalog.
+ * database). A new order's lines are named by GetProduct calls to the catalog. With an inventory,
+ * its stock is reserved first (ReserveStock, keyed by the order's id, so a retried placement holds
+ * it once); with pricing, the basket is quoted (QuoteBasket) beside the catalog calls. When naming
+ * or pricing fails, the reservation is released before the failure goes back to the caller.
  */
-export function ordersService(catalog: CatalogServiceClient, store: OrderStore, now: () => number = Date.now): OrderServiceServer {
+export function ordersService(downstream: OrdersDownstream, store: OrderStore, now: () => number = Date.now): OrderServiceServer {
+  const { catalog, inventory, pricing } = downstream;
   return {
     placeOrder: unary<PlaceOrderRequest, PlaceOrderResponse>(async (request, call) => {
       validatePlaceOrder(request);
       const create = async (id: string): Promise<Order> => {
-        const products = await Promise.all(
-          request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`)),
-        );
-        const lines: OrderLine[] = request.items.map((item, index) => ({
-          productId: item.productId,
-          productName: products[index].name,
-          quantity: item.quantity,
-          unitPriceCents: products[index].priceCents,
-          lineTotalCents: products[index].priceCents * item.quantity,
-        }));
-        return {
-          id,
-          customerId: request.customerId,
-          lines,
-          totalCents: lines.reduce((sum, line) => sum + line.lineTotalCents, 0),
-          currency: products[0].currency,
-          status: OrderStatus.ORDER_STATUS_PLACED,
-          createdAtMs: now(),
-          idempotencyKey: request.idempotencyKey,
-        };
+        const reservation = inventory ? await reserveStock(inventory, id, request) : undefined;
+        try {
+          const [products, quote] = await Promise.all([
+            Promise.all(request.items.map((item, index) => fetchProduct(catalog, item.productId, `items[${index}].product_id`))),
+            pricing ? quoteBasket(pricing, request) : undefined,
+          ]);
+          const lines: OrderLine[] = request.items.map((item, index) => {
+            const quoted = quote?.lines[index];
+            const unitPriceCents = quoted?.unitPriceCents ?? products[index].priceCents;
+            const discountCents = quoted?.discountCents ?? 0;
+            return {
+              productId: item.productId,
+              productName: products[index].name,
+              quantity: item.quantity,
+              unitPriceCents,
+              lineTotalCents: quoted?.lineTotalCents ?? unitPriceCents * item.quantity,
+              discountCents,
+            };
+          });
+          return {
+            id,
+            customerId: request.customerId,
+            lines,
+            totalCents: quote?.totalCents ?? lines.reduce((sum, line) => sum + line.lineTotalCents, 0),
+            currency: quote?.currency ?? products[0].currency,
+            status: OrderStatus.ORDER_STATUS_PLACED,
+            createdAtMs: now(),
+            idempotencyKey: request.idempotencyKey,
+            discountCents: quote?.discountCents ?? 0,
+            reservationId: reservation?.reservationId ?? "",
+          };
+        } catch (error) {
+          if (inventory && reservation) await releaseStock(inventory, reservation.reservationId, id, downstream.logger);
+          throw error;
+        }
       };
       // A call that finds the key being placed by another waits for it, within this call's deadline.
       return store.placeOnce(request.customerId, request.idempotencyKey, create, { deadlineMs: deadlineMs(call.getDeadline()) });
@@ -65,6 +101,50 @@ export function ordersService(catalog: CatalogServiceClient, store: OrderStore, 
   };
 }
 
+/** Reserves the order's items, keyed by its id; the inventory's failures keep their status, named "inventory: ...". */
+function reserveStock(inventory: InventoryServiceClient, orderId: string, request: PlaceOrderRequest): Promise<ReserveStockResponse> {
+  return new Promise((resolve, reject) => {
+    const items = request.items.map(({ productId, quantity }) => ({ productId, quantity }));
+    inventory.reserveStock({ orderId, items }, (error, response) => (error ? reject(downstreamError("inventory", error)) : resolve(response)));
+  });
+}
+
+/** Prices the basket; pricing's failures keep their status, named "pricing: ...". */
+function quoteBasket(pricing: PricingServiceClient, request: PlaceOrderRequest): Promise<QuoteBasketResponse> {
+  return new Promise((resolve, reject) => {
+    const lines = request.items.map(({ productId, quantity }) => ({ productId, quantity }));
+    pricing.quoteBasket({ customerId: request.customerId, lines, currency: "" }, (error, response) => {
+      if (error) return reject(downstreamError("pricing", error));
+      if (response.lines.length !== lines.length) {
+        return reject(new MeshError(status.INTERNAL, `pricing: quoted ${response.lines.length} lines for ${lines.length}`));
+      }
+      resolve(response);
+    });
+  });
+}
+
+/**
+ * Gives a failed order's stock back. Detached from the failed call (which may have run out of
+ * budget: that is often why it failed), on a deadline of its own; a release that fails is logged,
+ * and the caller sees the failure that made the order fail.
+ */
+function releaseStock(inventory: InventoryServiceClient, reservationId: string, orderId: string, logger: Logger | undefined): Promise<void> {
+  return detached(
+    () =>
+      new Promise<void>((resolve) => {
+        inventory.releaseStock({ reservationId }, new Metadata(), { deadline: Date.now() + RELEASE_DEADLINE_MS }, (error) => {
+          if (error) logger?.warn({ err: error, order: orderId, reservationId }, "could not release the stock of a failed order");
+          resolve();
+        });
+      }),
+  );
+}
+
+function downstreamError(service: string, error: Error): MeshError {
+  if (isServiceError(error)) return new MeshError(error.code, `${service}: ${error.details}`, { cause: error });
+  return new MeshError(status.INTERNAL, `${service}: ${error.message}`, { cause: error });
+}
+
 /**
  * Looks a product up in the catalog. Made while handling PlaceOrder, the call inherits its deadline,
  * its cancellation and its request id from the kit (mesh/call-context.ts), and nothing else of its
@@ -78,10 +158,7 @@ function fetchProduct(catalog: CatalogServiceClient, productId: string, field: s
       if (error && error.code === status.NOT_FOUND) {
         return reject(new MeshError(status.NOT_FOUND, `${field}: product ${JSON.stringify(productId)} not found`));
       }
-      if (error && isServiceError(error)) {
-        return reject(new MeshError(error.code, `catalog: ${error.details}`, { cause: error }));
-      }
-      reject(new MeshError(status.INTERNAL, "catalog returned no product", { cause: error }));
+      reject(error ? downstreamError("catalog", error) : new MeshError(status.INTERNAL, "catalog returned no product"));
     });
   });
 }

@@ -10,6 +10,7 @@ import { createClient } from "../../mesh/client";
 import { waitForServing } from "../../cli/health-wait";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
 import { REPLICA_PORT_STRIDE } from "../../cli/stack";
+import { chaosMeshConfig } from "../support/chaos";
 import { CliRun, isProcessGone } from "../support/cli-run";
 import { captureLog } from "../support/log-capture";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
@@ -120,10 +121,15 @@ class Runs {
     return dir;
   }
 
-  /** `node dist/cli/protomesh.js <args>` in a temporary directory. */
+  /**
+   * `node dist/cli/protomesh.js <args>` in a temporary directory. The user's shell must not steer
+   * the runs: the mesh config is deploy/mesh.yaml's TypeScript services (catalog and orders, as
+   * deployed) unless a test says otherwise; the polyglot mesh as a whole is test/polyglot's.
+   */
   cli(args: string[], env: Record<string, string> = {}, options: { viaMake?: boolean } = {}): CliRun {
-    // The user's shell must not steer the runs: deploy/mesh.yaml of this checkout unless a test says otherwise.
-    const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: "", ...env }, this.tempDir(), options);
+    const typescriptConfig = path.join(this.tempDir(), "mesh.yaml");
+    fs.writeFileSync(typescriptConfig, chaosMeshConfig(10_000, ["catalog", "orders"]));
+    const run = new CliRun(args, { PROTOMESH_MESH_CONFIG: typescriptConfig, ...env }, this.tempDir(), options);
     this.runs.push(run);
     return run;
   }
@@ -162,7 +168,7 @@ describe("protomesh up (cli/launcher)", function () {
 
   // One mesh for the steps of its life: starting it takes seconds (the control plane and orders
   // load the xDS protos), so the steps share it and run in order.
-  describe("with the mesh of deploy/mesh.yaml running", function () {
+  describe("with the TypeScript services of deploy/mesh.yaml running", function () {
     const runs = new Runs();
     let mesh: RunningMesh;
     const stopped = () => endpoints(mesh.ports.catalog, CATALOG_REPLICAS)[1];
@@ -442,7 +448,7 @@ describe("protomesh (cli/protomesh)", function () {
     });
     await waitForServing(`127.0.0.1:${port}`, READY_TIMEOUT_MS);
     assert.match(run.stdout, /"msg":"control plane listening"/);
-    assert.match(run.stdout, /"services":2/, "both services of deploy/mesh.yaml are configured");
+    assert.match(run.stdout, /"services":4/, "the four services of deploy/mesh.yaml are configured");
     run.child.kill("SIGTERM");
     assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 0, signal: null }, run.output());
   });

@@ -54,7 +54,7 @@ describe("server reflection", () => {
   before(async () => {
     store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: captureLog().logger });
     server = createServer({ name: "orders", logger: captureLog().logger });
-    server.addService(OrderServiceService, ordersService(catalogStub, store));
+    server.addService(OrderServiceService, ordersService({ catalog: catalogStub }, store));
     address = `127.0.0.1:${await server.listen()}`;
   });
 

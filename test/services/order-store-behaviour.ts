@@ -27,12 +27,14 @@ function anOrder(id: string, customerId: string, idempotencyKey: string, quantit
   return {
     id,
     customerId,
-    lines: [{ productId: "sku-1001", productName: "Espresso beans 1 kg", quantity, unitPriceCents: 2490, lineTotalCents: 2490 * quantity }],
+    lines: [{ productId: "sku-1001", productName: "Espresso beans 1 kg", quantity, unitPriceCents: 2490, lineTotalCents: 2490 * quantity, discountCents: 0 }],
     totalCents: 2490 * quantity,
     currency: "EUR",
     status: OrderStatus.ORDER_STATUS_PLACED,
     createdAtMs: 1_700_000_000_000,
     idempotencyKey,
+    discountCents: 0,
+    reservationId: "",
   };
 }
 

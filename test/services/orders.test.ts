@@ -132,7 +132,7 @@ describe("orders when the catalog is unreachable or slow", () => {
     const catalog = createClient(CatalogServiceClient, `127.0.0.1:${deadPort}`, { logger: log.logger, defaultDeadlineMs: 500 });
     const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
     const server = createServer({ name: "orders", logger: log.logger });
-    server.addService(OrderServiceService, ordersService(catalog, store));
+    server.addService(OrderServiceService, ordersService({ catalog }, store));
     const client = createClient(OrderServiceClient, `127.0.0.1:${await server.listen()}`, { logger: log.logger });
     try {
       const { error } = await callUnary(client.placeOrder, client, order());
@@ -156,7 +156,7 @@ describe("orders when the catalog is unreachable or slow", () => {
     });
     const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
     const server = createServer({ name: "orders", logger: log.logger });
-    server.addService(OrderServiceService, ordersService(catalog, store));
+    server.addService(OrderServiceService, ordersService({ catalog }, store));
     const client = createClient(OrderServiceClient, `127.0.0.1:${await server.listen()}`, { logger: log.logger });
     try {
       const callerDeadline = Date.now() + 300;

@@ -35,7 +35,7 @@ export async function startShop(options: { drainGraceMs?: number } = {}): Promis
   const ordersServer = createServer({ name: "orders", logger: log.logger, drainGraceMs: options.drainGraceMs });
   // In memory: one process, one orders server.
   const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
-  ordersServer.addService(OrderServiceService, ordersService(catalogClient, store));
+  ordersServer.addService(OrderServiceService, ordersService({ catalog: catalogClient }, store));
   const ordersAddress = `127.0.0.1:${await ordersServer.listen()}`;
   return {
     catalogServer,
