@@ -38,6 +38,6 @@ def log_call(
     }
     is_server = side == "server"
     if is_server_failure(code):
-        logger.log("debug" if is_quiet else "warn", "call failed" if is_server else "outbound call failed", details=details, **fields)
+        logger.log("debug" if is_quiet else "warn", "call failed" if is_server else "outbound call failed", **fields, details=details)
     else:
         logger.log("debug" if is_quiet else "info", "call" if is_server else "outbound call", **fields)
