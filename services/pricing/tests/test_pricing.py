@@ -1,0 +1,155 @@
+"""pricing against the real TypeScript catalog (and control plane), in process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import protomesh_kit as kit
+import pytest
+from protomesh_testing import ControlPlane, free_port, start_catalog
+from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pricing_service import PricingService, quote  # noqa: E402
+
+# The catalog's seed (services/catalog/seed.ts): sku-1001 2490, sku-1002 1290 cents.
+ESPRESSO, FILTER = "sku-1001", "sku-1002"
+
+
+def test_quote_arithmetic_in_cents() -> None:
+    small = quote([(FILTER, 4, 1290)], now_ms=0)
+    assert (small.subtotal_cents, small.discount_cents, small.total_cents) == (5160, 0, 5160)
+    # 5 units: 10 % off the line, rounded down (999 * 5 = 4995 → 499); under 100.00, no basket discount.
+    bulk = quote([("x", 5, 999)], now_ms=0)
+    assert (bulk.lines[0].discount_cents, bulk.lines[0].line_total_cents, bulk.total_cents) == (499, 4496, 4496)
+    # 100.00 exactly after line discounts: 5 % off the basket.
+    threshold = quote([("x", 1, 10_000)], now_ms=0)
+    assert (threshold.discount_cents, threshold.total_cents) == (500, 9500)
+    just_under = quote([("x", 1, 9_999)], now_ms=0)
+    assert just_under.discount_cents == 0
+    both = quote([(ESPRESSO, 5, 2490), (FILTER, 1, 1290)], now_ms=1_000)
+    # 12450 - 1245 = 11205; + 1290 = 12495 ≥ 10000 → 5 % = 624 (rounded down); 1245 + 624 = 1869.
+    assert (both.subtotal_cents, both.discount_cents, both.total_cents) == (13740, 1869, 11871)
+    assert (both.currency, both.valid_until_ms) == ("EUR", 1_000 + 15 * 60 * 1000)
+
+
+@pytest.fixture
+async def catalog():
+    process, port = await start_catalog()
+    yield port
+    await process.stop()
+
+
+async def pricing_with(catalog_target: str, **dial_options):
+    stream = io.StringIO()
+    logger = kit.Logger(name="pricing", stream=stream)
+    channel = kit.dial(catalog_target, logger=logger, **dial_options)
+    server = kit.create_server("pricing", logger=logger)
+    server.add_service(pricing_pb2_grpc.add_PricingServiceServicer_to_server, PricingService(channel))
+    port = await server.listen("127.0.0.1:0")
+    client = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+
+    async def close() -> None:
+        await client.close()
+        await server.drain(grace_s=0)
+        await channel.close()
+
+    return pricing_pb2_grpc.PricingServiceStub(client), close
+
+
+def basket(*lines: tuple[str, int], customer: str = "c-1", currency: str = "") -> pricing_pb2.QuoteBasketRequest:
+    return pricing_pb2.QuoteBasketRequest(
+        customer_id=customer, currency=currency, lines=[pricing_pb2.BasketLine(product_id=p, quantity=q) for p, q in lines]
+    )
+
+
+async def test_quotes_a_basket_with_catalog_prices(catalog: int) -> None:
+    stub, close = await pricing_with(f"127.0.0.1:{catalog}")
+    try:
+        before = int(time.time() * 1000)
+        answer = await stub.QuoteBasket(basket((ESPRESSO, 5), (FILTER, 1), (ESPRESSO, 1), currency="EUR"), timeout=3)
+        assert [(line.product_id, line.unit_price_cents, line.discount_cents) for line in answer.lines] == [
+            (ESPRESSO, 2490, 1245),
+            (FILTER, 1290, 0),
+            (ESPRESSO, 2490, 0),
+        ]
+        # 11205 + 1290 + 2490 = 14985 → 5 % = 749.
+        assert (answer.subtotal_cents, answer.discount_cents, answer.total_cents) == (16230, 1245 + 749, 16230 - 1994)
+        assert answer.currency == "EUR"
+        assert before + 15 * 60 * 1000 <= answer.valid_until_ms <= int(time.time() * 1000) + 15 * 60 * 1000
+    finally:
+        await close()
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (basket((ESPRESSO, 1), customer=""), "customer_id"),
+        (basket(), "lines"),
+        (basket(*[(ESPRESSO, 1)] * 101), "lines"),
+        (basket((ESPRESSO, 1), ("", 1)), "lines[1].product_id"),
+        (basket((ESPRESSO, 0)), "lines[0].quantity"),
+        (basket((ESPRESSO, 1001)), "lines[0].quantity"),
+        (basket((ESPRESSO, 1), currency="USD"), "currency"),
+    ],
+)
+async def test_refuses_a_bad_request_naming_the_field(catalog: int, request_, field: str) -> None:
+    stub, close = await pricing_with(f"127.0.0.1:{catalog}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.QuoteBasket(request_, timeout=3)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith(f"{field}: ")
+    finally:
+        await close()
+
+
+async def test_an_unknown_product_is_not_found_naming_its_line(catalog: int) -> None:
+    stub, close = await pricing_with(f"127.0.0.1:{catalog}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.QuoteBasket(basket((ESPRESSO, 1), ("sku-nope", 2)), timeout=3)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert caught.value.details().startswith("lines[1].product_id: ")
+        assert "Traceback" not in caught.value.details()
+    finally:
+        await close()
+
+
+async def test_a_catalog_that_is_down_is_a_clear_status_within_the_deadline() -> None:
+    stub, close = await pricing_with(f"127.0.0.1:{free_port()}")
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.QuoteBasket(basket((ESPRESSO, 1)), timeout=1)
+        assert time.monotonic() - started < 1.2
+        assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert caught.value.details().startswith("catalog: ") or caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await close()
+
+
+async def test_finds_the_catalog_by_name_through_the_mesh(control_plane: ControlPlane) -> None:
+    process, _ = await start_catalog(control_plane.address)
+    await control_plane.wait_healthy("catalog")
+    stub, close = await pricing_with("catalog", control_plane=control_plane.address)
+    try:
+        deadline = time.monotonic() + 8
+        while True:
+            try:
+                answer = await stub.QuoteBasket(basket((FILTER, 2)), timeout=2)
+                break
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)  # the control plane's warm-up
+        assert answer.total_cents == 2580
+    finally:
+        await close()
+        await process.stop()
+
