@@ -1,0 +1,58 @@
+package protomesh
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLoadSettingsRefusesBadValuesNamingTheVariable(t *testing.T) {
+	for _, tc := range []struct{ variable, value string }{
+		{EnvPort, "http"},
+		{EnvPort, "70000"},
+		{EnvControlPlane, "nohost"},
+		{EnvControlPlane, "127.0.0.1:0"},
+		{EnvZone, "Zone A"},
+		{EnvAdvertiseHost, "example.com"},
+		{EnvLogLevel, "loud"},
+	} {
+		env := map[string]string{tc.variable: tc.value}
+		_, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+		if err == nil || !strings.HasPrefix(err.Error(), tc.variable+": ") {
+			t.Errorf("%s=%q: got %v, want an error naming %s", tc.variable, tc.value, err, tc.variable)
+		}
+	}
+}
+
+func TestLoadSettingsReadsEveryVariable(t *testing.T) {
+	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvHost: "0.0.0.0", EnvPort: "0"}
+	s, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", Host: "0.0.0.0", Port: 0}
+	if s != want {
+		t.Fatalf("got %+v, want %+v", s, want)
+	}
+	empty, _ := LoadSettings(func(string) (string, bool) { return "", false })
+	if empty.ListenAddress(50053) != "127.0.0.1:50053" {
+		t.Fatalf("default listen address %q", empty.ListenAddress(50053))
+	}
+}
+
+func TestBackoffGrowsJitteredUpToItsCap(t *testing.T) {
+	b := ConnectionBackoff(3e9, func() float64 { return 0.5 })
+	var waits []int64
+	for range 5 {
+		waits = append(waits, b.Next().Milliseconds())
+	}
+	want := []int64{1000, 1600, 2560, 3000, 3000}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits %v, want %v", waits, want)
+		}
+	}
+	low := ConnectionBackoff(3e9, func() float64 { return 0 })
+	if got := low.Next().Milliseconds(); got != 800 {
+		t.Fatalf("first wait with random 0: %d ms, want 800 (the first wait is jittered too)", got)
+	}
+}
