@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -313,3 +314,11 @@ func TestOutboundCallsInheritRequestIDDeadlineAndCancellation(t *testing.T) {
 		t.Fatalf("default deadline: %v %v, want about 300 ms remaining", held, err)
 	}
 }
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func fmtInt(n int) string { return strconv.Itoa(n) }
