@@ -131,6 +131,8 @@ export interface ReplicaOptions {
   failCode?: number;
   /** Runs it inside this namespace, bound to 0.0.0.0 and registered with the namespace's address. */
   namespace?: NetworkNamespace;
+  /** Runs this program instead (a Go or Python service, say), with the same environment. */
+  program?: { file: string; args: readonly string[] };
 }
 
 /** One catalog replica: a process, restarted on the same port when asked. */
@@ -167,7 +169,11 @@ export class Replica {
     };
     const isDelayed = delayMs !== undefined || maxConcurrentCalls !== undefined || failCode !== undefined;
     const script = service === "orders" ? ORDERS_MAIN : isDelayed ? DELAYED_CATALOG : CATALOG_MAIN;
-    const [file, args] = namespace ? namespace.command(process.execPath, [script]) : [process.execPath, [script]];
+    const [file, args] = this.options.program
+      ? [this.options.program.file, this.options.program.args]
+      : namespace
+        ? namespace.command(process.execPath, [script])
+        : [process.execPath, [script]];
     this.process = new MeshProcess(this.name, file, args, env);
     return this.process;
   }

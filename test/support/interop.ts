@@ -158,7 +158,7 @@ export async function startTypescriptInterop(options: { service: string; control
     }
     return client;
   };
-  server.addService(InteropServiceService, interopService(() => endpoint, relay));
+  server.addService(InteropServiceService, interopService(() => endpoint, relay, options.logger));
   const port = await server.listen("127.0.0.1:0");
   endpoint = `127.0.0.1:${port}`;
   return {
@@ -172,7 +172,7 @@ export async function startTypescriptInterop(options: { service: string; control
 }
 
 /** InteropService as the TypeScript kit serves it (the proto's comments are the spec). */
-export function interopService(endpoint: () => string, relay: (service: string) => InteropServiceClient): InteropServiceServer {
+export function interopService(endpoint: () => string, relay: (service: string) => InteropServiceClient, logger: Logger): InteropServiceServer {
   return {
     echo: (call, callback) => {
       const metadata = interopEntries(call.metadata);
@@ -194,7 +194,9 @@ export function interopService(endpoint: () => string, relay: (service: string) 
       };
       const [next, ...rest] = request.relayTo;
       if (next === undefined) {
-        await holdFor(request.holdMs, call);
+        const started = Date.now();
+        const reason = await holdFor(request.holdMs, call);
+        logger.info({ heldMs: Date.now() - started, reason, requestId: hop.requestId }, "hold ended");
         return { hops: [hop] };
       }
       const downstream = await new Promise<HoldResponse>((resolve, reject) =>
@@ -208,14 +210,16 @@ export function interopService(endpoint: () => string, relay: (service: string) 
   };
 }
 
-/** Waits `holdMs`, or less when the call is cancelled (its deadline passing cancels it too). */
-function holdFor(holdMs: number, call: ServerUnaryCall<HoldRequest, HoldResponse>): Promise<void> {
+/** Waits `holdMs`, or less when the call is cancelled or its deadline passes; resolves to why it ended. */
+function holdFor(holdMs: number, call: ServerUnaryCall<HoldRequest, HoldResponse>): Promise<"done" | "cancelled" | "deadline"> {
   return new Promise((resolve) => {
-    const timer = setTimeout(done, holdMs);
-    call.once("cancelled", done);
-    function done() {
+    const timer = setTimeout(() => end("done"), holdMs);
+    const onCancelled = () => end(deadlineMs(call.getDeadline()) <= Date.now() ? "deadline" : "cancelled");
+    call.once("cancelled", onCancelled);
+    function end(reason: "done" | "cancelled" | "deadline") {
       clearTimeout(timer);
-      resolve();
+      call.off("cancelled", onCancelled);
+      resolve(reason);
     }
   });
 }
