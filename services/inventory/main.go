@@ -54,4 +54,3 @@ func run() error {
 	}
 	return server.ServeUntilSignal(context.Background())
 }
-

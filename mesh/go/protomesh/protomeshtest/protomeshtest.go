@@ -213,4 +213,3 @@ func Eventually(t testing.TB, timeout time.Duration, what string, condition func
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
