@@ -103,6 +103,25 @@ func TestReservesAllOrNothingAndIdempotentlyPerOrder(t *testing.T) {
 	}
 }
 
+func TestHoldsAReleasedOrdersStockAgainWhenTheOrderIsPlacedAgain(t *testing.T) {
+	client := startReplica(t, storePath(t))
+	first, err := client.ReserveStock(callCtx(t), &inventoryv1.ReserveStockRequest{OrderId: "o-again", Items: items("sku-1004", 4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.ReleaseStock(callCtx(t), &inventoryv1.ReleaseStockRequest{ReservationId: first.GetReservationId()}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := client.ReserveStock(callCtx(t), &inventoryv1.ReserveStockRequest{OrderId: "o-again", Items: items("sku-1004", 4)})
+	if err != nil || again.GetReservationId() != first.GetReservationId() || again.GetStock()[0].GetAvailable() != SeedUnits-4 || again.GetStock()[0].GetReserved() != 4 {
+		t.Fatalf("the released order placed again: %v %v, want reservation %s holding 4 again", again, err, first.GetReservationId())
+	}
+	repeat, err := client.ReserveStock(callCtx(t), &inventoryv1.ReserveStockRequest{OrderId: "o-again", Items: items("sku-1004", 4)})
+	if err != nil || repeat.GetStock()[0].GetAvailable() != SeedUnits-4 {
+		t.Fatalf("once held again, a repeat reserves nothing more: %v %v", repeat, err)
+	}
+}
+
 func TestRefusesBadInputNamingTheField(t *testing.T) {
 	client := startReplica(t, storePath(t))
 	for _, tc := range []struct {

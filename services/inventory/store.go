@@ -173,51 +173,57 @@ func itemsKey(items []Item) string {
 }
 
 // Reserve holds items for orderID, all or nothing, in one transaction. The same order id with the
-// same items returns the first reservation and reserves nothing more; with other items it is a
-// *conflict. Not enough stock is a *shortage, an unknown product an *unknownItem.
+// same items returns the first reservation and reserves nothing more, unless it was released (the
+// order failed and is placed again): then the same reservation holds the stock again. With other
+// items it is a *conflict. Not enough stock is a *shortage, an unknown product an *unknownItem.
 func (s *Store) Reserve(ctx context.Context, orderID string, items []Item) (string, []*inventoryv1.StockLevel, error) {
 	var reservationID string
 	var levels []*inventoryv1.StockLevel
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		levels = nil
 		var existingItems string
-		err := tx.QueryRowContext(ctx, `SELECT reservation_id, items FROM reservations WHERE order_id = ?`, orderID).Scan(&reservationID, &existingItems)
+		var released bool
+		err := tx.QueryRowContext(ctx, `SELECT reservation_id, items, released FROM reservations WHERE order_id = ?`, orderID).Scan(&reservationID, &existingItems, &released)
 		switch {
 		case err == nil:
 			if existingItems != itemsKey(items) {
 				return &conflict{orderID: orderID}
 			}
-			for _, item := range items {
-				level, err := stockIn(ctx, tx, item.ProductID)
-				if err != nil {
-					return err
+			if !released {
+				for _, item := range items {
+					level, err := stockIn(ctx, tx, item.ProductID)
+					if err != nil {
+						return err
+					}
+					levels = append(levels, level)
 				}
-				levels = append(levels, level)
+				return nil
 			}
-			return nil
+			// The order failed and gave its stock back, and is being placed again: the same
+			// reservation holds the stock again.
+			if err := checkAvailable(ctx, tx, items); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE reservations SET released = 0 WHERE reservation_id = ?`, reservationID); err != nil {
+				return err
+			}
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
-		}
-		for i, item := range items {
-			level, err := stockIn(ctx, tx, item.ProductID)
-			if errors.Is(err, errUnknownProduct) {
-				return &unknownItem{index: i, productID: item.ProductID}
-			}
-			if err != nil {
+		default:
+			if err := checkAvailable(ctx, tx, items); err != nil {
 				return err
 			}
-			if level.Available < item.Quantity {
-				return &shortage{index: i, productID: item.ProductID, available: level.Available, requested: item.Quantity}
+			reservationID = "res-" + uuid.NewString()
+			if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (reservation_id, order_id, items) VALUES (?, ?, ?)`, reservationID, orderID, itemsKey(items)); err != nil {
+				return err
 			}
-		}
-		reservationID = "res-" + uuid.NewString()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (reservation_id, order_id, items) VALUES (?, ?, ?)`, reservationID, orderID, itemsKey(items)); err != nil {
-			return err
+			for _, item := range items {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (reservation_id, product_id, quantity) VALUES (?, ?, ?)`, reservationID, item.ProductID, item.Quantity); err != nil {
+					return err
+				}
+			}
 		}
 		for _, item := range items {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (reservation_id, product_id, quantity) VALUES (?, ?, ?)`, reservationID, item.ProductID, item.Quantity); err != nil {
-				return err
-			}
 			level, err := changeStock(ctx, tx, item.ProductID, -item.Quantity)
 			if err != nil {
 				return err
@@ -230,6 +236,23 @@ func (s *Store) Reserve(ctx context.Context, orderID string, items []Item) (stri
 		return "", nil, err
 	}
 	return reservationID, levels, nil
+}
+
+// checkAvailable fails with the first item that names an unknown product or wants more than is available.
+func checkAvailable(ctx context.Context, tx *sql.Tx, items []Item) error {
+	for i, item := range items {
+		level, err := stockIn(ctx, tx, item.ProductID)
+		if errors.Is(err, errUnknownProduct) {
+			return &unknownItem{index: i, productID: item.ProductID}
+		}
+		if err != nil {
+			return err
+		}
+		if level.Available < item.Quantity {
+			return &shortage{index: i, productID: item.ProductID, available: level.Available, requested: item.Quantity}
+		}
+	}
+	return nil
 }
 
 // Release returns a reservation's units to the available stock, once: releasing it again changes
