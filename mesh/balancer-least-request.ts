@@ -101,14 +101,22 @@ export const leastRequest: BalancerPolicy<LeastRequestSettings> = {
     return { choiceCount: count ?? DEFAULT_CHOICE_COUNT };
   },
   grpcConfig: (settings) => ({ [TYPE_NAME]: { choiceCount: settings.choiceCount } }),
-  envoyPolicies: (settings) => [
-    // grpc-go and grpc-java read Envoy's own LeastRequest (A48); grpc-js-xds skips it for the TypedStruct after it.
-    {
-      "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
-      choice_count: { value: settings.choiceCount },
-    },
-  ],
+  envoyPolicies: (settings) => nearestEnvoyPolicies(settings.choiceCount),
 };
+
+/**
+ * What a client without protomesh's policies takes instead, in the order it looks (gRFC A52: the
+ * first it knows): Envoy's LeastRequest (A48), which grpc-go and grpc-java implement, else
+ * RoundRobin, which every gRPC knows (grpcio, and a grpc-js client that did not register
+ * protomesh's policies). A Go or Python service of the mesh calls a p2c_ewma or least_request
+ * service with these.
+ */
+export function nearestEnvoyPolicies(choiceCount: number): Record<string, unknown>[] {
+  return [
+    { "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest", choice_count: { value: choiceCount } },
+    { "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin" },
+  ];
+}
 
 /** Registers least_request with grpc-js and with the mesh config. */
 export function setup(): void {

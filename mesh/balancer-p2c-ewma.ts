@@ -1,6 +1,7 @@
 import { experimental } from "@grpc/grpc-js";
 import type { BalancerPolicy } from "./balancer";
 import { registerBalancerPolicy } from "./balancer";
+import { nearestEnvoyPolicies } from "./balancer-least-request";
 import { EndpointListBalancer, inFlightOf, trackedPick } from "./balancer-endpoint-list";
 import type { EndpointPolicy, InFlight, ReadyEndpoint } from "./balancer-endpoint-list";
 import { durationText, knownKeys, objectAt, optionalDuration, parseGrpcPolicyConfig } from "./config-fields";
@@ -187,6 +188,8 @@ export class P2cEwmaBalancer extends EndpointListBalancer<P2cEwmaConfig, Endpoin
 export const p2cEwma: BalancerPolicy<P2cEwmaSettings> = {
   parseConfig: (block, field) => parseP2cEwmaSettings(block, field),
   grpcConfig: (settings) => ({ [TYPE_NAME]: p2cEwmaJson(settings) }),
+  // Clients without p2c_ewma (grpc-go, grpcio) take power of two choices over requests in flight, else round robin.
+  envoyPolicies: () => nearestEnvoyPolicies(2),
 };
 
 /** Registers p2c_ewma with grpc-js and with the mesh config. */

@@ -156,11 +156,11 @@ function outlierDetectionMessage(detection: OutlierDetectionPolicy): Record<stri
  * How the Cluster names its policy. A policy every client knows by an Envoy enum keeps it
  * (`lb_policy: ROUND_ROBIN`); any other, and any with client-side health checking, goes as
  * `load_balancing_policy` (gRFC A52): Envoy's WrrLocality (localities weighted as for round_robin)
- * around a list of endpoint-picking policies, of which a client uses the first it knows, and NACKs
- * the Cluster, naming the problem, when it knows none (so a client without protomesh's policy
- * fails loudly instead of balancing some other way). The list: protomesh's TypedStruct first (its
+ * around a list of endpoint-picking policies, of which a client uses the first it knows (and NACKs
+ * the Cluster, naming the problem, when it knows none). The list: protomesh's TypedStruct first (its
  * type URL ends in the grpc-js policy name, which grpc-js-xds looks up among registered policies),
- * then the policy's Envoy messages for grpc-go and grpcio. With client_health_check the TypedStruct
+ * then the policy's Envoy messages, the nearest policies that grpc-go and grpcio (and a grpc-js
+ * client without protomesh's policies) know, so that every language of the mesh can call it. With client_health_check the TypedStruct
  * wraps the policy in protomesh.client_health, and with keepalive that in protomesh.keepalive;
  * clients that lack them take the plain Envoy policy.
  */
