@@ -65,16 +65,18 @@ export function ordersService(downstream: OrdersDownstream, store: OrderStore, n
               discountCents,
             };
           });
+          const linesTotalCents = lines.reduce((sum, line) => sum + line.lineTotalCents, 0);
           return {
             id,
             customerId: request.customerId,
             lines,
-            totalCents: quote?.totalCents ?? lines.reduce((sum, line) => sum + line.lineTotalCents, 0),
+            totalCents: quote?.totalCents ?? linesTotalCents,
             currency: quote?.currency ?? products[0].currency,
             status: OrderStatus.ORDER_STATUS_PLACED,
             createdAtMs: now(),
             idempotencyKey: request.idempotencyKey,
-            discountCents: quote?.discountCents ?? 0,
+            // pricing's discount is the lines' and the basket's together; the order's is the basket's alone.
+            discountCents: quote ? linesTotalCents - quote.totalCents : 0,
             reservationId: reservation?.reservationId ?? "",
           };
         } catch (error) {

@@ -18,7 +18,6 @@ import base64
 import importlib
 import json
 import os
-import pkgutil
 import sys
 import time
 from typing import Any
@@ -151,11 +150,16 @@ async def serve() -> int:
 
 def import_generated() -> None:
     """Imports every generated _pb2 module, so the default pool knows every message and service."""
+    # The generated packages are namespace packages (no __init__.py), which pkgutil does not walk.
     for package_name in ("shop", "protomesh"):
         package = importlib.import_module(package_name)
-        for module in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
-            if module.name.endswith("_pb2"):
-                importlib.import_module(module.name)
+        for root in package.__path__:
+            for folder, _, files in os.walk(root):
+                relative = os.path.relpath(folder, root)
+                prefix = package_name if relative == "." else f"{package_name}.{relative.replace(os.sep, '.')}"
+                for file in sorted(files):
+                    if file.endswith("_pb2.py"):
+                        importlib.import_module(f"{prefix}.{file[:-3]}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

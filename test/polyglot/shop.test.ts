@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { Metadata, status } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
+import { InventoryServiceClient } from "../../generated/ts/shop/inventory/v1/inventory";
+import type { StockLevel } from "../../generated/ts/shop/inventory/v1/inventory";
+import type { OrderServiceClient, PlaceOrderRequest, PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
+import { createClient } from "../../mesh";
+import { ChaosMesh, chaosMeshConfig } from "../support/chaos";
+import type { Replica } from "../support/chaos";
+import { interopCall, polyglotPrograms, requireLanguages } from "../support/interop";
+
+/**
+ * The shop across three languages, as `make up` runs it: orders (TypeScript) reserves stock with
+ * inventory (Go, 2 replicas on one SQLite file), has the basket quoted by pricing (Python, 2
+ * replicas, which prices from the catalog), names the lines from the catalog (TypeScript), and
+ * records the order. All by name through a real control plane.
+ */
+
+const SERVICES = ["catalog", "inventory", "pricing", "orders"];
+/** Units of every product the inventory starts with (services/inventory). */
+const SEED_UNITS = 1000;
+
+describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go), pricing (Python) and orders (test/polyglot)", function () {
+  this.timeout(120_000);
+  let mesh: ChaosMesh;
+  let orders: OrderServiceClient;
+  let inventory: InventoryServiceClient;
+  const pricing: Replica[] = [];
+
+  before(async function () {
+    requireLanguages(this, "go", "python");
+    const programs = polyglotPrograms();
+    mesh = await ChaosMesh.start({ meshConfig: chaosMeshConfig(3_000, SERVICES) });
+    const inventoryStore = `sqlite:${path.join(mesh.dir, "inventory.sqlite")}`;
+    await mesh.addReplica("catalog-0");
+    for (const index of [0, 1]) {
+      await mesh.addReplica(`inventory-${index}`, { program: { file: programs.goInventory, args: [] }, env: { INVENTORY_STORE_URL: inventoryStore } });
+      pricing.push(await mesh.addReplica(`pricing-${index}`, { program: { file: programs.python, args: [programs.pricing] } }));
+    }
+    await mesh.addReplica("orders-0", {
+      service: "orders",
+      env: { ORDERS_STORE_URL: `sqlite:${path.join(mesh.dir, "orders.sqlite")}`, INVENTORY_TARGET: "inventory", PRICING_TARGET: "pricing" },
+    });
+    orders = await mesh.ordersClient();
+    inventory = createClient(InventoryServiceClient, "inventory", { controlPlane: mesh.controlPlane, logger: mesh.log.logger });
+  });
+
+  after(async function () {
+    inventory?.close();
+    await mesh?.stop();
+  });
+
+  const place = (request: PlaceOrderRequest) =>
+    new Promise<{ error: ServiceError | null; response?: PlaceOrderResponse }>((resolve) =>
+      orders.placeOrder(request, new Metadata(), { deadline: Date.now() + 10_000 }, (error, response) => resolve({ error, response })),
+    );
+
+  const stock = (productId: string) =>
+    new Promise<StockLevel>((resolve, reject) =>
+      inventory.getStock({ productId }, (error, response) => (error ? reject(error) : resolve(response.stock!))),
+    );
+
+  it("reserves the stock, quotes the basket with its discounts, and records the order; a replay holds nothing more", async function () {
+    const before = await stock("sku-1002");
+    const request = { customerId: "cust-poly", items: [{ productId: "sku-1002", quantity: 5 }, { productId: "sku-1003", quantity: 1 }], idempotencyKey: "poly-1" };
+    const { error, response } = await place(request);
+    assert.equal(error, null, error?.message);
+    const order = response!.order!;
+    assert.notEqual(order.reservationId, "", "the order names its reservation");
+    // sku-1002 costs 12.90: 5 of them are 64.50, less 10 % for 5 or more units (6.45); sku-1003 is 8.90.
+    assert.deepEqual(
+      order.lines.map((line) => [line.productId, line.productName, line.unitPriceCents, line.discountCents, line.lineTotalCents]),
+      [
+        ["sku-1002", "Filter coffee 500 g", 1290, 645, 5805],
+        ["sku-1003", "Green tea 100 g", 890, 0, 890],
+      ],
+    );
+    assert.equal(order.totalCents, 5805 + 890, "under 100.00: no basket discount");
+    assert.equal(order.discountCents, 0);
+    const after = await stock("sku-1002");
+    assert.equal(after.available, before.available - 5);
+    assert.equal(after.reserved, before.reserved + 5);
+
+    const replay = await place(request);
+    assert.equal(replay.error, null);
+    assert.equal(replay.response!.replayed, true);
+    assert.equal(replay.response!.order!.id, order.id);
+    assert.equal((await stock("sku-1002")).available, after.available, "a replayed order reserves nothing");
+  });
+
+  it("gives a basket of 100.00 or more the basket discount", async function () {
+    const { error, response } = await place({ customerId: "cust-poly", items: [{ productId: "sku-1007", quantity: 2 }], idempotencyKey: "poly-big" });
+    assert.equal(error, null, error?.message);
+    // 2 × 89.00 = 178.00, under 5 units: no line discount; 5 % off the basket: 8.90.
+    assert.equal(response!.order!.lines[0].lineTotalCents, 17_800);
+    assert.equal(response!.order!.discountCents, 890);
+    assert.equal(response!.order!.totalCents, 17_800 - 890);
+  });
+
+  it("fails FAILED_PRECONDITION naming the item when the stock is short, and holds none of the order", async function () {
+    const all = await place({ customerId: "cust-poly", items: [{ productId: "sku-1005", quantity: SEED_UNITS }], idempotencyKey: "poly-all" });
+    assert.equal(all.error, null, all.error?.message);
+    const before = await stock("sku-1004");
+    const { error } = await place({
+      customerId: "cust-poly",
+      items: [{ productId: "sku-1004", quantity: 1 }, { productId: "sku-1005", quantity: 1 }],
+      idempotencyKey: "poly-short",
+    });
+    assert.equal(error?.code, status.FAILED_PRECONDITION, error?.message);
+    assert.match(error!.details, /^inventory: items\[1\]\.product_id: not enough stock/);
+    assert.deepEqual(await stock("sku-1004"), before, "all or nothing");
+  });
+
+  it("fails UNAVAILABLE naming pricing when pricing is down, releases what it reserved, and places the order once pricing is back", async function () {
+    const before = await stock("sku-1006");
+    for (const replica of pricing) replica.process!.signal("SIGTERM");
+    for (const replica of pricing) await mesh.waitHealth(replica, undefined, 10_000);
+    const request = { customerId: "cust-poly", items: [{ productId: "sku-1006", quantity: 3 }], idempotencyKey: "poly-down" };
+    const { error } = await place(request);
+    assert.equal(error?.code, status.UNAVAILABLE, error?.message);
+    assert.match(error!.details, /^pricing: /);
+    assert.deepEqual(await stock("sku-1006"), before, "the reservation was released");
+
+    for (const replica of pricing) await mesh.restart(replica);
+    const retried = await place(request);
+    assert.equal(retried.error, null, retried.error?.message);
+    const after = await stock("sku-1006");
+    assert.equal(after.available, before.available - 3, "the order placed on retry holds its stock");
+    assert.equal(after.reserved, before.reserved + 3);
+  });
+
+  for (const language of ["go", "python"] as const) {
+    it(`a ${language} client places an order and reads the catalog, by name through the mesh`, async function () {
+      const [placed] = await interopCall(language, mesh.controlPlane, {
+        target: "orders",
+        method: "/shop.orders.v1.OrderService/PlaceOrder",
+        request: { customerId: `cust-${language}`, items: [{ productId: "sku-1010", quantity: 1 }], idempotencyKey: `from-${language}` },
+        deadlineMs: 10_000,
+      });
+      assert.equal(placed.codeName, "OK", JSON.stringify(placed));
+      const order = (placed.response as { order: { totalCents: string; reservationId: string; lines: Array<{ productName: string }> } }).order;
+      assert.equal(order.totalCents, "1990", "int64 in proto3 JSON is a string");
+      assert.notEqual(order.reservationId, "");
+      assert.equal(order.lines[0].productName, "Travel mug");
+      const [product] = await interopCall(language, mesh.controlPlane, {
+        target: "catalog",
+        method: "/shop.catalog.v1.CatalogService/GetProduct",
+        request: { id: "sku-1001" },
+      });
+      assert.equal(product.codeName, "OK", JSON.stringify(product));
+      assert.equal((product.response as { product: { name: string } }).product.name, "Espresso beans 1 kg");
+      const [missing] = await interopCall(language, mesh.controlPlane, { target: "catalog", method: "/shop.catalog.v1.CatalogService/GetProduct", request: { id: "sku-0" } });
+      assert.equal(missing.codeName, "NOT_FOUND");
+    });
+  }
+
+  it("streams stock changes from the Go inventory to a TypeScript client (WatchStock)", async function () {
+    const stream = inventory.watchStock({ productIds: ["sku-1011"] }, new Metadata(), { deadline: Date.now() + 20_000 });
+    const seen: StockLevel[] = [];
+    const changed = new Promise<void>((resolve, reject) => {
+      stream.on("data", (message: { stock?: StockLevel }) => {
+        seen.push(message.stock!);
+        if (seen.length === 2) resolve();
+      });
+      stream.on("error", (error: ServiceError) => {
+        if (error.code !== status.CANCELLED) reject(error);
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { error } = await place({ customerId: "cust-poly", items: [{ productId: "sku-1011", quantity: 2 }], idempotencyKey: "poly-watch" });
+    assert.equal(error, null, error?.message);
+    await changed;
+    stream.cancel();
+    assert.equal(seen[0].productId, "sku-1011");
+    assert.equal(seen[1].available, seen[0].available - 2);
+  });
+});
