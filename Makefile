@@ -144,18 +144,18 @@ build: deps ## compile TypeScript into dist/
 typecheck: deps ## type-check without emitting
 	tsc -p tsconfig.json --noEmit
 
-lint: deps ## buf lint, eslint, and the layering rules with no import cycles (dependency-cruiser)
+lint: deps go-lint ## buf lint, eslint, the layering rules with no import cycles (dependency-cruiser), gofmt and go vet
 	$(BUF) lint
 	eslint --max-warnings 0 .
 	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
-test-unit: build tools bench-tools postgresql chaos-tools ## run the mocha suite only
+test-unit: build tools bench-tools postgresql chaos-tools go-build python-env ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
 
-test: deps tools bench-tools postgresql chaos-tools check-gen typecheck lint build ## type-check, lint, drift check and the mocha suite
+test: deps tools bench-tools postgresql chaos-tools check-gen typecheck lint build go-build python-env go-test python-test ## type-check, lint, drift check, the Go and Python suites and the mocha suite
 	mocha 'dist/test/**/*.test.js'
 
-up: deps tools build ## run the control plane and the replicas of deploy/mesh.yaml (Ctrl-C stops them)
+up: deps tools build go-build python-env ## run the control plane and the replicas of deploy/mesh.yaml, in TypeScript, Go and Python (Ctrl-C stops them)
 	node dist/cli/protomesh.js up
 
 .PHONY: control-plane

@@ -45,3 +45,33 @@ describe("Makefile on a machine without Go", function () {
     assert.match(stderr, /^Go is required to install github\.com\/fullstorydev\/grpcurl\/cmd\/grpcurl@v[\d.]+ \(CI=true\)/m);
   });
 });
+
+describe("Makefile without the Go or Python toolchain", function () {
+  this.timeout(90_000);
+
+  it("skips building and testing the Go parts outside CI, saying what to install, and fails under CI", async () => {
+    const skipped = await make(["go-build", "go-test", "GO_DIST=/nonexistent/never"], { PATH: pathWithoutGo(), CI: "" });
+    assert.equal(skipped.code, 0, skipped.stderr);
+    assert.match(skipped.stderr, /^Go not found: skipping build the Go inventory service and interop program \(install Go 1\.26 or later/m);
+    assert.match(skipped.stderr, /^Go not found: skipping run the Go tests/m);
+    const failed = await make(["go-build"], { PATH: pathWithoutGo(), CI: "true" });
+    assert.notEqual(failed.code, 0);
+    assert.match(failed.stderr, /^Go is required to build the Go inventory service and interop program \(CI=true\)/m);
+  });
+
+  it("skips the Python virtualenv outside CI, saying what to install, and fails under CI", async () => {
+    const venv = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-venv-"));
+    try {
+      const skipped = await make(["python-env", "PYTHON3=/nonexistent/python3", `VENV=${venv}/v`], { CI: "" });
+      assert.equal(skipped.code, 0, skipped.stderr);
+      assert.match(skipped.stderr, /Python 3\.10 or later not found: the Python kit, pricing and their tests are skipped \(install python3 and python3-venv/);
+      assert.equal(fs.existsSync(path.join(venv, "v")), false);
+      const failed = await make(["python-env", "PYTHON3=/nonexistent/python3", `VENV=${venv}/v`], { CI: "true" });
+      assert.notEqual(failed.code, 0);
+      assert.match(failed.stderr, /Python 3\.10 or later is required \(CI=true\)/);
+    } finally {
+      fs.rmSync(venv, { recursive: true, force: true });
+    }
+  });
+});
+

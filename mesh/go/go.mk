@@ -15,7 +15,7 @@ if ! command -v $(GO) >/dev/null 2>&1; then \
 fi
 endef
 
-.PHONY: go-build go-test
+.PHONY: go-build go-test go-lint
 
 go-build: ## build the Go inventory service and interop program into dist/go
 	@$(call go-or-skip,build the Go inventory service and interop program); \
@@ -28,3 +28,10 @@ go-test: ## run the Go kit's, inventory's and interop program's tests
 	@$(call go-or-skip,run the Go tests); \
 	echo "$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(GO_PACKAGES)"; \
 	PATH="$(TOOLS_BIN):$$PATH" $(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(GO_PACKAGES)
+
+# gofmt (no file may need formatting) and go vet over the Go packages; part of `make lint`.
+go-lint: ## gofmt and go vet over the Go packages
+	@$(call go-or-skip,lint the Go packages); \
+	set -e; unformatted=$$(gofmt -l mesh/go services/inventory test/interop/go); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted (run gofmt -w)" >&2; exit 1; fi; \
+	echo "$(GO) vet $(GO_PACKAGES)"; $(GO) vet $(GO_PACKAGES)
