@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	inventoryv1 "github.com/protomesh/protomesh/generated/go/shop/inventory/v1"
@@ -99,11 +100,19 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(4)
 	store := &Store{db: db}
-	if err := store.migrate(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("inventory store %s: %w", path, err)
+	// Replicas opening a new file at once race to put it in WAL mode, and SQLite can answer the
+	// loser "database is locked" without waiting out the busy timeout: try again for a while.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := store.migrate(ctx)
+		if err == nil {
+			return store, nil
+		}
+		if !strings.Contains(err.Error(), "database is locked") || time.Now().After(deadline) {
+			_ = db.Close()
+			return nil, fmt.Errorf("inventory store %s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return store, nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -39,6 +39,23 @@ interface Row {
 }
 
 /**
+ * Puts the database in WAL mode. Replicas opening a new file at once race for it, and SQLite answers
+ * the loser SQLITE_BUSY at once, without waiting out the busy timeout: it tries again, up to that timeout.
+ */
+function useWal(db: Database.Database): void {
+  const until = Date.now() + SQLITE_BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      db.pragma("journal_mode = WAL");
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "SQLITE_BUSY" || Date.now() >= until) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); // the constructor is synchronous
+    }
+  }
+}
+
+/**
  * Orders in one SQLite file, shared by every process that opens it (WAL mode, a busy timeout), or
  * in memory for one process when `file` is ":memory:". AUTOINCREMENT keeps a seq from ever being
  * used twice, as PostgreSQL's identity columns do.
@@ -49,7 +66,7 @@ export class SqliteOrderTable implements OrderTable {
 
   constructor(file: string) {
     this.db = new Database(file, { timeout: SQLITE_BUSY_TIMEOUT_MS });
-    this.db.pragma("journal_mode = WAL");
+    useWal(this.db);
     this.db.exec(SCHEMA);
     this.statements = {
       read: this.db.prepare<[string, string], Row>(

@@ -12,6 +12,7 @@ import { SEED_PRODUCTS } from "../../services/catalog/seed";
 import { REPLICA_PORT_STRIDE } from "../../cli/stack";
 import { chaosMeshConfig } from "../support/chaos";
 import { CliRun, isProcessGone } from "../support/cli-run";
+import { requireLanguages } from "../support/interop";
 import { captureLog } from "../support/log-capture";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
 import { waitFor } from "../support/wait";
@@ -86,6 +87,11 @@ async function meshPorts(): Promise<MeshPorts> {
   const orders = await freePortRun(ORDERS_REPLICAS, REPLICA_PORT_STRIDE, taken);
   const env = { CONTROL_PLANE_PORT: String(controlPlane), CATALOG_PORT: String(catalog), ORDERS_PORT: String(orders) };
   return { controlPlane, catalog, orders, env };
+}
+
+/** The ports of `replicas` replicas from `base`. */
+function endpointsPorts(base: number, replicas: number): number[] {
+  return Array.from({ length: replicas }, (_, index) => base + REPLICA_PORT_STRIDE * index);
 }
 
 /** The ports of `replicas` replicas from `base`, as table endpoints. */
@@ -322,6 +328,82 @@ describe("protomesh up (cli/launcher)", function () {
       const exited = new Promise<number | null>((resolve) => byHand!.once("exit", (code) => resolve(code)));
       byHand!.kill("SIGTERM");
       assert.equal(await exited, 0);
+    });
+  });
+
+  describe("with the polyglot mesh of deploy/mesh.yaml: catalog and orders in TypeScript, inventory in Go, pricing in Python", function () {
+    const runs = new Runs();
+    let mesh: RunningMesh;
+    let extraPorts: { inventory: number; pricing: number };
+
+    before(async function () {
+      requireLanguages(this, "go", "python");
+      const ports = await meshPorts();
+      const taken = new Set([ports.controlPlane, ...endpointsPorts(ports.catalog, CATALOG_REPLICAS), ...endpointsPorts(ports.orders, ORDERS_REPLICAS)]);
+      extraPorts = { inventory: await freePortRun(2, REPLICA_PORT_STRIDE, taken), pricing: await freePortRun(2, REPLICA_PORT_STRIDE, taken) };
+      const run = runs.cli(["up"], {
+        ...ports.env,
+        INVENTORY_PORT: String(extraPorts.inventory),
+        PRICING_PORT: String(extraPorts.pricing),
+        PROTOMESH_MESH_CONFIG: path.resolve(__dirname, "..", "..", "..", "deploy", "mesh.yaml"),
+      });
+      await run.waitFor("stdout", READY, 2 * READY_TIMEOUT_MS);
+      mesh = { run, ports, rows: tablesIn(run.stdout)[0] };
+    });
+    after(() => runs.cleanUp());
+
+    it("lists 2 inventory (Go) and 2 pricing (Python) replicas HEALTHY beside the TypeScript ones, and commands to try them", function () {
+      const { run, rows } = mesh;
+      assert.deepEqual(
+        rows.map((row) => [row.service, row.health]),
+        [
+          ["control-plane", "SERVING"],
+          ...Array.from({ length: CATALOG_REPLICAS }, () => ["catalog", "HEALTHY"]),
+          ["inventory", "HEALTHY"],
+          ["inventory", "HEALTHY"],
+          ["orders", "HEALTHY"],
+          ["orders", "HEALTHY"],
+          ["pricing", "HEALTHY"],
+          ["pricing", "HEALTHY"],
+        ],
+        run.output(),
+      );
+      assert.deepEqual(
+        rows.filter((row) => row.service === "inventory" || row.service === "pricing").map((row) => row.endpoint),
+        [...endpoints(extraPorts.inventory, 2), ...endpoints(extraPorts.pricing, 2)],
+      );
+      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext -d '\\{"product_id":"sku-1001"\\}' 127\\.0\\.0\\.1:${extraPorts.inventory} shop\\.inventory\\.v1\\.InventoryService/GetStock$`, "m"));
+      assert.match(run.stdout, new RegExp(`127\\.0\\.0\\.1:${extraPorts.pricing} shop\\.pricing\\.v1\\.PricingService/QuoteBasket$`, "m"));
+      assert.doesNotMatch(run.stderr, /is not started/);
+    });
+
+    it("places an order through all four services: stock reserved by inventory, basket quoted by pricing, lines named by the catalog", async function () {
+      const orders0 = mesh.rows.find((row) => row.service === "orders")!;
+      const client = createClient(OrderServiceClient, orders0.endpoint, { logger: captureLog().logger });
+      try {
+        const response = await new Promise<PlaceOrderResponse>((resolve, reject) =>
+          client.placeOrder(
+            { customerId: "cust-up", items: [{ productId: "sku-1001", quantity: 5 }], idempotencyKey: "up-polyglot" },
+            (error, placed) => (error ? reject(error) : resolve(placed)),
+          ),
+        );
+        const order = response.order!;
+        assert.notEqual(order.reservationId, "", "inventory reserved the stock");
+        assert.equal(order.lines[0].productName, "Espresso beans 1 kg", "the catalog named the line");
+        // 5 × 24.90 = 124.50, 10 % off the line (12.45) = 112.05, then 5 % off the basket (5.60).
+        assert.deepEqual([order.lines[0].discountCents, order.lines[0].lineTotalCents, order.discountCents, order.totalCents], [1245, 11205, 560, 10645]);
+      } finally {
+        client.close();
+      }
+    });
+
+    it("Ctrl-C stops every replica of every language with exit code 0", async function () {
+      mesh.run.child.kill("SIGINT");
+      const exit = await mesh.run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 0, signal: null }, mesh.run.output());
+      for (const name of ["inventory-0", "inventory-1", "pricing-0", "pricing-1", "orders-0", "catalog-0"]) {
+        assert.match(mesh.run.stdout, new RegExp(`^${name} +pid \\d+ +exit code 0$`, "m"));
+      }
     });
   });
 
