@@ -126,8 +126,8 @@ check-gen: deps go-gen-tools python-env ## fail if `make gen` would change gener
 	  $(MAKE) --no-print-directory gen-into GEN_ROOT="$$tmp" >/dev/null && \
 	  for lang in ts go python; do \
 	    [ -d "$$tmp/$(GEN_DIR)/$$lang" ] || continue; \
-	    if ! diff -r "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang >/dev/null; then \
-	      diff -r "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang | head -40; \
+	    if ! diff -r -x __pycache__ "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang >/dev/null; then \
+	      diff -r -x __pycache__ "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang | head -40; \
 	      echo "generated/$$lang is out of date with proto/: run \`make gen\` and commit the result" >&2; exit 1; \
 	    fi; \
 	  done && \
