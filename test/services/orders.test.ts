@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import { InventoryServiceClient, InventoryServiceService } from "../../generated/ts/shop/inventory/v1/inventory";
+import type { InventoryServiceServer, ReleaseStockRequest, ReserveStockRequest } from "../../generated/ts/shop/inventory/v1/inventory";
+import { PricingServiceClient, PricingServiceService } from "../../generated/ts/shop/pricing/v1/pricing";
+import type { QuoteBasketRequest } from "../../generated/ts/shop/pricing/v1/pricing";
+import { MeshError, unary } from "../../mesh";
+import { catalogService } from "../../services/catalog/catalog-service";
 import { OrderServiceClient, OrderServiceService, OrderStatus } from "../../generated/ts/shop/orders/v1/orders";
 import type { PlaceOrderRequest } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
@@ -170,5 +177,112 @@ describe("orders when the catalog is unreachable or slow", () => {
       await Promise.all([server.drain(200), slowCatalog.drain(200)]);
       await store.close();
     }
+  });
+});
+
+describe("orders with an inventory and pricing (TypeScript stand-ins on real servers)", () => {
+  /** What the stand-ins were asked, and how pricing answers. */
+  interface Downstream {
+    reserved: string[];
+    released: string[];
+    priced: number;
+    pricingFailure?: { code: status; details: string };
+    inventoryFailure?: { code: status; details: string };
+  }
+
+  async function withOrders(test: (client: OrderServiceClient, seen: Downstream) => Promise<void>): Promise<void> {
+    const log = captureLog();
+    const seen: Downstream = { reserved: [], released: [], priced: 0 };
+    const catalogServer = createServer({ name: "catalog", logger: log.logger });
+    catalogServer.addService(CatalogServiceService, catalogService());
+    const inventoryServer = createServer({ name: "inventory", logger: log.logger });
+    inventoryServer.addService(InventoryServiceService, {
+      getStock: unary(async () => ({ stock: undefined })),
+      reserveStock: unary(async (request: ReserveStockRequest) => {
+        if (seen.inventoryFailure) throw new MeshError(seen.inventoryFailure.code, seen.inventoryFailure.details);
+        seen.reserved.push(request.orderId);
+        return { reservationId: `res-${request.orderId}`, stock: [] };
+      }),
+      releaseStock: unary(async (request: ReleaseStockRequest) => {
+        seen.released.push(request.reservationId);
+        return { stock: [] };
+      }),
+      watchStock: (call: ServerWritableStream<unknown, unknown>) => call.end(),
+    } as InventoryServiceServer);
+    const pricingServer = createServer({ name: "pricing", logger: log.logger });
+    pricingServer.addService(PricingServiceService, {
+      quoteBasket: unary(async (request: QuoteBasketRequest) => {
+        seen.priced += 1;
+        if (seen.pricingFailure) throw new MeshError(seen.pricingFailure.code, seen.pricingFailure.details);
+        // 1.00 a unit, 0.10 off each line, and 0.50 off the basket.
+        const lines = request.lines.map((line) => ({ ...line, unitPriceCents: 100, discountCents: 10, lineTotalCents: 100 * line.quantity - 10 }));
+        const subtotalCents = lines.reduce((sum, line) => sum + 100 * line.quantity, 0);
+        const linesTotal = lines.reduce((sum, line) => sum + line.lineTotalCents, 0);
+        return { lines, subtotalCents, discountCents: subtotalCents - linesTotal + 50, totalCents: linesTotal - 50, currency: "EUR", validUntilMs: 0 };
+      }),
+    });
+    const addresses = await Promise.all([catalogServer, inventoryServer, pricingServer].map(async (server) => `127.0.0.1:${await server.listen()}`));
+    const catalog = createClient(CatalogServiceClient, addresses[0], { logger: log.logger });
+    const inventory = createClient(InventoryServiceClient, addresses[1], { logger: log.logger });
+    const pricing = createClient(PricingServiceClient, addresses[2], { logger: log.logger });
+    const store = await openOrderStore({ kind: "sqlite", file: ":memory:" }, { logger: log.logger });
+    const server = createServer({ name: "orders", logger: log.logger });
+    server.addService(OrderServiceService, ordersService({ catalog, inventory, pricing, logger: log.logger }, store));
+    const client = createClient(OrderServiceClient, `127.0.0.1:${await server.listen()}`, { logger: log.logger });
+    try {
+      await test(client, seen);
+    } finally {
+      client.close();
+      for (const downstream of [catalog, inventory, pricing]) downstream.close();
+      await Promise.all([server, catalogServer, inventoryServer, pricingServer].map((each) => each.drain(200)));
+      await store.close();
+    }
+  }
+
+  it("reserves the order's stock under its id, then takes pricing's quote: lines, discounts and total", async () => {
+    await withOrders(async (client, seen) => {
+      const placed = await expectOk(client.placeOrder, client, order({ items: [{ productId: "sku-1001", quantity: 3 }] }));
+      const { order: recorded } = placed;
+      assert.deepEqual(seen.reserved, [recorded!.id]);
+      assert.equal(recorded!.reservationId, `res-${recorded!.id}`);
+      assert.deepEqual(
+        recorded!.lines.map((line) => [line.productName, line.unitPriceCents, line.discountCents, line.lineTotalCents]),
+        [["Espresso beans 1 kg", 100, 10, 290]],
+      );
+      assert.equal(recorded!.totalCents, 240);
+      assert.equal(recorded!.discountCents, 50, "the basket's own discount, not the lines'");
+      assert.deepEqual(seen.released, []);
+    });
+  });
+
+  it("releases the reservation when pricing fails, and answers with pricing's status, named", async () => {
+    await withOrders(async (client, seen) => {
+      seen.pricingFailure = { code: status.UNAVAILABLE, details: "no healthy endpoint" };
+      const { error } = await callUnary(client.placeOrder, client, order());
+      assert.equal(error?.code, status.UNAVAILABLE);
+      assert.equal(error?.details, "pricing: no healthy endpoint");
+      assert.equal(seen.reserved.length, 1);
+      assert.deepEqual(seen.released, [`res-${seen.reserved[0]}`]);
+    });
+  });
+
+  it("releases the reservation when the catalog does not know an item, naming the item", async () => {
+    await withOrders(async (client, seen) => {
+      const { error } = await callUnary(client.placeOrder, client, order({ items: [{ productId: "sku-1001", quantity: 1 }, { productId: "sku-9999", quantity: 1 }] }));
+      assert.equal(error?.code, status.NOT_FOUND);
+      assert.match(error!.details, /^items\[1\]\.product_id: product "sku-9999" not found/);
+      assert.deepEqual(seen.released, seen.reserved.map((id) => `res-${id}`));
+    });
+  });
+
+  it("asks neither pricing nor for a release when the inventory refuses the reservation", async () => {
+    await withOrders(async (client, seen) => {
+      seen.inventoryFailure = { code: status.FAILED_PRECONDITION, details: 'items[0].product_id: not enough stock of "sku-1001"' };
+      const { error } = await callUnary(client.placeOrder, client, order());
+      assert.equal(error?.code, status.FAILED_PRECONDITION);
+      assert.equal(error?.details, 'inventory: items[0].product_id: not enough stock of "sku-1001"');
+      assert.equal(seen.priced, 0);
+      assert.deepEqual(seen.released, []);
+    });
   });
 });
