@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -138,7 +139,13 @@ func TestRefusesBadInputNamingTheField(t *testing.T) {
 		_, err := client.ReserveStock(callCtx(t), tc.req)
 		wantStatus(t, err, codes.InvalidArgument, tc.field)
 	}
-	_, err := client.GetStock(callCtx(t), &inventoryv1.GetStockRequest{})
+	tooMany := &inventoryv1.ReserveStockRequest{OrderId: "o"}
+	for i := 0; i <= MaxItems; i++ {
+		tooMany.Items = append(tooMany.Items, &inventoryv1.ReservationItem{ProductId: fmt.Sprintf("sku-%d", i), Quantity: 1})
+	}
+	_, err := client.ReserveStock(callCtx(t), tooMany)
+	wantStatus(t, err, codes.InvalidArgument, "items: at most 100 items, got 101")
+	_, err = client.GetStock(callCtx(t), &inventoryv1.GetStockRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "product_id: ")
 	_, err = client.ReleaseStock(callCtx(t), &inventoryv1.ReleaseStockRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "reservation_id: ")

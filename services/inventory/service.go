@@ -14,6 +14,10 @@ import (
 // MaxQuantity is the most units one reservation item may ask for.
 const MaxQuantity = 1000
 
+// MaxItems is the most items one reservation may hold, and the most products one watch may name:
+// a reservation holds the store's write lock, which every replica shares, while it runs.
+const MaxItems = 100
+
 // WatchPollInterval is how often a watch looks for changes made by any replica.
 const WatchPollInterval = 100 * time.Millisecond
 
@@ -66,6 +70,9 @@ func validateReservation(req *inventoryv1.ReserveStockRequest) ([]Item, error) {
 	if len(req.GetItems()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "items: must hold at least one item")
 	}
+	if len(req.GetItems()) > MaxItems {
+		return nil, status.Errorf(codes.InvalidArgument, "items: at most %d items, got %d", MaxItems, len(req.GetItems()))
+	}
 	seen := make(map[string]int, len(req.GetItems()))
 	items := make([]Item, len(req.GetItems()))
 	for i, item := range req.GetItems() {
@@ -103,6 +110,9 @@ func (s *inventoryService) ReleaseStock(ctx context.Context, req *inventoryv1.Re
 // cancels or the server drains (UNAVAILABLE, so that the caller watches another replica).
 func (s *inventoryService) WatchStock(req *inventoryv1.WatchStockRequest, stream inventoryv1.InventoryService_WatchStockServer) error {
 	ctx := stream.Context()
+	if len(req.GetProductIds()) > MaxItems {
+		return status.Errorf(codes.InvalidArgument, "product_ids: at most %d products, got %d", MaxItems, len(req.GetProductIds()))
+	}
 	for i, id := range req.GetProductIds() {
 		if id == "" {
 			return status.Errorf(codes.InvalidArgument, "product_ids[%d]: must not be empty", i)

@@ -64,8 +64,8 @@ func DialGRPCOptions(options ...grpc.DialOption) DialOption {
 	return func(o *dialOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
 }
 
-// A mesh service name, as mesh/names.ts: a DNS label, optionally dotted.
-var serviceNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+// A mesh service name, as mesh/names.ts: a DNS label (RFC 1123) starting with a letter.
+var serviceNamePattern = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Dial returns a client connection whose every call has a deadline and is logged when it ends, and
 // carries x-request-id (a call made inside a handler: the inbound call's; its budget less the margin

@@ -69,7 +69,13 @@ func (c *clientObserver) log(fullMethod, requestID string, startedAt time.Time, 
 func outboundRequestID(ctx context.Context) (context.Context, string) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	if values := md.Get(RequestIDKey); len(values) > 0 {
-		return ctx, values[0]
+		if acceptableRequestID.MatchString(values[0]) {
+			return ctx, values[0]
+		}
+		// The caller's own id is unusable (as a server would judge it): replaced, not passed on.
+		md = md.Copy()
+		md.Delete(RequestIDKey)
+		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
 	var requestID string
 	if inbound := inboundCallFrom(ctx); inbound != nil {

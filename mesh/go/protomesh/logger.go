@@ -31,14 +31,27 @@ func NewLogger(w io.Writer, name, level string) *slog.Logger {
 	})
 }
 
+// slog levels for pino's trace, fatal and silent, which slog has no name for.
+const (
+	levelTrace  = slog.LevelDebug - 4
+	levelFatal  = slog.LevelError + 4
+	levelSilent = slog.LevelError + 100
+)
+
 func parseLevel(level string) slog.Level {
 	switch level {
+	case "trace":
+		return levelTrace
 	case "debug":
 		return slog.LevelDebug
 	case "warn":
 		return slog.LevelWarn
 	case "error":
 		return slog.LevelError
+	case "fatal":
+		return levelFatal
+	case "silent":
+		return levelSilent
 	default:
 		return slog.LevelInfo
 	}
@@ -46,14 +59,18 @@ func parseLevel(level string) slog.Level {
 
 func pinoLevel(level slog.Level) int {
 	switch {
+	case level < slog.LevelDebug:
+		return 10
 	case level < slog.LevelInfo:
 		return pinoDebug
 	case level < slog.LevelWarn:
 		return pinoInfo
 	case level < slog.LevelError:
 		return pinoWarn
-	default:
+	case level < levelFatal:
 		return pinoError
+	default:
+		return 60
 	}
 }
 

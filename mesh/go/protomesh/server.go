@@ -223,6 +223,9 @@ func (s *Server) IsRegistered() bool {
 	return s.lease != nil && s.lease.isRegistered()
 }
 
+// healthFlushDelay is how long a drain lets health Watch streams send NOT_SERVING before ending them.
+const healthFlushDelay = 50 * time.Millisecond
+
 // Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
 // long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
 // within the grace period, then stops, cancelling what is left. Idempotent: later calls wait for
@@ -241,6 +244,9 @@ func (s *Server) Drain() {
 			l.stop()
 		}
 		s.health.Shutdown()
+		// grpc-go's Watch picks at random between sending NOT_SERVING and ending when both are
+		// ready: give the update a moment to go out before the streams are ended.
+		time.Sleep(healthFlushDelay)
 		stopped := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()

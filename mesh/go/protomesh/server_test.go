@@ -315,6 +315,23 @@ func TestOutboundCallsInheritRequestIDDeadlineAndCancellation(t *testing.T) {
 	}
 }
 
+func TestOutboundCallsReplaceAnUnusableRequestID(t *testing.T) {
+	downstream := startServer(t, "kit-down")
+	conn, err := protomesh.Dial(downstream.addr, protomesh.DialLogger(protomesh.NewLogger(io.Discard, "", "info")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "has spaces in it")
+	held, err := interopv1.NewInteropServiceClient(conn).Hold(ctx, &interopv1.HoldRequest{HoldMs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := held.GetHops()[0].GetRequestId(); id == "has spaces in it" || len(id) != 36 {
+		t.Fatalf("the server saw request id %q, want a new UUID in place of the unusable one", id)
+	}
+}
+
 func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -24,7 +24,8 @@ const (
 const DefaultHost = "127.0.0.1"
 
 // LogLevels are the values PROTOMESH_LOG_LEVEL takes.
-var LogLevels = []string{"debug", "info", "warn", "error"}
+// They are pino's, as in the TypeScript kit (mesh/settings.ts); silent logs nothing.
+var LogLevels = []string{"silent", "fatal", "error", "warn", "info", "debug", "trace"}
 
 // Settings are a program's settings, typed and validated.
 type Settings struct {
@@ -35,7 +36,7 @@ type Settings struct {
 	Zone string
 	// AdvertiseHost is the address a server registers instead of its bound host (PROTOMESH_ADVERTISE_HOST).
 	AdvertiseHost string
-	// LogLevel is debug, info, warn or error (PROTOMESH_LOG_LEVEL, default info).
+	// LogLevel is one of LogLevels (PROTOMESH_LOG_LEVEL, default info).
 	LogLevel string
 	// Host to listen on (HOST, default 127.0.0.1).
 	Host string

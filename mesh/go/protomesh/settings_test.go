@@ -23,6 +23,20 @@ func TestLoadSettingsRefusesBadValuesNamingTheVariable(t *testing.T) {
 	}
 }
 
+func TestLoadSettingsTakesPinosLevels(t *testing.T) {
+	for _, level := range []string{"silent", "fatal", "error", "warn", "info", "debug", "trace"} {
+		s, err := LoadSettings(func(name string) (string, bool) {
+			if name == EnvLogLevel {
+				return level, true
+			}
+			return "", false
+		})
+		if err != nil || s.LogLevel != level {
+			t.Errorf("%s=%s: %+v %v", EnvLogLevel, level, s, err)
+		}
+	}
+}
+
 func TestLoadSettingsReadsEveryVariable(t *testing.T) {
 	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvHost: "0.0.0.0", EnvPort: "0"}
 	s, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })

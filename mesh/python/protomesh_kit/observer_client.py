@@ -22,7 +22,7 @@ import grpc
 from .call_context import current_inbound_call
 from .logger import Logger
 from .observer_server import split_method
-from .request_id import REQUEST_ID_KEY
+from .request_id import REQUEST_ID_KEY, is_acceptable_request_id
 from .sink_log import log_call
 
 #: Deadline of an outbound call when the caller names none (s), as DEFAULT_DEADLINE_MS in deadlines.ts.
@@ -67,6 +67,9 @@ class ClientObserver(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamC
         path = details.method.decode() if isinstance(details.method, bytes) else details.method
         inbound = current_inbound_call()
         metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
+        if REQUEST_ID_KEY in metadata and not is_acceptable_request_id(metadata[REQUEST_ID_KEY]):
+            # The caller's own id is unusable (as a server would judge it): replaced, not passed on.
+            del metadata[REQUEST_ID_KEY]
         if REQUEST_ID_KEY not in metadata:
             metadata[REQUEST_ID_KEY] = inbound.request_id if inbound else str(uuid.uuid4())
         request_id = str(metadata[REQUEST_ID_KEY])

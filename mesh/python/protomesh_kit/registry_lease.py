@@ -97,8 +97,23 @@ class RegistryLease:
         while not self._is_stopped:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
-            delay_s = await (self._keep_alive() if self._lease_id else self._register())
-            self._first_attempt.set()
+            try:
+                delay_s = await (self._keep_alive() if self._lease_id else self._register())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the lease must outlive any one failed attempt
+                # Not a gRPC status (a bug, or the channel closing under it): logged, and tried again
+                # with backoff, so that neither listen() nor the keep-alives stop for good.
+                self._failures_in_a_row += 1
+                retry_in_ms = self._backoff.next_ms()
+                self._logger.error(
+                    "registry call failed unexpectedly; retrying with backoff",
+                    err={"type": type(error).__name__, "message": str(error)},
+                    retryInMs=retry_in_ms,
+                )
+                delay_s = retry_in_ms / 1000
+            finally:
+                self._first_attempt.set()
 
     async def _register(self) -> float:
         """One registration attempt; returns the wait before the next step (seconds)."""

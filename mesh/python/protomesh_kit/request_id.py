@@ -15,6 +15,11 @@ REQUEST_ID_KEY = "x-request-id"
 _ACCEPTABLE = re.compile(r"[\x21-\x7e]{1,128}")
 
 
+def is_acceptable_request_id(value: Any) -> bool:
+    """True when ``value`` may be carried as an x-request-id as it is."""
+    return isinstance(value, str) and _ACCEPTABLE.fullmatch(value) is not None
+
+
 def request_id_from(metadata: Iterable[Any] | None) -> str:
     """The request id carried in ``metadata`` (key/value pairs) when acceptable, else a new UUID."""
     for key, value in metadata or ():

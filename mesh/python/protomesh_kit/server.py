@@ -122,7 +122,9 @@ class MeshServer:
         await self._server.start()
         await self.health.set_serving(True)
         self.logger.info("listening", address=address, port=port, services=self._services)
-        if self._control_plane:
+        # A drain that began while this was binding (a SIGTERM during start-up) must not be
+        # followed by a registration nobody would ever remove.
+        if self._control_plane and self._drained is None:
             endpoint = endpoint_for_server(
                 self._mesh_service,
                 address,

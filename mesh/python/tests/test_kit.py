@@ -197,6 +197,20 @@ async def test_a_call_outside_a_handler_gets_the_default_deadline() -> None:
         await server.drain(grace_s=0)
 
 
+async def test_an_unusable_request_id_of_the_caller_is_replaced_not_passed_on() -> None:
+    back = Relay()
+    server, _ = await start(back)
+    channel = kit.dial(f"127.0.0.1:{server.port}", logger=kit.Logger(stream=io.StringIO()))
+    try:
+        stub = interop_pb2_grpc.InteropServiceStub(channel)
+        response = await stub.Hold(interop_pb2.HoldRequest(hold_ms=1), metadata=(("x-request-id", "has spaces in it"),))
+        seen = response.hops[0].request_id
+        assert seen != "has spaces in it" and len(seen) == 36
+    finally:
+        await channel.close()
+        await server.drain(grace_s=0)
+
+
 async def test_registers_renews_and_registers_again_after_a_control_plane_restart(control_plane: ControlPlane) -> None:
     server, stream = await start(Relay(), "kit-lease", control_plane=control_plane.address)
     try:
