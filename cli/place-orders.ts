@@ -5,6 +5,7 @@ import { OrderServiceClient } from "../generated/ts/shop/orders/v1/orders";
 import type { ListOrdersResponse, PlaceOrderResponse } from "../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../mesh/client";
 import { createLogger } from "../mesh/logger";
+import { SEED_PRODUCTS } from "../services/catalog/seed";
 
 /**
  * `protomesh place-orders`: orders placed as a mesh client places them (by name over xDS, with the
@@ -44,7 +45,7 @@ export async function placeOrders(controlPlane: string, count: number): Promise<
   const worker = async () => {
     while (next < count) {
       next += 1;
-      const { error, attempts } = await placeOne(client, customerId, `key-${next}`);
+      const { error, attempts } = await placeOne(client, customerId, `key-${next}`, productFor(next));
       const code = status[error?.code ?? status.OK];
       report.calls += 1;
       report.codes[code] = (report.codes[code] ?? 0) + 1;
@@ -63,14 +64,22 @@ export async function placeOrders(controlPlane: string, count: number): Promise<
   }
 }
 
-function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey: string): Promise<{ error?: ServiceError; attempts: number }> {
+/**
+ * The product of order `n`: one unit of each of the catalog's products in turn, so that a run
+ * spreads over the inventory's stock (1000 units of each) instead of emptying one product's.
+ */
+function productFor(n: number): string {
+  return SEED_PRODUCTS[(n - 1) % SEED_PRODUCTS.length].id;
+}
+
+function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey: string, productId: string): Promise<{ error?: ServiceError; attempts: number }> {
   let previous = 0;
   const note = (metadata: Metadata | undefined) => {
     previous = Math.max(previous, Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0));
   };
   return new Promise((resolve) => {
     const call = client.placeOrder(
-      { customerId, idempotencyKey, items: [{ productId: "sku-1001", quantity: 1 }] },
+      { customerId, idempotencyKey, items: [{ productId, quantity: 1 }] },
       (error: ServiceError | null, _response: PlaceOrderResponse) => {
         note(error?.metadata);
         resolve({ error: error ?? undefined, attempts: previous + 1 });
