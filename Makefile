@@ -12,6 +12,8 @@ GRPC_HEALTH_PROBE_VERSION := v0.4.62
 # Pinned Go code generators for `make gen` (generated/go).
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+# protoc-gen-openapiv2 (grpc-gateway) writes generated/openapi from the google.api.http rules.
+PROTOC_GEN_OPENAPIV2_VERSION := v2.33.0
 
 BUF := node_modules/.bin/buf
 GEN_DIR := generated
@@ -68,7 +70,10 @@ $(TOOLS_BIN)/protoc-gen-go:
 $(TOOLS_BIN)/protoc-gen-go-grpc:
 	$(call go-install,google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION))
 
-go-gen-tools: $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc ## install the pinned Go code generators into .tools/bin
+$(TOOLS_BIN)/protoc-gen-openapiv2:
+	$(call go-install,github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(PROTOC_GEN_OPENAPIV2_VERSION))
+
+go-gen-tools: $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-openapiv2 ## install the pinned Go and OpenAPI code generators into .tools/bin
 
 # The Go and Python kits: their toolchains, builds and test suites.
 include mesh/go/go.mk
@@ -98,23 +103,35 @@ postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's t
 chaos-tools: ## install iproute2 (ip, tc) for the chaos suite's network namespaces, when missing
 	$(call apt-install,command -v ip && command -v tc,iproute2,the chaos suite's network scenarios)
 
-# $(call generate,root): every language's stubs and the descriptor set under root (generated/ when root
-# is .). A language whose toolchain is missing is named and left out (under CI: fails).
+# What the TypeScript stubs and the descriptor set are made of: protomesh's contracts, and of the
+# upstream modules in buf.yaml the files the kit uses (health, ORCA and validate, and google.api's
+# HTTP rules; not the rest of googleapis).
+GOOGLEAPIS := node_modules/@grpc/grpc-js-xds/deps/googleapis
+GEN_PATHS := $(addprefix --path ,$(wildcard proto/*) node_modules/grpc-health-check/proto/health \
+  node_modules/@grpc/grpc-js/proto/xds/xds node_modules/@grpc/grpc-js/proto/protoc-gen-validate/validate \
+  $(GOOGLEAPIS)/google/api/annotations.proto $(GOOGLEAPIS)/google/api/http.proto)
+
+# $(call generate,root): every language's stubs, the OpenAPI document and the descriptor set under
+# root (generated/ when root is .). A toolchain that is missing is named and left out (under CI: fails).
 define generate
-	$(BUF) generate --output $(1)
+	$(BUF) generate --output $(1) $(GEN_PATHS)
 	@if [ -x $(TOOLS_BIN)/protoc-gen-go ] && [ -x $(TOOLS_BIN)/protoc-gen-go-grpc ]; then \
 	  $(BUF) generate --template buf.gen.go.yaml $(addprefix --path ,$(wildcard proto/*)) --output $(1); \
 	elif [ -n "$(IS_CI)" ]; then echo "Go is required to generate generated/go (CI=$(CI))" >&2; exit 1; \
 	else echo "Go code generators missing (install Go): generated/go left as it is" >&2; fi
+	@if [ -x $(TOOLS_BIN)/protoc-gen-openapiv2 ]; then \
+	  $(BUF) generate --template buf.gen.openapi.yaml --path proto/shop --output $(1); \
+	elif [ -n "$(IS_CI)" ]; then echo "Go is required to generate generated/openapi (CI=$(CI))" >&2; exit 1; \
+	else echo "protoc-gen-openapiv2 missing (install Go): generated/openapi left as it is" >&2; fi
 	@if [ -x $(VENV_PYTHON) ]; then \
 	  rm -rf $(1)/$(GEN_DIR)/python && mkdir -p $(1)/$(GEN_DIR)/python && \
 	  wkt=$$($(VENV_PYTHON) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))') && \
 	  (cd proto && find . -name '*.proto' | sed 's|^\./||' | sort) | \
-	  xargs $(VENV_PYTHON) -m grpc_tools.protoc -I proto -I "$$wkt" \
+	  xargs $(VENV_PYTHON) -m grpc_tools.protoc -I proto -I $(GOOGLEAPIS) -I "$$wkt" \
 	    --python_out=$(1)/$(GEN_DIR)/python --pyi_out=$(1)/$(GEN_DIR)/python --grpc_python_out=$(1)/$(GEN_DIR)/python; \
 	elif [ -n "$(IS_CI)" ]; then echo "Python is required to generate generated/python (CI=$(CI))" >&2; exit 1; \
 	else echo "Python virtualenv missing (install python3): generated/python left as it is" >&2; fi
-	$(BUF) build --exclude-source-info --as-file-descriptor-set -o $(1)/$(DESCRIPTOR_SET)
+	$(BUF) build --exclude-source-info --as-file-descriptor-set -o $(1)/$(DESCRIPTOR_SET) $(GEN_PATHS)
 endef
 
 gen: deps go-gen-tools python-env ## generate TypeScript, Go and Python stubs and the descriptor set from proto/
@@ -124,7 +141,7 @@ gen: deps go-gen-tools python-env ## generate TypeScript, Go and Python stubs an
 check-gen: deps go-gen-tools python-env ## fail if `make gen` would change generated/ (every language)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(MAKE) --no-print-directory gen-into GEN_ROOT="$$tmp" >/dev/null && \
-	  for lang in ts go python; do \
+	  for lang in ts go python openapi; do \
 	    [ -d "$$tmp/$(GEN_DIR)/$$lang" ] || continue; \
 	    if ! diff -r -x __pycache__ "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang >/dev/null; then \
 	      diff -r -x __pycache__ "$$tmp/$(GEN_DIR)/$$lang" $(GEN_DIR)/$$lang | head -40; \

@@ -7,6 +7,7 @@
 package catalogv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -414,7 +415,7 @@ var File_shop_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_shop_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\"\xa0\x01\n" +
+	"\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\x1a\x1cgoogle/api/annotations.proto\"\xa0\x01\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -440,12 +441,12 @@ const file_shop_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"L\n" +
 	"\x16SearchProductsResponse\x122\n" +
-	"\aproduct\x18\x01 \x01(\v2\x18.shop.catalog.v1.ProductR\aproduct2\xa9\x02\n" +
-	"\x0eCatalogService\x12U\n" +
+	"\aproduct\x18\x01 \x01(\v2\x18.shop.catalog.v1.ProductR\aproduct2\xf8\x02\n" +
+	"\x0eCatalogService\x12p\n" +
 	"\n" +
-	"GetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\x12[\n" +
-	"\fListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\x12c\n" +
-	"\x0eSearchProducts\x12&.shop.catalog.v1.SearchProductsRequest\x1a'.shop.catalog.v1.SearchProductsResponse0\x01B\xc8\x01\n" +
+	"GetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/products/{id}\x12q\n" +
+	"\fListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/products\x12\x80\x01\n" +
+	"\x0eSearchProducts\x12&.shop.catalog.v1.SearchProductsRequest\x1a'.shop.catalog.v1.SearchProductsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/products:search0\x01B\xc8\x01\n" +
 	"\x13com.shop.catalog.v1B\fCatalogProtoP\x01ZEgithub.com/protomesh/protomesh/generated/go/shop/catalog/v1;catalogv1\xa2\x02\x03SCX\xaa\x02\x0fShop.Catalog.V1\xca\x02\x0fShop\\Catalog\\V1\xe2\x02\x1bShop\\Catalog\\V1\\GPBMetadata\xea\x02\x11Shop::Catalog::V1b\x06proto3"
 
 var (

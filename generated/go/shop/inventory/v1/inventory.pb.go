@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -507,7 +508,7 @@ var File_shop_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\"e\n" +
+	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1cgoogle/api/annotations.proto\"e\n" +
 	"\n" +
 	"StockLevel\x12\x1d\n" +
 	"\n" +
@@ -537,13 +538,13 @@ const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"\vproduct_ids\x18\x01 \x03(\tR\n" +
 	"productIds\"I\n" +
 	"\x12WatchStockResponse\x123\n" +
-	"\x05stock\x18\x01 \x01(\v2\x1d.shop.inventory.v1.StockLevelR\x05stock2\x86\x03\n" +
-	"\x10InventoryService\x12S\n" +
-	"\bGetStock\x12\".shop.inventory.v1.GetStockRequest\x1a#.shop.inventory.v1.GetStockResponse\x12_\n" +
-	"\fReserveStock\x12&.shop.inventory.v1.ReserveStockRequest\x1a'.shop.inventory.v1.ReserveStockResponse\x12_\n" +
-	"\fReleaseStock\x12&.shop.inventory.v1.ReleaseStockRequest\x1a'.shop.inventory.v1.ReleaseStockResponse\x12[\n" +
+	"\x05stock\x18\x01 \x01(\v2\x1d.shop.inventory.v1.StockLevelR\x05stock2\x90\x04\n" +
+	"\x10InventoryService\x12s\n" +
+	"\bGetStock\x12\".shop.inventory.v1.GetStockRequest\x1a#.shop.inventory.v1.GetStockResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/stock/{product_id}\x12|\n" +
+	"\fReserveStock\x12&.shop.inventory.v1.ReserveStockRequest\x1a'.shop.inventory.v1.ReserveStockResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12\x92\x01\n" +
+	"\fReleaseStock\x12&.shop.inventory.v1.ReleaseStockRequest\x1a'.shop.inventory.v1.ReleaseStockResponse\"1\x82\xd3\xe4\x93\x02+\")/v1/reservations/{reservation_id}:release\x12t\n" +
 	"\n" +
-	"WatchStock\x12$.shop.inventory.v1.WatchStockRequest\x1a%.shop.inventory.v1.WatchStockResponse0\x01B\xd8\x01\n" +
+	"WatchStock\x12$.shop.inventory.v1.WatchStockRequest\x1a%.shop.inventory.v1.WatchStockResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/stock:watch0\x01B\xd8\x01\n" +
 	"\x15com.shop.inventory.v1B\x0eInventoryProtoP\x01ZIgithub.com/protomesh/protomesh/generated/go/shop/inventory/v1;inventoryv1\xa2\x02\x03SIX\xaa\x02\x11Shop.Inventory.V1\xca\x02\x11Shop\\Inventory\\V1\xe2\x02\x1dShop\\Inventory\\V1\\GPBMetadata\xea\x02\x13Shop::Inventory::V1b\x06proto3"
 
 var (

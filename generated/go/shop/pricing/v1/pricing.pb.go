@@ -7,6 +7,7 @@
 package pricingv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -299,7 +300,7 @@ var File_shop_pricing_v1_pricing_proto protoreflect.FileDescriptor
 
 const file_shop_pricing_v1_pricing_proto_rawDesc = "" +
 	"\n" +
-	"\x1dshop/pricing/v1/pricing.proto\x12\x0fshop.pricing.v1\"G\n" +
+	"\x1dshop/pricing/v1/pricing.proto\x12\x0fshop.pricing.v1\x1a\x1cgoogle/api/annotations.proto\"G\n" +
 	"\n" +
 	"BasketLine\x12\x1d\n" +
 	"\n" +
@@ -325,9 +326,10 @@ const file_shop_pricing_v1_pricing_proto_rawDesc = "" +
 	"\vtotal_cents\x18\x04 \x01(\x03R\n" +
 	"totalCents\x12\x1a\n" +
 	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12$\n" +
-	"\x0evalid_until_ms\x18\x06 \x01(\x03R\fvalidUntilMs2j\n" +
-	"\x0ePricingService\x12X\n" +
-	"\vQuoteBasket\x12#.shop.pricing.v1.QuoteBasketRequest\x1a$.shop.pricing.v1.QuoteBasketResponseB\xc8\x01\n" +
+	"\x0evalid_until_ms\x18\x06 \x01(\x03R\fvalidUntilMs2\x81\x01\n" +
+	"\x0ePricingService\x12o\n" +
+	"\vQuoteBasket\x12#.shop.pricing.v1.QuoteBasketRequest\x1a$.shop.pricing.v1.QuoteBasketResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/quotesB\xc8\x01\n" +
 	"\x13com.shop.pricing.v1B\fPricingProtoP\x01ZEgithub.com/protomesh/protomesh/generated/go/shop/pricing/v1;pricingv1\xa2\x02\x03SPX\xaa\x02\x0fShop.Pricing.V1\xca\x02\x0fShop\\Pricing\\V1\xe2\x02\x1bShop\\Pricing\\V1\\GPBMetadata\xea\x02\x11Shop::Pricing::V1b\x06proto3"
 
 var (

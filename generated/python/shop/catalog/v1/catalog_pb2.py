@@ -22,29 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\"m\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x12GetProductResponse\x12)\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.Product\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"o\n\x14ListProductsResponse\x12*\n\x08products\x18\x01 \x03(\x0b\x32\x18.shop.catalog.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"5\n\x15SearchProductsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"C\n\x16SearchProductsResponse\x12)\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.Product2\xa9\x02\n\x0e\x43\x61talogService\x12U\n\nGetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\x12[\n\x0cListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\x12\x63\n\x0eSearchProducts\x12&.shop.catalog.v1.SearchProductsRequest\x1a\'.shop.catalog.v1.SearchProductsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\x1a\x1cgoogle/api/annotations.proto\"m\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x12GetProductResponse\x12)\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.Product\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"o\n\x14ListProductsResponse\x12*\n\x08products\x18\x01 \x03(\x0b\x32\x18.shop.catalog.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"5\n\x15SearchProductsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"C\n\x16SearchProductsResponse\x12)\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.Product2\xf8\x02\n\x0e\x43\x61talogService\x12p\n\nGetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/products/{id}\x12q\n\x0cListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12\x80\x01\n\x0eSearchProducts\x12&.shop.catalog.v1.SearchProductsRequest\x1a\'.shop.catalog.v1.SearchProductsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/products:search0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRODUCT']._serialized_start=50
-  _globals['_PRODUCT']._serialized_end=159
-  _globals['_GETPRODUCTREQUEST']._serialized_start=161
-  _globals['_GETPRODUCTREQUEST']._serialized_end=192
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=194
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=257
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=259
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=319
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=321
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=432
-  _globals['_SEARCHPRODUCTSREQUEST']._serialized_start=434
-  _globals['_SEARCHPRODUCTSREQUEST']._serialized_end=487
-  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_start=489
-  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_end=556
-  _globals['_CATALOGSERVICE']._serialized_start=559
-  _globals['_CATALOGSERVICE']._serialized_end=856
+  _globals['_CATALOGSERVICE'].methods_by_name['GetProduct']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['GetProduct']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/products/{id}'
+  _globals['_CATALOGSERVICE'].methods_by_name['ListProducts']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['ListProducts']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/products'
+  _globals['_CATALOGSERVICE'].methods_by_name['SearchProducts']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['SearchProducts']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/products:search'
+  _globals['_PRODUCT']._serialized_start=80
+  _globals['_PRODUCT']._serialized_end=189
+  _globals['_GETPRODUCTREQUEST']._serialized_start=191
+  _globals['_GETPRODUCTREQUEST']._serialized_end=222
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=224
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=287
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=289
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=349
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=351
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=462
+  _globals['_SEARCHPRODUCTSREQUEST']._serialized_start=464
+  _globals['_SEARCHPRODUCTSREQUEST']._serialized_end=517
+  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_start=519
+  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_end=586
+  _globals['_CATALOGSERVICE']._serialized_start=589
+  _globals['_CATALOGSERVICE']._serialized_end=965
 # @@protoc_insertion_point(module_scope)

@@ -22,35 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\"E\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x05\x12\x10\n\x08reserved\x18\x03 \x01(\x05\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"@\n\x10GetStockResponse\x12,\n\x05stock\x18\x01 \x01(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"7\n\x0fReservationItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"Z\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".shop.inventory.v1.ReservationItem\"\\\n\x14ReserveStockResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12,\n\x05stock\x18\x02 \x03(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"-\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"D\n\x14ReleaseStockResponse\x12,\n\x05stock\x18\x01 \x03(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"(\n\x11WatchStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"B\n\x12WatchStockResponse\x12,\n\x05stock\x18\x01 \x01(\x0b\x32\x1d.shop.inventory.v1.StockLevel2\x86\x03\n\x10InventoryService\x12S\n\x08GetStock\x12\".shop.inventory.v1.GetStockRequest\x1a#.shop.inventory.v1.GetStockResponse\x12_\n\x0cReserveStock\x12&.shop.inventory.v1.ReserveStockRequest\x1a\'.shop.inventory.v1.ReserveStockResponse\x12_\n\x0cReleaseStock\x12&.shop.inventory.v1.ReleaseStockRequest\x1a\'.shop.inventory.v1.ReleaseStockResponse\x12[\n\nWatchStock\x12$.shop.inventory.v1.WatchStockRequest\x1a%.shop.inventory.v1.WatchStockResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1cgoogle/api/annotations.proto\"E\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x05\x12\x10\n\x08reserved\x18\x03 \x01(\x05\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"@\n\x10GetStockResponse\x12,\n\x05stock\x18\x01 \x01(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"7\n\x0fReservationItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"Z\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x31\n\x05items\x18\x02 \x03(\x0b\x32\".shop.inventory.v1.ReservationItem\"\\\n\x14ReserveStockResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12,\n\x05stock\x18\x02 \x03(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"-\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"D\n\x14ReleaseStockResponse\x12,\n\x05stock\x18\x01 \x03(\x0b\x32\x1d.shop.inventory.v1.StockLevel\"(\n\x11WatchStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"B\n\x12WatchStockResponse\x12,\n\x05stock\x18\x01 \x01(\x0b\x32\x1d.shop.inventory.v1.StockLevel2\x90\x04\n\x10InventoryService\x12s\n\x08GetStock\x12\".shop.inventory.v1.GetStockRequest\x1a#.shop.inventory.v1.GetStockResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/stock/{product_id}\x12|\n\x0cReserveStock\x12&.shop.inventory.v1.ReserveStockRequest\x1a\'.shop.inventory.v1.ReserveStockResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/reservations:\x01*\x12\x92\x01\n\x0cReleaseStock\x12&.shop.inventory.v1.ReleaseStockRequest\x1a\'.shop.inventory.v1.ReleaseStockResponse\"1\x82\xd3\xe4\x93\x02+\")/v1/reservations/{reservation_id}:release\x12t\n\nWatchStock\x12$.shop.inventory.v1.WatchStockRequest\x1a%.shop.inventory.v1.WatchStockResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/stock:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.inventory.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOCKLEVEL']._serialized_start=56
-  _globals['_STOCKLEVEL']._serialized_end=125
-  _globals['_GETSTOCKREQUEST']._serialized_start=127
-  _globals['_GETSTOCKREQUEST']._serialized_end=164
-  _globals['_GETSTOCKRESPONSE']._serialized_start=166
-  _globals['_GETSTOCKRESPONSE']._serialized_end=230
-  _globals['_RESERVATIONITEM']._serialized_start=232
-  _globals['_RESERVATIONITEM']._serialized_end=287
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=289
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=379
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=381
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=473
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=475
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=520
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=522
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=590
-  _globals['_WATCHSTOCKREQUEST']._serialized_start=592
-  _globals['_WATCHSTOCKREQUEST']._serialized_end=632
-  _globals['_WATCHSTOCKRESPONSE']._serialized_start=634
-  _globals['_WATCHSTOCKRESPONSE']._serialized_end=700
-  _globals['_INVENTORYSERVICE']._serialized_start=703
-  _globals['_INVENTORYSERVICE']._serialized_end=1093
+  _globals['_INVENTORYSERVICE'].methods_by_name['GetStock']._loaded_options = None
+  _globals['_INVENTORYSERVICE'].methods_by_name['GetStock']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/stock/{product_id}'
+  _globals['_INVENTORYSERVICE'].methods_by_name['ReserveStock']._loaded_options = None
+  _globals['_INVENTORYSERVICE'].methods_by_name['ReserveStock']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/reservations:\001*'
+  _globals['_INVENTORYSERVICE'].methods_by_name['ReleaseStock']._loaded_options = None
+  _globals['_INVENTORYSERVICE'].methods_by_name['ReleaseStock']._serialized_options = b'\202\323\344\223\002+\")/v1/reservations/{reservation_id}:release'
+  _globals['_INVENTORYSERVICE'].methods_by_name['WatchStock']._loaded_options = None
+  _globals['_INVENTORYSERVICE'].methods_by_name['WatchStock']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/stock:watch'
+  _globals['_STOCKLEVEL']._serialized_start=86
+  _globals['_STOCKLEVEL']._serialized_end=155
+  _globals['_GETSTOCKREQUEST']._serialized_start=157
+  _globals['_GETSTOCKREQUEST']._serialized_end=194
+  _globals['_GETSTOCKRESPONSE']._serialized_start=196
+  _globals['_GETSTOCKRESPONSE']._serialized_end=260
+  _globals['_RESERVATIONITEM']._serialized_start=262
+  _globals['_RESERVATIONITEM']._serialized_end=317
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=319
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=409
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=411
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=503
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=505
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=550
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=552
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=620
+  _globals['_WATCHSTOCKREQUEST']._serialized_start=622
+  _globals['_WATCHSTOCKREQUEST']._serialized_end=662
+  _globals['_WATCHSTOCKRESPONSE']._serialized_start=664
+  _globals['_WATCHSTOCKRESPONSE']._serialized_end=730
+  _globals['_INVENTORYSERVICE']._serialized_start=733
+  _globals['_INVENTORYSERVICE']._serialized_end=1261
 # @@protoc_insertion_point(module_scope)

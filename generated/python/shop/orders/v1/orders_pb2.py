@@ -22,35 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\"1\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x93\x01\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x18\n\x10line_total_cents\x18\x05 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x06 \x01(\x03\"\x86\x02\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12(\n\x05lines\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderLine\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x16\n\x0e\x64iscount_cents\x18\t \x01(\x03\x12\x16\n\x0ereservation_id\x18\n \x01(\t\"k\n\x11PlaceOrderRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12(\n\x05items\x18\x02 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"L\n\x12PlaceOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x1d\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*`\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATUS_PLACED\x10\x01\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x02\x32\x87\x02\n\x0cOrderService\x12S\n\nPlaceOrder\x12!.shop.orders.v1.PlaceOrderRequest\x1a\".shop.orders.v1.PlaceOrderResponse\x12M\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12S\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1cgoogle/api/annotations.proto\"1\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x93\x01\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x18\n\x10line_total_cents\x18\x05 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x06 \x01(\x03\"\x86\x02\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12(\n\x05lines\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderLine\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x16\n\x0e\x64iscount_cents\x18\t \x01(\x03\x12\x16\n\x0ereservation_id\x18\n \x01(\t\"k\n\x11PlaceOrderRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12(\n\x05items\x18\x02 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"L\n\x12PlaceOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x1d\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*`\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATUS_PLACED\x10\x01\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x02\x32\xcb\x02\n\x0cOrderService\x12j\n\nPlaceOrder\x12!.shop.orders.v1.PlaceOrderRequest\x1a\".shop.orders.v1.PlaceOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12\x66\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/orders/{id}\x12g\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/ordersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=956
-  _globals['_ORDERSTATUS']._serialized_end=1052
-  _globals['_ORDERITEM']._serialized_start=47
-  _globals['_ORDERITEM']._serialized_end=96
-  _globals['_ORDERLINE']._serialized_start=99
-  _globals['_ORDERLINE']._serialized_end=246
-  _globals['_ORDER']._serialized_start=249
-  _globals['_ORDER']._serialized_end=511
-  _globals['_PLACEORDERREQUEST']._serialized_start=513
-  _globals['_PLACEORDERREQUEST']._serialized_end=620
-  _globals['_PLACEORDERRESPONSE']._serialized_start=622
-  _globals['_PLACEORDERRESPONSE']._serialized_end=698
-  _globals['_GETORDERREQUEST']._serialized_start=700
-  _globals['_GETORDERREQUEST']._serialized_end=729
-  _globals['_GETORDERRESPONSE']._serialized_start=731
-  _globals['_GETORDERRESPONSE']._serialized_end=787
-  _globals['_LISTORDERSREQUEST']._serialized_start=789
-  _globals['_LISTORDERSREQUEST']._serialized_end=868
-  _globals['_LISTORDERSRESPONSE']._serialized_start=870
-  _globals['_LISTORDERSRESPONSE']._serialized_end=954
-  _globals['_ORDERSERVICE']._serialized_start=1055
-  _globals['_ORDERSERVICE']._serialized_end=1318
+  _globals['_ORDERSERVICE'].methods_by_name['PlaceOrder']._loaded_options = None
+  _globals['_ORDERSERVICE'].methods_by_name['PlaceOrder']._serialized_options = b'\202\323\344\223\002\017\"\n/v1/orders:\001*'
+  _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._loaded_options = None
+  _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/orders/{id}'
+  _globals['_ORDERSERVICE'].methods_by_name['ListOrders']._loaded_options = None
+  _globals['_ORDERSERVICE'].methods_by_name['ListOrders']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/orders'
+  _globals['_ORDERSTATUS']._serialized_start=986
+  _globals['_ORDERSTATUS']._serialized_end=1082
+  _globals['_ORDERITEM']._serialized_start=77
+  _globals['_ORDERITEM']._serialized_end=126
+  _globals['_ORDERLINE']._serialized_start=129
+  _globals['_ORDERLINE']._serialized_end=276
+  _globals['_ORDER']._serialized_start=279
+  _globals['_ORDER']._serialized_end=541
+  _globals['_PLACEORDERREQUEST']._serialized_start=543
+  _globals['_PLACEORDERREQUEST']._serialized_end=650
+  _globals['_PLACEORDERRESPONSE']._serialized_start=652
+  _globals['_PLACEORDERRESPONSE']._serialized_end=728
+  _globals['_GETORDERREQUEST']._serialized_start=730
+  _globals['_GETORDERREQUEST']._serialized_end=759
+  _globals['_GETORDERRESPONSE']._serialized_start=761
+  _globals['_GETORDERRESPONSE']._serialized_end=817
+  _globals['_LISTORDERSREQUEST']._serialized_start=819
+  _globals['_LISTORDERSREQUEST']._serialized_end=898
+  _globals['_LISTORDERSRESPONSE']._serialized_start=900
+  _globals['_LISTORDERSRESPONSE']._serialized_end=984
+  _globals['_ORDERSERVICE']._serialized_start=1085
+  _globals['_ORDERSERVICE']._serialized_end=1416
 # @@protoc_insertion_point(module_scope)

@@ -22,23 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/pricing/v1/pricing.proto\x12\x0fshop.pricing.v1\"2\n\nBasketLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"g\n\x12QuoteBasketRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12*\n\x05lines\x18\x02 \x03(\x0b\x32\x1b.shop.pricing.v1.BasketLine\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"~\n\nQuotedLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x04 \x01(\x03\x12\x18\n\x10line_total_cents\x18\x05 \x01(\x03\"\xb0\x01\n\x13QuoteBasketResponse\x12*\n\x05lines\x18\x01 \x03(\x0b\x32\x1b.shop.pricing.v1.QuotedLine\x12\x16\n\x0esubtotal_cents\x18\x02 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x03 \x01(\x03\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x16\n\x0evalid_until_ms\x18\x06 \x01(\x03\x32j\n\x0ePricingService\x12X\n\x0bQuoteBasket\x12#.shop.pricing.v1.QuoteBasketRequest\x1a$.shop.pricing.v1.QuoteBasketResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/pricing/v1/pricing.proto\x12\x0fshop.pricing.v1\x1a\x1cgoogle/api/annotations.proto\"2\n\nBasketLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"g\n\x12QuoteBasketRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12*\n\x05lines\x18\x02 \x03(\x0b\x32\x1b.shop.pricing.v1.BasketLine\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"~\n\nQuotedLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x04 \x01(\x03\x12\x18\n\x10line_total_cents\x18\x05 \x01(\x03\"\xb0\x01\n\x13QuoteBasketResponse\x12*\n\x05lines\x18\x01 \x03(\x0b\x32\x1b.shop.pricing.v1.QuotedLine\x12\x16\n\x0esubtotal_cents\x18\x02 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x03 \x01(\x03\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x16\n\x0evalid_until_ms\x18\x06 \x01(\x03\x32\x81\x01\n\x0ePricingService\x12o\n\x0bQuoteBasket\x12#.shop.pricing.v1.QuoteBasketRequest\x1a$.shop.pricing.v1.QuoteBasketResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/quotes:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.pricing.v1.pricing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BASKETLINE']._serialized_start=50
-  _globals['_BASKETLINE']._serialized_end=100
-  _globals['_QUOTEBASKETREQUEST']._serialized_start=102
-  _globals['_QUOTEBASKETREQUEST']._serialized_end=205
-  _globals['_QUOTEDLINE']._serialized_start=207
-  _globals['_QUOTEDLINE']._serialized_end=333
-  _globals['_QUOTEBASKETRESPONSE']._serialized_start=336
-  _globals['_QUOTEBASKETRESPONSE']._serialized_end=512
-  _globals['_PRICINGSERVICE']._serialized_start=514
-  _globals['_PRICINGSERVICE']._serialized_end=620
+  _globals['_PRICINGSERVICE'].methods_by_name['QuoteBasket']._loaded_options = None
+  _globals['_PRICINGSERVICE'].methods_by_name['QuoteBasket']._serialized_options = b'\202\323\344\223\002\017\"\n/v1/quotes:\001*'
+  _globals['_BASKETLINE']._serialized_start=80
+  _globals['_BASKETLINE']._serialized_end=130
+  _globals['_QUOTEBASKETREQUEST']._serialized_start=132
+  _globals['_QUOTEBASKETREQUEST']._serialized_end=235
+  _globals['_QUOTEDLINE']._serialized_start=237
+  _globals['_QUOTEDLINE']._serialized_end=363
+  _globals['_QUOTEBASKETRESPONSE']._serialized_start=366
+  _globals['_QUOTEBASKETRESPONSE']._serialized_end=542
+  _globals['_PRICINGSERVICE']._serialized_start=545
+  _globals['_PRICINGSERVICE']._serialized_end=674
 # @@protoc_insertion_point(module_scope)
