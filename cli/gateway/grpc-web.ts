@@ -18,6 +18,8 @@ import { INTERNAL_DETAILS, MeshError, isServiceError } from "../../mesh/errors";
 import type { Logger } from "../../mesh/logger";
 import type { Backends } from "./backends";
 import { GatewayError } from "./errors";
+import type { GatewayCall } from "./gateway-call";
+import { MAX_BODY_BYTES, bodyTooLarge } from "./http-body";
 import type { GatewayMethod } from "./methods";
 
 /** Frame flags (PROTOCOL-WEB.md): the high bit marks trailers, the low bit a compressed message. */
@@ -26,8 +28,6 @@ const TRAILER_FLAG = 0x80;
 const COMPRESSED_FLAG = 0x01;
 /** A frame's flag byte and 4-byte length. */
 const FRAME_HEADER_BYTES = 5;
-/** Largest request body accepted, the gateway's HTTP body limit (the contract's 4 MiB) and grpc-js's default receive limit. */
-export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 /** How long a browser may cache a preflight answer: 10 minutes (Chromium caps it at 2 hours). */
 export const PREFLIGHT_MAX_AGE_S = 600;
 /** Request headers a gRPC-Web client sends that a cross-origin page may set (content-type is not CORS-safelisted for these types). */
@@ -40,15 +40,6 @@ const RESERVED_HEADERS = new Set([
   "grpc-status", "grpc-message", "grpc-encoding", "grpc-accept-encoding", "grpc-timeout",
 ]);
 const CONTENT_TYPE = /^application\/grpc-web(-text)?(\+proto)?$/;
-
-/** What the handler needs of the call the server builds for each request (server.ts's GatewayCall). */
-export interface GrpcWebCall {
-  requestId: string;
-  /** Absolute deadline (Date.now ms) from grpc-timeout, or undefined for the method's mesh default. */
-  deadline: number | undefined;
-  /** Runs the guard: the metadata to send, or a GatewayError. */
-  admit(method: GatewayMethod): Promise<Metadata>;
-}
 
 /** Options of the gRPC-Web handler. */
 export interface GrpcWebOptions {
@@ -88,7 +79,7 @@ export function grpcWebHandler(
   methods: readonly GatewayMethod[],
   backends: Backends,
   options: GrpcWebOptions = {},
-): (req: http.IncomingMessage, res: http.ServerResponse, call: GrpcWebCall) => Promise<void> {
+): (req: http.IncomingMessage, res: http.ServerResponse, call: GatewayCall) => Promise<void> {
   const byPath = new Map(methods.map((method) => [method.path, method]));
   return async (req, res, call) => {
     applyCors(req, res, options.corsOrigins);
@@ -146,24 +137,29 @@ function failureOf(error: unknown): { code: status; details: string; metadata?: 
   return { code: status.INTERNAL, details: INTERNAL_DETAILS };
 }
 
-/** Reads the body (at most MAX_REQUEST_BYTES), base64-decoded in text mode. */
+/**
+ * Reads the body, at most MAX_BODY_BYTES (the gateway's limit: a larger one ends the call
+ * RESOURCE_EXHAUSTED, as a gRPC server refuses a message over its receive limit), base64-decoded in text mode.
+ */
 function readBody(req: http.IncomingMessage, isText: boolean): Promise<Buffer> {
+  if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return Promise.reject(bodyTooLarge(MAX_BODY_BYTES));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_REQUEST_BYTES) {
-        req.off("data", onData);
-        // Left unread; node discards the rest of the body once the answer is sent.
-        reject(new MeshError(status.RESOURCE_EXHAUSTED, `request body is larger than ${MAX_REQUEST_BYTES} bytes`));
-      } else chunks.push(chunk);
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(chunk);
+        return;
+      }
+      req.off("data", onData);
+      reject(bodyTooLarge(MAX_BODY_BYTES));
     };
     req.on("data", onData);
     req.once("error", (error) => reject(new MeshError(status.CANCELLED, "the request body could not be read", { cause: error })));
     req.once("end", () => {
-      const body = Buffer.concat(chunks);
       try {
+        const body = Buffer.concat(chunks);
         resolve(isText ? decodeBase64Body(body.toString("latin1")) : body);
       } catch (error) {
         reject(error);

@@ -1,7 +1,5 @@
 import * as assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
+import type * as http from "node:http";
 import { Metadata, status } from "@grpc/grpc-js";
 import {
   GetProductRequest,
@@ -11,8 +9,9 @@ import {
 } from "../../generated/ts/shop/catalog/v1/catalog";
 import { Backends } from "../../cli/gateway/backends";
 import { GatewayError } from "../../cli/gateway/errors";
-import { GRPC_WEB_ALLOWED_HEADERS, PREFLIGHT_MAX_AGE_S, grpcWebHandler } from "../../cli/gateway/grpc-web";
+import { GRPC_WEB_ALLOWED_HEADERS, PREFLIGHT_MAX_AGE_S } from "../../cli/gateway/grpc-web";
 import { loadGatewayMethods } from "../../cli/gateway/methods";
+import { createGateway } from "../../cli/gateway/server";
 import { startShop, shopClients, stalledCatalog } from "../support/shop";
 import type { Shop } from "../support/shop";
 
@@ -21,12 +20,9 @@ interface TestGateway {
   close(): Promise<void>;
 }
 
-const GRPC_TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
-
 /**
- * The gRPC-Web handler on a node:http server, with Backends to the shop, and a GatewayCall as the
- * contract describes (request id, grpc-timeout deadline, admit); its guard refuses a request that
- * carries `x-test-refuse`.
+ * The gateway (createGateway) with Backends to the shop's servers; its guard refuses a request
+ * that carries `x-test-refuse`, as auth would, and admits any other.
  */
 async function startTestGateway(shop: Pick<Shop, "catalogAddress" | "ordersAddress" | "log">, options: { corsOrigins?: string[] } = {}): Promise<TestGateway> {
   const { methods } = loadGatewayMethods();
@@ -34,37 +30,20 @@ async function startTestGateway(shop: Pick<Shop, "catalogAddress" | "ordersAddre
     logger: shop.log.logger,
     targets: { "shop.catalog.v1.CatalogService": shop.catalogAddress, "shop.orders.v1.OrderService": shop.ordersAddress },
   });
-  const handler = grpcWebHandler(methods, backends, { corsOrigins: options.corsOrigins, logger: shop.log.logger });
-  const server = http.createServer((req, res) => {
-    const given = req.headers["x-request-id"];
-    const requestId = typeof given === "string" && /^[\x21-\x7e]{1,128}$/.test(given) ? given : randomUUID();
-    res.setHeader("x-request-id", requestId);
-    const timeout = /^(\d{1,8})([HMSmun])$/.exec(String(req.headers["grpc-timeout"] ?? ""));
-    const deadline = timeout ? Date.now() + Number(timeout[1]) * GRPC_TIMEOUT_UNITS_MS[timeout[2]] : undefined;
-    const call = {
-      requestId,
-      deadline,
-      async admit() {
-        if (req.headers["x-test-refuse"] !== undefined) {
-          throw new GatewayError(401, status.UNAUTHENTICATED, "a bearer token is required", { "www-authenticate": "Bearer" });
-        }
-        const metadata = new Metadata();
-        metadata.set("x-request-id", requestId);
-        return metadata;
-      },
-    };
-    handler(req, res, call).catch((error: unknown) => {
-      shop.log.logger.error({ err: error }, "the gRPC-Web handler rejected");
-      res.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const guard = {
+    async admit(_method: unknown, req: http.IncomingMessage): Promise<Metadata> {
+      if (req.headers["x-test-refuse"] !== undefined) {
+        throw new GatewayError(401, status.UNAUTHENTICATED, "a bearer token is required", { "www-authenticate": "Bearer" });
+      }
+      return new Metadata();
+    },
+  };
+  const gateway = createGateway({ methods, backends, logger: shop.log.logger, guard, corsOrigins: options.corsOrigins });
+  const port = await gateway.listen(0, "127.0.0.1");
   return {
     url: `http://127.0.0.1:${port}`,
     async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await gateway.close();
       backends.close();
     },
   };
@@ -290,6 +269,32 @@ describe("gateway gRPC-Web", function () {
     assert.match(answer.grpcMessage, /compressed/);
   });
 
+  it("answers a malformed grpc-timeout with grpc-status 3", async () => {
+    const answer = await grpcWeb(gateway, GET_PRODUCT, getProductFrame("sku-1001"), { headers: { "grpc-timeout": "soon" } });
+    assert.equal(answer.httpStatus, 200);
+    assert.equal(answer.grpcStatus, status.INVALID_ARGUMENT);
+  });
+
+  it("answers a text-mode body over the 4 MiB limit with grpc-status 8", async () => {
+    // Chunked (no content-length), so the limit is met while reading, inside the gRPC-Web handler.
+    const big = Buffer.alloc(4 * 1024 * 1024 + 3, "A").toString("latin1");
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(Buffer.from(big));
+        controller.close();
+      },
+    });
+    const response = await fetch(`${gateway.url}${GET_PRODUCT}`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web-text" },
+      body: chunks,
+      duplex: "half",
+    } as RequestInit);
+    await response.arrayBuffer();
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("grpc-status"), String(status.RESOURCE_EXHAUSTED));
+  });
+
   it("answers a CORS preflight with 204, POST, the gRPC-Web request headers and a max age", async () => {
     const response = await fetch(`${gateway.url}${GET_PRODUCT}`, {
       method: "OPTIONS",
@@ -328,7 +333,7 @@ describe("gateway gRPC-Web", function () {
     const answer = await grpcWeb(gateway, GET_PRODUCT, getProductFrame("sku-1001"), { headers: { "x-request-id": "grpc-web-test-42" } });
     assert.equal(answer.headers.get("x-request-id"), "grpc-web-test-42");
     assert.ok(
-      shop.log.lines.some((line) => line.requestId === "grpc-web-test-42"),
+      shop.log.lines.some((line) => line.component === "server" && line.requestId === "grpc-web-test-42"),
       "the catalog logged the call under the caller's request id",
     );
   });
@@ -341,7 +346,7 @@ describe("gateway gRPC-Web", function () {
     assert.equal(answer.grpcStatus, status.UNAUTHENTICATED);
     assert.equal(answer.grpcMessage, "a bearer token is required");
     assert.equal(answer.headers.get("www-authenticate"), "Bearer");
-    assert.ok(!shop.log.lines.some((line) => line.requestId === "grpc-web-refused-1"), "the backend was not called");
+    assert.ok(!shop.log.lines.some((line) => line.component === "server" && line.requestId === "grpc-web-refused-1"), "the backend was not called");
   });
 
   describe("grpc-timeout", function () {
