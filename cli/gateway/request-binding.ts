@@ -1,5 +1,5 @@
 import { ScalarType, fromJson, mergeFromJson } from "@bufbuild/protobuf";
-import type { DescField, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
+import type { DescField, DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import { badRequest } from "./errors";
 import { resolveFieldPath } from "./field-path";
 import type { PathBindings } from "./path-template";
@@ -25,10 +25,7 @@ export function bindRequest(route: Route, bindings: PathBindings, query: URLSear
     bound.add(fields.map((field) => field.name).join("."));
     setLeaf(params, fields, leafJson(fields[fields.length - 1], [value], `path variable ${fieldPath}`));
   }
-  for (const [name, values] of groupQuery(query)) {
-    if (route.body === "*") throw badRequest(`query parameter ${name}: not accepted, the body carries the whole request`);
-    const fields = resolveFieldPath(input, name);
-    if (typeof fields === "string") throw badRequest(`query parameter ${name}: ${fields}`);
+  for (const { name, fields, values } of groupQuery(input, query, route.body)) {
     const protoPath = fields.map((field) => field.name).join(".");
     for (const taken of [...bound, route.body]) {
       if (taken !== "" && (protoPath === taken || protoPath.startsWith(`${taken}.`))) {
@@ -66,15 +63,22 @@ function parseBody(text: string): JsonValue | undefined {
   }
 }
 
-/** Query values by parameter name, in order; a repeated key gives several values. */
-function groupQuery(query: URLSearchParams): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
+/**
+ * Query values by the field they name, in order: a repeated key gives several values, and so do
+ * the proto and JSON names of one field (`page_size` and `pageSize`) given together.
+ */
+function groupQuery(input: DescMessage, query: URLSearchParams, body: string): Array<{ name: string; fields: DescField[]; values: string[] }> {
+  const groups = new Map<string, { name: string; fields: DescField[]; values: string[] }>();
   for (const [name, value] of query) {
-    const values = groups.get(name);
-    if (values === undefined) groups.set(name, [value]);
-    else values.push(value);
+    if (body === "*") throw badRequest(`query parameter ${name}: not accepted, the body carries the whole request`);
+    const fields = resolveFieldPath(input, name);
+    if (typeof fields === "string") throw badRequest(`query parameter ${name}: ${fields}`);
+    const key = fields.map((field) => field.number).join(".");
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, { name, fields, values: [value] });
+    else group.values.push(value);
   }
-  return groups;
+  return [...groups.values()];
 }
 
 /** Sets `value` at the JSON names of `fields` in `target`, making the intermediate objects. */
