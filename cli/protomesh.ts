@@ -4,17 +4,22 @@
  * importing it does nothing. This is a program: it reads the environment (mesh/settings.ts) and
  * hands plain options to the kit, the control plane and the launcher.
  */
+import * as path from "node:path";
 import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
 import { isServiceError } from "../mesh/errors";
 import { SETTINGS_ENV, loadSettings } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
 import { runControlPlane } from "./control-plane";
+import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } from "./gateway/dev-keys";
+import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
 import { launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
 import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
 import type { Stack } from "./stack";
 
 const MESH_CONFIG_ENV = SETTINGS_ENV.meshConfig;
+/** The gateway config `protomesh gateway` reads unless given another. */
+const DEFAULT_GATEWAY_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "gateway.yaml");
 
 /** Exit code of a command line that cannot be understood (the shell convention for misuse). */
 export const USAGE_EXIT_CODE = 2;
@@ -95,6 +100,35 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     ].join("\n"),
     run: placeOrdersCommand,
   },
+  gateway: {
+    summary: "run the HTTP/JSON and gRPC-Web gateway into the mesh",
+    usage: [
+      "Usage: protomesh gateway [gateway.yaml]",
+      "",
+      "Serves the google.api.http rules of the shop's contracts as HTTP/JSON, and gRPC-Web for",
+      "browsers, on the config's http_port (default 8080; GATEWAY_HTTP_PORT overrides it), and",
+      "calls the services by name through the control plane (PROTOMESH_CONTROL_PLANE). Bearer",
+      "tokens, per-route scopes and rate limits come from the config (default deploy/gateway.yaml).",
+      `It is a kit server too: health and reflection on PORT (default ${GATEWAY_DEFAULT_PORT}), registered as "gateway".`,
+      "GET /openapi.json is the OpenAPI document of the routes. SIGTERM drains.",
+      "",
+    ].join("\n"),
+    run: gatewayCommand,
+  },
+  token: {
+    summary: "sign a development bearer token for the gateway",
+    usage: [
+      "Usage: protomesh token [--subject NAME] [--scope \"SCOPE ...\"] [--ttl SECONDS]",
+      "",
+      `Signs a token with the development key in .data/ (made on first use, its public half in ${DEV_JWKS_FILE},`,
+      `which deploy/gateway.yaml names), issuer ${DEV_ISSUER}, audience ${DEV_AUDIENCE}, and prints it.`,
+      "Defaults: subject dev, no scope, 3600 s. For a laptop only.",
+      "",
+      'Example: curl -H "Authorization: Bearer $(node dist/cli/protomesh.js token --scope orders:write)" ...',
+      "",
+    ].join("\n"),
+    run: tokenCommand,
+  },
 };
 
 /** The top-level usage text, listing every subcommand. */
@@ -146,6 +180,8 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
   }
+  // The gateway's development tokens: a key pair in .data/ whose public half deploy/gateway.yaml names.
+  if (stack.gatewayHttp !== undefined) await ensureDevKeys();
   for (const { name, reason } of stack.unavailable) {
     process.stderr.write(`protomesh up: ${name} is not started: ${reason}; the rest of the mesh runs without it\n`);
   }
@@ -197,6 +233,42 @@ async function placeOrdersCommand(args: string[]): Promise<number> {
   process.stdout.write(`${formatReport(report)}\n`);
   // The xDS client keeps the process alive after its channel closed; the report is out.
   process.exit(report.duplicated === 0 ? 0 : 1);
+}
+
+async function gatewayCommand(args: string[]): Promise<number> {
+  if (args.length > 1) {
+    process.stderr.write(`protomesh gateway: unexpected argument ${JSON.stringify(args[1])}\n\n${COMMANDS.gateway.usage}`);
+    return USAGE_EXIT_CODE;
+  }
+  const settings = settingsOf("gateway");
+  if (settings === undefined) return USAGE_EXIT_CODE;
+  try {
+    await runGateway(settings, args[0] ?? DEFAULT_GATEWAY_CONFIG, process.env);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`protomesh gateway: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+async function tokenCommand(args: string[]): Promise<number> {
+  const options = { subject: "dev", scopes: [] as string[], ttlS: 3600 };
+  for (let index = 0; index < args.length; index += 2) {
+    const [flag, value] = [args[index], args[index + 1]];
+    if (value === undefined) {
+      process.stderr.write(`protomesh token: ${flag} needs a value\n\n${COMMANDS.token.usage}`);
+      return USAGE_EXIT_CODE;
+    }
+    if (flag === "--subject") options.subject = value;
+    else if (flag === "--scope") options.scopes = value.split(" ").filter((scope) => scope !== "");
+    else if (flag === "--ttl" && /^\d+$/.test(value) && Number(value) > 0) options.ttlS = Number(value);
+    else {
+      process.stderr.write(`protomesh token: unexpected ${JSON.stringify(flag)} ${JSON.stringify(value)}\n\n${COMMANDS.token.usage}`);
+      return USAGE_EXIT_CODE;
+    }
+  }
+  process.stdout.write(`${await mintDevToken(options)}\n`);
+  return 0;
 }
 
 /** The settings from the environment, or undefined after printing which variable is wrong. */

@@ -7,6 +7,8 @@ import { isServiceError } from "../mesh/errors";
 import { SETTINGS_ENV } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
 import { CATALOG_DEFAULT_PORT, INVENTORY_DEFAULT_PORT, ORDERS_DEFAULT_PORT, PRICING_DEFAULT_PORT } from "../services/default-ports";
+import { GATEWAY_HTTP_DEFAULT_PORT } from "./gateway/config";
+import { GATEWAY_DEFAULT_PORT } from "./gateway/run";
 import type { MeshPlan, ProcessSpec } from "./launcher";
 
 export { CATALOG_DEFAULT_PORT, INVENTORY_DEFAULT_PORT, ORDERS_DEFAULT_PORT, PRICING_DEFAULT_PORT } from "../services/default-ports";
@@ -27,7 +29,7 @@ const SERVICES_DIR = path.resolve(__dirname, "..", "services");
 export const CONTROL_PLANE_NAME = "control-plane";
 
 /** How a reference service is run, or why it cannot be here. */
-type Program = { command: string; args: string[] } | { missing: string };
+type Program = { command: string; args: string[]; env?: (index: number) => Record<string, string> } | { missing: string };
 
 /**
  * The services `protomesh up` can run, in start order (a service's dependencies before it), their
@@ -39,7 +41,7 @@ const REFERENCE_SERVICES: ReadonlyArray<{
   name: string;
   portVariable: string;
   defaultPort: number;
-  program: (root: string) => Program;
+  program: (root: string, env: NodeJS.ProcessEnv) => Program;
   /** Run only when the mesh config names it (catalog and orders run whatever it says). */
   optional?: boolean;
 }> = [
@@ -67,7 +69,20 @@ const REFERENCE_SERVICES: ReadonlyArray<{
     },
   },
   { name: "orders", portVariable: "ORDERS_PORT", defaultPort: ORDERS_DEFAULT_PORT, program: () => nodeProgram("orders") },
+  {
+    // HTTP/JSON and gRPC-Web on GATEWAY_HTTP_PORT (default 8080) + 10·i, a kit server on GATEWAY_PORT.
+    name: "gateway",
+    portVariable: "GATEWAY_PORT",
+    defaultPort: GATEWAY_DEFAULT_PORT,
+    optional: true,
+    program: (root, env) => ({
+      command: process.execPath,
+      args: [path.join(__dirname, "protomesh.js"), "gateway", path.join(root, "deploy", "gateway.yaml")],
+      env: (index) => ({ GATEWAY_HTTP_PORT: String(portFrom(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT) + REPLICA_PORT_STRIDE * index) }),
+    }),
+  },
 ];
+
 
 function nodeProgram(service: string): Program {
   return { command: process.execPath, args: [path.join(SERVICES_DIR, service, "main.js")] };
@@ -77,6 +92,8 @@ function nodeProgram(service: string): Program {
 export interface Stack extends MeshPlan {
   /** Services named in the mesh config that `protomesh up` has no program for: not started. */
   notStarted: string[];
+  /** The gateway's HTTP address when it runs ("127.0.0.1:8080"). */
+  gatewayHttp: string | undefined;
   /** Reference services whose language is missing here, and why: not started, the rest runs without them. */
   unavailable: Array<{ name: string; reason: string }>;
   /** Commands that work as printed against this stack, given the pids of its processes by name. */
@@ -95,6 +112,7 @@ export interface Stack extends MeshPlan {
  */
 export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env, root = ROOT): Stack {
   const controlPlanePort = portFrom(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
+  const gatewayHttpPort = portFrom(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT);
   const configPath = path.resolve(settings.meshConfigPath ?? DEFAULT_MESH_CONFIG);
   let config: MeshConfig;
   try {
@@ -119,7 +137,7 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     if (optional && !config.services.has(name)) continue;
     const basePort = portFrom(env, portVariable, defaultPort);
     const replicas = policyFor(config, name).replicas;
-    const how = program(root);
+    const how = program(root, env);
     if ("missing" in how) {
       if (replicas > 0) unavailable.push({ name, reason: how.missing });
       continue;
@@ -153,8 +171,14 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     stages: stages.filter((stage) => stage.length > 0),
     notStarted: [...config.services.keys()].filter((name) => !launchable.has(name)),
     unavailable,
+    gatewayHttp: started.has("gateway") ? `${STACK_HOST}:${gatewayHttpPort}` : undefined,
     tryCommands: (pidOf) =>
-      tryCommands(controlPlaneAddress, { catalog: byService("catalog"), orders: byService("orders"), inventory: byService("inventory"), pricing: byService("pricing") }, pidOf),
+      tryCommands(
+        controlPlaneAddress,
+        { catalog: byService("catalog"), orders: byService("orders"), inventory: byService("inventory"), pricing: byService("pricing") },
+        pidOf,
+        started.has("gateway") ? `${STACK_HOST}:${gatewayHttpPort}` : undefined,
+      ),
   };
 }
 
@@ -170,6 +194,7 @@ function tryCommands(
   controlPlane: string,
   replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[]; inventory: ProcessSpec[]; pricing: ProcessSpec[] },
   pidOf: (name: string) => number | undefined,
+  gatewayHttp?: string,
 ): string[] {
   const catalog = replicas.catalog[0]?.address;
   const orders = replicas.orders[0]?.address;
@@ -196,6 +221,12 @@ function tryCommands(
       `grpcurl -plaintext ${orders} grpc.health.v1.Health/Check`,
     );
   }
+  if (gatewayHttp !== undefined) {
+    commands.push(
+      `curl -s http://${gatewayHttp}/v1/products/sku-1001`,
+      `curl -s -X POST http://${gatewayHttp}/v1/orders -H "Authorization: Bearer $(node dist/cli/protomesh.js token --scope orders:write)" -d '${JSON.stringify({ customerId: "cust-42", items: [{ productId: "sku-1002", quantity: 1 }], idempotencyKey: "try-http-1" })}'`,
+    );
+  }
   // Stop a second replica rather than the first, so that the commands above keep working.
   const stages = [replicas.catalog, replicas.orders];
   const victim = stages.find((stage) => stage.length > 1)?.[1] ?? stages.find((stage) => stage.length > 0)?.[0];
@@ -206,7 +237,7 @@ function tryCommands(
   return commands;
 }
 
-function replica(service: string, index: number, port: number, controlPlane: string, program: { command: string; args: string[] }): ProcessSpec {
+function replica(service: string, index: number, port: number, controlPlane: string, program: { command: string; args: string[]; env?: (index: number) => Record<string, string> }): ProcessSpec {
   return {
     name: `${service}-${index}`,
     command: program.command,
@@ -222,6 +253,7 @@ function replica(service: string, index: number, port: number, controlPlane: str
       // replica's registry entry from the launcher's table.
       CATALOG_TARGET: undefined,
       [SETTINGS_ENV.advertiseHost]: undefined,
+      ...program.env?.(index),
     },
     address: `${STACK_HOST}:${port}`,
   };

@@ -1,0 +1,48 @@
+import { createLogger, createServer, drainOnSignals, listenAddress, routeGrpcLogs } from "../../mesh";
+import type { MeshSettings } from "../../mesh/settings";
+import { GatewayGuard } from "./auth";
+import { Backends } from "./backends";
+import { GATEWAY_HTTP_DEFAULT_PORT, loadGatewayConfig } from "./config";
+import { loadGatewayMethods } from "./methods";
+import { createGateway } from "./server";
+
+/** The gateway's kit server (health, reflection, its registration in the mesh) unless PORT says otherwise. */
+export const GATEWAY_DEFAULT_PORT = 50055;
+/** The variable that moves the gateway's HTTP port off the config's. */
+export const GATEWAY_HTTP_PORT_ENV = "GATEWAY_HTTP_PORT";
+
+/**
+ * `protomesh gateway [config]`: the HTTP/JSON and gRPC-Web front door. It is one more kit server: a
+ * gRPC server with health and reflection that registers as "gateway" (SERVING once its HTTP side
+ * listens), beside the HTTP server on the config's port. It calls the services by name through the
+ * control plane, so it learns no endpoint address. SIGTERM drains both sides.
+ */
+export async function runGateway(settings: MeshSettings, configPath: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const config = loadGatewayConfig(configPath);
+  const httpPort = httpPortFrom(env, config.httpPort);
+  const logger = createLogger({ name: "gateway", level: settings.logLevel });
+  routeGrpcLogs(logger);
+  const { methods } = loadGatewayMethods();
+  const backends = new Backends({ controlPlane: settings.controlPlane, logger, targets: config.backends });
+  const guard = new GatewayGuard(config);
+  const gateway = createGateway({ methods, backends, logger, guard, corsOrigins: config.corsOrigins });
+  const boundHttpPort = await gateway.listen(httpPort, settings.host);
+  logger.info({ httpPort: boundHttpPort, routes: methods.filter((method) => method.rules.length > 0).length }, "gateway listening");
+  const server = createServer({ name: "gateway", logger, controlPlane: settings.controlPlane, zone: settings.zone, advertiseHost: settings.advertiseHost });
+  await server.listen(listenAddress(settings, GATEWAY_DEFAULT_PORT));
+  drainOnSignals(async () => {
+    await server.drain();
+    await gateway.close();
+    backends.close();
+  }, logger);
+}
+
+function httpPortFrom(env: NodeJS.ProcessEnv, configured: number | undefined): number {
+  const text = env[GATEWAY_HTTP_PORT_ENV];
+  if (text === undefined || text.trim() === "") return configured ?? GATEWAY_HTTP_DEFAULT_PORT;
+  const port = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || port > 65535) {
+    throw new TypeError(`${GATEWAY_HTTP_PORT_ENV} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`);
+  }
+  return port;
+}
