@@ -32,6 +32,9 @@ const FRAME_HEADER_BYTES = 5;
 export const PREFLIGHT_MAX_AGE_S = 600;
 /** Request headers a gRPC-Web client sends that a cross-origin page may set (content-type is not CORS-safelisted for these types). */
 export const GRPC_WEB_ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization", "x-request-id"];
+/** What a preflight for any other path (the JSON API) allows: its methods, and its deadline header. */
+const JSON_API_METHODS = "GET, POST, PUT, PATCH, DELETE";
+const JSON_API_ALLOWED_HEADERS = ["content-type", "authorization", "x-request-id", "x-timeout-ms", "grpc-timeout"];
 /** Response headers a page may read: a trailers-only answer's status, and the request id. */
 export const GRPC_WEB_EXPOSED_HEADERS = ["grpc-status", "grpc-message", "x-request-id"];
 /** HTTP/2 and gRPC framing headers that never travel as metadata in either direction. */
@@ -84,7 +87,7 @@ export function grpcWebHandler(
   return async (req, res, call) => {
     applyCors(req, res, options.corsOrigins);
     if (!res.hasHeader("x-request-id")) res.setHeader("x-request-id", call.requestId);
-    if (req.method === "OPTIONS") return preflight(res);
+    if (req.method === "OPTIONS") return preflight(res, byPath.has((req.url ?? "/").split("?")[0]));
     const match = CONTENT_TYPE.exec((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
     if (match === null) return plainError(res, 415, `unsupported gRPC-Web content type ${JSON.stringify(req.headers["content-type"])}: use application/grpc-web(-text)(+proto)`);
     if (req.method !== "POST") {
@@ -114,10 +117,11 @@ export function grpcWebHandler(
   };
 }
 
-function preflight(res: http.ServerResponse): void {
+/** A gRPC method's path takes POST with the gRPC-Web headers; any other path is the JSON API's. */
+function preflight(res: http.ServerResponse, isGrpcMethod: boolean): void {
   res.writeHead(204, {
-    "access-control-allow-methods": "POST",
-    "access-control-allow-headers": GRPC_WEB_ALLOWED_HEADERS.join(", "),
+    "access-control-allow-methods": isGrpcMethod ? "POST" : JSON_API_METHODS,
+    "access-control-allow-headers": (isGrpcMethod ? GRPC_WEB_ALLOWED_HEADERS : JSON_API_ALLOWED_HEADERS).join(", "),
     "access-control-max-age": String(PREFLIGHT_MAX_AGE_S),
   });
   res.end();
@@ -228,7 +232,7 @@ function serverStream(
     let isEnded = false;
     const finish = () => {
       // After 'end' too, so that no message buffered in the stream is lost behind the status.
-      if (final === undefined || !isEnded || reply.isDone) return;
+      if (final === undefined || !isEnded || reply.isDone || reply.res.destroyed) return;
       reply.end(final.code, final.details, final.metadata, undefined, headers);
       resolve();
     };

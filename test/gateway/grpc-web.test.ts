@@ -316,6 +316,17 @@ describe("gateway gRPC-Web", function () {
     assert.match(response.headers.get("vary") ?? "", /Origin/);
   });
 
+  it("answers a preflight for a JSON API path with the JSON API's methods", async () => {
+    const response = await fetch(`${gateway.url}/v1/products/sku-1001`, {
+      method: "OPTIONS",
+      headers: { origin: "http://page.example", "access-control-request-method": "GET" },
+    });
+    assert.equal(response.status, 204);
+    assert.equal(response.headers.get("access-control-allow-origin"), "http://page.example");
+    assert.equal(response.headers.get("access-control-allow-methods"), "GET, POST, PUT, PATCH, DELETE");
+    assert.match(response.headers.get("access-control-allow-headers") ?? "", /x-timeout-ms/);
+  });
+
   it("lets a configured origin read grpc-status, grpc-message and x-request-id, and gives another origin no CORS grant", async () => {
     const allowed = await grpcWeb(gateway, GET_PRODUCT, getProductFrame("sku-1001"), { headers: { origin: "http://page.example" } });
     assert.equal(allowed.headers.get("access-control-allow-origin"), "http://page.example");
