@@ -51,8 +51,11 @@ export class Backends {
     return version > 0 ? parts[version - 1] : parts[Math.max(0, parts.length - 2)];
   }
 
-  /** One unary call; rejects with the call's ServiceError, or a GatewayError when no client can be made. */
-  call(method: GatewayMethod, request: Uint8Array, metadata: Metadata, deadline: number | undefined): Promise<UnaryResult> {
+  /**
+   * One unary call; rejects with the call's ServiceError, or a GatewayError when no client can be
+   * made. `signal` (the HTTP client went away) cancels the call.
+   */
+  call(method: GatewayMethod, request: Uint8Array, metadata: Metadata, deadline: number | undefined, signal?: AbortSignal): Promise<UnaryResult> {
     const client = this.clientFor(method);
     return new Promise((resolve, reject) => {
       let headers = new Metadata();
@@ -70,6 +73,7 @@ export class Backends {
           response = value;
         },
       );
+      signal?.addEventListener("abort", () => call.cancel(), { once: true });
       call.on("metadata", (received: Metadata) => {
         headers = received;
       });

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import * as path from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import type { Logger } from "../../mesh/logger";
@@ -99,6 +99,7 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   const server = http.createServer((req, res) => {
     const startedAt = Date.now();
+    busy.add(req.socket);
     const requestId = requestIdOf(req);
     res.setHeader(REQUEST_ID_KEY, requestId);
     let grpcMethod: string | undefined;
@@ -117,6 +118,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       },
     };
     res.once("close", () => {
+      busy.delete(req.socket);
       const fields = {
         method: req.method,
         path: splitUrl(req.url).path,
@@ -135,6 +137,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
   });
 
+  // Each connection, and those with a request in flight, for close().
+  const sockets = new Set<Socket>();
+  const busy = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   return {
     server,
     listen(port, host) {
@@ -155,6 +164,9 @@ export function createGateway(options: GatewayOptions): Gateway {
           resolve();
         });
         server.closeIdleConnections();
+        // closeIdleConnections leaves a connection that never sent a request (a client's spare
+        // one) to the headers timeout: close those too.
+        for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
       });
     },
   };

@@ -88,7 +88,13 @@ async function unaryCall(
   metadata: Metadata,
   deadline: number | undefined,
 ): Promise<void> {
-  const { response } = await backends.call(route.method, request, metadata, deadline);
+  // A caller that hangs up cancels the backend call rather than leaving it to its deadline.
+  const hangUp = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) hangUp.abort();
+  };
+  res.once("close", onClose);
+  const { response } = await backends.call(route.method, request, metadata, deadline, hangUp.signal);
   const body = JSON.stringify(responseJson(route, response));
   res.writeHead(200, { "content-type": JSON_CONTENT_TYPE, "content-length": Buffer.byteLength(body) });
   res.end(body);

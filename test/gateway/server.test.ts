@@ -152,9 +152,10 @@ describe("gateway HTTP server", () => {
 describe("gateway deadlines", () => {
   let stalled: Awaited<ReturnType<typeof stalledCatalog>>;
   let gateway: TestGateway;
+  let log: CapturedLog;
 
   before(async () => {
-    const log = captureLog();
+    log = captureLog();
     stalled = await stalledCatalog(log.logger);
     gateway = await startTestGateway(log.logger, { catalog: stalled.address });
   });
@@ -178,6 +179,26 @@ describe("gateway deadlines", () => {
       assert.ok(Math.abs(deadline - (startedAt + 300)) < 150, `the backend saw a deadline ${deadline - startedAt} ms after the request`);
     });
   }
+
+  it("cancels the backend call when the HTTP client hangs up", async () => {
+    const requestId = "gw-hang-up-1";
+    const abort = new AbortController();
+    const pending = fetch(`${gateway.url}/v1/products/sku-1001`, { headers: { "grpc-timeout": "20S", "x-request-id": requestId }, signal: abort.signal });
+    const calls = stalled.deadlines.length;
+    const deadline = Date.now() + 5_000;
+    while (stalled.deadlines.length === calls && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    abort.abort();
+    await assert.rejects(pending);
+    for (;;) {
+      const outbound = log.lines.find((line) => line.msg === "outbound call" && line.requestId === requestId);
+      if (outbound !== undefined) {
+        assert.equal(outbound.code, "CANCELLED");
+        break;
+      }
+      assert.ok(Date.now() < deadline, "the outbound call ended CANCELLED well before its 20 s deadline");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  });
 });
 
 /** The gateway's per-request lines for a request id (the line is written when the response closes). */
