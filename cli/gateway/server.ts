@@ -78,8 +78,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, call: GatewayCall): Promise<void> => {
-    if (Number(req.headers["content-length"] ?? 0) > maxBodyBytes) return writeGatewayError(res, bodyTooLarge(maxBodyBytes));
+    // gRPC-Web answers an oversized body in its own protocol (grpc-status 8), the JSON API with 413.
     if (isGrpcWeb(req)) return grpcWeb(req, res, call);
+    if (Number(req.headers["content-length"] ?? 0) > maxBodyBytes) return writeGatewayError(res, bodyTooLarge(maxBodyBytes));
     applyCors(req, res, options.corsOrigins);
     const { path: requestPath } = splitUrl(req.url);
     const fixed = fixedRoutes[requestPath];
