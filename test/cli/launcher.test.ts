@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -334,17 +334,24 @@ describe("protomesh up (cli/launcher)", function () {
   describe("with the polyglot mesh of deploy/mesh.yaml: catalog and orders in TypeScript, inventory in Go, pricing in Python", function () {
     const runs = new Runs();
     let mesh: RunningMesh;
-    let extraPorts: { inventory: number; pricing: number };
+    let extraPorts: { inventory: number; pricing: number; gateway: number; gatewayHttp: number };
 
     before(async function () {
       requireLanguages(this, "go", "python");
       const ports = await meshPorts();
       const taken = new Set([ports.controlPlane, ...endpointsPorts(ports.catalog, CATALOG_REPLICAS), ...endpointsPorts(ports.orders, ORDERS_REPLICAS)]);
-      extraPorts = { inventory: await freePortRun(2, REPLICA_PORT_STRIDE, taken), pricing: await freePortRun(2, REPLICA_PORT_STRIDE, taken) };
+      extraPorts = {
+        inventory: await freePortRun(2, REPLICA_PORT_STRIDE, taken),
+        pricing: await freePortRun(2, REPLICA_PORT_STRIDE, taken),
+        gateway: await freePortRun(1, REPLICA_PORT_STRIDE, taken),
+        gatewayHttp: await freePortRun(1, REPLICA_PORT_STRIDE, taken),
+      };
       const run = runs.cli(["up"], {
         ...ports.env,
         INVENTORY_PORT: String(extraPorts.inventory),
         PRICING_PORT: String(extraPorts.pricing),
+        GATEWAY_PORT: String(extraPorts.gateway),
+        GATEWAY_HTTP_PORT: String(extraPorts.gatewayHttp),
         PROTOMESH_MESH_CONFIG: path.resolve(__dirname, "..", "..", "..", "deploy", "mesh.yaml"),
       });
       await run.waitFor("stdout", READY, 2 * READY_TIMEOUT_MS);
@@ -359,6 +366,7 @@ describe("protomesh up (cli/launcher)", function () {
         [
           ["control-plane", "SERVING"],
           ...Array.from({ length: CATALOG_REPLICAS }, () => ["catalog", "HEALTHY"]),
+          ["gateway", "HEALTHY"],
           ["inventory", "HEALTHY"],
           ["inventory", "HEALTHY"],
           ["orders", "HEALTHY"],
@@ -397,11 +405,26 @@ describe("protomesh up (cli/launcher)", function () {
       }
     });
 
+    it("runs the gateway: the catalog over HTTP/JSON, and PlaceOrder with a development token, by name through the mesh", async function () {
+      const base = `http://127.0.0.1:${extraPorts.gatewayHttp}`;
+      const product = await fetch(`${base}/v1/products/sku-1003`);
+      assert.equal(product.status, 200);
+      assert.equal(((await product.json()) as { product: { name: string } }).product.name, "Green tea 100 g");
+      const token = execFileSync(process.execPath, [path.join(__dirname, "..", "..", "cli", "protomesh.js"), "token", "--scope", "orders:write"], { cwd: mesh.run.cwd, encoding: "utf8" }).trim();
+      const body = JSON.stringify({ customerId: "cust-http", items: [{ productId: "sku-1003", quantity: 1 }], idempotencyKey: "up-http" });
+      const refused = await fetch(`${base}/v1/orders`, { method: "POST", body });
+      assert.equal(refused.status, 401);
+      const placed = await fetch(`${base}/v1/orders`, { method: "POST", body, headers: { authorization: `Bearer ${token}` } });
+      assert.equal(placed.status, 200, await placed.clone().text());
+      assert.notEqual(((await placed.json()) as { order: { reservationId: string } }).order.reservationId, "");
+      assert.match(mesh.run.stdout, new RegExp(`^  curl -s http://127\\.0\\.0\\.1:${extraPorts.gatewayHttp}/v1/products/sku-1001$`, "m"));
+    });
+
     it("Ctrl-C stops every replica of every language with exit code 0", async function () {
       mesh.run.child.kill("SIGINT");
       const exit = await mesh.run.exitWithin(EXIT_TIMEOUT_MS);
       assert.deepEqual(exit, { code: 0, signal: null }, mesh.run.output());
-      for (const name of ["inventory-0", "inventory-1", "pricing-0", "pricing-1", "orders-0", "catalog-0"]) {
+      for (const name of ["inventory-0", "inventory-1", "pricing-0", "pricing-1", "orders-0", "catalog-0", "gateway-0"]) {
         assert.match(mesh.run.stdout, new RegExp(`^${name} +pid \\d+ +exit code 0$`, "m"));
       }
     });

@@ -18,6 +18,7 @@ describe("the reference stack of `protomesh up` (cli/stack)", function () {
       ["inventory-0", "inventory-1"],
       ["pricing-0", "pricing-1"],
       ["orders-0", "orders-1"],
+      ["gateway-0"],
     ]);
     assert.deepEqual(stack.unavailable, []);
     const [inventory, pricing, orders] = [stack.stages[1], stack.stages[2], stack.stages[3]];
@@ -27,6 +28,11 @@ describe("the reference stack of `protomesh up` (cli/stack)", function () {
     assert.deepEqual(pricing[0].args, [path.join(repoRoot(), "services", "pricing", "main.py")]);
     assert.equal(orders[0].env?.INVENTORY_TARGET, "inventory");
     assert.equal(orders[0].env?.PRICING_TARGET, "pricing");
+    const gateway = stack.stages[4][0];
+    assert.equal(gateway.address, "127.0.0.1:50055", "its kit server, registered as gateway");
+    assert.equal(gateway.env.GATEWAY_HTTP_PORT, "8080");
+    assert.equal(stack.gatewayHttp, "127.0.0.1:8080");
+    assert.ok(stack.tryCommands(() => undefined).some((command) => command.startsWith("curl -s http://127.0.0.1:8080/v1/products/sku-1001")));
   });
 
   it("leaves out a service whose language is missing, saying what to install, and orders does without it", function () {
@@ -36,11 +42,13 @@ describe("the reference stack of `protomesh up` (cli/stack)", function () {
       assert.deepEqual(names(stack), [
         ["catalog-0", "catalog-1", "catalog-2"],
         ["orders-0", "orders-1"],
+        ["gateway-0"],
       ]);
       assert.deepEqual(stack.unavailable.map((entry) => entry.name), ["inventory", "pricing"]);
       assert.match(stack.unavailable[0].reason, /dist\/go\/inventory is not built \(Go is needed: install Go/);
       assert.match(stack.unavailable[1].reason, /\.venv\/bin\/python is missing \(Python 3\.10 or later is needed/);
       const orders = stack.stages[1][0];
+      assert.equal(stack.stages[2][0].env.GATEWAY_HTTP_PORT, "8080");
       assert.ok(orders.env && "INVENTORY_TARGET" in orders.env && orders.env.INVENTORY_TARGET === undefined, "removed, not inherited");
       assert.equal(orders.env?.PRICING_TARGET, undefined);
     } finally {
