@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "generated/**", "node_modules/**", ".tools/**", "bench/results/**"] },
+  { ignores: ["dist/**", "generated/**", "node_modules/**", ".tools/**", ".venv/**", ".data/**", ".run/**", "bench/results/**", "test/gateway/.artifacts/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -76,7 +76,7 @@ describe("gateway against its OpenAPI document: schemathesis (test/gateway)", fu
       "--request-timeout", "10",
       "--no-color",
     ];
-    const run = await runSchemathesis(args);
+    const run = await runSchemathesis(args, mesh.dir);
     const summary = run.output.split("\n").filter((line) => /API Operations|Selected:|Tested:|Test cases:|generated|passed|failures?|Failures:|ST\d+/.test(line));
     console.log(`      schemathesis: ${summary.map((line) => line.trim()).filter((line) => line !== "").join(" | ")}`);
     assert.equal(run.code, 0, run.output.slice(-6_000));
@@ -85,10 +85,11 @@ describe("gateway against its OpenAPI document: schemathesis (test/gateway)", fu
   });
 });
 
-function runSchemathesis(args: string[]): Promise<{ code: number | null; output: string }> {
+/** Runs schemathesis in `cwd` (where it keeps its .schemathesis cache). */
+function runSchemathesis(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
   const st = path.join(repoRoot(), ".venv", "bin", "st");
   return new Promise((resolve) => {
-    const child = spawn(st, args, { env: { ...process.env, NO_COLOR: "1", SCHEMATHESIS_HOOKS: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(st, args, { cwd, env: { ...process.env, NO_COLOR: "1", SCHEMATHESIS_HOOKS: "" }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.setEncoding("utf8").on("data", (text: string) => (output += text));
     child.stderr.setEncoding("utf8").on("data", (text: string) => (output += text));
