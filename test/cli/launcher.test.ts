@@ -553,7 +553,7 @@ describe("protomesh (cli/protomesh)", function () {
     });
     await waitForServing(`127.0.0.1:${port}`, READY_TIMEOUT_MS);
     assert.match(run.stdout, /"msg":"control plane listening"/);
-    assert.match(run.stdout, /"services":4/, "the four services of deploy/mesh.yaml are configured");
+    assert.match(run.stdout, /"services":5/, "the five services of deploy/mesh.yaml are configured");
     run.child.kill("SIGTERM");
     assert.deepEqual(await run.exitWithin(EXIT_TIMEOUT_MS), { code: 0, signal: null }, run.output());
   });
