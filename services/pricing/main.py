@@ -12,12 +12,15 @@ import asyncio
 import os
 import sys
 
+import grpc
 from protomesh_kit import Logger, SettingsError, create_server, dial, drain_on_signals, load_settings
 from shop.pricing.v1 import pricing_pb2_grpc
 
 from pricing_service import PricingService
 
 PRICING_DEFAULT_PORT = 50054
+# How long the start-up connection to the catalog is waited for before it is left to the calls.
+CATALOG_CONNECT_TIMEOUT_S = 30.0
 CATALOG_FALLBACK_TARGET = "127.0.0.1:50051"
 
 
@@ -42,12 +45,25 @@ async def main() -> int:
         zone=settings.zone,
         advertise_host=settings.advertise_host,
     )
+    # Connect to the catalog now, in the background: a channel's first xDS resolution and
+    # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.
+    warm_up = asyncio.create_task(connect_early(catalog, logger))
     server.add_service(pricing_pb2_grpc.add_PricingServiceServicer_to_server, PricingService(catalog))
     exit_code = drain_on_signals(server.drain, logger)
     await server.listen(settings.listen_address(PRICING_DEFAULT_PORT))
     code = await exit_code
+    warm_up.cancel()
     await catalog.close()
     return code
+
+
+async def connect_early(channel: grpc.aio.Channel, logger: Logger, timeout_s: float = CATALOG_CONNECT_TIMEOUT_S) -> None:
+    """Waits for the channel to be READY (it connects on the way), logging when it is or is not in time."""
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout_s)
+        logger.info("catalog channel ready")
+    except asyncio.TimeoutError:
+        logger.warn("catalog channel not ready yet; calls will wait for it", timeoutMs=round(timeout_s * 1000))
 
 
 if __name__ == "__main__":

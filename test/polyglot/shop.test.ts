@@ -5,10 +5,12 @@ import type { ServiceError } from "@grpc/grpc-js";
 import { InventoryServiceClient } from "../../generated/ts/shop/inventory/v1/inventory";
 import type { StockLevel } from "../../generated/ts/shop/inventory/v1/inventory";
 import type { OrderServiceClient, PlaceOrderRequest, PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
+import { PricingServiceClient } from "../../generated/ts/shop/pricing/v1/pricing";
 import { createClient } from "../../mesh";
 import { ChaosMesh, chaosMeshConfig } from "../support/chaos";
 import type { Replica } from "../support/chaos";
 import { interopCall, polyglotPrograms, requireLanguages } from "../support/interop";
+import { waitFor } from "../support/wait";
 
 /**
  * The shop across three languages, as `make up` runs it: orders (TypeScript) reserves stock with
@@ -44,6 +46,17 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
     });
     orders = await mesh.ordersClient();
     inventory = createClient(InventoryServiceClient, "inventory", { controlPlane: mesh.controlPlane, logger: mesh.log.logger });
+    // Every hop's channel connected before the assertions: pricing's first xDS resolution of the
+    // catalog can take longer than one call's budget on 2 busy cores.
+    const pricingClient = createClient(PricingServiceClient, "pricing", { controlPlane: mesh.controlPlane, logger: mesh.log.logger });
+    try {
+      await waitFor("a quote through pricing and the catalog", () =>
+        new Promise<boolean>((resolve) =>
+          pricingClient.quoteBasket({ customerId: "warm-up", lines: [{ productId: "sku-1001", quantity: 1 }], currency: "" }, (error) => resolve(error === null)),
+        ), 30_000, 200);
+    } finally {
+      pricingClient.close();
+    }
   });
 
   after(async function () {
