@@ -339,11 +339,12 @@ describe("polyglot interop: TypeScript, Go and Python kits in one mesh (test/pol
       const described = await runTool(grpcurl, ["-plaintext", endpoint, "describe", "protomesh.interop.v1.Payload"]);
       assert.equal(described.code, 0, described.stderr);
       assert.match(described.stdout, /int64 big = 1/);
-      const echoed = await runTool(grpcurl, ["-plaintext", "-d", JSON.stringify({ payload: { big: "9007199254740993", labels: { k: "v" } } }), endpoint, "protomesh.interop.v1.InteropService/Echo"]);
+      const echoed = await runTool(grpcurl, ["-plaintext", "-d", JSON.stringify({ payload: { big: "9007199254740993", bigUnsigned: "7", labels: { k: "v" } } }), endpoint, "protomesh.interop.v1.InteropService/Echo"]);
       assert.equal(echoed.code, 0, echoed.stderr);
+      assert.match(echoed.stdout, /"bigUnsigned": "7"/, "reflection gives grpcurl the JSON names");
       const response = JSON.parse(echoed.stdout) as { payload: PayloadMessage; language: string };
       assert.equal(response.language, language);
-      assert.deepEqual(normalPayload(response.payload), normalPayload({ big: "9007199254740993", labels: { k: "v" } }));
+      assert.deepEqual(normalPayload(response.payload), normalPayload({ big: "9007199254740993", bigUnsigned: "7", labels: { k: "v" } }));
       const health = await runTool(probe, [`-addr=${endpoint}`]);
       assert.equal(health.code, 0, health.stdout + health.stderr);
       assert.match(health.stdout + health.stderr, /SERVING/);

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
 
 from .health import HEALTH_SERVICE_NAME, HealthReporter
@@ -23,6 +25,32 @@ from .registry_lease import RegistryLease, endpoint_for_server
 
 #: How long a drain lets in-flight calls finish before it cancels them (s).
 DEFAULT_DRAIN_GRACE_S = 10.0
+
+#: The descriptor set `make gen` writes (buf build, with JSON names), beside generated/python.
+DEFAULT_DESCRIPTOR_SET = Path(__file__).resolve().parents[3] / "generated" / "descriptor.binpb"
+
+
+def reflection_pool(descriptor_set: Path | None) -> descriptor_pool.DescriptorPool | None:
+    """A descriptor pool of the descriptor set for reflection, or None (the default pool) without one.
+
+    The generated modules' descriptors carry no JSON names, so grpcurl would print snake_case
+    fields; buf's descriptor set has them, as the TypeScript and Go servers' reflection does.
+    """
+    if descriptor_set is None or not descriptor_set.is_file():
+        return None
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+    pending = list(files)
+    while pending:  # in dependency order, whatever order the set has them in
+        ready = [file for file in pending if all(dep in added for dep in file.dependency)]
+        if not ready:
+            return None
+        for file in ready:
+            pool.Add(file)
+            added.add(file.name)
+        pending = [file for file in pending if file.name not in added]
+    return pool
 
 
 class _ServiceRecorder:
@@ -56,8 +84,10 @@ class MeshServer:
         drain_grace_s: float = DEFAULT_DRAIN_GRACE_S,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
+        descriptor_set: Path | None = DEFAULT_DESCRIPTOR_SET,
     ) -> None:
         self.name = name
+        self._descriptor_set = descriptor_set
         self.root_logger = logger or Logger(name=name)
         self.logger = self.root_logger.child(server=name, component="server")
         self.health = HealthReporter()
@@ -114,7 +144,9 @@ class MeshServer:
         """Adds reflection, binds ``address`` (port 0 picks one), starts, reports SERVING and registers."""
         if self._port is not None:
             raise RuntimeError(f"{self.name}: already listening")
-        reflection.enable_server_reflection([*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        reflection.enable_server_reflection(
+            [*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server, pool=reflection_pool(self._descriptor_set)
+        )
         port = self._server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"{self.name}: could not bind {address}")
