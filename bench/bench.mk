@@ -2,12 +2,15 @@
 #   make bench         the full suite (~12 min on 2 cores): table on stdout, JSON in bench/results/
 #   make bench-smoke   every built scenario once, tiny: proves the harness works (~28 s)
 #   make bench BENCH_ARGS="B1 B2 --pairs 7"   pick scenarios / pairs; see `node dist/bench/run.js --help`
+#   make bench-b9      control-plane scale (issue 11, B9; ~4 min on 2 cores), on its own: not in bench or bench-smoke
 
 # ghz (grpc-go load tester), pinned: the suite's gRPC-aware check of every server under test.
 GHZ_VERSION := v0.120.0
 BENCH_ARGS ?=
+# B9's own flags, e.g. B9_ARGS="--sizes 100x10:100+100 --changes 40"; see bench/b9-control-plane-scale.ts.
+B9_ARGS ?=
 
-.PHONY: bench bench-smoke bench-tools bench-h2load
+.PHONY: bench bench-smoke bench-tools bench-h2load bench-b9
 
 # h2load comes from Debian's nghttp2-client (the Makefile's apt-install).
 bench-h2load:
@@ -23,3 +26,7 @@ bench: build bench-tools ## run the benchmark suite and print the table (results
 
 bench-smoke: build bench-tools ## run every built scenario once in a tiny mode (harness check, not figures)
 	node dist/bench/run.js --smoke $(BENCH_ARGS)
+
+# The control plane (this process) on core 0; subscribers and the endpoints' health server on core 1.
+bench-b9: build ## B9: control-plane scale, one endpoint change to K xDS subscribers at 10 to 2,000 endpoints (a table)
+	$(if $(shell command -v taskset),taskset -c 0 )node dist/bench/b9-control-plane-scale.js $(B9_ARGS)
