@@ -111,7 +111,8 @@ chaos-tools: ## install iproute2 (ip, tc) for the chaos suite's network namespac
 # upstream modules in buf.yaml the files the kit uses (health, ORCA and validate, and google.api's
 # HTTP rules; not the rest of googleapis).
 GOOGLEAPIS := node_modules/@grpc/grpc-js-xds/deps/googleapis
-GEN_PATHS := $(addprefix --path ,$(wildcard proto/*) node_modules/grpc-health-check/proto/health \
+PROTO_PATHS := $(addprefix --path ,$(wildcard proto/*))
+GEN_PATHS := $(PROTO_PATHS) $(addprefix --path ,node_modules/grpc-health-check/proto/health \
   node_modules/@grpc/grpc-js/proto/xds/xds node_modules/@grpc/grpc-js/proto/protoc-gen-validate/validate \
   $(GOOGLEAPIS)/google/api/annotations.proto $(GOOGLEAPIS)/google/api/http.proto)
 
@@ -120,7 +121,7 @@ GEN_PATHS := $(addprefix --path ,$(wildcard proto/*) node_modules/grpc-health-ch
 define generate
 	$(BUF) generate --output $(1) $(GEN_PATHS)
 	@if [ -x $(TOOLS_BIN)/protoc-gen-go ] && [ -x $(TOOLS_BIN)/protoc-gen-go-grpc ]; then \
-	  $(BUF) generate --template buf.gen.go.yaml $(addprefix --path ,$(wildcard proto/*)) --output $(1); \
+	  $(BUF) generate --template buf.gen.go.yaml $(PROTO_PATHS) --output $(1); \
 	elif [ -n "$(IS_CI)" ]; then echo "Go is required to generate generated/go (CI=$(CI))" >&2; exit 1; \
 	else echo "Go code generators missing (install Go): generated/go left as it is" >&2; fi
 	@if [ -x $(TOOLS_BIN)/protoc-gen-openapiv2 ]; then \

@@ -9,7 +9,9 @@ import { ControlPlane } from "../mesh/controlplane/control-plane";
 import { createLogger } from "../mesh/logger";
 import { MAX_LEASE_TTL_MS } from "../mesh/controlplane/registry";
 import { XDS_TYPE_URLS } from "../mesh/controlplane/xds-protos";
+import { epochMs } from "./call-record";
 import { flag } from "./control-channel";
+import { percentileOf as percentile } from "./pair-statistics";
 import { NodeChild } from "./pinned-process";
 import { pollUntil, sleep } from "./poll";
 
@@ -94,12 +96,6 @@ function meshConfig(size: Size, port: number) {
   return parseMeshConfig(JSON.stringify({ services }));
 }
 
-function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 function mean(values: readonly number[]): number {
   return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
 }
@@ -109,9 +105,6 @@ function cpuMs(since: NodeJS.CpuUsage): number {
   return (used.user + used.system) / 1000;
 }
 
-function nowMs(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 /** Responses received between two snapshots, summed over the subscribers `isCounted` keeps, by type. */
 function responsesBetween(before: Counts, after: Counts, isCounted: (service: string) => boolean): number[] {
@@ -193,7 +186,7 @@ async function runSize(size: Size, healthPort: number, changes: number, processe
     const wallStart = performance.now();
     updateCpuMs = 0;
     updateCalls = 0;
-    const startedAt = nowMs();
+    const startedAt = epochMs();
     if (isPresent) leaseId = controlPlane.registry.register(endpoint, MAX_LEASE_TTL_MS).leaseId;
     else controlPlane.registry.deregister(leaseId);
     const arrivals: number[] = [];

@@ -1,6 +1,7 @@
 import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { CLUSTER_LOAD_ASSIGNMENT_TYPE_URL, XDS_TYPE_URLS, loadXdsProtos } from "../mesh/controlplane/xds-protos";
+import { epochMs } from "./call-record";
 import { flag, serveControl } from "./control-channel";
 
 /**
@@ -66,7 +67,7 @@ function main(): void {
     const subscriber = subscribers[index];
     if (!expectation || subscriber.service !== expectation.service || seen.has(index)) return;
     const health = subscriber.endpoints.get(expectation.endpoint);
-    const atMs = performance.timeOrigin + performance.now();
+    const atMs = epochMs();
     if (expectation.isPresent && health !== undefined && !listed.has(index)) {
       listed.add(index);
       arrivals.push({ change: expectation.change, atMs, isFinal: false });

@@ -75,7 +75,7 @@ function productFor(n: number): string {
 function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey: string, productId: string): Promise<{ error?: ServiceError; attempts: number }> {
   let previous = 0;
   const note = (metadata: Metadata | undefined) => {
-    previous = Math.max(previous, Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0));
+    previous = Math.max(previous, previousAttemptsOf(metadata));
   };
   return new Promise((resolve) => {
     const call = client.placeOrder(
@@ -87,6 +87,11 @@ function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey
     );
     call.on("metadata", note);
   });
+}
+
+/** The attempts grpc-js made before the one whose headers or trailers are `metadata` (0 when none). */
+export function previousAttemptsOf(metadata: Metadata | undefined): number {
+  return Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0);
 }
 
 /** Every order of `customerId`, all pages. */

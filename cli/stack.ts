@@ -7,6 +7,7 @@ import { isServiceError } from "../mesh/errors";
 import { SETTINGS_ENV } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
 import { CATALOG_DEFAULT_PORT, INVENTORY_DEFAULT_PORT, ORDERS_DEFAULT_PORT, PRICING_DEFAULT_PORT } from "../services/default-ports";
+import { portFromEnv } from "./env-port";
 import { GATEWAY_HTTP_DEFAULT_PORT } from "./gateway/config";
 import { GATEWAY_DEFAULT_PORT } from "./gateway/run";
 import type { MeshPlan, ProcessSpec } from "./launcher";
@@ -41,7 +42,7 @@ const REFERENCE_SERVICES: ReadonlyArray<{
   name: string;
   portVariable: string;
   defaultPort: number;
-  program: (root: string, env: NodeJS.ProcessEnv) => Program;
+  program: (root: string, ports: { gatewayHttp: number }) => Program;
   /** Run only when the mesh config names it (catalog and orders run whatever it says). */
   optional?: boolean;
 }> = [
@@ -75,10 +76,10 @@ const REFERENCE_SERVICES: ReadonlyArray<{
     portVariable: "GATEWAY_PORT",
     defaultPort: GATEWAY_DEFAULT_PORT,
     optional: true,
-    program: (root, env) => ({
+    program: (root, ports) => ({
       command: process.execPath,
       args: [path.join(__dirname, "protomesh.js"), "gateway", path.join(root, "deploy", "gateway.yaml")],
-      env: (index) => ({ GATEWAY_HTTP_PORT: String(portFrom(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT) + REPLICA_PORT_STRIDE * index) }),
+      env: (index) => ({ GATEWAY_HTTP_PORT: String(ports.gatewayHttp + REPLICA_PORT_STRIDE * index) }),
     }),
   },
 ];
@@ -111,8 +112,8 @@ export interface Stack extends MeshPlan {
  * Throws a TypeError naming the variable, or the config file and field, when something is not usable.
  */
 export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env, root = ROOT): Stack {
-  const controlPlanePort = portFrom(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
-  const gatewayHttpPort = portFrom(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT);
+  const controlPlanePort = portFromEnv(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
+  const gatewayHttpPort = portFromEnv(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT);
   const configPath = path.resolve(settings.meshConfigPath ?? DEFAULT_MESH_CONFIG);
   let config: MeshConfig;
   try {
@@ -131,13 +132,12 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
   };
   const ports = new Map<number, string>([[controlPlanePort, "CONTROL_PLANE_PORT"]]);
   const unavailable: Array<{ name: string; reason: string }> = [];
-  const started = new Set<string>();
-  const stages: ProcessSpec[][] = [];
+  const byService = new Map<string, ProcessSpec[]>();
   for (const { name, portVariable, defaultPort, program, optional } of REFERENCE_SERVICES) {
     if (optional && !config.services.has(name)) continue;
-    const basePort = portFrom(env, portVariable, defaultPort);
+    const basePort = portFromEnv(env, portVariable, defaultPort);
     const replicas = policyFor(config, name).replicas;
-    const how = program(root, env);
+    const how = program(root, { gatewayHttp: gatewayHttpPort });
     if ("missing" in how) {
       if (replicas > 0) unavailable.push({ name, reason: how.missing });
       continue;
@@ -153,31 +153,31 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
       ports.set(port, origin);
       return replica(name, index, port, controlPlaneAddress, how);
     });
-    if (stage.length > 0) started.add(name);
-    stages.push(stage);
+    if (stage.length > 0) byService.set(name, stage);
   }
   // orders uses the inventory and pricing that run (by name through the mesh), and does without the others.
-  for (const spec of stages.flat().filter((spec) => spec.name.startsWith("orders-"))) {
+  for (const spec of byService.get("orders") ?? []) {
     spec.env = {
       ...spec.env,
-      INVENTORY_TARGET: started.has("inventory") ? "inventory" : undefined,
-      PRICING_TARGET: started.has("pricing") ? "pricing" : undefined,
+      INVENTORY_TARGET: byService.has("inventory") ? "inventory" : undefined,
+      PRICING_TARGET: byService.has("pricing") ? "pricing" : undefined,
     };
   }
-  const byService = (name: string) => stages.find((stage) => stage[0]?.name.startsWith(`${name}-`)) ?? [];
+  const replicasOf = (name: string) => byService.get(name) ?? [];
   const launchable = new Set<string>(REFERENCE_SERVICES.map((service) => service.name));
+  const gatewayHttp = byService.has("gateway") ? `${STACK_HOST}:${gatewayHttpPort}` : undefined;
   return {
     controlPlane,
-    stages: stages.filter((stage) => stage.length > 0),
+    stages: [...byService.values()],
     notStarted: [...config.services.keys()].filter((name) => !launchable.has(name)),
     unavailable,
-    gatewayHttp: started.has("gateway") ? `${STACK_HOST}:${gatewayHttpPort}` : undefined,
+    gatewayHttp,
     tryCommands: (pidOf) =>
       tryCommands(
         controlPlaneAddress,
-        { catalog: byService("catalog"), orders: byService("orders"), inventory: byService("inventory"), pricing: byService("pricing") },
+        { catalog: replicasOf("catalog"), orders: replicasOf("orders"), inventory: replicasOf("inventory"), pricing: replicasOf("pricing") },
         pidOf,
-        started.has("gateway") ? `${STACK_HOST}:${gatewayHttpPort}` : undefined,
+        gatewayHttp,
       ),
   };
 }
@@ -257,15 +257,4 @@ function replica(service: string, index: number, port: number, controlPlane: str
     },
     address: `${STACK_HOST}:${port}`,
   };
-}
-
-function portFrom(env: NodeJS.ProcessEnv, variable: string, defaultPort: number): number {
-  const text = env[variable];
-  if (text === undefined || text.trim() === "") return defaultPort;
-  const port = Number(text);
-  // Port 0 (any free port) is refused: the launcher must know the address to check and print it.
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new TypeError(`${variable} must be a port number from 1 to 65535, got ${JSON.stringify(text)}`);
-  }
-  return port;
 }

@@ -10,6 +10,10 @@ const ACCEPTABLE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** Returns the request id carried in `metadata` when it is acceptable, otherwise a new UUID. */
 export function requestIdFrom(metadata: Metadata | undefined): string {
-  const value = metadata?.get(REQUEST_ID_KEY)[0];
+  return acceptableRequestId(metadata?.get(REQUEST_ID_KEY)[0]);
+}
+
+/** `value` when it is an acceptable request id (an HTTP header's, say), otherwise a new UUID. */
+export function acceptableRequestId(value: unknown): string {
   return typeof value === "string" && ACCEPTABLE_REQUEST_ID.test(value) ? value : randomUUID();
 }

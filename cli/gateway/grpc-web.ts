@@ -19,7 +19,7 @@ import type { Logger } from "../../mesh/logger";
 import type { Backends } from "./backends";
 import { GatewayError } from "./errors";
 import type { GatewayCall } from "./gateway-call";
-import { MAX_BODY_BYTES, bodyTooLarge } from "./http-body";
+import { MAX_BODY_BYTES, readBody } from "./http-body";
 import type { GatewayMethod } from "./methods";
 
 /** Frame flags (PROTOCOL-WEB.md): the high bit marks trailers, the low bit a compressed message. */
@@ -50,6 +50,8 @@ export interface GrpcWebOptions {
   corsOrigins?: readonly string[];
   /** Where unexpected failures are logged (they reach the caller as INTERNAL without details). */
   logger?: Logger;
+  /** The largest request body read (default MAX_BODY_BYTES, the gateway's). */
+  maxBodyBytes?: number;
 }
 
 /** True for a gRPC-Web request (any `application/grpc-web*` content type) or a CORS preflight, which the gRPC-Web handler answers. */
@@ -86,7 +88,6 @@ export function grpcWebHandler(
   const byPath = new Map(methods.map((method) => [method.path, method]));
   return async (req, res, call) => {
     applyCors(req, res, options.corsOrigins);
-    if (!res.hasHeader("x-request-id")) res.setHeader("x-request-id", call.requestId);
     if (req.method === "OPTIONS") return preflight(res, byPath.has((req.url ?? "/").split("?")[0]));
     const match = CONTENT_TYPE.exec((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
     if (match === null) return plainError(res, 415, `unsupported gRPC-Web content type ${JSON.stringify(req.headers["content-type"])}: use application/grpc-web(-text)(+proto)`);
@@ -103,7 +104,7 @@ export function grpcWebHandler(
       // headers, x-grpc-web and x-user-agent included, are not forwarded as metadata, so that a page
       // cannot set what a mesh service trusts.
       const metadata = await call.admit(method);
-      const message = requestMessage(method, await readBody(req, match[1] === "-text"));
+      const message = requestMessage(method, await readGrpcWebBody(req, match[1] === "-text", options.maxBodyBytes ?? MAX_BODY_BYTES));
       if (method.serverStreaming) return await serverStream(reply, backends, method, message, metadata, call.deadline);
       const { response, headers, trailers } = await backends.call(method, message, metadata, call.deadline);
       reply.unary(headers, response, trailers);
@@ -142,34 +143,12 @@ function failureOf(error: unknown): { code: status; details: string; metadata?: 
 }
 
 /**
- * Reads the body, at most MAX_BODY_BYTES (the gateway's limit: a larger one ends the call
- * RESOURCE_EXHAUSTED, as a gRPC server refuses a message over its receive limit), base64-decoded in text mode.
+ * Reads the body, at most the gateway's limit (a larger one ends the call RESOURCE_EXHAUSTED, as a
+ * gRPC server refuses a message over its receive limit), base64-decoded in text mode.
  */
-function readBody(req: http.IncomingMessage, isText: boolean): Promise<Buffer> {
-  if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return Promise.reject(bodyTooLarge(MAX_BODY_BYTES));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_BODY_BYTES) {
-        chunks.push(chunk);
-        return;
-      }
-      req.off("data", onData);
-      reject(bodyTooLarge(MAX_BODY_BYTES));
-    };
-    req.on("data", onData);
-    req.once("error", (error) => reject(new MeshError(status.CANCELLED, "the request body could not be read", { cause: error })));
-    req.once("end", () => {
-      try {
-        const body = Buffer.concat(chunks);
-        resolve(isText ? decodeBase64Body(body.toString("latin1")) : body);
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
+async function readGrpcWebBody(req: http.IncomingMessage, isText: boolean, limit: number): Promise<Buffer> {
+  const body = await readBody(req, limit);
+  return isText ? decodeBase64Body(body.toString("latin1")) : body;
 }
 
 /**

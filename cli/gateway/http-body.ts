@@ -10,11 +10,16 @@ export function bodyTooLarge(limit: number): GatewayError {
   return new GatewayError(413, status.RESOURCE_EXHAUSTED, `request body is larger than ${limit} bytes`, { connection: "close" });
 }
 
+/** Reads a request body as UTF-8 text, at most `limit` bytes (see readBody). */
+export async function readBodyText(req: IncomingMessage, limit: number = MAX_BODY_BYTES): Promise<string> {
+  return (await readBody(req, limit)).toString("utf8");
+}
+
 /**
- * Reads a request body as UTF-8 text, at most `limit` bytes: a declared Content-Length over it is
- * refused before reading, a body that grows past it is refused as soon as it does (413).
+ * Reads a request body, at most `limit` bytes: a declared Content-Length over it is refused before
+ * reading, a body that grows past it is refused as soon as it does (bodyTooLarge).
  */
-export function readBodyText(req: IncomingMessage, limit: number = MAX_BODY_BYTES): Promise<string> {
+export function readBody(req: IncomingMessage, limit: number = MAX_BODY_BYTES): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > limit) return Promise.reject(bodyTooLarge(limit));
   return new Promise((resolve, reject) => {
@@ -31,6 +36,6 @@ export function readBodyText(req: IncomingMessage, limit: number = MAX_BODY_BYTE
     };
     req.on("data", onData);
     req.once("error", () => reject(new GatewayError(400, status.CANCELLED, "the request body could not be read")));
-    req.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.once("end", () => resolve(Buffer.concat(chunks)));
   });
 }

@@ -1,5 +1,6 @@
 import { createLogger, createServer, drainOnSignals, listenAddress, routeGrpcLogs } from "../../mesh";
 import type { MeshSettings } from "../../mesh/settings";
+import { portFromEnv } from "../env-port";
 import { GatewayGuard } from "./auth";
 import { Backends } from "./backends";
 import { GATEWAY_HTTP_DEFAULT_PORT, loadGatewayConfig } from "./config";
@@ -19,7 +20,8 @@ export const GATEWAY_HTTP_PORT_ENV = "GATEWAY_HTTP_PORT";
  */
 export async function runGateway(settings: MeshSettings, configPath: string, env: NodeJS.ProcessEnv): Promise<void> {
   const config = loadGatewayConfig(configPath);
-  const httpPort = httpPortFrom(env, config.httpPort);
+  // Port 0 is any free one; the launcher never passes it, as it prints the address.
+  const httpPort = portFromEnv(env, GATEWAY_HTTP_PORT_ENV, config.httpPort ?? GATEWAY_HTTP_DEFAULT_PORT, 0);
   const logger = createLogger({ name: "gateway", level: settings.logLevel });
   routeGrpcLogs(logger);
   const { methods } = loadGatewayMethods();
@@ -35,14 +37,4 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
     await gateway.close();
     backends.close();
   }, logger);
-}
-
-function httpPortFrom(env: NodeJS.ProcessEnv, configured: number | undefined): number {
-  const text = env[GATEWAY_HTTP_PORT_ENV];
-  if (text === undefined || text.trim() === "") return configured ?? GATEWAY_HTTP_DEFAULT_PORT;
-  const port = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || port > 65535) {
-    throw new TypeError(`${GATEWAY_HTTP_PORT_ENV} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`);
-  }
-  return port;
 }

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import * as path from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import type { Logger } from "../../mesh/logger";
-import { REQUEST_ID_KEY, requestIdFrom } from "../../mesh/request-id";
+import { REQUEST_ID_KEY, acceptableRequestId } from "../../mesh/request-id";
 import type { Backends } from "./backends";
 import { GatewayError, writeGatewayError, writeJsonError } from "./errors";
 import type { GatewayCall } from "./gateway-call";
@@ -61,7 +61,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const routes = new RouteTable(options.methods);
   const transcode = transcoder(options.methods, options.backends, { logger: options.logger, routes, maxBodyBytes });
-  const grpcWeb = grpcWebHandler(options.methods, options.backends, { corsOrigins: options.corsOrigins, logger: options.logger });
+  const grpcWeb = grpcWebHandler(options.methods, options.backends, { corsOrigins: options.corsOrigins, logger: options.logger, maxBodyBytes });
   const openApiPath = options.openApiDocument ?? DEFAULT_OPENAPI_DOCUMENT;
   let openApi: Buffer | undefined;
   const fixedRoutes: Record<string, (res: http.ServerResponse) => void> = {
@@ -175,12 +175,5 @@ export function createGateway(options: GatewayOptions): Gateway {
 
 /** The caller's x-request-id when the kit's rule accepts it (mesh/request-id.ts), else a new one. */
 function requestIdOf(req: http.IncomingMessage): string {
-  const metadata = new Metadata();
-  const value = req.headers[REQUEST_ID_KEY];
-  try {
-    if (typeof value === "string") metadata.set(REQUEST_ID_KEY, value);
-  } catch {
-    // A value Metadata refuses (control characters) is replaced like any other unacceptable one.
-  }
-  return requestIdFrom(metadata);
+  return acceptableRequestId(req.headers[REQUEST_ID_KEY]);
 }

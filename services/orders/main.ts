@@ -30,16 +30,11 @@ async function main(): Promise<void> {
   // By name through the mesh; CATALOG_TARGET, when set, names another target outright. The calls'
   // deadlines are the inbound PlaceOrder's remaining budget, no longer than the catalog's timeout in
   // the mesh config (deploy/mesh.yaml, sent over xDS).
-  const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", {
-    logger,
-    controlPlane: settings.controlPlane,
-    zone: settings.zone,
-    fallbackTarget: CATALOG_FALLBACK_TARGET,
-  });
+  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone };
+  const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", { ...clientOptions, fallbackTarget: CATALOG_FALLBACK_TARGET });
   // Stock and prices, where the mesh has them: INVENTORY_TARGET and PRICING_TARGET name a mesh
   // service ("inventory", dialled by name through the control plane) or any grpc target. Unset,
   // orders reserves no stock and prices each line at the catalog's price.
-  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone };
   const inventoryTarget = process.env.INVENTORY_TARGET || undefined;
   const pricingTarget = process.env.PRICING_TARGET || undefined;
   const inventory = inventoryTarget ? createClient(InventoryServiceClient, inventoryTarget, clientOptions) : undefined;

@@ -80,7 +80,7 @@ export function ordersService(downstream: OrdersDownstream, store: OrderStore, n
             reservationId: reservation?.reservationId ?? "",
           };
         } catch (error) {
-          if (inventory && reservation) await releaseStock(inventory, reservation.reservationId, id, downstream.logger);
+          if (reservation) await releaseStock(inventory!, reservation.reservationId, id, downstream.logger);
           throw error;
         }
       };
@@ -106,15 +106,14 @@ export function ordersService(downstream: OrdersDownstream, store: OrderStore, n
 /** Reserves the order's items, keyed by its id; the inventory's failures keep their status, named "inventory: ...". */
 function reserveStock(inventory: InventoryServiceClient, orderId: string, request: PlaceOrderRequest): Promise<ReserveStockResponse> {
   return new Promise((resolve, reject) => {
-    const items = request.items.map(({ productId, quantity }) => ({ productId, quantity }));
-    inventory.reserveStock({ orderId, items }, (error, response) => (error ? reject(downstreamError("inventory", error)) : resolve(response)));
+    inventory.reserveStock({ orderId, items: itemsOf(request) }, (error, response) => (error ? reject(downstreamError("inventory", error)) : resolve(response)));
   });
 }
 
 /** Prices the basket; pricing's failures keep their status, named "pricing: ...". */
 function quoteBasket(pricing: PricingServiceClient, request: PlaceOrderRequest): Promise<QuoteBasketResponse> {
   return new Promise((resolve, reject) => {
-    const lines = request.items.map(({ productId, quantity }) => ({ productId, quantity }));
+    const lines = itemsOf(request);
     pricing.quoteBasket({ customerId: request.customerId, lines, currency: "" }, (error, response) => {
       if (error) return reject(downstreamError("pricing", error));
       if (response.lines.length !== lines.length) {
@@ -140,6 +139,11 @@ function releaseStock(inventory: InventoryServiceClient, reservationId: string, 
         });
       }),
   );
+}
+
+/** The order's items as the inventory's and pricing's messages take them (product and quantity). */
+function itemsOf(request: PlaceOrderRequest): Array<{ productId: string; quantity: number }> {
+  return request.items.map(({ productId, quantity }) => ({ productId, quantity }));
 }
 
 function downstreamError(service: string, error: Error): MeshError {

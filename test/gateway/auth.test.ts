@@ -7,17 +7,15 @@ import type { JWK } from "jose";
 import { parse as parseYaml } from "yaml";
 import { Metadata } from "@grpc/grpc-js";
 import { CLAIM_METADATA, GatewayGuard } from "../../cli/gateway/auth";
-import { Backends } from "../../cli/gateway/backends";
 import { loadGatewayConfig, parseGatewayConfig } from "../../cli/gateway/config";
 import type { GatewayConfig } from "../../cli/gateway/config";
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_SIGNING_KEY_FILE, ensureDevKeys, mintDevToken } from "../../cli/gateway/dev-keys";
-import { loadGatewayMethods } from "../../cli/gateway/methods";
-import { createGateway } from "../../cli/gateway/server";
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type { CatalogServiceServer } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createServer } from "../../mesh";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { startShop } from "../support/shop";
+import { startTestGateway } from "./gateway-fixture";
 import type { Shop } from "../support/shop";
 
 /**
@@ -51,18 +49,11 @@ describe("gateway auth and rate limits (cli/gateway/auth.ts)", function () {
 
   async function withGateway(configYaml: string, test: (url: string) => Promise<void>, now?: () => number): Promise<void> {
     const config: GatewayConfig = parseGatewayConfig(parseYamlText(configYaml));
-    const { methods } = loadGatewayMethods();
-    const backends = new Backends({
-      logger: shop.log.logger,
-      targets: { "shop.catalog.v1.CatalogService": shop.catalogAddress, "shop.orders.v1.OrderService": shop.ordersAddress },
-    });
-    const gateway = createGateway({ methods, backends, logger: shop.log.logger, guard: new GatewayGuard(config, { now }) });
-    const port = await gateway.listen(0, "127.0.0.1");
+    const gateway = await startTestGateway(shop.log.logger, { catalog: shop.catalogAddress, orders: shop.ordersAddress }, { guard: new GatewayGuard(config, { now }) });
     try {
-      await test(`http://127.0.0.1:${port}`);
+      await test(gateway.url);
     } finally {
       await gateway.close();
-      backends.close();
     }
   }
 
@@ -123,10 +114,8 @@ describe("gateway auth and rate limits (cli/gateway/auth.ts)", function () {
     };
     recording.addService(CatalogServiceService, server);
     const catalogAddress = `127.0.0.1:${await recording.listen()}`;
-    const { methods } = loadGatewayMethods();
-    const backends = new Backends({ logger: shop.log.logger, targets: { "shop.catalog.v1.CatalogService": catalogAddress } });
-    const gateway = createGateway({ methods, backends, logger: shop.log.logger, guard: new GatewayGuard(parseGatewayConfig(parseYamlText(jwt() + ROUTES))) });
-    const url = `http://127.0.0.1:${await gateway.listen(0, "127.0.0.1")}`;
+    const gateway = await startTestGateway(shop.log.logger, { catalog: catalogAddress }, { guard: new GatewayGuard(parseGatewayConfig(parseYamlText(jwt() + ROUTES))) });
+    const url = gateway.url;
     try {
       const bearer = await token(["orders:read", "catalog:read"], "bob");
       const response = await fetch(`${url}/v1/products/sku-1001`, { headers: { authorization: `Bearer ${bearer}`, "x-request-id": "auth-meta-1" } });
@@ -142,7 +131,6 @@ describe("gateway auth and rate limits (cli/gateway/auth.ts)", function () {
       assert.deepEqual(seen.at(-1)!.get(CLAIM_METADATA.subject), [], "no token, no claims");
     } finally {
       await gateway.close();
-      backends.close();
       await recording.drain(200);
     }
   });

@@ -7,12 +7,10 @@ import * as path from "node:path";
 import { buildSync } from "esbuild";
 import { chromium } from "playwright-core";
 import type { BrowserContext, Page } from "playwright-core";
-import { Backends } from "../../cli/gateway/backends";
-import { loadGatewayMethods } from "../../cli/gateway/methods";
-import { createGateway } from "../../cli/gateway/server";
-import type { Gateway } from "../../cli/gateway/server";
 import type { CallOutcome } from "./browser/app";
 import { startShop } from "../support/shop";
+import { startTestGateway } from "./gateway-fixture";
+import type { TestGateway } from "./gateway-fixture";
 import type { Shop } from "../support/shop";
 import { isCi, repoRoot } from "../support/tools";
 
@@ -68,8 +66,7 @@ async function servePage(script: string): Promise<{ server: http.Server; origin:
 describe("gateway gRPC-Web from a real browser", function () {
   this.timeout(15_000);
   let shop: Shop | undefined;
-  let backends: Backends | undefined;
-  let gateway: Gateway | undefined;
+  let gateway: TestGateway | undefined;
   let page: { server: http.Server; origin: string } | undefined;
   let otherPage: { server: http.Server; origin: string } | undefined;
   let context: BrowserContext | undefined;
@@ -87,13 +84,9 @@ describe("gateway gRPC-Web from a real browser", function () {
     page = await servePage(script);
     otherPage = await servePage(script);
     shop = await startShop();
-    backends = new Backends({
-      logger: shop.log.logger,
-      targets: { "shop.catalog.v1.CatalogService": shop.catalogAddress, "shop.orders.v1.OrderService": shop.ordersAddress },
-    });
     // Only the page's origin may call: the browser's CORS checks are what this test exercises.
-    gateway = createGateway({ methods: loadGatewayMethods().methods, backends, logger: shop.log.logger, corsOrigins: [page.origin] });
-    gatewayUrl = `http://127.0.0.1:${await gateway.listen(0, "127.0.0.1")}`;
+    gateway = await startTestGateway(shop.log.logger, { catalog: shop.catalogAddress, orders: shop.ordersAddress }, { corsOrigins: [page.origin] });
+    gatewayUrl = gateway.url;
     profile = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-chromium-"));
     context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
   });
@@ -102,7 +95,6 @@ describe("gateway gRPC-Web from a real browser", function () {
     await context?.close();
     if (profile !== undefined) fs.rmSync(profile, { recursive: true, force: true });
     await gateway?.close();
-    backends?.close();
     await shop?.stop();
     for (const served of [page, otherPage]) {
       if (served === undefined) continue;

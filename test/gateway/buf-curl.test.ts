@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import { startShop } from "../support/shop";
 import type { Shop } from "../support/shop";
-import { repoRoot } from "../support/tools";
+import { repoRoot, runTool } from "../support/tools";
 import { startTestGateway } from "./gateway-fixture";
 import type { TestGateway } from "./gateway-fixture";
 
@@ -17,14 +15,9 @@ describe("gateway gRPC-Web with buf curl (a real gRPC-Web client)", function () 
   let shop: Shop;
   let gateway: TestGateway;
   const bufCurl = (method: string, body: unknown) =>
-    promisify(execFile)(
-      path.join(repoRoot(), "node_modules", ".bin", "buf"),
-      ["curl", "--protocol", "grpcweb", "--schema", path.join(repoRoot(), "generated", "descriptor.binpb"), "-d", JSON.stringify(body), `${gateway.url}/${method}`],
-      { timeout: 20_000 },
-    ).then(
-      ({ stdout }) => ({ code: 0, stdout, stderr: "" }),
-      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: Number(error.code ?? 1), stdout: error.stdout ?? "", stderr: error.stderr ?? "" }),
-    );
+    runTool(path.join(repoRoot(), "node_modules", ".bin", "buf"), [
+      "curl", "--protocol", "grpcweb", "--schema", path.join(repoRoot(), "generated", "descriptor.binpb"), "-d", JSON.stringify(body), `${gateway.url}/${method}`,
+    ]);
 
   before(async () => {
     shop = await startShop();

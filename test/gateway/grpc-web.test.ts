@@ -7,29 +7,18 @@ import {
   SearchProductsRequest,
   SearchProductsResponse,
 } from "../../generated/ts/shop/catalog/v1/catalog";
-import { Backends } from "../../cli/gateway/backends";
 import { GatewayError } from "../../cli/gateway/errors";
 import { GRPC_WEB_ALLOWED_HEADERS, PREFLIGHT_MAX_AGE_S } from "../../cli/gateway/grpc-web";
-import { loadGatewayMethods } from "../../cli/gateway/methods";
-import { createGateway } from "../../cli/gateway/server";
 import { startShop, shopClients, stalledCatalog } from "../support/shop";
 import type { Shop } from "../support/shop";
-
-interface TestGateway {
-  url: string;
-  close(): Promise<void>;
-}
+import { startTestGateway } from "./gateway-fixture";
+import type { TestGateway } from "./gateway-fixture";
 
 /**
  * The gateway (createGateway) with Backends to the shop's servers; its guard refuses a request
  * that carries `x-test-refuse`, as auth would, and admits any other.
  */
-async function startTestGateway(shop: Pick<Shop, "catalogAddress" | "ordersAddress" | "log">, options: { corsOrigins?: string[] } = {}): Promise<TestGateway> {
-  const { methods } = loadGatewayMethods();
-  const backends = new Backends({
-    logger: shop.log.logger,
-    targets: { "shop.catalog.v1.CatalogService": shop.catalogAddress, "shop.orders.v1.OrderService": shop.ordersAddress },
-  });
+function startRefusingGateway(shop: Pick<Shop, "catalogAddress" | "ordersAddress" | "log">, options: { corsOrigins?: string[] } = {}): Promise<TestGateway> {
   const guard = {
     async admit(_method: unknown, req: http.IncomingMessage): Promise<Metadata> {
       if (req.headers["x-test-refuse"] !== undefined) {
@@ -38,15 +27,7 @@ async function startTestGateway(shop: Pick<Shop, "catalogAddress" | "ordersAddre
       return new Metadata();
     },
   };
-  const gateway = createGateway({ methods, backends, logger: shop.log.logger, guard, corsOrigins: options.corsOrigins });
-  const port = await gateway.listen(0, "127.0.0.1");
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async close() {
-      await gateway.close();
-      backends.close();
-    },
-  };
+  return startTestGateway(shop.log.logger, { catalog: shop.catalogAddress, orders: shop.ordersAddress }, { guard, ...options });
 }
 
 /** What a gRPC-Web answer held: HTTP status and headers, data frames, and the call's status. */
@@ -149,7 +130,7 @@ describe("gateway gRPC-Web", function () {
 
   before(async () => {
     shop = await startShop();
-    gateway = await startTestGateway(shop, { corsOrigins: ["http://page.example"] });
+    gateway = await startRefusingGateway(shop, { corsOrigins: ["http://page.example"] });
   });
 
   after(async () => {
@@ -366,7 +347,7 @@ describe("gateway gRPC-Web", function () {
 
     before(async () => {
       stalled = await stalledCatalog(shop.log.logger);
-      stalledGateway = await startTestGateway({ ...shop, catalogAddress: stalled.address });
+      stalledGateway = await startRefusingGateway({ ...shop, catalogAddress: stalled.address });
     });
 
     after(async () => {

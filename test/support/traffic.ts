@@ -2,7 +2,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import { seededRandom } from "../../bench/latency-model";
 import type { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
-import { PREVIOUS_ATTEMPTS_KEY } from "../../cli/place-orders";
+import { previousAttemptsOf } from "../../cli/place-orders";
 
 /**
  * Continuous GetProduct traffic for chaos tests: `concurrency` loops, each making one call at a
@@ -106,8 +106,7 @@ export class Traffic {
     let previousAttempts = 0;
     let sawHeaders = false;
     const noteAttempts = (metadata: Metadata | undefined) => {
-      const value = Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0);
-      if (value > previousAttempts) previousAttempts = value;
+      previousAttempts = Math.max(previousAttempts, previousAttemptsOf(metadata));
     };
     const deadline = startedAt + this.options.deadlineMs;
     const send =
