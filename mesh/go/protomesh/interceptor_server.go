@@ -110,7 +110,7 @@ func (s *Server) logCall(ctx context.Context, fullMethod, requestID string, star
 		msg = "call failed"
 		attrs = append(attrs, slog.String("details", st.Message()))
 	}
-	s.callLogger.LogAttrs(context.Background(), level, msg, attrs...)
+	s.logger.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 func callAttrs(service, method string, code codes.Code, startedAt time.Time, peer, requestID string) []slog.Attr {

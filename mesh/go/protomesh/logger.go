@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -27,7 +28,7 @@ func NewLogger(w io.Writer, name, level string) *slog.Logger {
 	return slog.New(&pinoHandler{
 		out:    &lockedWriter{w: w},
 		level:  parseLevel(level),
-		prefix: []byte(`"pid":` + itoa(os.Getpid()) + `,"name":` + string(quote(name))),
+		prefix: []byte(`"pid":` + strconv.Itoa(os.Getpid()) + `,"name":` + string(quote(name))),
 	})
 }
 
@@ -95,13 +96,13 @@ func (h *pinoHandler) Enabled(_ context.Context, level slog.Level) bool {
 func (h *pinoHandler) Handle(_ context.Context, record slog.Record) error {
 	line := make([]byte, 0, 256)
 	line = append(line, `{"level":`...)
-	line = append(line, itoa(pinoLevel(record.Level))...)
+	line = strconv.AppendInt(line, int64(pinoLevel(record.Level)), 10)
 	at := record.Time
 	if at.IsZero() {
 		at = time.Now()
 	}
 	line = append(line, `,"time":`...)
-	line = append(line, itoa(int(at.UnixMilli()))...)
+	line = strconv.AppendInt(line, at.UnixMilli(), 10)
 	line = append(line, ',')
 	line = append(line, h.prefix...)
 	record.Attrs(func(attr slog.Attr) bool {
@@ -172,9 +173,4 @@ func jsonValue(value slog.Value) []byte {
 func quote(s string) []byte {
 	text, _ := json.Marshal(s)
 	return text
-}
-
-func itoa(n int) string {
-	text, _ := json.Marshal(n)
-	return string(text)
 }

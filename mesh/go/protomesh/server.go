@@ -92,14 +92,14 @@ func WithGRPCServerOptions(options ...grpc.ServerOption) ServerOption {
 // error, registration with the control plane and a drain. Register services on it (it is a
 // grpc.ServiceRegistrar), then [Server.Listen].
 type Server struct {
-	name       string
-	options    serverOptions
-	grpc       *grpc.Server
-	health     *health.Server
-	logger     *slog.Logger // the server's own lines
-	callLogger *slog.Logger
-	longLived  longLivedCalls
-	services   []string
+	name      string
+	options   serverOptions
+	grpc      *grpc.Server
+	health    *health.Server
+	logger    *slog.Logger // the server's own lines
+	root      *slog.Logger
+	longLived longLivedCalls
+	services  []string
 
 	mu         sync.Mutex
 	listener   net.Listener
@@ -125,13 +125,13 @@ func NewServer(name string, options ...ServerOption) *Server {
 	}
 	root := o.logger.With("server", name)
 	s := &Server{
-		name:       name,
-		options:    o,
-		health:     health.NewServer(),
-		logger:     root.With("component", "server"),
-		callLogger: root.With("component", "server"),
-		drained:    make(chan struct{}),
-		serveErr:   make(chan error, 1),
+		name:     name,
+		options:  o,
+		health:   health.NewServer(),
+		root:     root,
+		logger:   root.With("component", "server"),
+		drained:  make(chan struct{}),
+		serveErr: make(chan error, 1),
 	}
 	grpcOptions := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryObserver),
@@ -159,7 +159,7 @@ func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 func (s *Server) Name() string { return s.name }
 
 // Logger is the root logger the server logs with (with its "server" field), for handlers' own lines.
-func (s *Server) Logger() *slog.Logger { return s.options.logger.With("server", s.name) }
+func (s *Server) Logger() *slog.Logger { return s.root }
 
 // OnDraining calls listener once a drain has begun (health NOT_SERVING, no new calls), before it
 // waits for calls in flight: the moment to end the server's own long-lived streams (watches),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ import grpc
 from .call_context import current_inbound_call
 from .logger import Logger
 from .observer_server import split_method
-from .request_id import REQUEST_ID_KEY, is_acceptable_request_id
+from .request_id import REQUEST_ID_KEY, is_acceptable_request_id, request_id_from
 from .sink_log import log_call
 
 #: Deadline of an outbound call when the caller names none (s), as DEFAULT_DEADLINE_MS in deadlines.ts.
@@ -71,7 +70,7 @@ class ClientObserver(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamC
             # The caller's own id is unusable (as a server would judge it): replaced, not passed on.
             del metadata[REQUEST_ID_KEY]
         if REQUEST_ID_KEY not in metadata:
-            metadata[REQUEST_ID_KEY] = inbound.request_id if inbound else str(uuid.uuid4())
+            metadata[REQUEST_ID_KEY] = inbound.request_id if inbound else request_id_from(())
         request_id = str(metadata[REQUEST_ID_KEY])
         timeout = details.timeout if details.timeout is not None else self._default_deadline_s
         remaining = inbound.remaining() if inbound else None

@@ -24,7 +24,7 @@ def request_id_from(metadata: Iterable[Any] | None) -> str:
     """The request id carried in ``metadata`` (key/value pairs) when acceptable, else a new UUID."""
     for key, value in metadata or ():
         if key == REQUEST_ID_KEY:
-            if isinstance(value, str) and _ACCEPTABLE.fullmatch(value):
+            if is_acceptable_request_id(value):
                 return value
             break
     return str(uuid.uuid4())

@@ -9,6 +9,7 @@ finish within the grace period, then stop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,11 +31,13 @@ DEFAULT_DRAIN_GRACE_S = 10.0
 DEFAULT_DESCRIPTOR_SET = Path(__file__).resolve().parents[3] / "generated" / "descriptor.binpb"
 
 
+@functools.lru_cache(maxsize=8)
 def reflection_pool(descriptor_set: Path | None) -> descriptor_pool.DescriptorPool | None:
     """A descriptor pool of the descriptor set for reflection, or None (the default pool) without one.
 
     The generated modules' descriptors carry no JSON names, so grpcurl would print snake_case
-    fields; buf's descriptor set has them, as the TypeScript and Go servers' reflection does.
+    fields; buf's descriptor set has them, as the TypeScript and Go servers' reflection does. Read
+    once per file: every server of a process shares the pool.
     """
     if descriptor_set is None or not descriptor_set.is_file():
         return None

@@ -27,6 +27,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.unknown_fields import UnknownFieldSet
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
 from protomesh_kit import (
+    REQUEST_ID_KEY,
     Logger,
     MeshError,
     SettingsError,
@@ -40,7 +41,6 @@ from protomesh_kit import (
 LANGUAGE = "python"
 INTEROP_SERVICE_ENV = "INTEROP_SERVICE"
 METADATA_PREFIX = "x-interop-"
-REQUEST_ID_KEY = "x-request-id"
 #: The unknown field --unknown-field appends to the Payload: number 100, length-delimited.
 UNKNOWN_FIELD_NUMBER = 100
 UNKNOWN_FIELD_VALUE = f"from-{LANGUAGE}".encode()
