@@ -128,14 +128,20 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
   it("fails UNAVAILABLE naming pricing when pricing is down, releases what it reserved, and places the order once pricing is back", async function () {
     const before = await stock("sku-1006");
     for (const replica of pricing) replica.process!.signal("SIGTERM");
-    for (const replica of pricing) await mesh.waitHealth(replica, undefined, 10_000);
     const request = { customerId: "cust-poly", items: [{ productId: "sku-1006", quantity: 3 }], idempotencyKey: "poly-down" };
-    const { error } = await place(request);
-    assert.equal(error?.code, status.UNAVAILABLE, error?.message);
-    assert.match(error!.details, /^pricing: /);
-    assert.deepEqual(await stock("sku-1006"), before, "the reservation was released");
-
-    for (const replica of pricing) await mesh.restart(replica);
+    try {
+      // Gone from the registry and exited: a replica still shutting down refuses a call with
+      // CANCELLED, which is not what "pricing is down" means here.
+      for (const replica of pricing) await mesh.waitHealth(replica, undefined, 10_000);
+      for (const replica of pricing) await replica.process!.exited;
+      const { error } = await place(request);
+      assert.equal(error?.code, status.UNAVAILABLE, error?.message);
+      assert.match(error!.details, /^pricing: /);
+      assert.deepEqual(await stock("sku-1006"), before, "the reservation was released");
+    } finally {
+      // The suite's later tests need pricing, whatever happened above.
+      for (const replica of pricing) await mesh.restart(replica);
+    }
     const retried = await place(request);
     assert.equal(retried.error, null, retried.error?.message);
     const after = await stock("sku-1006");
