@@ -202,7 +202,10 @@ export function interopService(endpoint: () => string, relay: (service: string) 
       const downstream = await new Promise<HoldResponse>((resolve, reject) =>
         relay(next).hold({ holdMs: request.holdMs, relayTo: rest }, (error: ServiceError | null, response: HoldResponse) => {
           if (!error) return resolve(response);
-          reject(isServiceError(error) ? new MeshError(error.code, `${next}: ${error.details}`) : new MeshError(status.INTERNAL, `${next}: ${String(error)}`));
+          // A downstream call the kit cancelled because this call's deadline passed ends this call
+          // DEADLINE_EXCEEDED, as a caller whose own timer had not fired yet should be told.
+          const code = isServiceError(error) && error.code === status.CANCELLED && Date.now() >= deadline ? status.DEADLINE_EXCEEDED : error.code;
+          reject(isServiceError(error) ? new MeshError(code, `${next}: ${error.details}`) : new MeshError(status.INTERNAL, `${next}: ${String(error)}`));
         }),
       );
       return { hops: [hop, ...downstream.hops] };
