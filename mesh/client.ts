@@ -6,8 +6,7 @@ import { selectGrpcPolicy } from "./balancer";
 import { BALANCER_LOGGER_OPTION, withClientHealth } from "./balancer-client-health";
 import { propagateInboundCalls } from "./call-context";
 import type { ServiceConfigJson } from "./balancer-client-health";
-import { deadlineInterceptor, deadlinePolicy, deadlineTransformer } from "./deadlines";
-import { meshStatusInterceptor } from "./interceptor-mesh-status";
+import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { isServiceName } from "./names";
 import type { CallSink } from "./observer";
 import { clientObserver } from "./observer-client";
@@ -90,13 +89,13 @@ export function createClient<C extends Client>(
   });
   const channelLogger = (options.logger ?? defaultLogger()).child({ target: channelTarget });
   const logger = channelLogger.child({ component: "client" });
-  const interceptors = [
-    clientObserver([logSink(logger), ...(options.sinks ?? [])]),
-    deadlineInterceptor(),
-    ...(options.interceptors ?? []),
-  ];
   let xdsOptions: ChannelOptions = {};
   const xdsService = xdsServiceOf(channelTarget);
+  // One protomesh layer per call (observer-client.ts); the caller's interceptors run inside it.
+  const interceptors = [
+    clientObserver([logSink(logger), ...(options.sinks ?? [])], { meshService: xdsService }),
+    ...(options.interceptors ?? []),
+  ];
   register();
   if (xdsService !== undefined) {
     register({ xds: true });
@@ -105,7 +104,6 @@ export function createClient<C extends Client>(
     if (options.controlPlane) {
       xdsOptions = { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(options.controlPlane, { zone: options.zone }) };
     }
-    interceptors.push(meshStatusInterceptor(xdsService));
   }
   return new clientClass(channelTarget, options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,

@@ -1,11 +1,7 @@
 import { InterceptingCall, Metadata, status } from "@grpc/grpc-js";
-import type {
-  CallInvocationTransformer,
-  Deadline,
-  Interceptor,
-  InterceptingListener,
-} from "@grpc/grpc-js";
+import type { CallInvocationTransformer, Deadline, InterceptingListener } from "@grpc/grpc-js";
 import { currentInboundCall, deadlineMs } from "./call-context";
+import type { InboundCall } from "./call-context";
 import { methodOf } from "./method-path";
 
 /** Deadline of an outbound call when neither the caller nor the method's configuration names one. */
@@ -106,42 +102,24 @@ export function deadlineTransformer(policy: DeadlinePolicy, now: () => number = 
 }
 
 /**
- * The interceptor that keeps deadlines honest at the moment a call is sent: a call whose budget is
- * already gone fails DEADLINE_EXCEEDED here, without being sent (no connection, no pick, nothing on
- * the wire), as does, CANCELLED, one made for an inbound call that was cancelled; and an outbound call made while handling an inbound call is counted in that call's
- * budget account (call-context.ts), for the log of an inbound call that runs out of time.
+ * What keeps deadlines honest at the moment a call is sent (the client's call observer asks it):
+ * a call whose budget is already gone fails DEADLINE_EXCEEDED without being sent (no connection, no
+ * pick, nothing on the wire), as does, CANCELLED, one made for an inbound call that was cancelled.
+ * Returns the call that stands in for it, or undefined when the call may go.
  */
-export function deadlineInterceptor(now: () => number = Date.now): Interceptor {
-  return (options, nextCall) => {
-    const deadline = options.deadline === undefined ? Infinity : deadlineMs(options.deadline);
-    const path = options.method_definition.path;
-    const inbound = currentInboundCall();
-    const startedAt = now();
-    if (deadline <= startedAt) {
-      const spent = inbound ? "the inbound call's budget is spent" : "its deadline had passed";
-      return new InterceptingCall(new UnsentCall(status.DEADLINE_EXCEEDED, `deadline exceeded before the call was sent: ${spent}`));
-    }
-    if (inbound?.state === "cancelled") {
-      return new InterceptingCall(new UnsentCall(status.CANCELLED, "not sent: the inbound call it was made for was cancelled"));
-    }
-    // No layer of its own for a call made outside an inbound call: grpc-js takes the next call as is.
-    if (inbound === undefined) return nextCall(options) as InterceptingCall;
-    const ended = inbound.outboundStarted(path, deadline - startedAt, startedAt);
-    return new InterceptingCall(nextCall(options), {
-      start: (metadata, _listener, next) => {
-        next(metadata, {
-          onReceiveStatus: (callStatus, nextStatus) => {
-            ended();
-            nextStatus(callStatus);
-          },
-        });
-      },
-    });
-  };
+export function unsentCall(deadline: number, inbound: InboundCall | undefined, now: number): NextCallInterface | undefined {
+  if (deadline <= now) {
+    const spent = inbound ? "the inbound call's budget is spent" : "its deadline had passed";
+    return new UnsentCall(status.DEADLINE_EXCEEDED, `deadline exceeded before the call was sent: ${spent}`);
+  }
+  if (inbound?.state === "cancelled") {
+    return new UnsentCall(status.CANCELLED, "not sent: the inbound call it was made for was cancelled");
+  }
+  return undefined;
 }
 
 /** The call an interceptor hands on to (grpc-js does not export its interface by name). */
-type NextCallInterface = ConstructorParameters<typeof InterceptingCall>[0];
+export type NextCallInterface = ConstructorParameters<typeof InterceptingCall>[0];
 
 /** A call that is never sent: it ends with its status as soon as it is started. */
 class UnsentCall implements NextCallInterface {

@@ -1,6 +1,5 @@
 import { EventEmitter, once } from "node:events";
-import { ServerInterceptingCall } from "@grpc/grpc-js";
-import type { ServerInterceptor, ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
+import type { ServerInterceptingCallInterface, StatusObject } from "@grpc/grpc-js";
 import { ORCA_STREAM_PATH } from "./load-report";
 import type { LoadShedder } from "./load-shedder";
 
@@ -14,12 +13,20 @@ export const LONG_LIVED_METHODS: ReadonlySet<string> = new Set([
   ORCA_STREAM_PATH,
 ]);
 
+/** What the tracker does with the calls of one method, worked out on the method's first call. */
+export interface TrackedMethod {
+  /** Its calls are kept for {@link InflightTracker.endLongLived} rather than counted. */
+  readonly isLongLived: boolean;
+  /** The shedder that admits its calls; undefined when they are never shed. */
+  readonly shedder: LoadShedder | undefined;
+}
+
 /**
  * Counts the calls a server has in flight (for logs and load reports), and keeps the long-lived
  * ones (health Watch) so that a drain can end them with a status once they have seen NOT_SERVING.
- * With a load shedder, it asks it to admit each call as its metadata arrives and answers a call it
- * refuses with the shedder's status, before the handler (and the interceptors after this one) see
- * it. Owned by one MeshServer.
+ * With a load shedder, each call's method says whether the shedder admits it. Owned by one
+ * MeshServer, and driven by its call observer (observer-server.ts), which every call passes through
+ * once: the tracker adds no interceptor layer of its own.
  */
 export class InflightTracker {
   constructor(private readonly shedder?: LoadShedder) {}
@@ -27,58 +34,36 @@ export class InflightTracker {
   private count = 0;
   private readonly events = new EventEmitter();
   private readonly longLived = new Set<ServerInterceptingCallInterface>();
+  private readonly methods = new Map<string, TrackedMethod>();
 
-  /** The interceptor to install on the server; it must run for every call. */
-  readonly interceptor: ServerInterceptor = (methodDescriptor, call) => {
-    const isLongLived = LONG_LIVED_METHODS.has(methodDescriptor.path);
-    let isDone = false;
-    const done = () => {
-      if (isDone) return;
-      isDone = true;
-      if (isLongLived) {
-        this.longLived.delete(intercepting);
-      } else {
-        this.count -= 1;
-        if (this.count === 0) this.events.emit("idle");
-      }
-    };
-    if (!isLongLived) this.count += 1;
-    const shedder = this.shedder !== undefined && !this.shedder.isExempt(methodDescriptor.path) ? this.shedder : undefined;
-    let isAdmitted = false;
-    const release = () => {
-      if (!isAdmitted) return;
-      isAdmitted = false;
-      shedder!.release();
-    };
-    const intercepting = new ServerInterceptingCall(call, {
-      start: (next) =>
-        next(
-          shedder === undefined
-            ? { onCancel: done }
-            : {
-                onReceiveMetadata: (metadata, nextMetadata) => {
-                  if (!shedder.tryAdmit()) {
-                    call.sendStatus(shedder.shedStatus());
-                    return;
-                  }
-                  isAdmitted = true;
-                  nextMetadata(metadata);
-                },
-                onCancel: () => {
-                  release();
-                  done();
-                },
-              },
-        ),
-      sendStatus: (callStatus, next) => {
-        release();
-        done();
-        next(callStatus);
-      },
-    });
-    if (isLongLived) this.longLived.add(intercepting);
-    return intercepting;
-  };
+  /** How calls to `path` are tracked; the same object for every call of the method. */
+  method(path: string): TrackedMethod {
+    let tracked = this.methods.get(path);
+    if (tracked === undefined) {
+      tracked = Object.freeze({
+        isLongLived: LONG_LIVED_METHODS.has(path),
+        shedder: this.shedder !== undefined && !this.shedder.isExempt(path) ? this.shedder : undefined,
+      });
+      this.methods.set(path, tracked);
+    }
+    return tracked;
+  }
+
+  /** A call of `method` has started; `call` is what {@link endLongLived} ends, for a long-lived one. */
+  enter(method: TrackedMethod, call: ServerInterceptingCallInterface): void {
+    if (method.isLongLived) this.longLived.add(call);
+    else this.count += 1;
+  }
+
+  /** A call that {@link enter} counted has ended (once per call). */
+  leave(method: TrackedMethod, call: ServerInterceptingCallInterface): void {
+    if (method.isLongLived) {
+      this.longLived.delete(call);
+    } else {
+      this.count -= 1;
+      if (this.count === 0) this.events.emit("idle");
+    }
+  }
 
   /** Number of calls in flight, not counting long-lived streams. */
   get inflight(): number {

@@ -1,7 +1,6 @@
 import { performance } from "node:perf_hooks";
 import * as v8 from "node:v8";
-import { Metadata, ServerInterceptingCall } from "@grpc/grpc-js";
-import type { Server, ServerInterceptor, ServerWritableStream } from "@grpc/grpc-js";
+import type { Server, ServerWritableStream } from "@grpc/grpc-js";
 import { OrcaLoadReport } from "../generated/ts/xds/data/orca/v3/orca_load_report";
 import { OpenRcaServiceService } from "../generated/ts/xds/service/orca/v3/orca";
 import type { OpenRcaServiceServer, OrcaLoadReportRequest } from "../generated/ts/xds/service/orca/v3/orca";
@@ -120,27 +119,15 @@ export class LoadMeter implements CallSink {
   }
 }
 
-/** The trailer of a per-call ORCA report (A51). */
-export const LOAD_REPORT_TRAILER = "endpoint-load-metrics-bin";
-
 /**
- * Adds the meter's last window to every call's trailers as its per-call ORCA report, encoded once
- * per window. grpc-js has a per-call recorder for this (`call.getMetricsRecorder()` under the
- * `grpc.server_call_metric_recording` option), but 1.14.7 re-reads the ORCA protos from disk for
- * every report it serializes (orca.ts keeps its loaded protos in a `const` that stays null), a few
- * milliseconds per call; this writes the same trailer from the same message, encoded by the
- * generated OrcaLoadReport encoder.
+ * The trailer of a per-call ORCA report (A51), which the server's call observer (observer-server.ts)
+ * writes from `LoadMeter.encodedFigures`. grpc-js has a per-call recorder for this
+ * (`call.getMetricsRecorder()` under the `grpc.server_call_metric_recording` option), but 1.14.7
+ * re-reads the ORCA protos from disk for every report it serializes (orca.ts keeps its loaded protos
+ * in a `const` that stays null), a few milliseconds per call; this is the same trailer from the
+ * same message, encoded by the generated OrcaLoadReport encoder once per window.
  */
-export function loadReportInterceptor(meter: LoadMeter): ServerInterceptor {
-  return (_descriptor, call) =>
-    new ServerInterceptingCall(call, {
-      sendStatus: (callStatus, next) => {
-        const trailers = callStatus.metadata ?? new Metadata();
-        trailers.set(LOAD_REPORT_TRAILER, meter.encodedFigures);
-        next({ ...callStatus, metadata: trailers });
-      },
-    });
-}
+export const LOAD_REPORT_TRAILER = "endpoint-load-metrics-bin";
 
 /** Full name of the out-of-band ORCA service, for health and reflection. */
 export const ORCA_SERVICE_NAME = "xds.service.orca.v3.OpenRcaService";

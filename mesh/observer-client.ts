@@ -1,37 +1,76 @@
-import { InterceptingCall } from "@grpc/grpc-js";
+import { InterceptingCall, status } from "@grpc/grpc-js";
 import type { Interceptor } from "@grpc/grpc-js";
+import { currentInboundCall, deadlineMs } from "./call-context";
+import { unsentCall } from "./deadlines";
 import { methodOf } from "./method-path";
 import { elapsedMs } from "./observer";
-import type { CallSink, CallStart } from "./observer";
-import { currentInboundCall } from "./call-context";
+import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
 
 /**
- * The client's call observer: one interceptor that sends every call with an `x-request-id` (the
- * caller's; else, for a call made while handling an inbound call, that call's; else a new one), measures it once (method, code, duration, the endpoint that answered,
- * request id) and hands it to `sinks` when its status arrives.
+ * What grpc-js-xds' balancers answer a call when the control plane lists no healthy endpoint for
+ * the service (every endpoint UNHEALTHY, or none registered): its priority policy is left with
+ * nothing to pick from.
  */
-export function clientObserver(sinks: readonly CallSink[]): Interceptor {
+const NO_ENDPOINT_DETAILS: ReadonlySet<string> = new Set(["priority policy has empty priority list"]);
+
+/** What a client's call observer does besides observing. */
+export interface ClientCallDuties {
+  /**
+   * The mesh service a channel dials over xDS: a call that failed because the service has no
+   * healthy endpoint ends UNAVAILABLE with `<service>: no healthy endpoint`, the mesh's own words
+   * (ARCHITECTURE.md), instead of the balancer's internals.
+   */
+  readonly meshService?: string;
+  /** The clock of the deadline checks (tests). */
+  readonly now?: () => number;
+}
+
+/**
+ * The client's call observer: the one protomesh interceptor of a mesh client, so that a call
+ * passes through one intercepting layer. It sends every call with an `x-request-id` (the
+ * caller's; else, for a call made while handling an inbound call, that call's; else a new one),
+ * measures it once (method, code, duration, the endpoint that answered, request id) and hands it to
+ * `sinks` when its status arrives. It keeps deadlines honest as the call is sent (deadlines.ts
+ * `unsentCall`: a call whose budget is gone ends unsent), counts a call made while handling an
+ * inbound call in that call's budget account (call-context.ts), and words a mesh service's "no
+ * endpoint" in the mesh's terms (`duties.meshService`). The deadline itself is set before, by the
+ * client's call invocation transformer.
+ */
+export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDuties = {}): Interceptor {
   // Only sinks that want the start get one: no object is made per call for none.
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
+  const now = duties.now ?? Date.now;
+  const noEndpointDetails = duties.meshService === undefined ? undefined : `${duties.meshService}: no healthy endpoint`;
   return (options, nextCall) => {
-    const method = methodOf(options.method_definition.path);
+    const path = options.method_definition.path;
+    const method = methodOf(path);
     const startedAt = performance.now();
-    const call = nextCall(options);
+    const inbound = currentInboundCall();
+    const sentAt = now();
+    const deadline = options.deadline === undefined ? Infinity : deadlineMs(options.deadline);
+    const unsent = unsentCall(deadline, inbound, sentAt);
+    const call = unsent ?? nextCall(options);
+    const outboundEnded = unsent === undefined && inbound !== undefined ? inbound.outboundStarted(path, deadline - sentAt, sentAt) : undefined;
     let requestId = "";
-    const inheritedId = currentInboundCall()?.requestId;
     return new InterceptingCall(call, {
       start: (metadata, _listener, next) => {
-        requestId = inheritedId && metadata.get(REQUEST_ID_KEY).length === 0 ? inheritedId : requestIdFrom(metadata);
-        metadata.set(REQUEST_ID_KEY, requestId);
+        const given = metadata.get(REQUEST_ID_KEY);
+        requestId = inbound !== undefined && given.length === 0 ? inbound.requestId || requestIdFrom(metadata) : requestIdFrom(metadata);
+        if (given.length !== 1 || given[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
         if (startSinks.length > 0) {
           const start: CallStart = { side: "client", method, requestId };
           for (const sink of startSinks) sink.callStarted!(start);
         }
         next(metadata, {
-          onReceiveStatus: (callStatus, nextStatus) => {
-            const record = {
-              side: "client" as const,
+          onReceiveStatus: (received, nextStatus) => {
+            outboundEnded?.();
+            const callStatus =
+              noEndpointDetails !== undefined && received.code === status.UNAVAILABLE && NO_ENDPOINT_DETAILS.has(received.details)
+                ? { ...received, details: noEndpointDetails }
+                : received;
+            const record: CallRecord = {
+              side: "client",
               method,
               requestId,
               code: callStatus.code,

@@ -1,32 +1,54 @@
-import { ServerInterceptingCall, status } from "@grpc/grpc-js";
+import { Metadata, ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
 import { InboundCall, deadlineMs, isPropagatingInboundCalls, openInboundCall } from "./call-context";
+import type { InflightTracker } from "./interceptor-inflight";
+import { LOAD_REPORT_TRAILER } from "./load-report";
+import type { LoadMeter } from "./load-report";
 import { methodOf } from "./method-path";
 import { elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
 
+/** What a server's call observer does besides observing; each part is left out when not given. */
+export interface ServerCallDuties {
+  /** Counts each call in flight, and asks the load shedder to admit it as its metadata arrives. */
+  readonly inflight?: InflightTracker;
+  /** Puts this meter's last window in every call's trailers: the per-call ORCA report (load-report.ts). */
+  readonly loadReport?: LoadMeter;
+}
+
 /**
- * The server's call observer: one interceptor that measures every call once (method, code,
- * duration, peer, request id) and hands it to `sinks`. It also carries the call's request id: taken
- * from `x-request-id` (or made), set on the metadata the handler sees, and echoed to the caller in
- * the response headers (in the trailers, for a trailers-only response). And it opens the call's
- * context (call-context.ts), whose budget account a DEADLINE_EXCEEDED record carries.
+ * The server's call observer: the one interceptor of a MeshServer, so that a call passes through
+ * one intercepting layer however much the server does with it. It measures every call once
+ * (method, code, duration, peer, request id) and hands it to `sinks`. It carries the call's
+ * request id: taken from `x-request-id` (or made), set on the metadata the handler sees, and echoed
+ * to the caller in the response headers (in the trailers, for a trailers-only response). It opens
+ * the call's context (call-context.ts), whose budget account a DEADLINE_EXCEEDED record carries.
+ * And it does the server's `duties`: the in-flight count and load shedding (a shed call is answered
+ * RESOURCE_EXHAUSTED before the handler and the interceptors after this one see it), and the
+ * per-call ORCA trailer.
  */
-export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
+export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDuties = {}): ServerInterceptor {
   // Only sinks that want the start get one: no object is made per call for none.
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
+  const { inflight, loadReport } = duties;
   return (methodDescriptor, call) => {
     const startedAt = performance.now();
     const method = methodOf(methodDescriptor.path);
+    const tracked = inflight?.method(methodDescriptor.path);
     let requestId = "";
     let isEnded = false;
     let isMetadataSent = false;
+    let isAdmitted = false;
     let inbound: InboundCall | undefined;
 
     const end = (code: status, details: string) => {
       if (isEnded) return;
       isEnded = true;
+      if (tracked !== undefined) {
+        if (isAdmitted) tracked.shedder!.release();
+        inflight!.leave(tracked, intercepting);
+      }
       const record: CallRecord = {
         side: "server",
         method,
@@ -43,12 +65,20 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
       for (const sink of sinks) sink.callEnded(record);
     };
 
-    return new ServerInterceptingCall(call, {
+    const intercepting: ServerInterceptingCall = new ServerInterceptingCall(call, {
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
+            const sent = metadata.get(REQUEST_ID_KEY);
             requestId = requestIdFrom(metadata);
-            metadata.set(REQUEST_ID_KEY, requestId);
+            if (sent.length !== 1 || sent[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
+            if (tracked?.shedder !== undefined) {
+              if (!tracked.shedder.tryAdmit()) {
+                intercepting.sendStatus(tracked.shedder.shedStatus());
+                return;
+              }
+              isAdmitted = true;
+            }
             // The context outbound calls read, in a process that makes them (call-context.ts).
             if (isPropagatingInboundCalls()) inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
             if (startSinks.length > 0) {
@@ -59,8 +89,7 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
           },
           onCancel: () => {
             if (inbound?.state === "active") inbound.state = "cancelled";
-            const deadline = call.getDeadline();
-            const isPastDeadline = deadlineMs(deadline) <= Date.now();
+            const isPastDeadline = deadlineMs(call.getDeadline()) <= Date.now();
             end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
           },
         }),
@@ -70,13 +99,19 @@ export function serverObserver(sinks: readonly CallSink[]): ServerInterceptor {
         next(metadata);
       },
       sendStatus: (callStatus, next) => {
-        if (!isMetadataSent && requestId && callStatus.metadata) {
-          callStatus.metadata.set(REQUEST_ID_KEY, requestId);
+        let sent = callStatus;
+        if (loadReport !== undefined || (!isMetadataSent && requestId)) {
+          const trailers = callStatus.metadata ?? new Metadata();
+          if (!isMetadataSent && requestId) trailers.set(REQUEST_ID_KEY, requestId);
+          if (loadReport !== undefined) trailers.set(LOAD_REPORT_TRAILER, loadReport.encodedFigures);
+          if (trailers !== callStatus.metadata) sent = { ...callStatus, metadata: trailers };
         }
         if (inbound) inbound.state = "answered";
         end(callStatus.code, callStatus.details);
-        next(callStatus);
+        next(sent);
       },
     });
+    inflight?.enter(tracked!, intercepting);
+    return intercepting;
   };
 }

@@ -23,7 +23,6 @@ import { leaseForServer } from "./registry-lease";
 import {
   addLoadReportService,
   LoadMeter,
-  loadReportInterceptor,
   ORCA_SERVICE_NAME,
 } from "./load-report";
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
@@ -144,11 +143,13 @@ export class MeshServer {
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
-      // grpc-js wraps the first interceptor innermost: the observer sees every call, a shed one too.
+      // One protomesh layer per call (observer-server.ts): it sees every call, a shed one too, and
+      // counts, sheds and reports load itself.
       interceptors: [
-        serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])]),
-        this.inflight.interceptor,
-        ...(this.load ? [loadReportInterceptor(this.load)] : []),
+        serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])], {
+          inflight: this.inflight,
+          loadReport: this.load,
+        }),
         ...(options.interceptors ?? []),
       ],
     });
