@@ -52,7 +52,8 @@ export interface ProberOptions {
  * PROBE_HEARTBEAT_MS + PROBE_HEARTBEAT_TIMEOUT_MS (its lease would take far longer to expire).
  */
 export class HealthProber {
-  private readonly probes = new Map<string, EndpointProbe>();
+  /** Per service, its probes by endpoint id and health service name. */
+  private readonly probes = new Map<string, Map<string, EndpointProbe>>();
   private readonly logger: Logger;
   private readonly unsubscribe: () => void;
 
@@ -62,38 +63,49 @@ export class HealthProber {
     private readonly options: ProberOptions = {},
   ) {
     this.logger = logger.child({ component: "controlplane.prober" });
-    this.unsubscribe = registry.onChange(() => this.reconcile());
-    this.reconcile();
+    this.unsubscribe = registry.onChange((service) => (service === undefined ? this.reconcileAll() : this.reconcile(service)));
+    this.reconcileAll();
   }
 
   /** Stops every Watch and closes every probe channel. */
   close(): void {
     this.unsubscribe();
-    for (const probe of this.probes.values()) probe.stop();
+    for (const probes of this.probes.values()) for (const probe of probes.values()) probe.stop();
     this.probes.clear();
   }
 
-  /** Starts a probe for each new endpoint (or changed health service name), stops those gone. */
-  private reconcile(): void {
-    const wanted = new Map<string, RegistryEntry & { service: string }>();
-    for (const service of this.registry.serviceNames()) {
-      for (const entry of this.registry.entries(service)) {
-        wanted.set(`${service}/${entry.id}/${entry.endpoint.healthServiceName}`, { ...entry, service });
-      }
+  /** Reconciles every service the registry or the prober knows (the static entries were replaced). */
+  private reconcileAll(): void {
+    for (const service of new Set([...this.probes.keys(), ...this.registry.serviceNames()])) this.reconcile(service);
+  }
+
+  /**
+   * Starts a probe for each new endpoint of `service` (or changed health service name), stops
+   * those gone. Called with the service a registry change touched: the cost is that service's
+   * endpoints, not the mesh's.
+   */
+  private reconcile(service: string): void {
+    const wanted = new Map<string, RegistryEntry>();
+    for (const entry of this.registry.entries(service)) wanted.set(`${entry.id}/${entry.endpoint.healthServiceName}`, entry);
+    let probes = this.probes.get(service);
+    if (!probes) {
+      if (wanted.size === 0) return;
+      this.probes.set(service, (probes = new Map()));
     }
-    for (const [key, probe] of this.probes) {
+    for (const [key, probe] of probes) {
       if (!wanted.has(key)) {
         probe.stop();
-        this.probes.delete(key);
+        probes.delete(key);
       }
     }
     for (const [key, entry] of wanted) {
-      if (this.probes.has(key)) continue;
-      const report = (health: HealthState, detail: string) => this.registry.setHealth(entry.service, entry.id, health, detail);
-      const probe = new EndpointProbe(entry.service, entry, this.logger, report, this.options);
-      this.probes.set(key, probe);
+      if (probes.has(key)) continue;
+      const report = (health: HealthState, detail: string) => this.registry.setHealth(service, entry.id, health, detail);
+      const probe = new EndpointProbe(service, entry, this.logger, report, this.options);
+      probes.set(key, probe);
       probe.start();
     }
+    if (probes.size === 0) this.probes.delete(service);
   }
 }
 

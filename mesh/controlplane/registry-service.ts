@@ -47,7 +47,10 @@ export function registryService(registry: Registry): { implementation: RegistryS
           if (!call.cancelled && call.writable) call.write({ services: registry.list(service) });
         });
       };
-      const unsubscribe = registry.onChange(send);
+      // A watch of one service skips the changes of the others.
+      const unsubscribe = registry.onChange((changed) => {
+        if (service === "" || changed === undefined || changed === service) send();
+      });
       watches.add(call);
       const stop = () => {
         unsubscribe();

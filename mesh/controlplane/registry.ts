@@ -43,12 +43,13 @@ export interface Registration {
 /**
  * The control plane's view of the mesh: services, their endpoints, leases and health. Registered
  * endpoints leave when their lease expires or is deregistered; static ones come from the mesh config.
- * Every change is announced to `onChange` listeners at once (the xDS server pushes from there).
+ * Every change is announced to `onChange` listeners at once, with the service whose endpoints it
+ * touched, so that the xDS server pushes that service's endpoints and the prober looks at them only.
  */
 export class Registry {
   private readonly services = new Map<string, Map<string, RegistryEntry>>();
   private readonly leases = new Map<string, Lease>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(service: string | undefined) => void>();
   private readonly logger: Logger;
   private readonly clock: Clock;
   private defaultTtlMs: number;
@@ -73,8 +74,12 @@ export class Registry {
     this.defaultTtlMs = ttlMs;
   }
 
-  /** Calls `listener` after every change; returns a function that removes it. */
-  onChange(listener: () => void): () => void {
+  /**
+   * Calls `listener` after every change with the service it touched (its endpoints, their details
+   * or health), or undefined when it may have touched any (`setStatic`); returns a function that
+   * removes it.
+   */
+  onChange(listener: (service: string | undefined) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -105,7 +110,7 @@ export class Registry {
       entries.set(id, { id, endpoint, leaseId, health: HealthState.HEALTH_STATE_PENDING, healthDetail: "not probed yet" });
       this.logger.info({ service: endpoint.service, endpoint: id, zone: endpoint.zone, leaseTtlMs: ttlMs }, "endpoint registered");
     }
-    this.changed();
+    this.changed(endpoint.service);
     const leaseId = entries.get(id)!.leaseId!;
     return { leaseId, leaseTtlMs: ttlMs, endpointId: id };
   }
@@ -123,7 +128,10 @@ export class Registry {
     this.remove(leaseId, lease, "endpoint deregistered");
   }
 
-  /** Replaces the static endpoints (from the mesh config) with `endpoints`, already validated. */
+  /**
+   * Replaces the static endpoints (from the mesh config) with `endpoints`, already validated, and
+   * announces a change of every service: a new config, which alters every resource anyway.
+   */
   setStatic(endpoints: Endpoint[]): void {
     const wanted = new Map(endpoints.map((endpoint) => [`${endpoint.service}/${endpointId(endpoint)}`, endpoint]));
     for (const [service, entries] of this.services) {
@@ -143,7 +151,7 @@ export class Registry {
         entries.set(id, { id, endpoint, leaseId: undefined, health: HealthState.HEALTH_STATE_PENDING, healthDetail: "not probed yet" });
       }
     }
-    this.changed();
+    this.changed(undefined);
   }
 
   /** Records what the prober saw. Ignored when the endpoint has left meanwhile or nothing changed. */
@@ -156,7 +164,7 @@ export class Registry {
     if (wasHealthy !== (health === HealthState.HEALTH_STATE_HEALTHY)) {
       this.logger.info({ service, endpoint: id, healthy: !wasHealthy, detail }, "endpoint health changed");
     }
-    this.changed();
+    this.changed(service);
   }
 
   /** Names of the services with at least one endpoint, sorted. */
@@ -226,7 +234,7 @@ export class Registry {
     entries?.delete(lease.id);
     if (entries?.size === 0) this.services.delete(lease.service);
     this.logger.info({ service: lease.service, endpoint: lease.id }, why);
-    this.changed();
+    this.changed(lease.service);
   }
 
   private entriesOf(service: string, create: boolean): Map<string, RegistryEntry> {
@@ -238,7 +246,7 @@ export class Registry {
     return entries;
   }
 
-  private changed(): void {
-    for (const listener of this.listeners) listener();
+  private changed(service: string | undefined): void {
+    for (const listener of this.listeners) listener(service);
   }
 }

@@ -87,6 +87,31 @@ describe("control plane: health prober (pinned clock)", function () {
     await waitFor("the next heartbeat to bring it back", () => healthOf(endpoint.port)?.health === HealthState.HEALTH_STATE_HEALTHY);
   });
 
+  it("looks only at the changed service's endpoints on a registry change: probes its new one, stops its gone one", async () => {
+    const [catalog, orders] = [await freezableEndpoint(), await freezableEndpoint()];
+    closers.push(catalog.close, orders.close);
+    registry.register(catalogEndpoint({ port: catalog.port }));
+    const { leaseId } = registry.register(catalogEndpoint({ service: "orders", port: orders.port }));
+    const isHealthy = (service: string, port: number) =>
+      registry.entries(service).some((entry) => entry.endpoint.port === port && entry.health === HealthState.HEALTH_STATE_HEALTHY);
+    await waitFor("both endpoints HEALTHY", () => isHealthy("catalog", catalog.port) && isHealthy("orders", orders.port));
+
+    const asked: string[] = [];
+    const entries = registry.entries.bind(registry);
+    registry.entries = (service) => {
+      asked.push(service);
+      return entries(service);
+    };
+    const second = registry.register(catalogEndpoint({ service: "orders", port: catalog.port }));
+    assert.deepEqual(asked, ["orders"], "the prober read orders' endpoints only");
+    await waitFor("the new endpoint probed HEALTHY", () => isHealthy("orders", catalog.port));
+    asked.length = 0;
+    registry.deregister(leaseId);
+    registry.deregister(second.leaseId);
+    assert.deepEqual(asked, ["orders", "orders"]);
+    assert.ok(isHealthy("catalog", catalog.port), "catalog's probe untouched");
+  });
+
   it("re-opens a failed Watch with gRPC's jittered backoff, capped at 2 s", async () => {
     const [port] = await freePorts(1);
     registry.setStatic([staticEndpoint(port)]);
