@@ -5,27 +5,34 @@ import { createServer } from "../mesh/server";
 import { HeldStreams, benchCatalog } from "./bench-catalog";
 import { flag, serveControl } from "./control-channel";
 import { ProcessProbe } from "./process-probe";
+import { startConnectServer } from "./server-connect";
 import { startRawHttp2Server } from "./server-raw-http2";
 
 /**
- * Entry point of a benchmark server process: `--kind raw|plain|mesh` on 127.0.0.1, an ephemeral
- * port. The harness starts it pinned to the server core with stdout (the pino log, at the production
- * level) sent to a file or /dev/null, and drives it over IPC: mark / sample / gc / stop.
+ * Entry point of a benchmark server process: `--kind raw|plain|mesh|connect` on 127.0.0.1, an
+ * ephemeral port. The harness starts it pinned to the server core with stdout (the pino log, at the
+ * production level) sent to a file or /dev/null, and drives it over IPC: mark / sample / gc / stop.
  *
  * - raw: node:http2 answering gRPC frames by hand (B0);
  * - plain: a plain grpc-js Server with the bench catalog and nothing else (the baseline);
  * - mesh: protomesh's createServer with every default (health, reflection, access log, in-flight
- *   tracking, handler guard, limits) and the same bench catalog.
+ *   tracking, handler guard, limits) and the same bench catalog;
+ * - connect: @connectrpc/connect-node's gRPC protocol over node:http2 with the same products and
+ *   answers (server-connect.ts), the TypeScript peer (B1, B5, B11).
  */
 
 /** The kinds of server this entry point starts. */
-export const SERVER_KINDS = ["raw", "plain", "mesh"] as const;
+export const SERVER_KINDS = ["raw", "plain", "mesh", "connect"] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
 async function start(kind: ServerKind, held: HeldStreams): Promise<{ port: number; stop: () => Promise<void> }> {
   if (kind === "raw") {
     const raw = await startRawHttp2Server();
     return { port: raw.port, stop: () => raw.close() };
+  }
+  if (kind === "connect") {
+    const connect = await startConnectServer();
+    return { port: connect.port, stop: () => connect.close() };
   }
   if (kind === "plain") {
     const server = new Server();
