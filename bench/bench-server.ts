@@ -81,3 +81,16 @@ export async function withServers<K extends ServerKind, T>(
     await Promise.all(started.map((server) => server.stop()));
   }
 }
+
+/**
+ * `measure` bound to each server of `servers`, in their order (that of `withServers`' kinds): the
+ * runs of one round for `runRounds`.
+ */
+export function eachServer<K extends ServerKind, T>(
+  servers: Record<K, BenchServer>,
+  measure: (server: BenchServer) => () => Promise<T>,
+): Record<K, () => Promise<T>> {
+  const runs = {} as Record<K, () => Promise<T>>;
+  for (const kind of Object.keys(servers) as K[]) runs[kind] = measure(servers[kind]);
+  return runs;
+}

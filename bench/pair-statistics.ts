@@ -34,20 +34,39 @@ export interface Difference {
  * Runs `count` pairs: the baseline, then protomesh, `count` times in turn. Runs are sequential, so
  * never two loads at once; `onPair` sees each pair as it completes (progress lines).
  */
-export async function runPairs<T>(
+export function runPairs<T>(
   count: number,
   runBaseline: (index: number) => Promise<T>,
   runProtomesh: (index: number) => Promise<T>,
   onPair: (pair: Pair<T>, index: number) => void = () => undefined,
 ): Promise<Pair<T>[]> {
-  const pairs: Pair<T>[] = [];
+  return runRounds(count, { baseline: runBaseline, protomesh: runProtomesh }, onPair);
+}
+
+/**
+ * Runs `count` rounds of every side in `runs`, in the order of its keys, A B C A B C …: the
+ * generalisation of {@link runPairs} to more than two sides (B1 and B5 run plain grpc-js, protomesh
+ * and connect-node), so that each round's runs share the machine's drift. Runs are sequential;
+ * `onRound` sees each round as it completes. {@link pairsOf} turns rounds into pairs to compare.
+ */
+export async function runRounds<K extends string, T>(
+  count: number,
+  runs: Readonly<Record<K, (index: number) => Promise<T>>>,
+  onRound: (round: Record<K, T>, index: number) => void = () => undefined,
+): Promise<Record<K, T>[]> {
+  const rounds: Record<K, T>[] = [];
   for (let index = 0; index < count; index += 1) {
-    const baseline = await runBaseline(index);
-    const protomesh = await runProtomesh(index);
-    pairs.push({ baseline, protomesh });
-    onPair({ baseline, protomesh }, index);
+    const round = {} as Record<K, T>;
+    for (const side of Object.keys(runs) as K[]) round[side] = await runs[side](index);
+    rounds.push(round);
+    onRound(round, index);
   }
-  return pairs;
+  return rounds;
+}
+
+/** The pairs `baseline` / `subject` of each round, for {@link compare} and {@link difference}. */
+export function pairsOf<K extends string, T>(rounds: readonly Record<K, T>[], baseline: K, subject: K): Pair<T>[] {
+  return rounds.map((round) => ({ baseline: round[baseline], protomesh: round[subject] }));
 }
 
 /** The median of `values` (mean of the two middle ones for an even count); NaN when empty. */

@@ -1,8 +1,8 @@
-import { withServers } from "./bench-server";
+import { eachServer, withServers } from "./bench-server";
 import type { BenchServer } from "./bench-server";
-import { compare, difference, runPairs } from "./pair-statistics";
+import { compare, difference, pairsOf, runRounds } from "./pair-statistics";
 import type { Pair } from "./pair-statistics";
-import { comparisonRow, differenceRow } from "./scenario";
+import { CONNECT_VS_PLAIN, comparisonRow, differenceRow } from "./scenario";
 import type { BuiltScenario, Row } from "./scenario";
 import { describeServerRun, measureServer } from "./server-load";
 import type { ServerRun } from "./server-load";
@@ -16,23 +16,27 @@ export const LATENCY_LOAD_SHARE = 0.5;
  * driven by h2load with a pre-encoded GetProduct: first at saturation (throughput, CPU per call),
  * then open-loop at half the plain server's saturation rate, the same rate for both (latency
  * percentiles, CPU per call). The servers' event-loop delay over the same windows gives B8's rows.
+ * The TypeScript peer, @connectrpc/connect-node's gRPC server (server-connect.ts), runs in the same
+ * rounds, plain, protomesh, connect-node, plain, …, and gets "connect-node vs plain grpc-js" rows.
  */
 export const B1: BuiltScenario = {
   name: "B1",
   title: "server overhead: protomesh server vs plain grpc-js server",
   run: (context) =>
-    withServers(["plain", "mesh"], context, async ({ plain, mesh }) => {
-      for (const server of [plain, mesh]) await verifyUnary(server, context.mode);
-      for (const server of [plain, mesh]) await warmUp(server, context.mode);
-      const progress = (label: string) => (pair: Pair<ServerRun>, index: number) =>
+    withServers(["plain", "mesh", "connect"], context, async (servers) => {
+      const { plain, mesh, connect } = servers;
+      for (const server of [plain, mesh, connect]) await verifyUnary(server, context.mode);
+      for (const server of [plain, mesh, connect]) await warmUp(server, context.mode);
+      const progress = (label: string) => (round: Record<"plain" | "mesh" | "connect", ServerRun>, index: number) =>
         context.progress(
-          `B1 ${label} pair ${index + 1}/${context.pairs}: ` +
-            `plain ${describeServerRun(pair.baseline)}; protomesh ${describeServerRun(pair.protomesh)}`,
+          `B1 ${label} round ${index + 1}/${context.pairs}: plain ${describeServerRun(round.plain)}; ` +
+            `protomesh ${describeServerRun(round.mesh)}; connect-node ${describeServerRun(round.connect)}`,
         );
 
       const saturate = (server: BenchServer) => () =>
         measureServer(server, saturationLoad(server, context.mode), { timeoutMs: H2LOAD_TIMEOUT_MS });
-      const saturated = await runPairs(context.pairs, saturate(plain), saturate(mesh), progress("saturation"));
+      const saturatedRounds = await runRounds(context.pairs, eachServer(servers, saturate), progress("saturation"));
+      const saturated = pairsOf(saturatedRounds, "plain", "mesh");
 
       const rate = LATENCY_LOAD_SHARE * compare(saturated, (run) => run.requestsPerSecond).baseline;
       const atRate = (server: BenchServer) => () =>
@@ -40,12 +44,10 @@ export const B1: BuiltScenario = {
           withLatencies: true,
           timeoutMs: H2LOAD_TIMEOUT_MS,
         });
-      const loaded = await runPairs(context.pairs, atRate(plain), atRate(mesh), progress(`${rate.toFixed(0)} req/s`));
+      const loadedRounds = await runRounds(context.pairs, eachServer(servers, atRate), progress(`${rate.toFixed(0)} req/s`));
+      const loaded = pairsOf(loadedRounds, "plain", "mesh");
 
       const at = `at ${Math.round(LATENCY_LOAD_SHARE * 100)} % load (${rate.toFixed(0)} req/s)`;
-      const latency = (name: "p50" | "p90" | "p99" | "p999") => (run: ServerRun) => run.latencyMs?.[name] ?? Number.NaN;
-      const rps = (run: ServerRun) => run.requestsPerSecond;
-      const cpu = (run: ServerRun) => run.cpuMsPer1000Requests;
       const delay = (run: ServerRun) => run.eventLoopDelayP99Ms;
       const rows: Row[] = [
         comparisonRow("B1", "unary throughput at saturation", "req/s", "higher", compare(saturated, rps), {
@@ -62,7 +64,29 @@ export const B1: BuiltScenario = {
         differenceRow("B1", `added server CPU per 1000 calls ${at}`, "ms", difference(loaded, cpu)),
         comparisonRow("B8", "server event-loop delay p99 at saturation (B1)", "ms", "lower", compare(saturated, delay)),
         comparisonRow("B8", `server event-loop delay p99 ${at} (B1)`, "ms", "lower", compare(loaded, delay)),
+        ...peerRows(pairsOf(saturatedRounds, "plain", "connect"), pairsOf(loadedRounds, "plain", "connect"), at),
       ];
       return rows;
     }),
 };
+
+const rps = (run: ServerRun) => run.requestsPerSecond;
+const cpu = (run: ServerRun) => run.cpuMsPer1000Requests;
+const latency = (name: "p50" | "p90" | "p99" | "p999") => (run: ServerRun) => run.latencyMs?.[name] ?? Number.NaN;
+
+/**
+ * The TypeScript peer's rows: connect-node in the protomesh column against plain grpc-js, the same
+ * metrics as protomesh's (no goals: the issue's goals are protomesh's).
+ */
+function peerRows(saturated: Pair<ServerRun>[], loaded: Pair<ServerRun>[], at: string): Row[] {
+  const peer = CONNECT_VS_PLAIN;
+  return [
+    comparisonRow("B1", `${peer}: unary throughput at saturation`, "req/s", "higher", compare(saturated, rps)),
+    comparisonRow("B1", `${peer}: server CPU per 1000 calls at saturation`, "ms", "lower", compare(saturated, cpu)),
+    comparisonRow("B1", `${peer}: latency p50 ${at}`, "ms", "lower", compare(loaded, latency("p50"))),
+    comparisonRow("B1", `${peer}: latency p90 ${at}`, "ms", "lower", compare(loaded, latency("p90"))),
+    comparisonRow("B1", `${peer}: latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99"))),
+    comparisonRow("B1", `${peer}: latency p99.9 ${at}`, "ms", "lower", compare(loaded, latency("p999"))),
+    comparisonRow("B1", `${peer}: server CPU per 1000 calls ${at}`, "ms", "lower", compare(loaded, cpu)),
+  ];
+}

@@ -151,6 +151,12 @@ export function valueRow(
   return withGoal(row, options.goal);
 }
 
+/**
+ * Prefix of the metric of rows whose protomesh column holds the TypeScript peer,
+ * @connectrpc/connect-node's gRPC server, against plain grpc-js (B1, B5, B11).
+ */
+export const CONNECT_VS_PLAIN = "connect-node vs plain grpc-js";
+
 /** What the baseline column measures unless a scenario names it. */
 const DEFAULT_BASELINE_NAME = "plain grpc-js";
 
