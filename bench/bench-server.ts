@@ -5,8 +5,12 @@ import type { BenchContext } from "./scenario";
 import type { ServerKind } from "./server-process";
 import { BENCH_DIST_DIR } from "./tools";
 
-/** What a benchmark server reports about itself (ProcessProbe figures plus B6's held streams). */
-export type ServerSample = ProcessSample & { heldStreams: number };
+/**
+ * What a benchmark server reports about itself: ProcessProbe figures, B6's held streams, and the
+ * calls protomesh's load shedder refused since the mark (RESOURCE_EXHAUSTED, which h2load counts as
+ * answered: HTTP 200 with the status in the trailers; 0 for the other kinds, which do not shed).
+ */
+export type ServerSample = ProcessSample & { heldStreams: number; shedCalls: number };
 
 /**
  * A benchmark server process (server-process.ts) pinned to the server core, as the scenarios use it:

@@ -27,7 +27,8 @@ export interface ServerRun {
 
 /**
  * Runs `load` against `server` and reads the server's own figures over the same window. A run in
- * which any request failed is not a measurement: it throws, naming the counts.
+ * which any request failed is not a measurement: it throws, naming the counts; so does one in which
+ * protomesh's load shedder refused calls, which h2load cannot tell from answers.
  */
 export async function measureServer(
   server: BenchServer,
@@ -43,6 +44,13 @@ export async function measureServer(
     throw new Error(
       `${server.kind} server: ${result.succeeded} succeeded, ${result.failed} failed, ` +
         `${result.non2xx} non-2xx under ${load.url}`,
+    );
+  }
+  if (sample.shedCalls > 0) {
+    // A shed call is HTTP 200 with RESOURCE_EXHAUSTED in the trailers: h2load counts it as answered.
+    throw new Error(
+      `${server.kind} server: its load shedder refused ${sample.shedCalls} of ${result.succeeded} calls under ${load.url} ` +
+        "(event-loop delay over its target: a busy core?)",
     );
   }
   const cpuCores = sample.cpuMs / sample.elapsedMs;

@@ -25,14 +25,23 @@ import { startRawHttp2Server } from "./server-raw-http2";
 export const SERVER_KINDS = ["raw", "plain", "mesh", "connect"] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
-async function start(kind: ServerKind, held: HeldStreams): Promise<{ port: number; stop: () => Promise<void> }> {
+/** A started server: its port, how to stop it, and how many calls it has shed so far (protomesh's load shedder). */
+interface StartedServer {
+  port: number;
+  stop: () => Promise<void>;
+  shedCalls: () => number;
+}
+
+const NOTHING_SHED = () => 0;
+
+async function start(kind: ServerKind, held: HeldStreams): Promise<StartedServer> {
   if (kind === "raw") {
     const raw = await startRawHttp2Server();
-    return { port: raw.port, stop: () => raw.close() };
+    return { port: raw.port, stop: () => raw.close(), shedCalls: NOTHING_SHED };
   }
   if (kind === "connect") {
     const connect = await startConnectServer();
-    return { port: connect.port, stop: () => connect.close() };
+    return { port: connect.port, stop: () => connect.close(), shedCalls: NOTHING_SHED };
   }
   if (kind === "plain") {
     const server = new Server();
@@ -42,12 +51,12 @@ async function start(kind: ServerKind, held: HeldStreams): Promise<{ port: numbe
         error ? reject(error) : resolve(bound),
       ),
     );
-    return { port, stop: async () => server.forceShutdown() };
+    return { port, stop: async () => server.forceShutdown(), shedCalls: NOTHING_SHED };
   }
   const mesh = createServer({ name: "bench-catalog", logger: createLogger({ name: "bench-catalog" }) });
   mesh.addService(CatalogServiceService, benchCatalog(held));
   const port = await mesh.listen("127.0.0.1:0");
-  return { port, stop: () => mesh.drain(1_000) };
+  return { port, stop: () => mesh.drain(1_000), shedCalls: () => mesh.shedder?.shed ?? 0 };
 }
 
 async function main(): Promise<void> {
@@ -56,10 +65,14 @@ async function main(): Promise<void> {
   const held = new HeldStreams();
   const probe = new ProcessProbe();
   const server = await start(kind, held);
-  const sample = () => ({ ...probe.read(), heldStreams: held.count });
+  let shedAtMark = 0;
+  const sample = () => ({ ...probe.read(), heldStreams: held.count, shedCalls: server.shedCalls() - shedAtMark });
   serveControl(
     {
-      mark: () => probe.mark(),
+      mark: () => {
+        shedAtMark = server.shedCalls();
+        probe.mark();
+      },
       sample,
       gc: () => {
         // Two passes: the first may only schedule finalization of what it found dead.
