@@ -2,8 +2,9 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { describeMachine, formatTable, writeReport } from "./report";
 import type { BenchReport, ScenarioOutcome } from "./report";
+import { CONNECT_VS_PLAIN } from "./scenario";
 import type { BenchContext, BenchMode } from "./scenario";
-import { COLLECTED_SCENARIOS, SCENARIO_NAMES, selectScenarios } from "./scenarios";
+import { COLLECTED_SCENARIOS, SCENARIO_NAMES, byScenarioNumber, selectScenarios } from "./scenarios";
 import { REPO_ROOT, missingTools, TOOLS_TARGET } from "./tools";
 
 /**
@@ -94,7 +95,7 @@ async function main(): Promise<number> {
   for (const [name, collected] of Object.entries(COLLECTED_SCENARIOS)) {
     outcomes.push({ name, title: collected.title, status: "collected", collectedBy: collected.collectedBy });
   }
-  outcomes.sort((a, b) => a.name.localeCompare(b.name));
+  outcomes.sort((a, b) => byScenarioNumber(a.name, b.name));
 
   const report: BenchReport = {
     mode,
@@ -110,7 +111,7 @@ async function main(): Promise<number> {
   console.log(
     `\n${mode} run on ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}, cores busy before: ${busy}, ` +
       `${pairs} pair(s) per figure, ${report.durationS.toFixed(0)} s; ` +
-      "ratio = protomesh / baseline, median of per-pair ratios.",
+      `ratio = protomesh / baseline (in "${CONNECT_VS_PLAIN}" rows, connect-node / plain grpc-js), median of per-pair ratios.`,
   );
   console.log(`report: ${path.relative(process.cwd(), file) || file}`);
   return outcomes.some((outcome) => outcome.status === "failed") ? 1 : 0;

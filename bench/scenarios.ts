@@ -6,15 +6,16 @@ import { B4 } from "./scenario-b4-failover";
 import { B5 } from "./scenario-b5-streaming";
 import { B6 } from "./scenario-b6-memory";
 import { B7 } from "./scenario-b7-reaction";
+import { B11 } from "./scenario-b11-grpc-bench";
 import type { BuiltScenario, PendingScenario } from "./scenario";
 
 /**
- * Every scenario of issue 4 by name, in the order the suite runs them. Built ones measure; pending
+ * Every scenario of issues 4 and 11 by name, in the order the suite runs them. Built ones measure; pending
  * ones are listed in the table with what they wait on, so they slot in as their parts land.
  */
 
 /** Scenarios that run today. */
-export const BUILT_SCENARIOS: readonly BuiltScenario[] = [B0, B1, B2, B3, B4, B5, B6, B7];
+export const BUILT_SCENARIOS: readonly BuiltScenario[] = [B0, B1, B2, B3, B4, B5, B6, B7, B11];
 
 /** Scenarios not built yet, with what they wait on (none today: the control plane landed). */
 export const PENDING_SCENARIOS: readonly PendingScenario[] = [];
@@ -31,7 +32,12 @@ export const COLLECTED_SCENARIOS: Readonly<Record<string, { title: string; colle
 export const SCENARIO_NAMES: readonly string[] = [
   ...[...BUILT_SCENARIOS, ...PENDING_SCENARIOS].map((scenario) => scenario.name),
   ...Object.keys(COLLECTED_SCENARIOS),
-].sort();
+].sort(byScenarioNumber);
+
+/** Orders scenario names by number: B2 before B11. */
+export function byScenarioNumber(a: string, b: string): number {
+  return a.localeCompare(b, "en", { numeric: true });
+}
 
 /**
  * Resolves scenario names (all when none is given; B8 brings in the scenarios that collect it) into

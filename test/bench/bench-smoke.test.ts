@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { BenchReport } from "../../bench/report";
+import { CONNECT_VS_PLAIN } from "../../bench/scenario";
 import type { Row } from "../../bench/scenario";
 import { BUILT_SCENARIOS } from "../../bench/scenarios";
 import { TOOLS_TARGET, missingTools } from "../../bench/tools";
@@ -113,6 +114,18 @@ describe("bench harness (smoke mode)", function () {
       assert.ok(row, `no B4 row for ${what}`);
       assert.ok(Number.isFinite(row.baseline) && Number.isFinite(row.protomesh), `${row.metric}: no figures`);
     }
+  });
+
+  it("measures connect-node in the rounds of B1, B5 and B11, beside protomesh, against plain grpc-js", () => {
+    for (const scenario of ["B1", "B5", "B11"]) {
+      const rows = measuredRows(report, scenario);
+      const peerRows = rows.filter((row) => row.metric.startsWith(`${CONNECT_VS_PLAIN}: `));
+      assert.ok(peerRows.length > 0, `no ${CONNECT_VS_PLAIN} row in ${scenario}`);
+      assert.ok(rows.length > peerRows.length, `no protomesh row in ${scenario}`);
+      assert.ok(peerRows.every((row) => row.baselineName === "plain grpc-js" && row.ratio !== null && row.goal === undefined));
+    }
+    const throughput = measuredRows(report, "B11").filter((row) => row.metric.includes("unary throughput (grpc_bench-style"));
+    assert.equal(throughput.length, 2, "B11: one throughput row for protomesh and one for connect-node");
   });
 
   it("times the traffic's reaction to each endpoint change in B7", () => {
