@@ -3,14 +3,17 @@
 #   make bench-smoke   every built scenario once, tiny: proves the harness works (~28 s)
 #   make bench BENCH_ARGS="B1 B2 --pairs 7"   pick scenarios / pairs; see `node dist/bench/run.js --help`
 #   make bench-b9      control-plane scale (issue 11, B9; ~4 min on 2 cores), on its own: not in bench or bench-smoke
+#   make bench-b10     registration storm (issue 11, B10; control-plane restarts under 1,000 leases), on its own too
 
 # ghz (grpc-go load tester), pinned: the suite's gRPC-aware check of every server under test.
 GHZ_VERSION := v0.120.0
 BENCH_ARGS ?=
 # B9's own flags, e.g. B9_ARGS="--sizes 100x10:100+100 --changes 40"; see bench/b9-control-plane-scale.ts.
 B9_ARGS ?=
+# B10's own flags, e.g. B10_ARGS="--endpoints 200 --services 4 --repeats 1 --cases SIGKILL"; see bench/b10-registration-storm.ts.
+B10_ARGS ?=
 
-.PHONY: bench bench-smoke bench-tools bench-h2load bench-b9
+.PHONY: bench bench-smoke bench-tools bench-h2load bench-b9 bench-b10
 
 # h2load comes from Debian's nghttp2-client (the Makefile's apt-install).
 bench-h2load:
@@ -30,3 +33,7 @@ bench-smoke: build bench-tools ## run every built scenario once in a tiny mode (
 # The control plane (this process) on core 0; subscribers and the endpoints' health server on core 1.
 bench-b9: build ## B9: control-plane scale, one endpoint change to K xDS subscribers at 10 to 2,000 endpoints (a table)
 	$(if $(shell command -v taskset),taskset -c 0 )node dist/bench/b9-control-plane-scale.js $(B9_ARGS)
+
+# The control plane (a child of this process) and this process on core 0; replicas, subscribers and the caller on core 1.
+bench-b10: build ## B10: registration storm, the control plane restarted under 1,000 leases (time until the mesh is whole, flapping, losses)
+	$(if $(shell command -v taskset),taskset -c 0 )node dist/bench/b10-registration-storm.js $(B10_ARGS)
