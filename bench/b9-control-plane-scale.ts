@@ -124,9 +124,9 @@ async function runSize(size: Size, healthPort: number, changes: number, processe
   const update = xds.update.bind(xds);
   let updateCpuMs = 0;
   let updateCalls = 0;
-  xds.update = () => {
+  xds.update = (...changed) => {
     const start = process.cpuUsage();
-    update();
+    update(...changed);
     updateCpuMs += cpuMs(start);
     updateCalls += 1;
   };

@@ -103,9 +103,20 @@ export class ControlPlane {
     this.registry = new Registry({ logger: rootLogger, defaultLeaseTtlMs: this.defaultLeaseTtlMs, clock: this.clock });
     this.xds = new XdsServer(this.resourceSource(), rootLogger);
     this.registry.setStatic([...this.config.services.values()].flatMap((policy) => policy.endpoints));
-    this.registry.onChange(() => this.xds.update());
+    // Each change names the resources it can alter (what resourceSource() reads): a service's
+    // endpoints only its ClusterLoadAssignment, its faults its Listener (the fault filter) and
+    // RouteConfiguration (the overrides). New static entries come with a new config, which alters
+    // everything (setConfig), as does the end of the warm-up.
+    this.registry.onChange((service) =>
+      this.xds.update(service === undefined ? undefined : [{ typeUrl: CLUSTER_LOAD_ASSIGNMENT_TYPE_URL, name: service }]),
+    );
     this.faults = new FaultStore({ logger: rootLogger, clock: this.clock });
-    this.faults.onChange(() => this.xds.update());
+    this.faults.onChange((service) =>
+      this.xds.update([
+        { typeUrl: LISTENER_TYPE_URL, name: service },
+        { typeUrl: ROUTE_CONFIGURATION_TYPE_URL, name: service },
+      ]),
+    );
     this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random });
     this.registryHandlers = registryService(this.registry);
     const xdsProtos = loadXdsProtos();
@@ -123,7 +134,7 @@ export class ControlPlane {
     });
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
     this.server.addService(FaultServiceService, faultService(this.faults));
-    this.server.addService(xdsProtos.adsService, this.xds.implementation as unknown as UntypedServiceImplementation);
+    this.server.addService(this.xds.definition, this.xds.implementation as unknown as UntypedServiceImplementation);
     // Once a stop begins: clients keep what they have and reconnect (to the next control plane).
     this.server.onDraining(() => {
       this.xds.endStreams();
