@@ -23,7 +23,8 @@ import { DESCRIPTOR_SET } from "./ghz";
 /**
  * The TypeScript peer of B1, B5 and B11: the bench catalog served by @connectrpc/connect-node over
  * node:http2 (h2c), the gRPC protocol only (gRPC-Web and Connect off), as the connect-node README
- * mounts it: `http2.createServer(connectNodeAdapter({ routes }))` with Node's default settings.
+ * mounts it: `http2.createServer(connectNodeAdapter({ routes }))` with Node's default settings,
+ * except that it never compresses a response (grpc-js servers do not either).
  *
  * Nothing is generated for it: the service comes from the descriptor set `make gen` writes, read
  * with @bufbuild/protobuf (the runtime Connect v2 uses) as cli/gateway/methods.ts reads it, and
@@ -45,7 +46,15 @@ export interface ConnectServer {
 export async function startConnectServer(port = 0): Promise<ConnectServer> {
   const service = loadCatalogService();
   const server = http2.createServer(
-    connectNodeAdapter({ routes: catalogRoutes(service), grpc: true, grpcWeb: false, connect: false }),
+    connectNodeAdapter({
+      routes: catalogRoutes(service),
+      grpc: true,
+      grpcWeb: false,
+      connect: false,
+      // grpc-js servers never compress a response; connect-node gzips any of 1 KiB or more for a
+      // client that accepts gzip, as grpc-go (ghz) says it does. Requests may still come compressed.
+      compressMinBytes: Number.POSITIVE_INFINITY,
+    }),
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
