@@ -62,9 +62,9 @@ export const B1: BuiltScenario = {
         // Added p90 and added CPU per 1000 calls are the units of Istio's published sidecar cost (issue 4).
         differenceRow("B1", `added latency p90 ${at}`, "ms", difference(loaded, latency("p90"))),
         differenceRow("B1", `added server CPU per 1000 calls ${at}`, "ms", difference(loaded, cpu)),
+        ...peerRows(pairsOf(saturatedRounds, "plain", "connect"), pairsOf(loadedRounds, "plain", "connect"), at),
         comparisonRow("B8", "server event-loop delay p99 at saturation (B1)", "ms", "lower", compare(saturated, delay)),
         comparisonRow("B8", `server event-loop delay p99 ${at} (B1)`, "ms", "lower", compare(loaded, delay)),
-        ...peerRows(pairsOf(saturatedRounds, "plain", "connect"), pairsOf(loadedRounds, "plain", "connect"), at),
       ];
       return rows;
     }),
@@ -76,13 +76,15 @@ const latency = (name: "p50" | "p90" | "p99" | "p999") => (run: ServerRun) => ru
 
 /**
  * The TypeScript peer's rows: connect-node in the protomesh column against plain grpc-js, the same
- * metrics as protomesh's (no goals: the issue's goals are protomesh's).
+ * metrics as protomesh's (no goals: the issue's goals are protomesh's), and the rate it reached
+ * at the plain server's half load: below that rate, it was saturated and its latency is its queue's.
  */
 function peerRows(saturated: Pair<ServerRun>[], loaded: Pair<ServerRun>[], at: string): Row[] {
   const peer = CONNECT_VS_PLAIN;
   return [
     comparisonRow("B1", `${peer}: unary throughput at saturation`, "req/s", "higher", compare(saturated, rps)),
     comparisonRow("B1", `${peer}: server CPU per 1000 calls at saturation`, "ms", "lower", compare(saturated, cpu)),
+    comparisonRow("B1", `${peer}: calls/s reached ${at}`, "req/s", "higher", compare(loaded, rps)),
     comparisonRow("B1", `${peer}: latency p50 ${at}`, "ms", "lower", compare(loaded, latency("p50"))),
     comparisonRow("B1", `${peer}: latency p90 ${at}`, "ms", "lower", compare(loaded, latency("p90"))),
     comparisonRow("B1", `${peer}: latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99"))),
