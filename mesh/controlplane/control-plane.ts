@@ -8,6 +8,7 @@ import type { HealthReporter } from "../health";
 import { defaultLogger } from "../logger";
 import type { Logger } from "../logger";
 import { isServiceName } from "../names";
+import { register } from "../register";
 import { createServer } from "../server";
 import type { MeshServer } from "../server";
 import type { ServerLimits } from "../server-limits";
@@ -98,6 +99,9 @@ export class ControlPlane {
     this.startedAt = this.clock.now();
     const rootLogger = options.logger ?? defaultLogger();
     this.logger = rootLogger.child({ component: "controlplane" });
+    // A Cluster names its LB policy from the registry (mesh/balancer.ts); parsing a config registers
+    // them, a control plane started without one must too.
+    register();
     this.config = options.configPath ? loadMeshConfig(options.configPath) : (options.config ?? EMPTY_MESH_CONFIG);
     // The registry, the xDS server and the prober name their own components.
     this.registry = new Registry({ logger: rootLogger, defaultLeaseTtlMs: this.defaultLeaseTtlMs, clock: this.clock });

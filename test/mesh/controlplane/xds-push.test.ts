@@ -13,7 +13,6 @@ import {
   ROUTE_CONFIGURATION_TYPE_URL,
   XDS_TYPE_URLS,
 } from "../../../mesh/controlplane/xds-protos";
-import { register as registerPolicies } from "../../../mesh/register";
 import { catalogEndpoint } from "../../support/endpoints";
 import { captureLog } from "../../support/log-capture";
 import { waitFor } from "../../support/wait";
@@ -46,7 +45,6 @@ describe("control plane: xDS pushes reach the subscribers of what changed", func
   };
   const register = (service: string, port: number) => controlPlane.registry.register(catalogEndpoint({ service, port }));
 
-  before(() => registerPolicies()); // the Cluster names its LB policy from the registry (mesh/balancer.ts)
   beforeEach(async () => {
     controlPlane = new ControlPlane({ logger: captureLog("warn").logger, warmupMs: 0 });
     address = `127.0.0.1:${await controlPlane.listen("127.0.0.1:0")}`;
