@@ -115,6 +115,30 @@ describe("control plane: registry API", function () {
     assert.equal(seen[0], 0);
   });
 
+  it("sends a WatchServices stream of one service nothing for another service's change", async () => {
+    const watch = (service: string, seen: string[][]) => {
+      const call = client.watchServices({ service });
+      call.on("data", (response: { services: { name: string; endpoints: unknown[] }[] }) =>
+        seen.push(response.services.map((listed) => `${listed.name} ${listed.endpoints.length}`)),
+      );
+      call.on("error", () => undefined);
+      return call;
+    };
+    const ofInventory: string[][] = [];
+    const ofAll: string[][] = [];
+    // Opened first, so on a change that reached both it would write first, on the same connection.
+    const inventoryCall = watch("inventory", ofInventory);
+    const allCall = watch("", ofAll);
+    await waitFor("the first snapshots", () => ofInventory.length === 1 && ofAll.length === 1);
+    await register(client, { endpoint: { ...ENDPOINT, service: "orders" } });
+    await waitFor("the change of orders on the watch of every service", () => ofAll.some((listed) => listed.includes("orders 1")));
+    assert.deepEqual(ofInventory.map((listed) => listed.join()), [""], "nothing for orders' change");
+    await register(client, { endpoint: ENDPOINT });
+    await waitFor("the change of inventory", () => ofInventory.some((listed) => listed.includes("inventory 1")));
+    inventoryCall.cancel();
+    allCall.cancel();
+  });
+
   it("logs a NACK with its error and does not send the rejected version again", async () => {
     const { packageDefinition } = loadXdsProtos();
     const grpcObject = loadPackageDefinition(packageDefinition) as unknown as {
