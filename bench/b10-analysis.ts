@@ -78,6 +78,8 @@ export interface RestartFigures {
   duplicated: number;
   calls: number;
   callsFailed: number;
+  /** Failed calls that were never sent to an endpoint (no endpoint picked before the deadline); the others reached one that did not answer in time. */
+  callsFailedUnsent: number;
   failedCodes: Record<string, number>;
   /** Largest share of a window's calls that went to one endpoint, during the storm and before the kill. */
   peakShareOnOneEndpoint: number;
@@ -92,11 +94,20 @@ const SHARE_WINDOW_MS = 250;
 const SHARE_MIN_CALLS = 10;
 const TIMELINE_STEP_MS = 250;
 
-/** When (epoch ms) the last of `ids` reached its state in `times` (first time per id), NaN if one never did. */
-function lastOfFirsts(times: ReadonlyArray<[number, string]>, ids: ReadonlySet<string>): number {
-  const first = new Map<string, number>();
-  for (const [atMs, id] of times) if (ids.has(id) && !first.has(id)) first.set(id, atMs);
-  return first.size === ids.size ? Math.max(...first.values()) : Number.NaN;
+/**
+ * The first time (epoch ms) every one of `ids` was in, replaying `changes` ([time, id, is in])
+ * in time order: an id that goes out again (a lease expired, a probe failed) counts only once back.
+ * NaN if that never happened.
+ */
+function firstTimeAllIn(changes: ReadonlyArray<[number, string, boolean]>, ids: ReadonlySet<string>): number {
+  const isIn = new Set<string>();
+  for (const [atMs, id, isNowIn] of [...changes].sort((a, b) => a[0] - b[0])) {
+    if (!ids.has(id)) continue;
+    if (isNowIn) isIn.add(id);
+    else isIn.delete(id);
+    if (isIn.size === ids.size) return atMs;
+  }
+  return Number.NaN;
 }
 
 /** How many of `times` fall in each `stepMs` from `origin` (earlier ones in the first). */
@@ -206,9 +217,12 @@ function registryCheck(registry: readonly Service[], expected: Map<string, Set<s
 export function restartFigures(record: RestartRecord): RestartFigures {
   const { listeningAt, killAt, expected, log } = record;
   const allIds = new Set([...expected].flatMap(([service, ids]) => [...ids].map((id) => `${service}/${id}`)));
-  const allRegisteredAt = lastOfFirsts(log.registered.map(([atMs, service, id]) => [atMs, `${service}/${id}`]), allIds);
-  const healthyTimes = log.health.filter(([, , , healthy]) => healthy).map(([atMs, service, id]): [number, string] => [atMs, `${service}/${id}`]);
-  const allHealthyAt = lastOfFirsts(healthyTimes, allIds);
+  const registrations: Array<[number, string, boolean]> = [
+    ...log.registered.map(([atMs, service, id]): [number, string, boolean] => [atMs, `${service}/${id}`, true]),
+    ...log.expired.map(([atMs, service, id]): [number, string, boolean] => [atMs, `${service}/${id}`, false]),
+  ];
+  const allRegisteredAt = firstTimeAllIn(registrations, allIds);
+  const allHealthyAt = firstTimeAllIn(log.health.map(([atMs, service, id, isHealthy]) => [atMs, `${service}/${id}`, isHealthy]), allIds);
 
   const subscribers = record.subscribers.map((subscriber) =>
     replaySubscriber(subscriber.events, expected.get(subscriber.service) ?? new Set(), listeningAt),
@@ -289,6 +303,7 @@ export function restartFigures(record: RestartRecord): RestartFigures {
     duplicated: check.duplicated + sum((subscriber) => subscriber.duplicates),
     calls: record.calls.length,
     callsFailed: record.calls.filter(([, code]) => code !== 0).length,
+    callsFailedUnsent: record.calls.filter(([, code, peer]) => code !== 0 && !/^[\d[]/.test(peer)).length,
     failedCodes,
     peakShareOnOneEndpoint: topEndpointShare(stormCalls, killAt),
     steadyShareOnOneEndpoint: topEndpointShare(record.callsBefore, killAt),

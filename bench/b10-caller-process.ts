@@ -29,7 +29,8 @@ function main(): void {
   const timer = setInterval(() => {
     const issuedAt = epochMs();
     const call = client.check({ service: "" }, new Metadata(), { deadline: Date.now() + deadlineMs }, (error: ServiceError | null) => {
-      outcomes.push([issuedAt, error ? error.code : 0, error ? "" : call.getPeer()]);
+      // A failed call's peer says whether it reached an endpoint (slow to answer) or was never sent (no endpoint picked).
+      outcomes.push([issuedAt, error ? error.code : 0, call.getPeer()]);
     });
   }, intervalMs);
   serveControl(

@@ -26,7 +26,8 @@ import { pollUntil, sleep } from "./poll";
  * B10, registration storm (issue 11, point 4). A benchmark, not a test: it prints figures and
  * never fails on time. `node dist/bench/b10-registration-storm.js [--endpoints 1000] [--services 10]
  * [--repeats 3] [--cases SIGKILL,SIGTERM] [--subscribers 20] [--settle-ms 12000] [--down-ms 0]
- * [--call-interval-ms 10] [--out DIR] [--log-dir DIR]` (or `make bench-b10`); JSON in
+ * [--call-interval-ms 10] [--spread-ms N] [--out DIR] [--log-dir DIR] [--cp-profile-dir DIR]`
+ * (or `make bench-b10`); JSON in
  * DIR/b10-latest.json (default bench/results/).
  *
  * Each run starts a fresh mesh: the `protomesh control-plane` program with no static entries
@@ -42,12 +43,19 @@ import { pollUntil, sleep } from "./poll";
  */
 
 const BENCH_DIR = __dirname;
-/** Keep-alive period of a lease at the control plane's default TTL: the leases start spread over one. */
+/** Keep-alive period of a lease at the control plane's default TTL. */
 const KEEPALIVE_MS = Math.round(DEFAULT_LEASE_TTL_MS * KEEPALIVE_FRACTION);
+/**
+ * The leases start spread over at least one keep-alive period, so that their keep-alives are out of
+ * phase, and over 10 ms per endpoint (10 s for 1,000: three periods), so that the first start is a
+ * gentle 100 registrations/s: the storm under test is the restart's, not the first start's.
+ */
+const START_SPREAD_MS_PER_ENDPOINT = 10;
 const SAMPLE_EVERY_MS = 100;
 const REGISTRY_CALL_DEADLINE_MS = 5_000;
 /** Calls the caller must have answered before the control plane is killed. */
 const CALLS_BEFORE_KILL = 20;
+const CALLER_READY_TIMEOUT_MS = 30_000;
 /** Then how long it calls before the kill: the steady spread of its calls over the endpoints. */
 const STEADY_CALLS_MS = 2_000;
 
@@ -77,8 +85,9 @@ function settingsFromFlags(): Settings {
   };
   const cases = flag("cases", "SIGKILL,SIGTERM").split(",").map((name) => name.trim().toUpperCase()) as NodeJS.Signals[];
   if (!cases.every((signal) => signal === "SIGKILL" || signal === "SIGTERM")) throw new Error("bench: --cases takes SIGKILL and SIGTERM");
+  const endpoints = number("endpoints", 1000);
   const settings: Settings = {
-    endpoints: number("endpoints", 1000),
+    endpoints,
     services: number("services", 10),
     repeats: number("repeats", 3),
     cases,
@@ -87,7 +96,7 @@ function settingsFromFlags(): Settings {
     subscriberProcesses: number("subscriber-processes", 2),
     settleMs: number("settle-ms", 12_000),
     downMs: number("down-ms", 0),
-    spreadMs: number("spread-ms", KEEPALIVE_MS),
+    spreadMs: number("spread-ms", Math.max(KEEPALIVE_MS, START_SPREAD_MS_PER_ENDPOINT * endpoints)),
     callIntervalMs: number("call-interval-ms", 10),
     wholeTimeoutMs: number("whole-timeout-ms", 60_000),
     logDir: process.argv.includes("--log-dir") ? flag("log-dir") : undefined,
@@ -207,8 +216,14 @@ async function runOnce(settings: Settings, port: number, config: string, signal:
     if (settings.callIntervalMs > 0) {
       const args = ["--control-plane", `127.0.0.1:${port}`, "--service", serviceName(0), "--interval-ms", String(settings.callIntervalMs)];
       mesh.caller = (await NodeChild.start({ script: path.join(BENCH_DIR, "b10-caller-process.js"), args, core: LOAD_CORE })).child;
-      let answered = 0;
-      await pollUntil("calls through the mesh", async () => (answered += (await mesh.calls()).filter(([, code]) => code === 0).length) >= CALLS_BEFORE_KILL, 20_000);
+      const codes = new Map<number, number>();
+      const isCalling = async () => {
+        for (const [, code] of await mesh.calls()) codes.set(code, (codes.get(code) ?? 0) + 1);
+        return (codes.get(0) ?? 0) >= CALLS_BEFORE_KILL;
+      };
+      await pollUntil("calls through the mesh", isCalling, CALLER_READY_TIMEOUT_MS).catch((error: Error) => {
+        throw new Error(`${error.message}; status codes so far: ${JSON.stringify(Object.fromEntries(codes))}`);
+      });
     }
     await sleep(STEADY_CALLS_MS);
     // Only what follows the kill counts; the calls before it give the steady spread over endpoints.
