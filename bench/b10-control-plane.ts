@@ -7,8 +7,8 @@ import { epochMs } from "./call-record";
 import { SERVER_CORE, pinnedCommand } from "./pinned-process";
 
 /**
- * B10's control plane: the `protomesh control-plane` program itself (dist/cli/protomesh.js) with
- * a mesh config of no services, so no static entries, on SERVER_CORE, bound to 0.0.0.0:`port` (HOST and PORT, as
+ * B10's control plane: the `protomesh control-plane` program itself (dist/cli/protomesh.js, no
+ * mesh config, so no static entries), on SERVER_CORE, bound to 0.0.0.0:`port` (HOST and PORT, as
  * a user runs it) so that it can be killed and started again on the same port. What its registry
  * did is read from its own log (stdout, pino, one line per event with its time): "control plane
  * listening", "endpoint registered", "endpoint health changed", "lease expired". Its CPU and RSS
@@ -66,17 +66,14 @@ export class ControlPlaneProcess {
     }));
   }
 
-  /**
-   * Starts the control plane on 0.0.0.0:`port` with the mesh config file `configPath`; resolves
-   * once it has logged that it listens.
-   */
-  static async start(port: number, configPath: string, options: { logFile?: string; profileDir?: string } = {}): Promise<ControlPlaneProcess> {
+  /** Starts the control plane on 0.0.0.0:`port`; resolves once it has logged that it listens. */
+  static async start(port: number, options: { logFile?: string; profileDir?: string } = {}): Promise<ControlPlaneProcess> {
     const env: NodeJS.ProcessEnv = { ...process.env, HOST: "0.0.0.0", PORT: String(port), PROTOMESH_LOG_LEVEL: "info" };
     delete env.PROTOMESH_MESH_CONFIG;
     delete env.PROTOMESH_CONTROL_PLANE;
     // A CPU profile is written when the program exits by itself (SIGTERM), not when it is killed.
     const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : [];
-    const [file, args] = pinnedCommand(SERVER_CORE, process.execPath, [...profile, CLI_SCRIPT, "control-plane", configPath]);
+    const [file, args] = pinnedCommand(SERVER_CORE, process.execPath, [...profile, CLI_SCRIPT, "control-plane"]);
     const controlPlane = new ControlPlaneProcess(spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env }), options.logFile);
     const deadline = Date.now() + LISTEN_TIMEOUT_MS;
     while (Number.isNaN(controlPlane.log.listeningAt)) {

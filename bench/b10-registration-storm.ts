@@ -204,9 +204,9 @@ class Mesh {
 }
 
 /** One run: a fresh mesh, whole; the control plane gets `signal` and is started again; figures of the restart. */
-async function runOnce(settings: Settings, port: number, config: string, signal: NodeJS.Signals, seed: number): Promise<RestartFigures> {
+async function runOnce(settings: Settings, port: number, signal: NodeJS.Signals, seed: number): Promise<RestartFigures> {
   const logFile = (what: string) => (settings.logDir ? path.join(settings.logDir, `b10-${signal}-${seed}-${what}.log`) : undefined);
-  let controlPlane = await ControlPlaneProcess.start(port, config, { logFile: logFile("control-plane-1") });
+  let controlPlane = await ControlPlaneProcess.start(port, { logFile: logFile("control-plane-1") });
   let started: Mesh | undefined;
   const samples: ProcessSample[] = [];
   let sampler: NodeJS.Timeout | undefined;
@@ -234,7 +234,7 @@ async function runOnce(settings: Settings, port: number, config: string, signal:
     const killAt = epochMs();
     const exitAt = await controlPlane.kill(signal);
     if (settings.downMs > 0) await sleep(settings.downMs);
-    controlPlane = await ControlPlaneProcess.start(port, config, { logFile: logFile("control-plane-2"), profileDir: settings.profileDir });
+    controlPlane = await ControlPlaneProcess.start(port, { logFile: logFile("control-plane-2"), profileDir: settings.profileDir });
     const restarted = controlPlane;
     const coresAtRestart = readCoreTimes();
     sampler = setInterval(() => {
@@ -286,23 +286,17 @@ async function main(): Promise<void> {
   const settings = settingsFromFlags();
   if (settings.logDir) fs.mkdirSync(settings.logDir, { recursive: true });
   const port = await freePort();
-  // A mesh config of no services: no static entries. (Started with no config file at all, the
-  // program does not register the load-balancing policies and exits on the first RDS request.)
-  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-b10-"));
-  const config = path.join(configDir, "mesh.yaml");
-  fs.writeFileSync(config, "services: {}\n");
   const runs: RestartFigures[] = [];
   let seed = 0;
   for (const signal of settings.cases) {
     for (let repeat = 1; repeat <= settings.repeats; repeat++) {
       seed += 1;
       process.stderr.write(`b10: ${signal} ${repeat}/${settings.repeats}, ${settings.endpoints} endpoints over ${settings.services} services\n`);
-      const figures = await runOnce(settings, port, config, signal, seed);
+      const figures = await runOnce(settings, port, signal, seed);
       process.stderr.write(`b10:   whole again ${figures.isWhole ? `after ${(figures.wholeAtSubscribersMs / 1000).toFixed(2)} s` : "NOT within the timeout"}\n`);
       runs.push(figures);
     }
   }
-  fs.rmSync(configDir, { recursive: true, force: true });
   const out = flag("out", path.join(BENCH_DIR, "..", "..", "bench", "results"));
   fs.mkdirSync(out, { recursive: true });
   const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, totalMemBytes: os.totalmem() };
