@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { Metadata, status } from "@grpc/grpc-js";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { Metadata, credentials, status } from "@grpc/grpc-js";
+import { HealthClient } from "../../generated/ts/health/v1/health";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../../mesh/client";
 import { createServer } from "../../mesh/server";
@@ -80,5 +83,54 @@ describe("per-call logs", () => {
     assert.equal(clientLine.peer, clientLine.target, "the endpoint that answered");
     assert.match(String(clientLine.requestId), /^[0-9a-f-]{36}$/);
     await waitFor("the server's line", () => callLines(serverLog, String(clientLine.requestId)).length === 1);
+  });
+
+  it("logs health checks at debug, not info: the control plane's probes would otherwise fill the log", async () => {
+    const debugLog = captureLog("debug");
+    const quiet = createServer({ name: "catalog", logger: serverLog.logger });
+    const verbose = createServer({ name: "catalog", logger: debugLog.logger });
+    try {
+      for (const probed of [quiet, verbose]) {
+        probed.addService(CatalogServiceService, catalogService());
+        const health = new HealthClient(`127.0.0.1:${await probed.listen()}`, credentials.createInsecure());
+        const metadata = new Metadata();
+        metadata.set("x-request-id", `req-health-${probed === quiet ? "info" : "debug"}`);
+        const { error } = await callUnary(health.check, health, { service: "" }, {}, metadata);
+        assert.equal(error, undefined);
+        health.close();
+      }
+      await waitFor("the debug line", () => callLines(debugLog, "req-health-debug").length === 1);
+      const [line] = callLines(debugLog, "req-health-debug");
+      assert.equal(line.service, "grpc.health.v1.Health");
+      assert.equal(line.method, "Check");
+      assert.equal(line.level, 20);
+      assert.equal(callLines(serverLog, "req-health-info").length, 0, "no line at info");
+    } finally {
+      await Promise.all([quiet.drain(1_000), verbose.drain(1_000)]);
+    }
+  });
+});
+
+describe("stdout log lines (BatchedLines)", () => {
+  const logger = path.resolve(__dirname, "..", "..", "mesh", "logger.js");
+  /** Runs `body` in a fresh node process with `log`, the process's default stdout logger. */
+  const runNode = (body: string) =>
+    spawnSync(process.execPath, ["-e", `const log = require(${JSON.stringify(logger)}).createLogger({ name: "t" });\n${body}`], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+  const numbered = (stdout: string) => stdout.trim().split("\n").map((text) => (JSON.parse(text) as { n: number }).n);
+
+  it("writes every line, in order, when the process exits in the turn that logged them", () => {
+    const run = runNode("for (let n = 0; n < 5000; n++) log.info({ n }, 'line'); process.exit(3);");
+    assert.equal(run.status, 3, run.stderr);
+    assert.deepEqual(numbered(run.stdout), Array.from({ length: 5000 }, (_, n) => n));
+  });
+
+  it("writes the lines logged before an uncaught exception, and lines logged across turns keep their order", () => {
+    const run = runNode("log.info({ n: 0 }, 'a'); setImmediate(() => { log.info({ n: 1 }, 'b'); setTimeout(() => { log.info({ n: 2 }, 'c'); throw new Error('boom'); }, 5); });");
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /boom/);
+    assert.deepEqual(numbered(run.stdout), [0, 1, 2]);
   });
 });
