@@ -107,8 +107,9 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
           if (trailers !== callStatus.metadata) sent = { ...callStatus, metadata: trailers };
         }
         if (inbound) inbound.state = "answered";
-        end(callStatus.code, callStatus.details);
+        // The status goes first: the line (and every sink) is not on the caller's critical path.
         next(sent);
+        end(callStatus.code, callStatus.details);
       },
     });
     inflight?.enter(tracked!, intercepting);
