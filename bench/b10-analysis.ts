@@ -26,6 +26,8 @@ export interface RestartRecord {
   log: ControlPlaneLog;
   samples: ProcessSample[];
   rssBeforeKillBytes: number;
+  /** Connections the kernel dropped from a full accept queue between the kill and the mesh whole (system-wide). */
+  listenOverflows: number;
   /** Busy share (0–1) of each core of the machine from the restart until the mesh was whole, whoever ran there. */
   coresBusy: number[];
   leaseEvents: LeaseEvent[];
@@ -60,6 +62,7 @@ export interface RestartFigures {
   cpCpuPeakPercent: number;
   cpRssBeforeKillMb: number;
   cpRssPeakMb: number;
+  listenOverflows: number;
   /** How busy each core was, restart → whole (%), the control plane's and every other process's work. */
   coresBusyPercent: number[];
   /** Endpoints that left a subscriber's EDS or turned UNHEALTHY there between the kill and its being whole again. */
@@ -288,6 +291,7 @@ export function restartFigures(record: RestartRecord): RestartFigures {
     cpCpuPeakPercent: cpuPeak * 100,
     cpRssBeforeKillMb: record.rssBeforeKillBytes / 2 ** 20,
     cpRssPeakMb: rssPeak / 2 ** 20,
+    listenOverflows: record.listenOverflows,
     coresBusyPercent: record.coresBusy.map((share) => share * 100),
     stormLosses: sum((subscriber) => subscriber.losses),
     fewestHealthyListed: fewest.listed,

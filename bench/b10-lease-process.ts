@@ -32,8 +32,9 @@ export interface LeaseEvent {
   g: number;
   kind: "registered" | "registerFailed" | "keepAliveFailed" | "leaseLost" | "keepAliveRestored" | "other";
   atMs: number;
-  /** Status code name of a failed attempt. */
+  /** Status code name and details of a failed attempt. */
   code?: string;
+  details?: string;
 }
 
 const KINDS: Array<[string, LeaseEvent["kind"]]> = [
@@ -48,10 +49,10 @@ const KINDS: Array<[string, LeaseEvent["kind"]]> = [
 function eventSink(events: LeaseEvent[]): DestinationStream {
   return {
     write(line: string) {
-      const record = JSON.parse(line) as { endpointIndex?: number; msg?: string; time: number; code?: string };
+      const record = JSON.parse(line) as { endpointIndex?: number; msg?: string; time: number; code?: string; details?: string };
       if (record.endpointIndex === undefined || record.msg === undefined) return;
       const kind = KINDS.find(([prefix]) => record.msg!.startsWith(prefix))?.[1] ?? "other";
-      events.push({ g: record.endpointIndex, kind, atMs: record.time, ...(record.code ? { code: record.code } : {}) });
+      events.push({ g: record.endpointIndex, kind, atMs: record.time, ...(record.code ? { code: record.code, details: record.details } : {}) });
     },
   };
 }

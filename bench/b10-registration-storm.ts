@@ -19,7 +19,7 @@ import { table } from "./b10-table";
 import { epochMs } from "./call-record";
 import { busyShare, readCoreTimes } from "./core-usage";
 import { flag } from "./control-channel";
-import { LOAD_CORE, NodeChild } from "./pinned-process";
+import { LOAD_CORE, NodeChild, isPinningAvailable } from "./pinned-process";
 import { pollUntil, sleep } from "./poll";
 
 /**
@@ -117,6 +117,23 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * The kernel's count of connections dropped because a listen socket's accept queue was full
+ * (TcpExt ListenOverflows, /proc/net/netstat): system-wide, NaN where unreadable. A storm of
+ * reconnections overflows the control plane's backlog (Node listens with 511), and each dropped
+ * handshake waits for TCP's SYN retransmission (1 s, then 2 s, 4 s, ...).
+ */
+function listenOverflows(): number {
+  try {
+    const lines = fs.readFileSync("/proc/net/netstat", "utf8").split("\n").filter((line) => line.startsWith("TcpExt:"));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/);
+    return Number(values[names.indexOf("ListenOverflows")]);
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Ids whose last health line in the log says HEALTHY. */
@@ -231,6 +248,7 @@ async function runOnce(settings: Settings, port: number, signal: NodeJS.Signals,
     const edsAtKill = (await mesh.states()).map((state) => state.eds);
     const rssBeforeKillBytes = controlPlane.sample()?.rssBytes ?? Number.NaN;
 
+    const overflowsAtKill = listenOverflows();
     const killAt = epochMs();
     const exitAt = await controlPlane.kill(signal);
     if (settings.downMs > 0) await sleep(settings.downMs);
@@ -250,6 +268,7 @@ async function runOnce(settings: Settings, port: number, signal: NodeJS.Signals,
       },
     );
     const coresAtWhole = readCoreTimes();
+    const overflowsUntilWhole = listenOverflows() - overflowsAtKill;
     if (isWhole) await sleep(settings.settleMs);
     const endAt = epochMs();
     const [events, leaseEvents, calls, registry] = await Promise.all([mesh.subscriberEvents(), mesh.leaseEvents(), mesh.calls(), listRegistry(port)]);
@@ -263,6 +282,7 @@ async function runOnce(settings: Settings, port: number, signal: NodeJS.Signals,
       log: restarted.log,
       samples,
       rssBeforeKillBytes,
+      listenOverflows: overflowsUntilWhole,
       coresBusy: [...coresAtWhole.keys()].sort((a, b) => a - b).map((core) => busyShare(coresAtRestart, coresAtWhole, core)),
       leaseEvents,
       subscribers: mesh.streams.map((service, i) => ({ service, events: events[i] })),
@@ -285,6 +305,7 @@ async function runOnce(settings: Settings, port: number, signal: NodeJS.Signals,
 async function main(): Promise<void> {
   const settings = settingsFromFlags();
   if (settings.logDir) fs.mkdirSync(settings.logDir, { recursive: true });
+  if (!isPinningAvailable()) process.stderr.write("b10: processes are not pinned (no taskset, one core visible, or BENCH_PIN=0): the control plane shares its core\n");
   const port = await freePort();
   const runs: RestartFigures[] = [];
   let seed = 0;
@@ -299,7 +320,7 @@ async function main(): Promise<void> {
   }
   const out = flag("out", path.join(BENCH_DIR, "..", "..", "bench", "results"));
   fs.mkdirSync(out, { recursive: true });
-  const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, totalMemBytes: os.totalmem() };
+  const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, totalMemBytes: os.totalmem(), isPinned: isPinningAvailable() };
   // Where logs and profiles went is not a setting of the figures.
   const shown = { ...settings, logDir: undefined, profileDir: undefined };
   fs.writeFileSync(path.join(out, "b10-latest.json"), `${JSON.stringify({ machine, settings: shown, runs }, null, 2)}\n`);

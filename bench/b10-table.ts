@@ -26,8 +26,8 @@ export function table(runs: readonly RestartFigures[], settings: { endpoints: nu
   const byCase = cases.map((signal) => ({ signal, runs: runs.filter((run) => run.signal === signal) }));
   const size = `${settings.endpoints} (${settings.services} × ${Math.round(settings.endpoints / settings.services)})`;
   const time = [
-    "| case | endpoints | whole again | restart → all registered s | → all HEALTHY in the registry s | → whole at every subscriber s | kill → whole s | Register calls | of them failed | Registers / s, mean | peak in 1 s | keep-alive failures | most failures of one lease | control plane CPU ms, restart → whole | mean % of a core | peak % (500 ms) | RSS MB before kill | peak RSS MB | cores busy, restart → whole % |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| case | endpoints | whole again | restart → all registered s | → all HEALTHY in the registry s | → whole at every subscriber s | kill → whole s | Register calls | of them failed | Registers / s, mean | peak in 1 s | keep-alive failures | most failures of one lease | connections dropped, accept queue full | control plane CPU ms, restart → whole | mean % of a core | peak % (500 ms) | RSS MB before kill | peak RSS MB | cores busy, restart → whole % |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   const flapping = [
     `| case | losses before whole (${settings.subscribers} subscribers) | fewest HEALTHY in a subscriber's EDS | subscribers that lost none | EDS held back (warm-up) | losses after whole | UNHEALTHY in the registry after whole | leases expired | missing | unexpected | duplicated | calls failed (never sent) | calls made | top endpoint's share of svc-000's calls per 250 ms: storm | steady |`,
@@ -40,7 +40,7 @@ export function table(runs: readonly RestartFigures[], settings: { endpoints: nu
       `| ${signal} | ${size} | ${whole} of ${mine.length} | ${c((run) => s(run.allRegisteredMs), 2)} | ${c((run) => s(run.allHealthyMs), 2)} | ` +
         `${c((run) => s(run.wholeAtSubscribersMs), 2)} | ${c((run) => s(run.killToWholeMs), 2)} | ${c((run) => run.registerCalls)} | ` +
         `${c((run) => run.registerFailures)} | ${c((run) => run.registerMeanPerS)} | ${c((run) => run.registerPeakPerS)} | ` +
-        `${c((run) => run.keepAliveFailures)} | ${c((run) => run.mostFailuresInARow)} | ${c((run) => run.cpCpuMs)} | ` +
+        `${c((run) => run.keepAliveFailures)} | ${c((run) => run.mostFailuresInARow)} | ${c((run) => run.listenOverflows)} | ${c((run) => run.cpCpuMs)} | ` +
         `${c((run) => run.cpCpuMeanPercent)} | ${c((run) => run.cpCpuPeakPercent)} | ${c((run) => run.cpRssBeforeKillMb)} | ${c((run) => run.cpRssPeakMb)} | ` +
         `${(mine[0]?.coresBusyPercent ?? []).map((_, core) => `${core}: ${c((run) => run.coresBusyPercent[core])}`).join(", ")} |`,
     );
