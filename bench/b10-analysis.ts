@@ -87,12 +87,15 @@ export interface RestartFigures {
   /** Largest share of a window's calls that went to one endpoint, during the storm and before the kill. */
   peakShareOnOneEndpoint: number;
   steadyShareOnOneEndpoint: number;
+  /** Calls the caller issued per second before the kill, and in its slowest second of the storm (a starved caller issues fewer). */
+  callsPerSSteady: number;
+  fewestCallsInAStormSecond: number;
 }
 
 const SLIDING_WINDOW_MS = 1_000;
 const CPU_PEAK_WINDOW_MS = 500;
-/** Windows of the caller's calls (25 at its default 100 calls/s) in which the top endpoint's share is taken. */
-const SHARE_WINDOW_MS = 250;
+/** Windows of the caller's calls (20 at its default 20 calls/s) in which the top endpoint's share is taken. */
+const SHARE_WINDOW_MS = 1_000;
 /** Fewer answered calls than this in a window say nothing of a share. */
 const SHARE_MIN_CALLS = 10;
 const TIMELINE_STEP_MS = 250;
@@ -122,6 +125,15 @@ function histogram(times: readonly number[], origin: number, stepMs: number): nu
     counts[step] += 1;
   }
   return counts;
+}
+
+/** Fewest of `times` in any whole window of `windowMs` from `from` to `to` (NaN when none fits). */
+function fewestPerWindow(times: readonly number[], from: number, to: number, windowMs: number): number {
+  const windows = Math.floor((to - from) / windowMs);
+  if (windows < 1) return Number.NaN;
+  const counts = histogram(times, from, windowMs).slice(0, windows);
+  while (counts.length < windows) counts.push(0);
+  return Math.min(...counts);
 }
 
 /** Most events of `times` within any window of `windowMs`. */
@@ -311,5 +323,7 @@ export function restartFigures(record: RestartRecord): RestartFigures {
     failedCodes,
     peakShareOnOneEndpoint: topEndpointShare(stormCalls, killAt),
     steadyShareOnOneEndpoint: topEndpointShare(record.callsBefore, killAt),
+    callsPerSSteady: record.callsBefore.length / Math.max(1, (Math.max(...record.callsBefore.map(([at]) => at)) - Math.min(...record.callsBefore.map(([at]) => at))) / 1000),
+    fewestCallsInAStormSecond: fewestPerWindow(stormCalls.map(([issuedAt]) => issuedAt), killAt, stormEnd, SLIDING_WINDOW_MS),
   };
 }

@@ -26,7 +26,7 @@ import { pollUntil, sleep } from "./poll";
  * B10, registration storm (issue 11, point 4). A benchmark, not a test: it prints figures and
  * never fails on time. `node dist/bench/b10-registration-storm.js [--endpoints 1000] [--services 10]
  * [--repeats 3] [--cases SIGKILL,SIGTERM] [--subscribers 20] [--settle-ms 12000] [--down-ms 0]
- * [--call-interval-ms 10] [--spread-ms N] [--out DIR] [--log-dir DIR] [--cp-profile-dir DIR]`
+ * [--call-interval-ms 50] [--spread-ms N] [--out DIR] [--log-dir DIR] [--cp-profile-dir DIR]`
  * (or `make bench-b10`); JSON in
  * DIR/b10-latest.json (default bench/results/).
  *
@@ -97,7 +97,8 @@ function settingsFromFlags(): Settings {
     settleMs: number("settle-ms", 12_000),
     downMs: number("down-ms", 0),
     spreadMs: number("spread-ms", Math.max(KEEPALIVE_MS, START_SPREAD_MS_PER_ENDPOINT * endpoints)),
-    callIntervalMs: number("call-interval-ms", 10),
+    // 20 calls/s: the caller shares its core with the replicas, whose heartbeats must be answered within 1 s.
+    callIntervalMs: number("call-interval-ms", 50),
     wholeTimeoutMs: number("whole-timeout-ms", 60_000),
     logDir: process.argv.includes("--log-dir") ? flag("log-dir") : undefined,
     profileDir: process.argv.includes("--cp-profile-dir") ? path.resolve(flag("cp-profile-dir")) : undefined,
