@@ -36,7 +36,8 @@ export interface RestartRecord {
   /** The caller's calls in the seconds before the kill, and from the kill on. */
   callsBefore: CallOutcome[];
   calls: CallOutcome[];
-  registry: Service[];
+  /** The registry listed at the end; undefined when the control plane did not answer. */
+  registry: Service[] | undefined;
 }
 
 /** The figures of one restart. Durations in ms from `listeningAt` unless named otherwise. */
@@ -81,6 +82,9 @@ export interface RestartFigures {
   duplicated: number;
   calls: number;
   callsFailed: number;
+  /** Calls issued while no control plane was up (kill → listening), and how many of them failed: the client's cached endpoints at work. */
+  callsWhileDown: number;
+  callsFailedWhileDown: number;
   /** Failed calls that were never sent to an endpoint (no endpoint picked before the deadline); the others reached one that did not answer in time. */
   callsFailedUnsent: number;
   failedCodes: Record<string, number>;
@@ -208,8 +212,9 @@ function topEndpointShare(calls: readonly CallOutcome[], origin: number): number
   return share;
 }
 
-/** The registry at the end against the expected endpoints: missing, unexpected, listed twice, not HEALTHY. */
-function registryCheck(registry: readonly Service[], expected: Map<string, Set<string>>) {
+/** The registry at the end against the expected endpoints: missing, unexpected, listed twice, not HEALTHY (NaN when unlisted). */
+function registryCheck(registry: readonly Service[] | undefined, expected: Map<string, Set<string>>) {
+  if (!registry) return { missing: Number.NaN, unexpected: Number.NaN, duplicated: Number.NaN, unhealthy: Number.NaN };
   const seen = new Set<string>();
   let duplicated = 0;
   let unexpected = 0;
@@ -319,6 +324,8 @@ export function restartFigures(record: RestartRecord): RestartFigures {
     duplicated: check.duplicated + sum((subscriber) => subscriber.duplicates),
     calls: record.calls.length,
     callsFailed: record.calls.filter(([, code]) => code !== 0).length,
+    callsWhileDown: record.calls.filter(([issuedAt]) => issuedAt >= killAt && issuedAt < listeningAt).length,
+    callsFailedWhileDown: record.calls.filter(([issuedAt, code]) => issuedAt >= killAt && issuedAt < listeningAt && code !== 0).length,
     callsFailedUnsent: record.calls.filter(([, code, peer]) => code !== 0 && !/^[\d[]/.test(peer)).length,
     failedCodes,
     peakShareOnOneEndpoint: topEndpointShare(stormCalls, killAt),

@@ -52,7 +52,8 @@ const KEEPALIVE_MS = Math.round(DEFAULT_LEASE_TTL_MS * KEEPALIVE_FRACTION);
  */
 const START_SPREAD_MS_PER_ENDPOINT = 10;
 const SAMPLE_EVERY_MS = 100;
-const REGISTRY_CALL_DEADLINE_MS = 5_000;
+const REGISTRY_CALL_DEADLINE_MS = 10_000;
+const REGISTRY_LIST_ATTEMPTS = 3;
 /** Calls the caller must have answered before the control plane is killed. */
 const CALLS_BEFORE_KILL = 20;
 const CALLER_READY_TIMEOUT_MS = 30_000;
@@ -144,13 +145,25 @@ function healthyInLog(controlPlane: ControlPlaneProcess): number {
   return [...latest.values()].filter(Boolean).length;
 }
 
-function listRegistry(port: number): Promise<Service[]> {
+/** The registry as ListServices shows it at the end; undefined if an overloaded control plane never answered. */
+async function listRegistry(port: number): Promise<Service[] | undefined> {
   const client = new RegistryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-  return new Promise<Service[]>((resolve, reject) =>
-    client.listServices({ service: "" }, new Metadata(), { deadline: Date.now() + REGISTRY_CALL_DEADLINE_MS }, (error, response) =>
-      error ? reject(error) : resolve(response.services),
-    ),
-  ).finally(() => client.close());
+  try {
+    for (let attempt = 1; attempt <= REGISTRY_LIST_ATTEMPTS; attempt++) {
+      try {
+        return await new Promise<Service[]>((resolve, reject) =>
+          client.listServices({ service: "" }, new Metadata(), { deadline: Date.now() + REGISTRY_CALL_DEADLINE_MS }, (error, response) =>
+            error ? reject(error) : resolve(response.services),
+          ),
+        );
+      } catch (error) {
+        process.stderr.write(`b10: ListServices attempt ${attempt}: ${(error as Error).message}\n`);
+      }
+    }
+    return undefined;
+  } finally {
+    client.close();
+  }
 }
 
 /** The processes of one run but the control plane, and how to read them. */
