@@ -143,6 +143,17 @@ describe("chaos: resilience (real processes, continuous traffic)", function () {
     const [catalog] = await Promise.all([mesh.addReplica("c0", { delayMs: 2_000 })]);
     const ordersReplica = await mesh.addReplica("o0", { service: "orders", env: store });
     const orders = await mesh.ordersClient();
+    // orders' first call to the catalog resolves it over xDS and builds the channel's filters, which
+    // a loaded machine can take longer than the whole budget below: warm the channel with one order
+    // first (it reaches the catalog, whose 2 s delay outlasts the 2 s route timeout: it fails).
+    await new Promise<void>((resolve) =>
+      orders.placeOrder(
+        { customerId: "cust-warm", idempotencyKey: "warm-1", items: [{ productId: "sku-1001", quantity: 1 }] },
+        new Metadata(),
+        { deadline: Date.now() + 10_000 },
+        () => resolve(),
+      ),
+    );
     const metadata = new Metadata();
     metadata.set(REQUEST_ID_KEY, "three-hops-1");
     const startedAt = Date.now();
