@@ -1,4 +1,3 @@
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import type { XdsResource } from "./resources";
 import { loadXdsProtos } from "./xds-protos";
@@ -17,6 +16,8 @@ import { loadXdsProtos } from "./xds-protos";
 const VERSION_INFO_FIELD = 1;
 const TYPE_URL_FIELD = 4;
 const NONCE_FIELD = 5;
+/** Wire type of strings, bytes and messages (protobuf encoding: "LEN"). */
+const LENGTH_DELIMITED = 2;
 
 type AdsMethod = MethodDefinition<unknown, unknown>;
 
@@ -34,16 +35,33 @@ export function encodeResourceEntry(resource: XdsResource): Buffer {
 
 /** A serialized DiscoveryResponse of the resource entries `entries` (encodeResourceEntry's, concatenated). */
 export function encodeDiscoveryResponse(versionInfo: string, entries: Uint8Array, typeUrl: string, nonce: string): Buffer {
-  const bytes = new BinaryWriter()
-    .tag(VERSION_INFO_FIELD, WireType.LengthDelimited)
-    .string(versionInfo)
-    .raw(entries)
-    .tag(TYPE_URL_FIELD, WireType.LengthDelimited)
-    .string(typeUrl)
-    .tag(NONCE_FIELD, WireType.LengthDelimited)
-    .string(nonce)
-    .finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Buffer.concat([stringField(VERSION_INFO_FIELD, versionInfo), entries, typeUrlField(typeUrl), stringField(NONCE_FIELD, nonce)]);
+}
+
+const typeUrlFields = new Map<string, Buffer>();
+
+/** The type_url field of `typeUrl` (one of a few), encoded once. */
+function typeUrlField(typeUrl: string): Buffer {
+  let field = typeUrlFields.get(typeUrl);
+  if (!field) typeUrlFields.set(typeUrl, (field = stringField(TYPE_URL_FIELD, typeUrl)));
+  return field;
+}
+
+/** A string field (number below 16, so its tag is one byte): tag, UTF-8 length as a varint, UTF-8. */
+function stringField(fieldNo: number, value: string): Buffer {
+  const length = Buffer.byteLength(value, "utf8");
+  const header = [(fieldNo << 3) | LENGTH_DELIMITED];
+  for (let rest = length; ; rest >>>= 7) {
+    if (rest < 0x80) {
+      header.push(rest);
+      break;
+    }
+    header.push((rest & 0x7f) | 0x80);
+  }
+  const field = Buffer.allocUnsafe(header.length + length);
+  field.set(header);
+  field.write(value, header.length, "utf8");
+  return field;
 }
 
 /**

@@ -61,6 +61,13 @@ services:
     });
   }
 
+  it("writes byte for byte what proto-loader writes: a version and a nonce longer than 127 bytes (two-byte lengths)", () => {
+    const [version, nonce] = ["7".repeat(300), "é".repeat(20_000)];
+    const resource = listenerResource("catalog");
+    const expected = adsMethod().responseSerialize({ version_info: version, resources: [resource], type_url: "t", nonce });
+    assert.ok(encodeDiscoveryResponse(version, encodeResourceEntry(resource), "t", nonce).equals(expected));
+  });
+
   it("serializes an encoded response as it is, and any other as proto-loader does", () => {
     const method = preEncodedAdsService(loadXdsProtos().adsService).StreamAggregatedResources as MethodDefinition<object, object>;
     const encoded = encodeDiscoveryResponse("1", encodeResourceEntry(listenerResource("catalog")), "t", "1");
