@@ -188,7 +188,10 @@ async function runSize(size: Size, healthPort: number, changes: number, processe
     updateCalls = 0;
     const startedAt = epochMs();
     if (isPresent) leaseId = controlPlane.registry.register(endpoint, MAX_LEASE_TTL_MS).leaseId;
-    else controlPlane.registry.deregister(leaseId);
+    else {
+      controlPlane.registry.deregister(leaseId);
+      leaseId = ""; // gone: the renewal timer must not keep it alive (NOT_FOUND)
+    }
     const arrivals: number[] = [];
     const listings: number[] = [];
     await pollUntil(
