@@ -22,8 +22,6 @@ export interface ClientCallDuties {
    * (ARCHITECTURE.md), instead of the balancer's internals.
    */
   readonly meshService?: string;
-  /** The clock of the deadline checks (tests). */
-  readonly now?: () => number;
 }
 
 /**
@@ -40,14 +38,13 @@ export interface ClientCallDuties {
 export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDuties = {}): Interceptor {
   // Only sinks that want the start get one: no object is made per call for none.
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
-  const now = duties.now ?? Date.now;
   const noEndpointDetails = duties.meshService === undefined ? undefined : `${duties.meshService}: no healthy endpoint`;
   return (options, nextCall) => {
     const path = options.method_definition.path;
     const method = methodOf(path);
     const startedAt = performance.now();
     const inbound = currentInboundCall();
-    const sentAt = now();
+    const sentAt = Date.now();
     const deadline = options.deadline === undefined ? Infinity : deadlineMs(options.deadline);
     const unsent = unsentCall(deadline, inbound, sentAt);
     const call = unsent ?? nextCall(options);
