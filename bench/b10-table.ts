@@ -30,7 +30,7 @@ export function table(runs: readonly RestartFigures[], settings: { endpoints: nu
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   const flapping = [
-    `| case | losses before whole (${settings.subscribers} subscribers) | fewest HEALTHY in a subscriber's EDS | subscribers that lost none | EDS held back (warm-up) | losses after whole | UNHEALTHY in the registry after whole | leases expired | missing | unexpected | duplicated | calls failed while down / made | calls failed (never sent) | calls made | calls / s steady, slowest storm second | top endpoint's share of svc-000's calls per second: storm | steady |`,
+    `| case | losses before whole (${settings.subscribers} subscribers) | fewest HEALTHY in a subscriber's EDS | subscribers that lost none | EDS held back (warm-up) | losses after whole | UNHEALTHY in the registry after whole | leases expired | missing | unexpected | duplicated | calls failed while it was down (of, p50) | calls failed (never sent) | calls made | calls / s steady, slowest storm second | top endpoint's share of svc-000's calls per second: storm | steady |`,
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const { signal, runs: mine } of byCase) {
@@ -50,7 +50,7 @@ export function table(runs: readonly RestartFigures[], settings: { endpoints: nu
         `${c((run) => run.subscribersThatLostNone, 0, "min")} of ${mine[0]?.subscribers ?? 0} | ${c((run) => run.edsHeldBack)} | ` +
         `${c((run) => run.flapsAfterWhole)} | ${c((run) => run.registryUnhealthyAfterWhole)} | ${c((run) => run.leasesExpired)} | ` +
         `${c((run) => run.missing)} | ${c((run) => run.unexpected)} | ${c((run) => run.duplicated)} | ` +
-        `${c((run) => run.callsFailedWhileDown)} / ${c((run) => run.callsWhileDown)} | ${c((run) => run.callsFailed)} (${c((run) => run.callsFailedUnsent)}) | ${c((run) => run.calls)} | ` +
+        `${c((run) => run.callsFailedWhileDown)} (of ${fixed(percentile(mine.map((run) => run.callsWhileDown), 50), 0)}) | ${c((run) => run.callsFailed)} (${c((run) => run.callsFailedUnsent)}) | ${c((run) => run.calls)} | ` +
         `${c((run) => run.callsPerSSteady)}, ${c((run) => run.fewestCallsInAStormSecond, 0, "min")} | ` +
         `${c((run) => percent(run.peakShareOnOneEndpoint))} % | ${c((run) => percent(run.steadyShareOnOneEndpoint))} % |`,
     );
