@@ -30,11 +30,11 @@ bench: build bench-tools ## run the benchmark suite and print the table (results
 bench-smoke: build bench-tools ## run every built scenario once in a tiny mode (harness check, not figures)
 	node dist/bench/run.js --smoke $(BENCH_ARGS)
 
-# The control plane (this process) on core 0; subscribers and the endpoints' health server on core 1.
+# The control plane (this process) on core 0; subscribers and the endpoints' health server on core 1 (a harness
+# confined to core 0 still pins its children: pinned-process.ts counts the machine's cores).
 bench-b9: build ## B9: control-plane scale, one endpoint change to K xDS subscribers at 10 to 2,000 endpoints (a table)
 	$(if $(shell command -v taskset),taskset -c 0 )node dist/bench/b9-control-plane-scale.js $(B9_ARGS)
 
-# B10 pins its own processes: the control plane on core 0, replicas, subscribers and the caller on core 1. It is not
-# started under taskset itself: a Node process confined to one core sees one core (os.availableParallelism) and pins nothing.
+# B10 pins its own processes: the control plane on core 0, replicas, subscribers and the caller on core 1.
 bench-b10: build ## B10: registration storm, the control plane restarted under 1,000 leases (time until the mesh is whole, flapping, losses)
 	node dist/bench/b10-registration-storm.js $(B10_ARGS)
