@@ -2,7 +2,7 @@ import { eachServer, withServers } from "./bench-server";
 import type { BenchServer } from "./bench-server";
 import { compare, difference, pairsOf, runRounds } from "./pair-statistics";
 import type { Pair } from "./pair-statistics";
-import { CONNECT_VS_PLAIN, comparisonRow, differenceRow } from "./scenario";
+import { CONNECT_VS_PLAIN, comparisonRow, differenceRow, valueRow } from "./scenario";
 import type { BuiltScenario, Row } from "./scenario";
 import { describeServerRun, measureServer } from "./server-load";
 import type { ServerRun } from "./server-load";
@@ -54,6 +54,9 @@ export const B1: BuiltScenario = {
           goal: { text: "≥ 0.90× plain grpc-js throughput", on: "ratio", bound: 0.9, kind: "atLeast" },
         }),
         comparisonRow("B1", "server CPU per 1000 calls at saturation", "ms", "lower", compare(saturated, cpu)),
+        valueRow("B1", "calls shed by protomesh's load shedder at saturation (not counted as served)", "%", "lower", {
+          protomesh: saturated.map((pair) => pair.protomesh.shedShare * 100),
+        }),
         comparisonRow("B1", `latency p50 ${at}`, "ms", "lower", compare(loaded, latency("p50"))),
         comparisonRow("B1", `latency p90 ${at}`, "ms", "lower", compare(loaded, latency("p90"))),
         comparisonRow("B1", `latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99"))),
