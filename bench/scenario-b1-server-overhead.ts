@@ -62,6 +62,9 @@ export const B1: BuiltScenario = {
         comparisonRow("B1", `latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99"))),
         comparisonRow("B1", `latency p99.9 ${at}`, "ms", "lower", compare(loaded, latency("p999"))),
         comparisonRow("B1", `server CPU per 1000 calls ${at}`, "ms", "lower", compare(loaded, cpu)),
+        valueRow("B1", `calls shed by protomesh's load shedder ${at} (answered RESOURCE_EXHAUSTED, in the latencies)`, "%", "lower", {
+          protomesh: loaded.map((pair) => pair.protomesh.shedShare * 100),
+        }),
         // Added p90 and added CPU per 1000 calls are the units of Istio's published sidecar cost (issue 4).
         differenceRow("B1", `added latency p90 ${at}`, "ms", difference(loaded, latency("p90"))),
         differenceRow("B1", `added server CPU per 1000 calls ${at}`, "ms", difference(loaded, cpu)),
