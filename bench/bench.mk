@@ -1,6 +1,6 @@
 # Benchmarks (not tests): they print figures and never fail on speed. Included by the Makefile.
-#   make bench         the full suite (~12 min on 2 cores): table on stdout, JSON in bench/results/
-#   make bench-smoke   every built scenario once, tiny: proves the harness works (~28 s)
+#   make bench         the full suite (~18 min on 2 cores): table on stdout, JSON in bench/results/
+#   make bench-smoke   every built scenario once, tiny: proves the harness works (~40 s)
 #   make bench BENCH_ARGS="B1 B2 --pairs 7"   pick scenarios / pairs; see `node dist/bench/run.js --help`
 #   make bench-b9      control-plane scale (issue 11, B9; ~4 min on 2 cores), on its own: not in bench or bench-smoke
 #   make bench-b10     registration storm (issue 11, B10; control-plane restarts under 1,000 leases), on its own too
