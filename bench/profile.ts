@@ -39,17 +39,17 @@ interface CpuProfile {
 }
 
 /** A frame's self time within the window, and what it is. */
-export interface FrameTime {
+interface FrameTime {
   frame: string;
   group: FrameGroup;
   selfUs: number;
 }
 
 /** Whose code a frame is. */
-export type FrameGroup = "protomesh" | "grpc-js" | "pino" | "protobuf" | "node" | "gc" | "other";
+type FrameGroup = "protomesh" | "grpc-js" | "pino" | "protobuf" | "node" | "gc" | "other";
 
 /** What one profiled run found. */
-export interface ProfileSummary {
+interface ProfileSummary {
   kind: string;
   calls: number;
   busyUs: number;
@@ -74,7 +74,7 @@ function frameName(node: ProfileNode): string {
 }
 
 /** Self time per frame of the samples taken in [fromUs, toUs] (the profile's clock), idle left out. */
-export function summarize(profile: CpuProfile, fromUs: number, toUs: number): { busyUs: number; frames: FrameTime[] } {
+function summarize(profile: CpuProfile, fromUs: number, toUs: number): { busyUs: number; frames: FrameTime[] } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfUs = new Map<string, FrameTime>();
   let busyUs = 0;
@@ -170,7 +170,7 @@ async function profileClient(kind: ClientKind, calls: number, dir: string): Prom
 const GROUPS: readonly FrameGroup[] = ["protomesh", "grpc-js", "pino", "protobuf", "node", "gc", "other"];
 
 /** The Markdown of one side: busy µs per call by group, then the top frames of each run. */
-export function formatProfiles(side: string, runs: readonly ProfileSummary[], top: number): string {
+function formatProfiles(side: string, runs: readonly ProfileSummary[], top: number): string {
   const perCall = (us: number, run: ProfileSummary) => (us / run.calls).toFixed(2);
   const lines = [
     `### ${side}: busy CPU per call by whose code it is (µs, profiler overhead included)`,

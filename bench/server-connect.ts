@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type {
   DescMessage,
@@ -19,6 +18,8 @@ import type { GetProductRequest, Product, SearchProductsRequest } from "../gener
 import { MAX_QUERY_LENGTH } from "../services/catalog/catalog-service";
 import { BENCH_PRODUCTS } from "./bench-catalog";
 import { DESCRIPTOR_SET } from "./ghz";
+import { listenHttp2 } from "./server-raw-http2";
+import type { RawHttp2Server } from "./server-raw-http2";
 
 /**
  * The TypeScript peer of B1, B5 and B11: the bench catalog served by @connectrpc/connect-node over
@@ -36,14 +37,8 @@ import { DESCRIPTOR_SET } from "./ghz";
 
 const SERVICE_NAME = "shop.catalog.v1.CatalogService";
 
-/** A started connect-node server and how to stop it. */
-export interface ConnectServer {
-  port: number;
-  close(): Promise<void>;
-}
-
 /** Starts the connect-node server on 127.0.0.1:`port` (0 picks one). */
-export async function startConnectServer(port = 0): Promise<ConnectServer> {
+export async function startConnectServer(port = 0): Promise<RawHttp2Server> {
   const service = loadCatalogService();
   const server = http2.createServer(
     connectNodeAdapter({
@@ -56,23 +51,7 @@ export async function startConnectServer(port = 0): Promise<ConnectServer> {
       compressMinBytes: Number.POSITIVE_INFINITY,
     }),
   );
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const session of sessions) session.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listenHttp2(server, port);
 }
 
 /** CatalogService as a DescService, from the repository's descriptor set. */

@@ -16,33 +16,21 @@ const GRPC_STATUS_NOT_FOUND = "5";
 const GRPC_STATUS_UNIMPLEMENTED = "12";
 const GRPC_STATUS_INVALID_ARGUMENT = "3";
 
-/** A started raw server and how to stop it. */
+/** A started HTTP/2 bench server (raw, or connect-node's) and how to stop it. */
 export interface RawHttp2Server {
   port: number;
   close(): Promise<void>;
 }
 
-/** Starts the raw server on 127.0.0.1:`port` (0 picks one). */
-export async function startRawHttp2Server(port = 0): Promise<RawHttp2Server> {
-  const products = new Map(BENCH_PRODUCTS.map((product) => [product.id, product]));
-  const server = http2.createServer();
+/**
+ * Listens with `server` on 127.0.0.1:`port` (0 picks one); its `close` destroys every open session
+ * first, as node:http2's close waits for them to end.
+ */
+export async function listenHttp2(server: http2.Http2Server, port: number): Promise<RawHttp2Server> {
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
-  });
-  server.on("stream", (stream, headers) => {
-    const chunks: Buffer[] = [];
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("end", () => {
-      if (headers[":path"] !== GET_PRODUCT.path) return answer(stream, GRPC_STATUS_UNIMPLEMENTED);
-      const message = decodeGrpcFrame(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-      if (!message) return answer(stream, GRPC_STATUS_INVALID_ARGUMENT);
-      const product = products.get(GET_PRODUCT.requestDeserialize(message).id);
-      if (!product) return answer(stream, GRPC_STATUS_NOT_FOUND);
-      answer(stream, "0", encodeGrpcFrame(GET_PRODUCT.responseSerialize({ product })));
-    });
-    stream.on("error", () => stream.destroy());
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -56,6 +44,26 @@ export async function startRawHttp2Server(port = 0): Promise<RawHttp2Server> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Starts the raw server on 127.0.0.1:`port` (0 picks one). */
+export async function startRawHttp2Server(port = 0): Promise<RawHttp2Server> {
+  const products = new Map(BENCH_PRODUCTS.map((product) => [product.id, product]));
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("end", () => {
+      if (headers[":path"] !== GET_PRODUCT.path) return answer(stream, GRPC_STATUS_UNIMPLEMENTED);
+      const message = decodeGrpcFrame(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      if (!message) return answer(stream, GRPC_STATUS_INVALID_ARGUMENT);
+      const product = products.get(GET_PRODUCT.requestDeserialize(message).id);
+      if (!product) return answer(stream, GRPC_STATUS_NOT_FOUND);
+      answer(stream, "0", encodeGrpcFrame(GET_PRODUCT.responseSerialize({ product })));
+    });
+    stream.on("error", () => stream.destroy());
+  });
+  return listenHttp2(server, port);
 }
 
 function answer(stream: http2.ServerHttp2Stream, grpcStatus: string, frame?: Buffer): void {

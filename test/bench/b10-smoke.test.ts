@@ -1,34 +1,15 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { RestartFigures } from "../../bench/b10-analysis";
+import { runNodeScript } from "../support/cli-run";
 
 /** B10 at 20 endpoints, one SIGKILL restart (~14 s here on a busy machine): the harness, not the figures. */
 const SMOKE_TIMEOUT_MS = 45_000;
 const B10_SCRIPT = path.resolve(__dirname, "..", "..", "bench", "b10-registration-storm.js");
 const ENDPOINTS = 20;
 const SERVICES = 2;
-
-function runB10(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [B10_SCRIPT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), SMOKE_TIMEOUT_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe("B10 registration storm (smoke size)", function () {
   this.timeout(SMOKE_TIMEOUT_MS + 15_000);
@@ -39,7 +20,7 @@ describe("B10 registration storm (smoke size)", function () {
   before(async () => {
     outDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-b10-smoke-"));
     const args = ["--endpoints", String(ENDPOINTS), "--services", String(SERVICES), "--repeats", "1", "--cases", "SIGKILL"];
-    const run = await runB10([...args, "--subscribers", "4", "--settle-ms", "1000", "--spread-ms", "500", "--out", outDir]);
+    const run = await runNodeScript(B10_SCRIPT, [...args, "--subscribers", "4", "--settle-ms", "1000", "--spread-ms", "500", "--out", outDir], SMOKE_TIMEOUT_MS);
     assert.equal(run.code, 0, `b10 exited ${String(run.code)}:\n${run.stderr}\n${run.stdout}`);
     stdout = run.stdout;
     report = JSON.parse(fs.readFileSync(path.join(outDir, "b10-latest.json"), "utf8")) as typeof report;

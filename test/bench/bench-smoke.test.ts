@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { BenchReport } from "../../bench/report";
 import { CONNECT_VS_PLAIN } from "../../bench/scenario";
 import type { Row } from "../../bench/scenario";
+import { runNodeScript } from "../support/cli-run";
 import { BUILT_SCENARIOS } from "../../bench/scenarios";
 import { TOOLS_TARGET, missingTools } from "../../bench/tools";
 import { namespacesUnavailable } from "../support/netns";
@@ -14,25 +14,6 @@ import { isCi } from "../support/tools";
 /** The whole smoke run (~40 s here on a quiet machine, twice that on a busy one) must fit within a test run (issue 4: the harness, not the figures). */
 const SMOKE_TIMEOUT_MS = 120_000;
 const RUN_SCRIPT = path.resolve(__dirname, "..", "..", "bench", "run.js");
-
-function runHarness(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [RUN_SCRIPT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), SMOKE_TIMEOUT_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function measuredRows(report: BenchReport, scenario: string): Row[] {
   const outcome = report.scenarios.find((candidate) => candidate.name === scenario);
@@ -54,7 +35,7 @@ describe("bench harness (smoke mode)", function () {
       this.skip();
     }
     outDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-bench-smoke-"));
-    const run = await runHarness(["--smoke", "--out", outDir]);
+    const run = await runNodeScript(RUN_SCRIPT, ["--smoke", "--out", outDir], SMOKE_TIMEOUT_MS);
     assert.equal(run.code, 0, `harness exited ${String(run.code)}:\n${run.stderr}\n${run.stdout}`);
     stdout = run.stdout;
     report = JSON.parse(fs.readFileSync(path.join(outDir, "smoke-latest.json"), "utf8")) as BenchReport;
