@@ -69,6 +69,8 @@ class Subscriber {
   readonly events: SubscriberEvent[] = [];
   private endpoints = new Map<string, string>();
   private edsCount = 0;
+  /** Per type, the version last accepted: a reopened stream names it, as grpc-js-xds' xDS client does. */
+  private readonly versions = new Map<string, string>();
   private call: AdsCall | undefined;
   private isStopped = false;
   // grpc-js's connection backoff, as grpc-js-xds' adsBackoff: run at each stream start, reset by a message.
@@ -114,6 +116,7 @@ class Subscriber {
         this.events.push({ atMs: epochMs(), kind: "opened" });
       }
       if (response.type_url === CLUSTER_LOAD_ASSIGNMENT_TYPE_URL) this.onEds(response);
+      this.versions.set(response.type_url, response.version_info);
       call.write({ node: this.node, version_info: response.version_info, resource_names: [this.service], type_url: response.type_url, response_nonce: response.nonce });
     });
     call.on("error", () => undefined); // the status below says it
@@ -123,7 +126,8 @@ class Subscriber {
       if (!this.backoff.isRunning()) this.open();
     });
     for (const typeUrl of XDS_TYPE_URLS) {
-      call.write({ node: this.node, resource_names: [this.service], type_url: typeUrl, response_nonce: "", version_info: "" });
+      const version_info = this.versions.get(typeUrl) ?? "";
+      call.write({ node: this.node, resource_names: [this.service], type_url: typeUrl, response_nonce: "", version_info });
     }
   }
 

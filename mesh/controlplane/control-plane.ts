@@ -1,7 +1,6 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { FaultServiceService } from "../../generated/ts/protomesh/fault/v1/fault";
 import { RegistryServiceService } from "../../generated/ts/protomesh/registry/v1/registry";
-import { HealthState } from "../../generated/ts/protomesh/registry/v1/registry";
 import { systemClock } from "../clock";
 import type { Clock } from "../clock";
 import type { HealthReporter } from "../health";
@@ -26,6 +25,7 @@ import {
   routeConfigurationResource,
 } from "./resources";
 import type { XdsResource } from "./resources";
+import { Warmup } from "./warmup";
 import { XdsServer } from "./xds-server";
 import type { ResourceSource } from "./xds-server";
 import {
@@ -55,9 +55,10 @@ export interface ControlPlaneOptions {
   /** Lease TTL when neither the Register request nor the config names one. */
   defaultLeaseTtlMs?: number;
   /**
-   * After a (re)start, how long an EDS answer for a service with no healthy endpoint is held back,
-   * so that clients keep their last known endpoints while the replicas register again (they do
-   * within one keep-alive interval). Defaults to the lease TTL.
+   * After a (re)start, the shortest time a service's EDS answer is held back from clients that
+   * hold its endpoints from before, so that they keep them while the replicas register again
+   * (warmup.ts: until registrations have been quiet for half of it and all are probed, at most
+   * three times it). 0 turns the warm-up off. Defaults to the lease TTL.
    */
   warmupMs?: number;
   /** Descriptor set for reflection; defaults to generated/descriptor.binpb. */
@@ -89,14 +90,12 @@ export class ControlPlane {
   private readonly options: ControlPlaneOptions;
   private readonly clock: Clock;
   private config: MeshConfig;
-  private startedAt: number;
-  private cancelWarmup: (() => void) | undefined;
+  private warmup: Warmup | undefined;
   private stopped: Promise<void> | undefined;
 
   constructor(options: ControlPlaneOptions = {}) {
     this.options = options;
     this.clock = options.clock ?? systemClock;
-    this.startedAt = this.clock.now();
     const rootLogger = options.logger ?? defaultLogger();
     this.logger = rootLogger.child({ component: "controlplane" });
     // A Cluster names its LB policy from the registry (mesh/balancer.ts); parsing a config registers
@@ -154,9 +153,18 @@ export class ControlPlane {
   /** Binds `address` (port 0 picks a free one), reports SERVING, and resolves to the port. */
   async listen(address = `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`): Promise<number> {
     const port = await this.server.listen(address);
-    this.startedAt = this.clock.now();
     const warmupMs = this.warmupMs;
-    if (warmupMs > 0) this.cancelWarmup = this.clock.schedule(() => this.xds.update(), warmupMs, { unref: true });
+    this.warmup?.close();
+    const listenedAt = this.clock.now();
+    this.warmup = new Warmup(this.registry, this.clock, warmupMs, (service) => {
+      if (service !== undefined) {
+        this.logger.debug({ service, afterMs: this.clock.now() - listenedAt }, "service settled after the warm-up; its endpoints are sent");
+        this.xds.update([{ typeUrl: CLUSTER_LOAD_ASSIGNMENT_TYPE_URL, name: service }]);
+        return;
+      }
+      this.logger.info({ afterMs: this.clock.now() - listenedAt }, "warm-up over");
+      this.xds.update();
+    });
     this.logger.info({ address, port, warmupMs, services: this.config.services.size }, "control plane listening");
     return port;
   }
@@ -205,7 +213,7 @@ export class ControlPlane {
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      this.cancelWarmup?.();
+      this.warmup?.close();
       await this.server.drain(STOP_GRACE_MS);
       this.prober.close();
       this.registry.close();
@@ -236,18 +244,14 @@ export class ControlPlane {
             return routeConfigurationResource(name, policy, this.faults.list(name));
           case CLUSTER_TYPE_URL:
             return clusterResource(name, policy);
-          case CLUSTER_LOAD_ASSIGNMENT_TYPE_URL: {
-            const entries = this.registry.entries(name);
-            const isWarmingUp = this.clock.now() - this.startedAt < this.warmupMs;
-            if (isWarmingUp && !entries.some((entry) => entry.health === HealthState.HEALTH_STATE_HEALTHY)) {
-              return undefined;
-            }
-            return clusterLoadAssignmentResource(name, entries, policy);
-          }
+          case CLUSTER_LOAD_ASSIGNMENT_TYPE_URL:
+            return clusterLoadAssignmentResource(name, this.registry.entries(name), policy);
           default:
             return undefined;
         }
       },
+      holdsBack: (typeUrl, name, isResuming) =>
+        typeUrl === CLUSTER_LOAD_ASSIGNMENT_TYPE_URL && (this.warmup?.holdsBack(name, isResuming) ?? false),
       names: () => [...new Set([...this.registry.serviceNames(), ...this.config.services.keys()])].sort(),
     };
   }

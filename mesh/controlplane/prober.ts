@@ -33,6 +33,12 @@ export const PROBE_CHANNEL_OPTIONS: ChannelOptions = Object.freeze({
 export const PROBE_HEARTBEAT_MS = 1_000;
 /** How long a heartbeat Check may go unanswered: a frozen endpoint leaves rotation within period + timeout. */
 export const PROBE_HEARTBEAT_TIMEOUT_MS = 1_000;
+/**
+ * How late the heartbeat's timeout may fire before the prober counts the delay as its own stall
+ * (a control plane short of CPU, a long GC) rather than the endpoint's, and gives the endpoint
+ * that much more time.
+ */
+export const PROBE_STALL_SLACK_MS = 50;
 
 /** Options of a {@link HealthProber}. */
 export interface ProberOptions {
@@ -203,19 +209,39 @@ class EndpointProbe {
         this.report(...healthOf(response));
       }
     };
-    // The deadline is grpc-js's own bound on the wall clock; the timeout below is the probe's, on
-    // its clock, and the one that decides.
-    const deadline = Date.now() + PROBE_HEARTBEAT_TIMEOUT_MS;
+    // The timeout below is the probe's, on its clock, and the one that decides; grpc-js's deadline
+    // is only a backstop on the wall clock, later, so that it never decides first.
+    const deadline = Date.now() + 3 * PROBE_HEARTBEAT_TIMEOUT_MS;
     this.pendingBeat = this.client.check({ service: this.healthServiceName }, new Metadata(), { deadline }, (error, response) => {
       // NOT_FOUND: the server does not know this service name; its Watch reports that already.
       if (error && error.code === status.NOT_FOUND) settle(undefined);
       else settle(error ? `${status[error.code]}: ${error.details}` : undefined, response);
     });
     const pending = this.pendingBeat;
-    this.cancelBeatTimeout = this.clock.schedule(() => {
+    const timeOut = () => {
       settle(`no answer within ${PROBE_HEARTBEAT_TIMEOUT_MS} ms`);
       pending.cancel();
-    }, PROBE_HEARTBEAT_TIMEOUT_MS);
+    };
+    this.armBeatTimeout(PROBE_HEARTBEAT_TIMEOUT_MS, timeOut);
+  }
+
+  /**
+   * Calls `timeOut` once the endpoint has had `ms` of the prober's attention. Timers run before
+   * the event loop reads its sockets, so after a stall an answer that came in time may be waiting
+   * unread: the verdict waits one turn (setImmediate runs after the sockets are read), and a timer
+   * that fired more than PROBE_STALL_SLACK_MS late gives the endpoint the time the prober lost.
+   */
+  private armBeatTimeout(ms: number, timeOut: () => void): void {
+    const dueAt = this.clock.now() + ms;
+    this.cancelBeatTimeout = this.clock.schedule(() => {
+      const lateMs = this.clock.now() - dueAt;
+      if (lateMs > PROBE_STALL_SLACK_MS) {
+        this.armBeatTimeout(lateMs, timeOut);
+        return;
+      }
+      const verdict = setImmediate(timeOut);
+      this.cancelBeatTimeout = () => clearImmediate(verdict);
+    }, ms);
   }
 
   private retry(detail: string): void {

@@ -14,6 +14,13 @@ export interface ResourceSource {
   resource(typeUrl: string, name: string): XdsResource | undefined;
   /** Every name of `typeUrl` served now: the answer to a wildcard (empty) LDS or CDS subscription. */
   names(typeUrl: string): string[];
+  /**
+   * True when resource `name` of `typeUrl` is to be left out of a response to a stream for now
+   * (the control plane's warm-up); `isResuming`: the stream's first request of the type named the
+   * version it holds (a client reconnecting with its cached resources). A later `update` naming
+   * the resource sends it.
+   */
+  holdsBack?(typeUrl: string, name: string, isResuming: boolean): boolean;
 }
 
 /** One resource by type and name: what a change names (`XdsServer.update`). */
@@ -45,6 +52,8 @@ interface TypeState {
   sentVersion: string;
   /** The last version the client accepted; a NACK leaves it in force on the client. */
   ackedVersion: string;
+  /** The stream's first request named a version: the client holds resources from an earlier stream. */
+  isResuming: boolean;
 }
 
 interface StreamState {
@@ -231,7 +240,8 @@ export class XdsServer {
       }
     }
     if (!state) {
-      state = { names: [], nonce: "", sentContent: undefined, sentVersion: "", ackedVersion: request.version_info };
+      const isResuming = request.version_info !== "";
+      state = { names: [], nonce: "", sentContent: undefined, sentVersion: "", ackedVersion: request.version_info, isResuming };
       stream.types.set(typeUrl, state);
     }
     const names = [...request.resource_names].sort();
@@ -246,6 +256,7 @@ export class XdsServer {
     const names = isWildcard(typeUrl, state.names) ? this.namesOf(typeUrl) : state.names;
     const entries: Buffer[] = [];
     for (const name of names) {
+      if (this.source.holdsBack?.(typeUrl, name, state.isResuming)) continue;
       const entry = this.entryOf(typeUrl, name);
       if (entry) entries.push(entry);
     }

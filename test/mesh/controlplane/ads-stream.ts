@@ -31,9 +31,14 @@ export class AdsStream {
   private readonly acked = new Map<string, { version: string; nonce: string }>();
   private taken = 0;
 
+  /**
+   * `resumeVersion`: the version_info of the first request of each type, as a client that
+   * reconnects with resources cached from an earlier stream sends it (grpc-js-xds, Envoy).
+   */
   constructor(
     address: string,
     private readonly nodeId = "ads-stream",
+    private readonly options: { resumeVersion?: string } = {},
   ) {
     const grpcObject = loadPackageDefinition(loadXdsProtos().packageDefinition) as unknown as {
       envoy: { service: { discovery: { v3: { AggregatedDiscoveryService: new (...args: unknown[]) => AdsClient } } } };
@@ -80,7 +85,7 @@ export class AdsStream {
       node: { id: this.nodeId },
       type_url: typeUrl,
       resource_names: this.names.get(typeUrl) ?? [],
-      version_info: acked?.version ?? "",
+      version_info: acked?.version ?? this.options.resumeVersion ?? "",
       response_nonce: acked?.nonce ?? "",
     });
   }

@@ -16,12 +16,18 @@ import { waitFor } from "../../support/wait";
  * A real grpc-js server whose Health answers Watch with SERVING and keeps the stream open, but never
  * answers Check while `isFrozen`: from outside, a process that hangs with its socket open.
  */
-async function freezableEndpoint(): Promise<{ port: number; freeze(isFrozen: boolean): void; close(): void }> {
+async function freezableEndpoint(
+  options: { answerAfterMs?: number; onCheck?: () => void } = {},
+): Promise<{ port: number; freeze(isFrozen: boolean): void; close(): void }> {
   let isFrozen = false;
   const watches = new Set<ServerWritableStream<HealthCheckRequest, HealthCheckResponse>>();
   const implementation: HealthServer = {
     check: (_call, callback) => {
-      if (!isFrozen) callback(null, { status: HealthCheckResponse_ServingStatus.SERVING });
+      options.onCheck?.();
+      if (isFrozen) return;
+      const answer = () => callback(null, { status: HealthCheckResponse_ServingStatus.SERVING });
+      if (options.answerAfterMs === undefined) answer();
+      else setTimeout(answer, options.answerAfterMs);
     },
     watch: (call) => {
       watches.add(call);
@@ -44,6 +50,9 @@ async function freezableEndpoint(): Promise<{ port: number; freeze(isFrozen: boo
     },
   };
 }
+
+/** Resolves after the event loop has read its sockets once (setImmediate runs after the poll phase). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe("control plane: health prober (pinned clock)", function () {
   let clock: ManualClock;
@@ -77,8 +86,10 @@ describe("control plane: health prober (pinned clock)", function () {
     endpoint.freeze(true);
     clock.advance(PROBE_HEARTBEAT_MS); // the heartbeat Check goes out, and gets no answer
     clock.advance(PROBE_HEARTBEAT_TIMEOUT_MS - 1);
+    await nextTurn();
     assert.equal(healthOf(endpoint.port)?.health, HealthState.HEALTH_STATE_HEALTHY, "still in rotation 1 ms before the bound");
     clock.advance(1);
+    await nextTurn(); // the verdict waits for the sockets to be read once
     assert.equal(healthOf(endpoint.port)?.health, HealthState.HEALTH_STATE_UNHEALTHY);
     assert.equal(healthOf(endpoint.port)?.healthDetail, `heartbeat failed: no answer within ${PROBE_HEARTBEAT_TIMEOUT_MS} ms`);
 
@@ -122,5 +133,36 @@ describe("control plane: health prober (pinned clock)", function () {
       clock.advance(retries()[attempt - 1]);
     }
     assert.deepEqual(retries(), [1_000, 1_600, 2_000, 2_000]);
+  });
+});
+
+describe("control plane: health prober (the process's own clock)", function () {
+  it("keeps an endpoint HEALTHY when the prober itself stalls past the heartbeat's timeout and the answer came in time", async function () {
+    this.timeout(10_000);
+    const log = captureLog("debug");
+    const registry = new Registry({ logger: log.logger });
+    const prober = new HealthProber(registry, log.logger);
+    let checks = 0;
+    // Answers each Check 200 ms after it arrives: well within the timeout, unless the prober stalls.
+    const endpoint = await freezableEndpoint({ answerAfterMs: 200, onCheck: () => (checks += 1) });
+    try {
+      registry.setStatic([catalogEndpoint({ port: endpoint.port })]);
+      const health = () => registry.entries("catalog")[0]?.health;
+      await waitFor("the Watch to report SERVING", () => health() === HealthState.HEALTH_STATE_HEALTHY);
+      await waitFor("a heartbeat Check to be in flight", () => checks > 0, 3_000, 1);
+      // The event loop of the whole process stops for longer than the timeout: the endpoint's
+      // answer is due first, the prober's timeout after it, and both fire late.
+      const linesBefore = log.lines.length;
+      const stallUntil = Date.now() + PROBE_HEARTBEAT_TIMEOUT_MS + 500;
+      while (Date.now() < stallUntil);
+      await waitFor("the next heartbeats", () => checks >= 3, 5_000);
+      const changes = log.lines.slice(linesBefore).filter((line) => line.msg === "endpoint health changed");
+      assert.deepEqual(changes, [], "the stall is the prober's own: no health change");
+      assert.equal(health(), HealthState.HEALTH_STATE_HEALTHY);
+    } finally {
+      prober.close();
+      registry.close();
+      endpoint.close();
+    }
   });
 });
