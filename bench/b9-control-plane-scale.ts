@@ -17,15 +17,15 @@ import { pollUntil, sleep } from "./poll";
 
 /**
  * B9, control-plane scale (issue 11, point 3). A benchmark, not a test: it prints figures and never
- * fails on time. `node dist/bench/b9-control-plane-scale.js [--sizes 2x5:100+100,...] [--changes 20]
- * [--processes 4] [--log-file F] [--out DIR]` (rows as JSON in DIR/b9-latest.json, default bench/results/) (or `make bench-b9`).
+ * fails on time. `node dist/bench/b9-control-plane-scale.js [--sizes 2x5:100+100,...] [--changes 40]
+ * [--warmup-changes 6] [--processes 1] [--log-file F] [--out DIR]` (rows as JSON in DIR/b9-latest.json, default bench/results/) (or `make bench-b9`).
  *
  * Per size `NxM:T+O`: protomesh's ControlPlane in this process (so its CPU can be read with
  * process.cpuUsage), N services of M static endpoints each (mesh config), every endpoint a distinct
  * loopback address on one real grpc.health.v1 server (b9-health-process.ts), so the prober makes
  * them HEALTHY the production way. T raw ADS subscribers watch the changed service svc-000, O more
  * are spread over the other services (b9-subscriber-process.ts, in `--processes` child processes).
- * Then `--changes` endpoint changes of svc-000, alternately: deregister one registered endpoint
+ * Then `--warmup-changes` unmeasured changes, and `--changes` endpoint changes of svc-000, alternately: deregister one registered endpoint
  * (timed until every one of the T subscribers has an EDS without it) and register it again (timed
  * until every one has it listed, UNHEALTHY as registered and not yet probed, and until every one
  * has it HEALTHY, which includes the prober's first Watch answer). Per change:
@@ -116,7 +116,14 @@ function responsesBetween(before: Counts, after: Counts, isCounted: (service: st
   );
 }
 
-async function runSize(size: Size, healthPort: number, changes: number, processes: number, logFile: string): Promise<Row> {
+async function runSize(
+  size: Size,
+  healthPort: number,
+  changes: number,
+  warmupChanges: number,
+  processes: number,
+  logFile: string,
+): Promise<Row> {
   const logger = createLogger({ name: "b9-control-plane", level: "info", destination: pino.destination({ dest: logFile, sync: false }) });
   const controlPlane = new ControlPlane({ logger, config: meshConfig(size, healthPort), warmupMs: 0 });
   // Every change reaches clients through XdsServer.update(): time its synchronous work.
@@ -221,6 +228,9 @@ async function runSize(size: Size, healthPort: number, changes: number, processe
   };
 
   await timedChange(true); // the changing endpoint in place, seen HEALTHY everywhere: not measured
+  // Warm-up changes, not measured either: the first removals and additions run code neither the
+  // control plane nor the subscribers have compiled yet (up to 3× slower at 200 subscribers).
+  for (let i = 0; i < warmupChanges; i++) await timedChange(i % 2 === 1);
   await sleep(1_000);
   const idleStart = process.cpuUsage();
   await sleep(IDLE_WINDOW_MS);
@@ -289,15 +299,19 @@ function table(rows: readonly Row[], changes: number): string {
 
 async function main(): Promise<void> {
   const sizes = parseSizes(flag("sizes", "2x5:100+100,10x10:100+100,100x10:100+100,200x10:100+100,200x10:100+0,200x10:200+0"));
-  const changes = Number(flag("changes", "20"));
-  const processes = Number(flag("processes", "4"));
+  const changes = Number(flag("changes", "40"));
+  const warmupChanges = 2 * Math.ceil(Number(flag("warmup-changes", "6")) / 2); // ends with the endpoint in place
+  // One process for all subscribers: they share core 1 with the endpoints' health server whatever
+  // their number, and more processes on one core add only the scheduler's time slices between them
+  // (removal p99 79–153 ms at 200 subscribers in 4 processes, 41–69 ms in one; BENCHMARKS.md, B9).
+  const processes = Number(flag("processes", "1"));
   const logFile = flag("log-file", "/dev/null");
   const { child: health, port: healthPort } = await NodeChild.start({ script: path.join(BENCH_DIR, "b9-health-process.js"), args: [], core: 1 });
   const rows: Row[] = [];
   try {
     for (const size of sizes) {
       process.stderr.write(`b9: ${size.services} × ${size.endpointsPerService}, ${size.targetStreams} + ${size.otherStreams} subscribers\n`);
-      rows.push(await runSize(size, healthPort, changes, processes, logFile));
+      rows.push(await runSize(size, healthPort, changes, warmupChanges, processes, logFile));
     }
   } finally {
     await health.stop();
