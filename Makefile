@@ -19,7 +19,7 @@ BUF := node_modules/.bin/buf
 GEN_DIR := generated
 DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 
-.PHONY: help deps tools go-gen-tools python-env postgresql chaos-tools chromium gen check-gen build typecheck lint test test-unit up breaking clean
+.PHONY: help deps tools go-gen-tools python-env postgresql chaos-tools chromium promtool gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,10 @@ endef
 postgresql: ## install PostgreSQL (Debian's postgresql) for the orders store's tests
 	$(call apt-install,ls /usr/lib/postgresql/*/bin/pg_ctl,postgresql,the PostgreSQL suites)
 
+# promtool (Debian's prometheus package) checks the admin port's exposition in the metrics suite.
+promtool: ## install Debian's prometheus package for promtool, when missing
+	$(call apt-install,test -x /usr/bin/promtool,prometheus,the metrics exposition checks)
+
 # The gateway's browser test drives Debian's chromium headless (playwright-core, no download).
 chromium: ## install Debian's chromium for the gateway's browser test, when missing
 	$(call apt-install,test -x /usr/bin/chromium,chromium,the browser tests)
@@ -171,10 +175,10 @@ lint: deps go-lint ## buf lint, eslint, the layering rules with no import cycles
 	eslint --max-warnings 0 .
 	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
-test-unit: build tools bench-tools postgresql chaos-tools chromium go-build python-env ## run the mocha suite only
+test-unit: build tools bench-tools postgresql chaos-tools chromium promtool go-build python-env ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
 
-test: deps tools bench-tools postgresql chaos-tools chromium check-gen typecheck lint build go-build python-env go-test python-test ## type-check, lint, drift check, the Go and Python suites and the mocha suite
+test: deps tools bench-tools postgresql chaos-tools chromium promtool check-gen typecheck lint build go-build python-env go-test python-test ## type-check, lint, drift check, the Go and Python suites and the mocha suite
 	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build go-build python-env ## run the control plane and the replicas of deploy/mesh.yaml, in TypeScript, Go and Python (Ctrl-C stops them)

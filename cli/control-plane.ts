@@ -12,7 +12,7 @@ import { drainOnSignals } from "../mesh/shutdown";
  */
 export async function runControlPlane(settings: MeshSettings, configPath: string | undefined): Promise<void> {
   const logger = createLogger({ name: "control-plane", level: settings.logLevel });
-  const controlPlane = new ControlPlane({ logger, configPath });
+  const controlPlane = new ControlPlane({ logger, configPath, adminAddress: settings.adminAddress });
   try {
     await controlPlane.listen(listenAddress(settings, CONTROL_PLANE_DEFAULT_PORT));
   } catch (error) {

@@ -20,6 +20,11 @@ export const STACK_HOST = "127.0.0.1";
  * 50051, 50061, 50071; orders on 50052, 50062. Fixed ports, so that printed commands keep working.
  */
 export const REPLICA_PORT_STRIDE = 10;
+/**
+ * A process's admin HTTP port (GET /metrics) is its gRPC port plus this (ADMIN_PORT_OFFSET; 0
+ * turns the admin ports off): the control plane's on 51050, catalog-0's on 51051.
+ */
+export const ADMIN_PORT_OFFSET = 1_000;
 /** The mesh config `protomesh up` reads unless PROTOMESH_MESH_CONFIG names another. */
 export const DEFAULT_MESH_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "mesh.yaml");
 /** The repository (this file runs from dist/cli). */
@@ -113,6 +118,8 @@ export interface Stack extends MeshPlan {
  */
 export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, env: NodeJS.ProcessEnv = process.env, root = ROOT): Stack {
   const controlPlanePort = portFromEnv(env, "CONTROL_PLANE_PORT", CONTROL_PLANE_DEFAULT_PORT);
+  const adminOffset = portFromEnv(env, "ADMIN_PORT_OFFSET", ADMIN_PORT_OFFSET, 0);
+  const adminOf = (port: number) => (adminOffset === 0 || port + adminOffset > 65535 ? undefined : `${STACK_HOST}:${port + adminOffset}`);
   const gatewayHttpPort = portFromEnv(env, "GATEWAY_HTTP_PORT", GATEWAY_HTTP_DEFAULT_PORT);
   const configPath = path.resolve(settings.meshConfigPath ?? DEFAULT_MESH_CONFIG);
   let config: MeshConfig;
@@ -127,7 +134,7 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     name: CONTROL_PLANE_NAME,
     command: process.execPath,
     args: [path.join(__dirname, "protomesh.js"), "control-plane", configPath],
-    env: { [SETTINGS_ENV.port]: String(controlPlanePort), [SETTINGS_ENV.host]: STACK_HOST },
+    env: { [SETTINGS_ENV.port]: String(controlPlanePort), [SETTINGS_ENV.host]: STACK_HOST, [SETTINGS_ENV.adminAddress]: adminOf(controlPlanePort) },
     address: controlPlaneAddress,
   };
   const ports = new Map<number, string>([[controlPlanePort, "CONTROL_PLANE_PORT"]]);
@@ -151,7 +158,9 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
         throw new TypeError(`${clash} and ${origin} are both port ${port}: pick base ports further apart (replica i listens on base + ${REPLICA_PORT_STRIDE} * i)`);
       }
       ports.set(port, origin);
-      return replica(name, index, port, controlPlaneAddress, how);
+      const spec = replica(name, index, port, controlPlaneAddress, how);
+      spec.env = { ...spec.env, [SETTINGS_ENV.adminAddress]: adminOf(port) };
+      return spec;
     });
     if (stage.length > 0) byService.set(name, stage);
   }
@@ -178,6 +187,7 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
         { catalog: replicasOf("catalog"), orders: replicasOf("orders"), inventory: replicasOf("inventory"), pricing: replicasOf("pricing") },
         pidOf,
         gatewayHttp,
+        adminOf,
       ),
   };
 }
@@ -195,6 +205,7 @@ function tryCommands(
   replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[]; inventory: ProcessSpec[]; pricing: ProcessSpec[] },
   pidOf: (name: string) => number | undefined,
   gatewayHttp?: string,
+  adminOf: (port: number) => string | undefined = () => undefined,
 ): string[] {
   const catalog = replicas.catalog[0]?.address;
   const orders = replicas.orders[0]?.address;
@@ -220,6 +231,14 @@ function tryCommands(
       `grpcurl -plaintext -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
       `grpcurl -plaintext ${orders} grpc.health.v1.Health/Check`,
     );
+  }
+  const catalogAdmin = replicas.catalog[0] && adminOf(Number(replicas.catalog[0].address.split(":").at(-1)));
+  if (catalogAdmin !== undefined) {
+    commands.push(`curl -s http://${catalogAdmin}/metrics | grep '^grpc_server_handled_total'`);
+  }
+  const controlPlaneAdmin = adminOf(Number(controlPlane.split(":").at(-1)));
+  if (controlPlaneAdmin !== undefined) {
+    commands.push(`curl -s http://${controlPlaneAdmin}/metrics | grep '^protomesh_controlplane_endpoints'`);
   }
   if (gatewayHttp !== undefined) {
     commands.push(

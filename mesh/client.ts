@@ -1,4 +1,5 @@
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
 import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interceptor, LoadBalancingConfig } from "@grpc/grpc-js";
 import { defaultLogger } from "./logger";
 import type { Logger } from "./logger";
@@ -9,6 +10,7 @@ import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { isServiceName } from "./names";
 import type { CallSink } from "./observer";
+import { metricsOf, metricsSink } from "./metrics";
 import { clientObserver } from "./observer-client";
 import { register } from "./register";
 import { logSink } from "./sink-log";
@@ -38,6 +40,12 @@ export interface MeshClientOptions {
   sinks?: CallSink[];
   /** Interceptors run after protomesh's own (the call observer). */
   interceptors?: Interceptor[];
+  /**
+   * Prometheus metrics (metrics.ts): go-grpc-prometheus' grpc_client_* per method, in prom-client's
+   * global registry (true) or the one given; off unless set. A process's admin port
+   * (`adminAddress` of its server, or startAdminServer) serves them.
+   */
+  metrics?: boolean | Registry;
   channelOptions?: ChannelOptions;
   /**
    * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
@@ -91,9 +99,11 @@ export function createClient<C extends Client>(
   const logger = channelLogger.child({ component: "client" });
   let xdsOptions: ChannelOptions = {};
   const xdsService = xdsServiceOf(channelTarget);
+  const metrics = metricsOf(options.metrics);
+  const metricSinks = metrics ? [metricsSink(metrics)] : [];
   // One protomesh layer per call (observer-client.ts); the caller's interceptors run inside it.
   const interceptors = [
-    clientObserver([logSink(logger), ...(options.sinks ?? [])], { meshService: xdsService }),
+    clientObserver([logSink(logger), ...metricSinks, ...(options.sinks ?? [])], { meshService: xdsService }),
     ...(options.interceptors ?? []),
   ];
   register();

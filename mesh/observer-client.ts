@@ -3,7 +3,7 @@ import type { Interceptor } from "@grpc/grpc-js";
 import { currentInboundCall, deadlineMs } from "./call-context";
 import { unsentCall } from "./deadlines";
 import { methodOf } from "./method-path";
-import { elapsedMs } from "./observer";
+import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
 
@@ -38,10 +38,13 @@ export interface ClientCallDuties {
 export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDuties = {}): Interceptor {
   // Only sinks that want the start get one: no object is made per call for none.
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
+  const receivedSinks = sinks.filter((sink) => sink.messageReceived !== undefined);
+  const sentSinks = sinks.filter((sink) => sink.messageSent !== undefined);
   const noEndpointDetails = duties.meshService === undefined ? undefined : `${duties.meshService}: no healthy endpoint`;
   return (options, nextCall) => {
     const path = options.method_definition.path;
     const method = methodOf(path);
+    const type = callTypeOf(options.method_definition);
     const startedAt = performance.now();
     const inbound = currentInboundCall();
     const sentAt = Date.now();
@@ -50,16 +53,34 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
     const call = unsent ?? nextCall(options);
     const outboundEnded = unsent === undefined && inbound !== undefined ? inbound.outboundStarted(path, deadline - sentAt, sentAt) : undefined;
     let requestId = "";
+    let start: CallStart | undefined;
     return new InterceptingCall(call, {
+      ...(sentSinks.length > 0
+        ? {
+            sendMessage: (message: unknown, next: (message: unknown) => void) => {
+              if (start !== undefined) for (const sink of sentSinks) sink.messageSent!(start);
+              next(message);
+            },
+          }
+        : {}),
       start: (metadata, _listener, next) => {
         const given = metadata.get(REQUEST_ID_KEY);
         requestId = inbound !== undefined && given.length === 0 ? inbound.requestId || requestIdFrom(metadata) : requestIdFrom(metadata);
         if (given.length !== 1 || given[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
-        if (startSinks.length > 0) {
-          const start: CallStart = { side: "client", method, requestId };
+        if (startSinks.length > 0 || receivedSinks.length > 0 || sentSinks.length > 0) {
+          start = { side: "client", method, type, requestId };
           for (const sink of startSinks) sink.callStarted!(start);
         }
         next(metadata, {
+          ...(receivedSinks.length > 0
+            ? {
+                onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
+                  // grpc-js hands a unary call that got no message a null one before its status.
+                  if (start !== undefined && message !== null) for (const sink of receivedSinks) sink.messageReceived!(start);
+                  nextMessage(message);
+                },
+              }
+            : {}),
           onReceiveStatus: (received, nextStatus) => {
             outboundEnded?.();
             const callStatus =
@@ -69,6 +90,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
             const record: CallRecord = {
               side: "client",
               method,
+              type,
               requestId,
               code: callStatus.code,
               details: callStatus.details,

@@ -5,7 +5,7 @@ import type { InflightTracker } from "./interceptor-inflight";
 import { LOAD_REPORT_TRAILER } from "./load-report";
 import type { LoadMeter } from "./load-report";
 import { methodOf } from "./method-path";
-import { elapsedMs } from "./observer";
+import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
 
@@ -31,15 +31,20 @@ export interface ServerCallDuties {
 export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDuties = {}): ServerInterceptor {
   // Only sinks that want the start get one: no object is made per call for none.
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
+  const receivedSinks = sinks.filter((sink) => sink.messageReceived !== undefined);
+  const sentSinks = sinks.filter((sink) => sink.messageSent !== undefined);
   const { inflight, loadReport } = duties;
   return (methodDescriptor, call) => {
     const startedAt = performance.now();
     const method = methodOf(methodDescriptor.path);
+    const type = callTypeOf(methodDescriptor);
+    let start: CallStart | undefined;
     const tracked = inflight?.method(methodDescriptor.path);
     let requestId = "";
     let isEnded = false;
     let isMetadataSent = false;
     let isAdmitted = false;
+    let isShed = false;
     let inbound: InboundCall | undefined;
 
     const end = (code: status, details: string) => {
@@ -52,6 +57,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
       const record: CallRecord = {
         side: "server",
         method,
+        type,
         requestId,
         code,
         details,
@@ -61,6 +67,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
         ...(code === status.DEADLINE_EXCEEDED
           ? { budget: (inbound ?? new InboundCall(Date.now() - Math.round(performance.now() - startedAt), call.getDeadline())).budget() }
           : {}),
+        ...(isShed ? { isShed } : {}),
       };
       for (const sink of sinks) sink.callEnded(record);
     };
@@ -74,6 +81,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             if (sent.length !== 1 || sent[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
             if (tracked?.shedder !== undefined) {
               if (!tracked.shedder.tryAdmit()) {
+                isShed = true;
                 intercepting.sendStatus(tracked.shedder.shedStatus());
                 return;
               }
@@ -81,18 +89,34 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             }
             // The context outbound calls read, in a process that makes them (call-context.ts).
             if (isPropagatingInboundCalls()) inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
-            if (startSinks.length > 0) {
-              const start: CallStart = { side: "server", method, requestId };
+            if (startSinks.length > 0 || receivedSinks.length > 0 || sentSinks.length > 0) {
+              start = { side: "server", method, type, requestId };
               for (const sink of startSinks) sink.callStarted!(start);
             }
             nextMetadata(metadata);
           },
+          ...(receivedSinks.length > 0
+            ? {
+                onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
+                  if (start !== undefined) for (const sink of receivedSinks) sink.messageReceived!(start);
+                  nextMessage(message);
+                },
+              }
+            : {}),
           onCancel: () => {
             if (inbound?.state === "active") inbound.state = "cancelled";
             const isPastDeadline = deadlineMs(call.getDeadline()) <= Date.now();
             end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
           },
         }),
+      ...(sentSinks.length > 0
+        ? {
+            sendMessage: (message: unknown, next: (message: unknown) => void) => {
+              if (start !== undefined) for (const sink of sentSinks) sink.messageSent!(start);
+              next(message);
+            },
+          }
+        : {}),
       sendMetadata: (metadata, next) => {
         isMetadataSent = true;
         if (requestId) metadata.set(REQUEST_ID_KEY, requestId);

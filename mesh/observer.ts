@@ -8,12 +8,23 @@ import type { MethodPath } from "./method-path";
  * sink of its own.
  */
 
+/** A method's kind, as go-grpc-prometheus names it in its grpc_type label. */
+export type CallType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
+
+/** The kind of a method from its descriptor's two stream flags. */
+export function callTypeOf(descriptor: { readonly requestStream: boolean; readonly responseStream: boolean }): CallType {
+  if (descriptor.requestStream) return descriptor.responseStream ? "bidi_stream" : "client_stream";
+  return descriptor.responseStream ? "server_stream" : "unary";
+}
+
 /** A call as it starts. */
 export interface CallStart {
   /** "server": a call this process serves; "client": one it makes. */
   readonly side: "server" | "client";
   /** The method, parsed once per method. */
   readonly method: MethodPath;
+  /** Unary or which way it streams. */
+  readonly type: CallType;
   /** The request id the call carries (x-request-id: the caller's, or one made for it). */
   readonly requestId: string;
 }
@@ -29,6 +40,8 @@ export interface CallRecord extends CallStart {
   readonly peer: string;
   /** server, for a call that ended DEADLINE_EXCEEDED: where its budget went (call-context.ts). */
   readonly budget?: DeadlineBudget;
+  /** server: true when the load shedder refused the call before its handler (RESOURCE_EXHAUSTED). */
+  readonly isShed?: boolean;
 }
 
 /** A consumer of observed calls. Sinks must be cheap and never throw: they run on every call. */
@@ -37,6 +50,13 @@ export interface CallSink {
   callStarted?(call: CallStart): void;
   /** Called exactly once per call as it ends: status sent or received, or the call cancelled. */
   callEnded(call: CallRecord): void;
+  /**
+   * Called for each message the call receives (server: a request; client: a response), as it
+   * arrives. The observers intercept messages only when a sink has this or `messageSent`.
+   */
+  messageReceived?(call: CallStart): void;
+  /** Called for each message the call sends, as it goes out. */
+  messageSent?(call: CallStart): void;
 }
 
 /** Milliseconds between two performance.now() readings, rounded to the microsecond. */

@@ -1,4 +1,5 @@
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
 import type {
   ChannelOptions,
   ServerCredentials as Credentials,
@@ -17,6 +18,10 @@ import { limitsToChannelOptions } from "./server-limits";
 import type { ServerLimits } from "./server-limits";
 import { methodOf } from "./method-path";
 import type { CallSink } from "./observer";
+import { startAdminServer } from "./admin";
+import type { AdminServer } from "./admin";
+import { metricsOf, metricsSink, scrapedGauge } from "./metrics";
+import type { MeshMetrics } from "./metrics";
 import { serverObserver } from "./observer-server";
 import { logSink } from "./sink-log";
 import { leaseForServer } from "./registry-lease";
@@ -104,6 +109,14 @@ export interface MeshServerOptions {
    * never shed.
    */
   loadShedding?: false | LoadSheddingOptions;
+  /**
+   * Prometheus metrics (metrics.ts): go-grpc-prometheus' grpc_server_* per method, shed calls,
+   * calls in flight, and Node's own, in prom-client's global registry or the one given. On when
+   * `adminAddress` is set, unless false; off otherwise unless true or a registry.
+   */
+  metrics?: boolean | Registry;
+  /** "host:port" of the admin HTTP port (admin.ts: GET /metrics), opened by `listen`; none unless set. */
+  adminAddress?: string;
 }
 
 /**
@@ -130,6 +143,10 @@ export class MeshServer {
   private stopLoadReports: (() => void) | undefined;
   /** This server's load shedder; undefined when shedding is off. */
   readonly shedder: LoadShedder | undefined;
+  /** The metrics this server counts into; undefined when they are off. */
+  readonly metrics: MeshMetrics | undefined;
+  private admin: AdminServer | undefined;
+  private readonly stopGauges: (() => void)[] = [];
 
   constructor(options: MeshServerOptions) {
     this.options = options;
@@ -140,13 +157,15 @@ export class MeshServer {
     this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
     this.shedder = options.loadShedding === false ? undefined : new LoadShedder(options.loadShedding);
     this.inflight = new InflightTracker(this.shedder);
+    this.metrics = metricsOf(options.metrics, options.adminAddress);
+    const metricSinks = this.metrics ? [metricsSink(this.metrics)] : [];
     this.server = new Server({
       ...limitsToChannelOptions(options.limits),
       ...options.channelOptions,
       // One protomesh layer per call (observer-server.ts): it sees every call, a shed one too, and
       // counts, sheds and reports load itself.
       interceptors: [
-        serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...(options.sinks ?? [])], {
+        serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...metricSinks, ...(options.sinks ?? [])], {
           inflight: this.inflight,
           loadReport: this.load,
         }),
@@ -197,6 +216,10 @@ export class MeshServer {
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
     });
+    if (this.metrics) this.addGauges(this.metrics);
+    if (this.options.adminAddress !== undefined) {
+      this.admin = await startAdminServer({ address: this.options.adminAddress, registry: this.metrics?.registry, logger: this.logger });
+    }
     this.health.setServing(true);
     this.load?.start();
     this.shedder?.start();
@@ -224,6 +247,11 @@ export class MeshServer {
   get port(): number {
     if (this.boundPort === undefined) throw new Error(`${this.name}: not listening`);
     return this.boundPort;
+  }
+
+  /** The bound admin HTTP port (GET /metrics); undefined without `adminAddress` or before `listen`. */
+  get adminPort(): number | undefined {
+    return this.admin?.port;
   }
 
   /** Fully-qualified names of the application services added to this server. */
@@ -280,9 +308,36 @@ export class MeshServer {
         this.logger.warn("a client has not closed its connection after the GOAWAY; not waiting for it");
       }
     }
+    for (const stop of this.stopGauges.splice(0)) stop();
+    await this.admin?.close();
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
   }
+
+  /** This server's calls in flight and concurrency limit, read at each scrape, labelled by its name. */
+  private addGauges(metrics: MeshMetrics): void {
+    const server = this.name;
+    this.stopGauges.push(
+      scrapedGauge(metrics.registry, "protomesh_server_inflight_calls", "Calls in flight on the server, health Watch streams apart.", ["server"], (gauge) =>
+        gauge.inc({ server }, this.inflight.inflight),
+      ),
+    );
+    const shedder = this.shedder;
+    if (shedder) {
+      this.stopGauges.push(
+        scrapedGauge(
+          metrics.registry,
+          "protomesh_server_concurrency_limit",
+          "The load shedder's limit of calls in flight (the lower of the fixed and the adaptive limit).",
+          ["server"],
+          (gauge) => {
+            if (Number.isFinite(shedder.limit)) gauge.inc({ server }, shedder.limit);
+          },
+        ),
+      );
+    }
+  }
 }
+
 
 /** True when `promise` settles within `ms`. */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

@@ -13,6 +13,7 @@ export const SETTINGS_ENV = Object.freeze({
   advertiseHost: "PROTOMESH_ADVERTISE_HOST",
   meshConfig: "PROTOMESH_MESH_CONFIG",
   logLevel: "PROTOMESH_LOG_LEVEL",
+  adminAddress: "PROTOMESH_ADMIN_ADDRESS",
   host: "HOST",
   port: "PORT",
 });
@@ -34,6 +35,8 @@ export interface MeshSettings {
   meshConfigPath: string | undefined;
   /** pino level (PROTOMESH_LOG_LEVEL, default info). */
   logLevel: string;
+  /** The admin HTTP port, "host:port" (PROTOMESH_ADMIN_ADDRESS): GET /metrics; unset, none (and no metrics). */
+  adminAddress: string | undefined;
   /** Host to listen on (HOST, default 127.0.0.1). */
   host: string;
   /** Port to listen on (PORT); unset, the program's own default. */
@@ -69,6 +72,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw invalidArgument(SETTINGS_ENV.logLevel, `must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
   }
+  const adminAddress = value(SETTINGS_ENV.adminAddress);
+  if (adminAddress !== undefined && !isPort(HOST_PORT.exec(adminAddress)?.[3], 0)) {
+    throw invalidArgument(SETTINGS_ENV.adminAddress, `must be host:port, e.g. 127.0.0.1:9464, got ${JSON.stringify(adminAddress)}`);
+  }
   const portText = value(SETTINGS_ENV.port);
   if (portText !== undefined && !isPort(portText, 0)) {
     throw invalidArgument(SETTINGS_ENV.port, `must be an integer from 0 to 65535, got ${JSON.stringify(portText)}`);
@@ -79,6 +86,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
     advertiseHost,
     meshConfigPath: value(SETTINGS_ENV.meshConfig),
     logLevel,
+    adminAddress,
     host: value(SETTINGS_ENV.host) ?? DEFAULT_HOST,
     port: portText === undefined ? undefined : Number(portText),
   };

@@ -30,7 +30,14 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
   const gateway = createGateway({ methods, backends, logger, guard, corsOrigins: config.corsOrigins });
   const boundHttpPort = await gateway.listen(httpPort, settings.host);
   logger.info({ httpPort: boundHttpPort, routes: methods.filter((method) => method.rules.length > 0).length }, "gateway listening");
-  const server = createServer({ name: "gateway", logger, controlPlane: settings.controlPlane, zone: settings.zone, advertiseHost: settings.advertiseHost });
+  const server = createServer({
+    name: "gateway",
+    logger,
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    advertiseHost: settings.advertiseHost,
+    adminAddress: settings.adminAddress,
+  });
   await server.listen(listenAddress(settings, GATEWAY_DEFAULT_PORT));
   drainOnSignals(async () => {
     await server.drain();

@@ -1,4 +1,5 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Registry as PromRegistry } from "prom-client";
 import { FaultServiceService } from "../../generated/ts/protomesh/fault/v1/fault";
 import { RegistryServiceService } from "../../generated/ts/protomesh/registry/v1/registry";
 import { systemClock } from "../clock";
@@ -25,6 +26,7 @@ import {
   routeConfigurationResource,
 } from "./resources";
 import type { XdsResource } from "./resources";
+import { addControlPlaneMetrics } from "./metrics";
 import { Warmup } from "./warmup";
 import { XdsServer } from "./xds-server";
 import type { ResourceSource } from "./xds-server";
@@ -69,6 +71,13 @@ export interface ControlPlaneOptions {
   clock?: Clock;
   /** Randomness of the probes' retry jitter, in [0, 1) (default Math.random). */
   random?: () => number;
+  /**
+   * Prometheus metrics: its server's (MeshServerOptions.metrics) and its own (controlplane/metrics.ts:
+   * endpoints per state, xDS streams, responses and NACKs). On when `adminAddress` is set, unless false.
+   */
+  metrics?: boolean | PromRegistry;
+  /** "host:port" of its admin HTTP port (GET /metrics); none unless set. */
+  adminAddress?: string;
 }
 
 /**
@@ -91,6 +100,7 @@ export class ControlPlane {
   private readonly clock: Clock;
   private config: MeshConfig;
   private warmup: Warmup | undefined;
+  private stopMetrics: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
 
   constructor(options: ControlPlaneOptions = {}) {
@@ -134,7 +144,10 @@ export class ControlPlane {
       loadShedding: false,
       descriptorSetPath: options.descriptorSetPath,
       extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
+      metrics: options.metrics,
+      adminAddress: options.adminAddress,
     });
+    if (this.server.metrics) this.stopMetrics = addControlPlaneMetrics(this.server.metrics, this.registry, this.xds);
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
     this.server.addService(FaultServiceService, faultService(this.faults));
     this.server.addService(this.xds.definition, this.xds.implementation as unknown as UntypedServiceImplementation);
@@ -214,6 +227,7 @@ export class ControlPlane {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.warmup?.close();
+      this.stopMetrics?.();
       await this.server.drain(STOP_GRACE_MS);
       this.prober.close();
       this.registry.close();

@@ -94,6 +94,7 @@ export class XdsServer {
   private readonly streams = new Set<StreamState>();
   private readonly subscriptions = new SubscriptionIndex<StreamState>();
   private readonly ackListeners = new Set<(ack: XdsAck) => void>();
+  private readonly sendListeners = new Set<(typeUrl: string) => void>();
   private readonly logger: Logger;
   private generation = 1;
   /** Resources built and encoded since the last change (undefined: none served), by type then name; `update` empties it. */
@@ -171,6 +172,12 @@ export class XdsServer {
   onAck(listener: (ack: XdsAck) => void): () => void {
     this.ackListeners.add(listener);
     return () => this.ackListeners.delete(listener);
+  }
+
+  /** Calls `listener` with the type of every response sent; returns a function that removes it. */
+  onSend(listener: (typeUrl: string) => void): () => void {
+    this.sendListeners.add(listener);
+    return () => this.sendListeners.delete(listener);
   }
 
   /** Number of open ADS streams. */
@@ -268,6 +275,7 @@ export class XdsServer {
     state.sentVersion = String(this.generation);
     state.nonce = String(stream.nextNonce++);
     stream.call.write(encodeDiscoveryResponse(state.sentVersion, content, typeUrl, state.nonce));
+    for (const listener of this.sendListeners) listener(typeUrl);
   }
 
   /** The names a wildcard subscription of `typeUrl` is served now, asked of the source once per change. */

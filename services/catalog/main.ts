@@ -13,6 +13,7 @@ async function main(): Promise<void> {
     controlPlane: settings.controlPlane,
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
+    adminAddress: settings.adminAddress,
   });
   server.addService(CatalogServiceService, catalogService());
   await server.listen(listenAddress(settings, CATALOG_DEFAULT_PORT));

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   // By name through the mesh; CATALOG_TARGET, when set, names another target outright. The calls'
   // deadlines are the inbound PlaceOrder's remaining budget, no longer than the catalog's timeout in
   // the mesh config (deploy/mesh.yaml, sent over xDS).
-  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone };
+  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone, metrics: settings.adminAddress !== undefined };
   const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", { ...clientOptions, fallbackTarget: CATALOG_FALLBACK_TARGET });
   // Stock and prices, where the mesh has them: INVENTORY_TARGET and PRICING_TARGET name a mesh
   // service ("inventory", dialled by name through the control plane) or any grpc target. Unset,
@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     controlPlane: settings.controlPlane,
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
+    adminAddress: settings.adminAddress,
   });
   server.addService(OrderServiceService, ordersService({ catalog, inventory, pricing, logger }, store));
   await server.listen(listenAddress(settings, ORDERS_DEFAULT_PORT));

@@ -9,12 +9,13 @@ import type { PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/order
 import { createClient } from "../../mesh/client";
 import { waitForServing } from "../../cli/health-wait";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
-import { REPLICA_PORT_STRIDE } from "../../cli/stack";
+import { ADMIN_PORT_OFFSET, REPLICA_PORT_STRIDE } from "../../cli/stack";
 import { chaosMeshConfig } from "../support/chaos";
 import { CliRun, isProcessGone } from "../support/cli-run";
 import { requireLanguages } from "../support/interop";
 import { captureLog } from "../support/log-capture";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
+import { sample, scrape } from "../support/metrics";
 import { waitFor } from "../support/wait";
 
 /** Bounds on the launcher starting the stack, on a change reaching its table, and on it stopping; all far above what they take. */
@@ -82,9 +83,11 @@ function tablesIn(stdout: string): Row[][] {
  */
 async function meshPorts(): Promise<MeshPorts> {
   const taken = new Set<number>();
-  const controlPlane = await freePortRun(1, REPLICA_PORT_STRIDE, taken);
-  const catalog = await freePortRun(CATALOG_REPLICAS, REPLICA_PORT_STRIDE, taken);
-  const orders = await freePortRun(ORDERS_REPLICAS, REPLICA_PORT_STRIDE, taken);
+  // Each process's admin port (its port + ADMIN_PORT_OFFSET) must be free too.
+  const withAdmin = [0, ADMIN_PORT_OFFSET];
+  const controlPlane = await freePortRun(1, REPLICA_PORT_STRIDE, taken, withAdmin);
+  const catalog = await freePortRun(CATALOG_REPLICAS, REPLICA_PORT_STRIDE, taken, withAdmin);
+  const orders = await freePortRun(ORDERS_REPLICAS, REPLICA_PORT_STRIDE, taken, withAdmin);
   const env = { CONTROL_PLANE_PORT: String(controlPlane), CATALOG_PORT: String(catalog), ORDERS_PORT: String(orders) };
   return { controlPlane, catalog, orders, env };
 }
@@ -203,6 +206,22 @@ describe("protomesh up (cli/launcher)", function () {
       assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} list$`, "m"));
       assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} protomesh\\.registry\\.v1\\.RegistryService/ListServices$`, "m"));
       assert.match(run.stdout, new RegExp(`^  kill ${catalog1.pid} +# stops catalog-1 \\(${escapeRegExp(catalog1.endpoint)}\\)`, "m"));
+    });
+
+    it("serves every TypeScript process's metrics on its admin port (its gRPC port + 1000), as the printed curl says", async function () {
+      const { run, ports } = mesh;
+      assert.match(run.stdout, new RegExp(`^  curl -s http://127\\.0\\.0\\.1:${ports.catalog + ADMIN_PORT_OFFSET}/metrics \\| grep '\\^grpc_server_handled_total'$`, "m"));
+      const orders0 = endpoints(ports.orders, ORDERS_REPLICAS)[0];
+      await placeOrder(orders0, "launcher-metrics");
+      const orders = (await scrape(ports.orders + ADMIN_PORT_OFFSET)).body;
+      assert.ok(sample(orders, "grpc_server_handled_total", { grpc_method: "PlaceOrder", grpc_code: "OK" })! >= 1, "orders counts the PlaceOrder");
+      assert.ok(
+        sample(orders, "grpc_client_handled_total", { grpc_service: "shop.catalog.v1.CatalogService", grpc_method: "GetProduct", grpc_code: "OK" })! >= 1,
+        "and its call to the catalog",
+      );
+      const controlPlane = (await scrape(ports.controlPlane + ADMIN_PORT_OFFSET)).body;
+      assert.equal(sample(controlPlane, "protomesh_controlplane_endpoints", { service: "catalog", state: "HEALTHY" }), CATALOG_REPLICAS);
+      assert.equal(sample(controlPlane, "protomesh_controlplane_endpoints", { service: "orders", state: "HEALTHY" }), ORDERS_REPLICAS);
     });
 
     it("places an order through an orders replica, which finds the catalog by name through the control plane", async function () {
@@ -341,9 +360,9 @@ describe("protomesh up (cli/launcher)", function () {
       const ports = await meshPorts();
       const taken = new Set([ports.controlPlane, ...endpointsPorts(ports.catalog, CATALOG_REPLICAS), ...endpointsPorts(ports.orders, ORDERS_REPLICAS)]);
       extraPorts = {
-        inventory: await freePortRun(2, REPLICA_PORT_STRIDE, taken),
-        pricing: await freePortRun(2, REPLICA_PORT_STRIDE, taken),
-        gateway: await freePortRun(1, REPLICA_PORT_STRIDE, taken),
+        inventory: await freePortRun(2, REPLICA_PORT_STRIDE, taken, [0, ADMIN_PORT_OFFSET]),
+        pricing: await freePortRun(2, REPLICA_PORT_STRIDE, taken, [0, ADMIN_PORT_OFFSET]),
+        gateway: await freePortRun(1, REPLICA_PORT_STRIDE, taken, [0, ADMIN_PORT_OFFSET]),
         gatewayHttp: await freePortRun(1, REPLICA_PORT_STRIDE, taken),
       };
       const run = runs.cli(["up"], {

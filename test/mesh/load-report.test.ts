@@ -33,7 +33,7 @@ describe("ORCA load reports (mesh/load-report.ts)", function () {
     const clock = new ManualClock(0);
     const meter = new LoadMeter(clock, () => 0.25);
     for (const code of [status.OK, status.OK, status.UNAVAILABLE, status.NOT_FOUND]) {
-      meter.callEnded({ side: "server", method: { service: "s", method: "m", path: "/s/m" }, requestId: "", code, details: "", durationMs: 1, peer: "" });
+      meter.callEnded({ side: "server", method: { service: "s", method: "m", path: "/s/m" }, type: "unary", requestId: "", code, details: "", durationMs: 1, peer: "" });
     }
     clock.advance(2_000);
     meter.sample();

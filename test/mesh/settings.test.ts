@@ -20,6 +20,7 @@ describe("settings (the environment, read once at a program's edge)", () => {
       PROTOMESH_ADVERTISE_HOST: "10.0.0.7",
       PROTOMESH_MESH_CONFIG: "deploy/mesh.yaml",
       PROTOMESH_LOG_LEVEL: "debug",
+      PROTOMESH_ADMIN_ADDRESS: "127.0.0.1:51051",
       PORT: "",
     });
     assert.deepEqual(settings, {
@@ -28,6 +29,7 @@ describe("settings (the environment, read once at a program's edge)", () => {
       advertiseHost: "10.0.0.7",
       meshConfigPath: "deploy/mesh.yaml",
       logLevel: "debug",
+      adminAddress: "127.0.0.1:51051",
       host: "127.0.0.1",
       port: undefined,
     });
@@ -43,6 +45,7 @@ describe("settings (the environment, read once at a program's edge)", () => {
     [{ PROTOMESH_CONTROL_PLANE: "127.0.0.1:0" }, /^PROTOMESH_CONTROL_PLANE: must be host:port/],
     [{ PROTOMESH_ZONE: "Zone A" }, /^PROTOMESH_ZONE: must be a DNS label/],
     [{ PROTOMESH_ADVERTISE_HOST: "my-host" }, /^PROTOMESH_ADVERTISE_HOST: must be an IPv4 or IPv6 address/],
+    [{ PROTOMESH_ADMIN_ADDRESS: "9464" }, /^PROTOMESH_ADMIN_ADDRESS: must be host:port, e\.g\. 127\.0\.0\.1:9464, got "9464"$/],
     [{ PROTOMESH_LOG_LEVEL: "verbose" }, /^PROTOMESH_LOG_LEVEL: must be one of silent, fatal, error, warn, info, debug, trace/],
   ];
   for (const [env, message] of refusals) {

@@ -26,10 +26,10 @@ export function closeServer(server: net.Server): Promise<void> {
  * A port `base` such that base, base + stride, ... (`count` ports) were all free a moment ago and
  * none is in `taken`; adds them to `taken`. For processes that listen on ports a stride apart.
  */
-export async function freePortRun(count: number, stride: number, taken: Set<number>): Promise<number> {
+export async function freePortRun(count: number, stride: number, taken: Set<number>, offsets: readonly number[] = [0]): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
     const [base] = await freePorts(1);
-    const ports = Array.from({ length: count }, (_, index) => base + stride * index);
+    const ports = offsets.flatMap((offset) => Array.from({ length: count }, (_, index) => base + offset + stride * index));
     if (ports.some((port) => port > 65535 || taken.has(port))) continue;
     const bound = await Promise.allSettled(ports.map(listenOn));
     await Promise.all(bound.map((result) => (result.status === "fulfilled" ? closeServer(result.value) : undefined)));
