@@ -189,7 +189,7 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: the mesh config names ${JSON.stringify(name)}, which up has no program for: not started\n`);
   }
   try {
-    return await launch(stack, { readyText: (pidOf) => tryIt(stack.tryCommands(pidOf)) });
+    return await launch(stack, { readyText: (pidOf) => tryIt(stack.tryCommands(pidOf), stack.dashboardUrl) });
   } catch (error) {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return 1;
@@ -281,12 +281,13 @@ function settingsOf(command: string): MeshSettings | undefined {
   }
 }
 
-function tryIt(commands: string[]): string {
+function tryIt(commands: string[], dashboardUrl: string | undefined): string {
   return [
     "Try it from the repository root (`make up` installs grpcurl into .tools/bin when Go is there):",
     '  export PATH="$PWD/.tools/bin:$PATH"',
     ...commands.map((command) => `  ${command}`),
     "",
+    ...(dashboardUrl === undefined ? [] : [`The live mesh dashboard: ${dashboardUrl} (open it in a browser)`, ""]),
     "The table is printed again whenever the registry changes. Ctrl-C stops everything.",
     "",
   ].join("\n");

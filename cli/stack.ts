@@ -100,6 +100,8 @@ export interface Stack extends MeshPlan {
   notStarted: string[];
   /** The gateway's HTTP address when it runs ("127.0.0.1:8080"). */
   gatewayHttp: string | undefined;
+  /** The control plane's live dashboard ("http://127.0.0.1:51050/"), on its admin port; none without admin ports. */
+  dashboardUrl: string | undefined;
   /** Reference services whose language is missing here, and why: not started, the rest runs without them. */
   unavailable: Array<{ name: string; reason: string }>;
   /** Commands that work as printed against this stack, given the pids of its processes by name. */
@@ -181,6 +183,7 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     notStarted: [...config.services.keys()].filter((name) => !launchable.has(name)),
     unavailable,
     gatewayHttp,
+    dashboardUrl: adminOf(controlPlanePort) === undefined ? undefined : `http://${adminOf(controlPlanePort)}/`,
     tryCommands: (pidOf) =>
       tryCommands(
         controlPlaneAddress,

@@ -12,7 +12,12 @@ export interface AdminServerOptions {
   /** The registry scraped at /metrics (default: prom-client's global one, where the kit's metrics go). */
   registry?: Registry;
   logger?: Logger;
+  /** More GET pages by path (the control plane's dashboard), beside /metrics. */
+  routes?: AdminRoutes;
 }
+
+/** Handlers of GET requests by path. */
+export type AdminRoutes = Readonly<Record<string, (request: http.IncomingMessage, response: http.ServerResponse) => void>>;
 
 /** A process's admin HTTP port. */
 export interface AdminServer {
@@ -24,21 +29,28 @@ export interface AdminServer {
 
 /**
  * The admin HTTP port of a protomesh process: `GET /metrics`, the Prometheus text exposition of
- * its registry (what Prometheus scrapes); anything else is 404, and a method other than GET or
+ * its registry (what Prometheus scrapes), and the `routes` given; anything else is 404, and a method other than GET or
  * HEAD 405. Plain HTTP on its own port, apart from the gRPC port, as Prometheus and Kubernetes
  * expect; bind it to loopback unless the scraper runs elsewhere.
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const registry = options.registry ?? defaultRegistry;
   meshMetrics(registry); // the mesh's metrics and Node's exist from the first scrape on
+  const routes = options.routes ?? {};
+  const served = ["/metrics", ...Object.keys(routes)].join(", ");
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://admin");
-    if (url.pathname !== "/metrics") {
-      response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found: the admin port serves /metrics\n");
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    if (url.pathname !== "/metrics" && route === undefined) {
+      response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end(`not found: the admin port serves ${served}\n`);
       return;
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       response.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }).end("method not allowed\n");
+      return;
+    }
+    if (route !== undefined) {
+      route(request, response);
       return;
     }
     registry.metrics().then(

@@ -67,7 +67,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
         ...(code === status.DEADLINE_EXCEEDED
           ? { budget: (inbound ?? new InboundCall(Date.now() - Math.round(performance.now() - startedAt), call.getDeadline())).budget() }
           : {}),
-        ...(isShed ? { isShed } : {}),
+        isShed,
       };
       for (const sink of sinks) sink.callEnded(record);
     };

@@ -200,7 +200,12 @@ export interface LeaseEndpoint {
   /** The address to register instead of the bound host (PROTOMESH_ADVERTISE_HOST). */
   advertiseHost?: string;
   healthServiceName: string;
+  /** The server's admin HTTP port (GET /metrics), registered as metadata `admin_port` for the control plane's dashboard. */
+  adminPort?: number;
 }
+
+/** Endpoint metadata key of a server's admin HTTP port, on the registered address. */
+export const ADMIN_PORT_METADATA = "admin_port";
 
 /**
  * The lease of a server that has bound `listenAddress` on `port`, registered with `controlPlane`.
@@ -221,7 +226,7 @@ export function leaseForServer(
     port: server.port,
     zone: server.zone ?? "",
     weight: 1,
-    metadata: { pid: String(process.pid) },
+    metadata: { pid: String(process.pid), ...(server.adminPort !== undefined ? { [ADMIN_PORT_METADATA]: String(server.adminPort) } : {}) },
     healthServiceName: server.healthServiceName,
   };
   return new RegistryLease(controlPlane, endpoint, logger, options);

@@ -19,7 +19,7 @@ import type { ServerLimits } from "./server-limits";
 import { methodOf } from "./method-path";
 import type { CallSink } from "./observer";
 import { startAdminServer } from "./admin";
-import type { AdminServer } from "./admin";
+import type { AdminRoutes, AdminServer } from "./admin";
 import { metricsOf, metricsSink, scrapedGauge } from "./metrics";
 import type { MeshMetrics } from "./metrics";
 import { serverObserver } from "./observer-server";
@@ -117,6 +117,8 @@ export interface MeshServerOptions {
   metrics?: boolean | Registry;
   /** "host:port" of the admin HTTP port (admin.ts: GET /metrics), opened by `listen`; none unless set. */
   adminAddress?: string;
+  /** More pages of the admin port by path (the control plane's dashboard). */
+  adminRoutes?: AdminRoutes;
 }
 
 /**
@@ -218,7 +220,12 @@ export class MeshServer {
     });
     if (this.metrics) this.addGauges(this.metrics);
     if (this.options.adminAddress !== undefined) {
-      this.admin = await startAdminServer({ address: this.options.adminAddress, registry: this.metrics?.registry, logger: this.logger });
+      this.admin = await startAdminServer({
+        address: this.options.adminAddress,
+        registry: this.metrics?.registry,
+        logger: this.logger,
+        routes: this.options.adminRoutes,
+      });
     }
     this.health.setServing(true);
     this.load?.start();
@@ -234,6 +241,7 @@ export class MeshServer {
           zone: this.options.zone,
           advertiseHost: this.options.advertiseHost,
           healthServiceName: this.services[0] ?? "",
+          adminPort: this.admin?.port,
         },
         this.rootLogger,
         { ...this.options.lease, leaseTtlMs: this.options.leaseTtlMs },

@@ -26,6 +26,7 @@ import {
   routeConfigurationResource,
 } from "./resources";
 import type { XdsResource } from "./resources";
+import { Dashboard } from "./dashboard";
 import { addControlPlaneMetrics } from "./metrics";
 import { Warmup } from "./warmup";
 import { XdsServer } from "./xds-server";
@@ -76,7 +77,10 @@ export interface ControlPlaneOptions {
    * endpoints per state, xDS streams, responses and NACKs). On when `adminAddress` is set, unless false.
    */
   metrics?: boolean | PromRegistry;
-  /** "host:port" of its admin HTTP port (GET /metrics); none unless set. */
+  /**
+   * "host:port" of its admin HTTP port: GET /metrics, and the live mesh dashboard (dashboard.ts: `/`,
+   * `/events`, `/api/mesh`); none unless set.
+   */
   adminAddress?: string;
 }
 
@@ -101,6 +105,8 @@ export class ControlPlane {
   private config: MeshConfig;
   private warmup: Warmup | undefined;
   private stopMetrics: (() => void) | undefined;
+  /** The live dashboard on the admin port; undefined without one. */
+  private readonly dashboard: Dashboard | undefined;
   private stopped: Promise<void> | undefined;
 
   constructor(options: ControlPlaneOptions = {}) {
@@ -133,6 +139,14 @@ export class ControlPlane {
     this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random });
     this.registryHandlers = registryService(this.registry);
     const xdsProtos = loadXdsProtos();
+    if (options.adminAddress !== undefined) {
+      this.dashboard = new Dashboard({
+        registry: this.registry,
+        faults: this.faults,
+        lbPolicyOf: (service) => policyFor(this.config, service).lbPolicy,
+        logger: this.logger,
+      });
+    }
     this.server = createServer({
       name: CONTROL_PLANE_NAME,
       logger: rootLogger,
@@ -146,6 +160,7 @@ export class ControlPlane {
       extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
       metrics: options.metrics,
       adminAddress: options.adminAddress,
+      adminRoutes: this.dashboard?.routes,
     });
     if (this.server.metrics) this.stopMetrics = addControlPlaneMetrics(this.server.metrics, this.registry, this.xds);
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
@@ -228,6 +243,7 @@ export class ControlPlane {
     this.stopped ??= (async () => {
       this.warmup?.close();
       this.stopMetrics?.();
+      this.dashboard?.close();
       await this.server.drain(STOP_GRACE_MS);
       this.prober.close();
       this.registry.close();

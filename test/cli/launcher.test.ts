@@ -208,7 +208,7 @@ describe("protomesh up (cli/launcher)", function () {
       assert.match(run.stdout, new RegExp(`^  kill ${catalog1.pid} +# stops catalog-1 \\(${escapeRegExp(catalog1.endpoint)}\\)`, "m"));
     });
 
-    it("serves every TypeScript process's metrics on its admin port (its gRPC port + 1000), as the printed curl says", async function () {
+    it("serves every TypeScript process's metrics on its admin port (its gRPC port + 1000), as the printed curl says, and the dashboard at the printed URL", async function () {
       const { run, ports } = mesh;
       assert.match(run.stdout, new RegExp(`^  curl -s http://127\\.0\\.0\\.1:${ports.catalog + ADMIN_PORT_OFFSET}/metrics \\| grep '\\^grpc_server_handled_total'$`, "m"));
       const orders0 = endpoints(ports.orders, ORDERS_REPLICAS)[0];
@@ -219,6 +219,10 @@ describe("protomesh up (cli/launcher)", function () {
         sample(orders, "grpc_client_handled_total", { grpc_service: "shop.catalog.v1.CatalogService", grpc_method: "GetProduct", grpc_code: "OK" })! >= 1,
         "and its call to the catalog",
       );
+      assert.match(run.stdout, new RegExp(`^The live mesh dashboard: http://127\\.0\\.0\\.1:${ports.controlPlane + ADMIN_PORT_OFFSET}/ \\(open it in a browser\\)$`, "m"));
+      const page = await scrape(ports.controlPlane + ADMIN_PORT_OFFSET, "/");
+      assert.equal(page.code, 200);
+      assert.match(page.type, /^text\/html/);
       const controlPlane = (await scrape(ports.controlPlane + ADMIN_PORT_OFFSET)).body;
       assert.equal(sample(controlPlane, "protomesh_controlplane_endpoints", { service: "catalog", state: "HEALTHY" }), CATALOG_REPLICAS);
       assert.equal(sample(controlPlane, "protomesh_controlplane_endpoints", { service: "orders", state: "HEALTHY" }), ORDERS_REPLICAS);
