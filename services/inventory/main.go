@@ -45,7 +45,7 @@ func run() error {
 		return err
 	}
 	defer store.Close()
-	server := protomesh.NewServer(meshName, protomesh.WithSettings(settings), protomesh.WithLogger(logger))
+	server := protomesh.NewServer(meshName, protomesh.WithSettings(settings), protomesh.WithAdminAddress(settings.AdminAddress), protomesh.WithLogger(logger))
 	draining := make(chan struct{})
 	server.OnDraining(func() { close(draining) })
 	inventoryv1.RegisterInventoryServiceServer(server, &inventoryService{store: store, logger: server.Logger().With("component", "inventory"), draining: draining})

@@ -20,6 +20,7 @@ type dialOptions struct {
 	zone           string
 	fallbackTarget string
 	deadlines      deadlinePolicy
+	isMetered      bool
 	grpcOptions    []grpc.DialOption
 }
 
@@ -59,6 +60,12 @@ func DialDeadlineMargin(margin time.Duration) DialOption {
 	return func(o *dialOptions) { o.deadlines.margin = margin }
 }
 
+// DialMetrics counts the connection's calls in the process's Prometheus metrics (go-grpc-prometheus'
+// grpc_client_*, metrics.go), which the admin port of a server in the process serves
+// ([WithAdminAddress]). A program turns it on when it has an admin address, as the TypeScript
+// services do.
+func DialMetrics() DialOption { return func(o *dialOptions) { o.isMetered = true } }
+
 // DialGRPCOptions adds grpc-go dial options; protomesh's interceptors run first (outermost).
 func DialGRPCOptions(options ...grpc.DialOption) DialOption {
 	return func(o *dialOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
@@ -93,6 +100,14 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithChainUnaryInterceptor(observer.unary),
 		grpc.WithChainStreamInterceptor(observer.stream),
+	}
+	if o.isMetered {
+		// After the observer, which changes no status: the codes counted are those the caller gets.
+		metrics := meshMetrics().client
+		grpcOptions = append(grpcOptions,
+			grpc.WithChainUnaryInterceptor(metrics.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(metrics.StreamClientInterceptor()),
+		)
 	}
 	if o.controlPlane != "" && isXDSTarget(channelTarget) {
 		builder, err := xdsResolverFor(XDSBootstrap(o.controlPlane, o.zone))

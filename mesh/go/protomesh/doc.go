@@ -7,6 +7,10 @@
 // SIGTERM ([Server.ServeUntilSignal]). A client ([Dial]) dials a mesh service by name over xDS
 // through a bootstrap made here, gives every call a deadline and logs one line per call.
 //
+// With an admin address ([WithAdminAddress], PROTOMESH_ADMIN_ADDRESS) a server counts its calls in
+// go-grpc-prometheus' metrics, named as the TypeScript kit's (mesh/metrics.ts), and serves them
+// with the Go runtime's at GET /metrics on an admin HTTP port; [DialMetrics] counts a client's.
+//
 // Environment variables are read once, by [LoadSettings], at the program's edge; everything else
 // takes plain options.
 package protomesh

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ type serverOptions struct {
 	leaseTTL      time.Duration
 	drainGrace    time.Duration
 	random        func() float64
+	adminAddress  string
 	grpcOptions   []grpc.ServerOption
 }
 
@@ -82,6 +84,15 @@ func WithRandom(random func() float64) ServerOption {
 	return func(o *serverOptions) { o.random = random }
 }
 
+// WithAdminAddress turns on the server's Prometheus metrics (go-grpc-prometheus' grpc_server_*,
+// metrics.go) and opens the process's admin HTTP port at address ("host:port"; port 0 picks a free
+// one) when the server listens, closed when it has drained: GET /metrics serves every metric of the
+// process. "" is none (Settings.AdminAddress unset). [WithSettings] leaves it out: the admin port is
+// the process's, one per program, not one per server.
+func WithAdminAddress(address string) ServerOption {
+	return func(o *serverOptions) { o.adminAddress = address }
+}
+
 // WithGRPCServerOptions adds grpc-go server options; protomesh's interceptors run first (outermost).
 func WithGRPCServerOptions(options ...grpc.ServerOption) ServerOption {
 	return func(o *serverOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
@@ -103,6 +114,7 @@ type Server struct {
 
 	mu         sync.Mutex
 	listener   net.Listener
+	admin      *adminServer
 	lease      *lease
 	serveErr   chan error
 	onDraining []func()
@@ -133,9 +145,20 @@ func NewServer(name string, options ...ServerOption) *Server {
 		drained:  make(chan struct{}),
 		serveErr: make(chan error, 1),
 	}
+	unary := []grpc.UnaryServerInterceptor{s.unaryObserver}
+	stream := []grpc.StreamServerInterceptor{s.streamObserver}
+	if o.adminAddress != "" {
+		// Outside the observer, so that a call is counted with the code its caller gets, as in the
+		// TypeScript kit: after the guard has made a panic or a raw error INTERNAL and a drain has
+		// ended a health Watch UNAVAILABLE (go-grpc-prometheus counts what its handler returns, and
+		// a panic through it would be started but never handled).
+		metrics := meshMetrics().server
+		unary = slices.Insert(unary, 0, metrics.UnaryServerInterceptor())
+		stream = slices.Insert(stream, 0, metrics.StreamServerInterceptor())
+	}
 	grpcOptions := append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryObserver),
-		grpc.ChainStreamInterceptor(s.streamObserver),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}, o.grpcOptions...)
 	s.grpc = grpc.NewServer(grpcOptions...)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -170,8 +193,9 @@ func (s *Server) OnDraining(listener func()) {
 	s.onDraining = append(s.onDraining, listener)
 }
 
-// Listen binds address ("127.0.0.1:0" picks a free port), serves in the background, reports
-// SERVING and, with a control plane, registers and keeps the lease. It returns the bound address.
+// Listen binds address ("127.0.0.1:0" picks a free port) and, with WithAdminAddress, the admin
+// port, serves in the background, reports SERVING and, with a control plane, registers and keeps
+// the lease. It returns the bound address.
 func (s *Server) Listen(address string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,6 +205,14 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 	listener, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen on %s: %w", s.name, address, err)
+	}
+	if s.options.adminAddress != "" {
+		admin, err := listenAdmin(s.options.adminAddress, s.logger)
+		if err != nil {
+			_ = listener.Close()
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		s.admin = admin
 	}
 	s.listener = listener
 	go func() { s.serveErr <- s.grpc.Serve(listener) }()
@@ -216,6 +248,17 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
+// AdminAddr is the bound address of the admin HTTP port (GET /metrics); nil without
+// WithAdminAddress or before Listen.
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.addr()
+}
+
 // IsRegistered reports whether the control plane holds this server's lease, as far as it knows.
 func (s *Server) IsRegistered() bool {
 	s.mu.Lock()
@@ -228,8 +271,8 @@ const healthFlushDelay = 50 * time.Millisecond
 
 // Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
 // long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
-// within the grace period, then stops, cancelling what is left. Idempotent: later calls wait for
-// the first.
+// within the grace period, then stops, cancelling what is left, and closes the admin port (which
+// is scraped until then). Idempotent: later calls wait for the first.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		defer close(s.drained)
@@ -237,7 +280,7 @@ func (s *Server) Drain() {
 		grace := s.options.drainGrace
 		s.logger.Info("draining", "graceMs", grace.Milliseconds())
 		s.mu.Lock()
-		l, listeners := s.lease, s.onDraining
+		l, listeners, admin := s.lease, s.onDraining, s.admin
 		s.mu.Unlock()
 		// Leave the mesh first, so that clients stop picking this server before it refuses calls.
 		if l != nil {
@@ -264,6 +307,9 @@ func (s *Server) Drain() {
 			s.logger.Warn("grace period over; cancelling calls in flight")
 			s.grpc.Stop()
 			<-stopped
+		}
+		if admin != nil {
+			admin.close()
 		}
 		s.logger.Info("stopped", "durationMs", time.Since(startedAt).Milliseconds())
 	})

@@ -16,6 +16,7 @@ const (
 	EnvZone          = "PROTOMESH_ZONE"
 	EnvAdvertiseHost = "PROTOMESH_ADVERTISE_HOST"
 	EnvLogLevel      = "PROTOMESH_LOG_LEVEL"
+	EnvAdminAddress  = "PROTOMESH_ADMIN_ADDRESS"
 	EnvHost          = "HOST"
 	EnvPort          = "PORT"
 )
@@ -38,6 +39,9 @@ type Settings struct {
 	AdvertiseHost string
 	// LogLevel is one of LogLevels (PROTOMESH_LOG_LEVEL, default info).
 	LogLevel string
+	// AdminAddress is "host:port" of the admin HTTP port, GET /metrics (PROTOMESH_ADMIN_ADDRESS);
+	// "" is none, and no metrics. Port 0 picks a free one.
+	AdminAddress string
 	// Host to listen on (HOST, default 127.0.0.1).
 	Host string
 	// Port to listen on (PORT); -1 when unset, for the program's own default.
@@ -84,6 +88,13 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 			return Settings{}, fmt.Errorf("%s: must be one of %s, got %q", EnvLogLevel, strings.Join(LogLevels, ", "), level)
 		}
 		s.LogLevel = level
+	}
+	if admin := value(EnvAdminAddress); admin != "" {
+		m := hostPortPattern.FindStringSubmatch(admin)
+		if m == nil || !isPort(m[3], 0) {
+			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:9464, got %q", EnvAdminAddress, admin)
+		}
+		s.AdminAddress = admin
 	}
 	if host := value(EnvHost); host != "" {
 		s.Host = host

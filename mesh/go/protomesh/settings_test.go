@@ -14,6 +14,10 @@ func TestLoadSettingsRefusesBadValuesNamingTheVariable(t *testing.T) {
 		{EnvZone, "Zone A"},
 		{EnvAdvertiseHost, "example.com"},
 		{EnvLogLevel, "loud"},
+		{EnvAdminAddress, "9464"},
+		{EnvAdminAddress, ":9464"},
+		{EnvAdminAddress, "127.0.0.1:70000"},
+		{EnvAdminAddress, "http://127.0.0.1:9464"},
 	} {
 		env := map[string]string{tc.variable: tc.value}
 		_, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
@@ -38,18 +42,35 @@ func TestLoadSettingsTakesPinosLevels(t *testing.T) {
 }
 
 func TestLoadSettingsReadsEveryVariable(t *testing.T) {
-	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvHost: "0.0.0.0", EnvPort: "0"}
+	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvAdminAddress: "0.0.0.0:9464", EnvHost: "0.0.0.0", EnvPort: "0"}
 	s, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", Host: "0.0.0.0", Port: 0}
+	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", AdminAddress: "0.0.0.0:9464", Host: "0.0.0.0", Port: 0}
 	if s != want {
 		t.Fatalf("got %+v, want %+v", s, want)
 	}
 	empty, _ := LoadSettings(func(string) (string, bool) { return "", false })
 	if empty.ListenAddress(50053) != "127.0.0.1:50053" {
 		t.Fatalf("default listen address %q", empty.ListenAddress(50053))
+	}
+	if empty.AdminAddress != "" {
+		t.Fatalf("admin address %q when %s is unset, want none", empty.AdminAddress, EnvAdminAddress)
+	}
+}
+
+func TestLoadSettingsTakesAnAdminAddressOnAnyPort(t *testing.T) {
+	for _, address := range []string{"127.0.0.1:0", "[::1]:9464", "localhost:9464"} {
+		s, err := LoadSettings(func(name string) (string, bool) {
+			if name == EnvAdminAddress {
+				return address, true
+			}
+			return "", false
+		})
+		if err != nil || s.AdminAddress != address {
+			t.Errorf("%s=%s: %+v %v", EnvAdminAddress, address, s, err)
+		}
 	}
 }
 
