@@ -215,6 +215,10 @@ func (l *lease) leaseIDNow() string {
 // isRegistered reports whether the control plane holds a lease for this endpoint, as far as this process knows.
 func (l *lease) isRegistered() bool { return l.leaseIDNow() != "" }
 
+// AdminPortMetadata is the endpoint metadata key of a server's admin HTTP port, on its registered
+// address: the control plane's dashboard scrapes its metrics there.
+const AdminPortMetadata = "admin_port"
+
 // leaseEndpoint is the endpoint a server bound to listenAddr registers: advertiseHost, else the bound
 // host, else 127.0.0.1 for a wildcard bind (mesh/registry-lease.ts leaseForServer).
 func leaseEndpoint(service string, bound net.Addr, zone, advertiseHost, healthService string) *registryv1.Endpoint {

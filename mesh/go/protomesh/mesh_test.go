@@ -12,6 +12,7 @@ import (
 	"time"
 
 	interopv1 "github.com/protomesh/protomesh/generated/go/protomesh/interop/v1"
+	registryv1 "github.com/protomesh/protomesh/generated/go/protomesh/registry/v1"
 	"github.com/protomesh/protomesh/mesh/go/protomesh"
 	"github.com/protomesh/protomesh/mesh/go/protomesh/protomeshtest"
 )
@@ -118,3 +119,24 @@ func TestSIGTERMDrainsFinishesInFlightCallsAndLeavesTheRegistry(t *testing.T) {
 }
 
 func itoa(n int) string { return fmtInt(n) }
+
+func TestServerRegistersItsAdminPortForTheDashboard(t *testing.T) {
+	cp := protomeshtest.StartControlPlane(t, testMesh)
+	s := startServer(t, "kit-admin", protomesh.WithControlPlane(cp.Addr), protomesh.WithAdminAddress("127.0.0.1:0"))
+	want := strings.TrimPrefix(s.server.AdminAddr().String(), "127.0.0.1:")
+	registered := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		response, err := cp.Registry(t).ListServices(ctx, &registryv1.ListServicesRequest{Service: "kit-admin"})
+		if err != nil {
+			return ""
+		}
+		for _, service := range response.GetServices() {
+			for _, endpoint := range service.GetEndpoints() {
+				return endpoint.GetEndpoint().GetMetadata()[protomesh.AdminPortMetadata]
+			}
+		}
+		return ""
+	}
+	protomeshtest.Eventually(t, 5*time.Second, "registered with its admin port", func() bool { return registered() == want })
+}

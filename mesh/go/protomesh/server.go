@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -228,6 +229,12 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 			healthService = s.services[0]
 		}
 		endpoint := leaseEndpoint(s.options.meshService, bound, s.options.zone, s.options.advertiseHost, healthService)
+		if s.admin != nil {
+			// The control plane's dashboard scrapes it on the registered address (mesh/registry-lease.ts ADMIN_PORT_METADATA).
+			if tcp, ok := s.admin.addr().(*net.TCPAddr); ok {
+				endpoint.Metadata[AdminPortMetadata] = strconv.Itoa(tcp.Port)
+			}
+		}
 		l, err := newLease(s.options.controlPlane, endpoint, s.options.leaseTTL, s.Logger(), s.options.random)
 		if err != nil {
 			return nil, err
