@@ -18,19 +18,21 @@ export const LATENCY_LOAD_SHARE = 0.5;
  * percentiles, CPU per call). The servers' event-loop delay over the same windows gives B8's rows.
  * The TypeScript peer, @connectrpc/connect-node's gRPC server (server-connect.ts), runs in the same
  * rounds, plain, protomesh, connect-node, plain, …, and gets "connect-node vs plain grpc-js" rows.
+ * protomesh with its Prometheus metrics on runs in them too, against protomesh without (issue 14).
  */
 export const B1: BuiltScenario = {
   name: "B1",
   title: "server overhead: protomesh server vs plain grpc-js server",
   run: (context) =>
-    withServers(["plain", "mesh", "connect"], context, async (servers) => {
-      const { plain, mesh, connect } = servers;
-      for (const server of [plain, mesh, connect]) await verifyUnary(server, context.mode);
-      for (const server of [plain, mesh, connect]) await warmUp(server, context.mode);
-      const progress = (label: string) => (round: Record<"plain" | "mesh" | "connect", ServerRun>, index: number) =>
+    withServers(["plain", "mesh", "metrics", "connect"], context, async (servers) => {
+      const all = Object.values(servers);
+      for (const server of all) await verifyUnary(server, context.mode);
+      for (const server of all) await warmUp(server, context.mode);
+      const progress = (label: string) => (round: Record<"plain" | "mesh" | "metrics" | "connect", ServerRun>, index: number) =>
         context.progress(
           `B1 ${label} round ${index + 1}/${context.pairs}: plain ${describeServerRun(round.plain)}; ` +
-            `protomesh ${describeServerRun(round.mesh)}; connect-node ${describeServerRun(round.connect)}`,
+            `protomesh ${describeServerRun(round.mesh)}; with metrics ${describeServerRun(round.metrics)}; ` +
+            `connect-node ${describeServerRun(round.connect)}`,
         );
 
       const saturate = (server: BenchServer) => () =>
@@ -68,6 +70,7 @@ export const B1: BuiltScenario = {
         // Added p90 and added CPU per 1000 calls are the units of Istio's published sidecar cost (issue 4).
         differenceRow("B1", `added latency p90 ${at}`, "ms", difference(loaded, latency("p90"))),
         differenceRow("B1", `added server CPU per 1000 calls ${at}`, "ms", difference(loaded, cpu)),
+        ...metricsRows(pairsOf(saturatedRounds, "mesh", "metrics"), pairsOf(loadedRounds, "mesh", "metrics"), at),
         ...peerRows(pairsOf(saturatedRounds, "plain", "connect"), pairsOf(loadedRounds, "plain", "connect"), at),
         comparisonRow("B8", "server event-loop delay p99 at saturation (B1)", "ms", "lower", compare(saturated, delay)),
         comparisonRow("B8", `server event-loop delay p99 ${at} (B1)`, "ms", "lower", compare(loaded, delay)),
@@ -79,6 +82,19 @@ export const B1: BuiltScenario = {
 const rps = (run: ServerRun) => run.requestsPerSecond;
 const cpu = (run: ServerRun) => run.cpuMsPer1000Requests;
 const latency = (name: "p50" | "p90" | "p99" | "p999") => (run: ServerRun) => run.latencyMs?.[name] ?? Number.NaN;
+
+/** What the server's Prometheus metrics cost (issue 14): protomesh with them against protomesh without. */
+function metricsRows(saturated: Pair<ServerRun>[], loaded: Pair<ServerRun>[], at: string): Row[] {
+  const options = { baselineName: "protomesh, metrics off" };
+  const label = "protomesh with metrics vs without";
+  return [
+    comparisonRow("B1", `${label}: unary throughput at saturation`, "req/s", "higher", compare(saturated, rps), options),
+    comparisonRow("B1", `${label}: server CPU per 1000 calls at saturation`, "ms", "lower", compare(saturated, cpu), options),
+    comparisonRow("B1", `${label}: latency p50 ${at}`, "ms", "lower", compare(loaded, latency("p50")), options),
+    comparisonRow("B1", `${label}: latency p99 ${at}`, "ms", "lower", compare(loaded, latency("p99")), options),
+    comparisonRow("B1", `${label}: server CPU per 1000 calls ${at}`, "ms", "lower", compare(loaded, cpu), options),
+  ];
+}
 
 /**
  * The TypeScript peer's rows: connect-node in the protomesh column against plain grpc-js, the same

@@ -42,6 +42,8 @@ export const B2: BuiltScenario = {
         const target = context.client.target ?? plain.address;
         const protomesh = await BenchClient.start("mesh", target, context.client.policy, context);
         clients.push(protomesh);
+        const withMetrics = await BenchClient.start("metrics", target, context.client.policy, context);
+        clients.push(withMetrics);
         if (context.mode === "full") {
           // Let both clients' JIT settle before the first pair, or the first pairs drift (the baseline runs first).
           const warmUpLoad: ClientLoad = {
@@ -49,7 +51,7 @@ export const B2: BuiltScenario = {
             warmUpMs: 0,
             durationMs: CLIENT_WARM_UP_MS,
           };
-          for (const client of [baseline, protomesh]) await client.run(warmUpLoad);
+          for (const client of [baseline, protomesh, withMetrics]) await client.run(warmUpLoad);
         }
 
         const measure = async (concurrency: number): Promise<Pair<ClientResult>[]> => {
@@ -63,6 +65,20 @@ export const B2: BuiltScenario = {
         };
         const single = await measure(LATENCY_CONCURRENCY);
         const many = await measure(THROUGHPUT_CONCURRENCY);
+        // What the client's Prometheus metrics cost (issue 14): protomesh with them against protomesh without.
+        const measureMetrics = async (concurrency: number): Promise<Pair<ClientResult>[]> => {
+          const load = clientLoad(context, concurrency);
+          return runPairs(context.pairs, () => protomesh.run(load), () => withMetrics.run(load), (pair, index) =>
+            context.progress(
+              `B2 metrics c=${concurrency} pair ${index + 1}/${context.pairs}: protomesh ${describe(pair.baseline)}, ` +
+                `with metrics ${describe(pair.protomesh)}`,
+            ),
+          );
+        };
+        const singleMetrics = await measureMetrics(LATENCY_CONCURRENCY);
+        const manyMetrics = await measureMetrics(THROUGHPUT_CONCURRENCY);
+        const metricsOptions = { baselineName: "protomesh, metrics off" };
+        const withVsWithout = "protomesh with metrics vs without";
         const c1 = `c=${LATENCY_CONCURRENCY}`;
         const c100 = `c=${THROUGHPUT_CONCURRENCY}`;
         const cpuPer1000 = (run: ClientResult) => (run.process.cpuMs / run.calls) * 1000;
@@ -78,6 +94,10 @@ export const B2: BuiltScenario = {
             goal: { text: "≥ 0.95× plain grpc-js throughput", on: "ratio", bound: 0.95, kind: "atLeast" },
           }),
           comparisonRow("B2", `client CPU per 1000 calls at ${c100}`, "ms", "lower", compare(many, cpuPer1000)),
+          comparisonRow("B2", `${withVsWithout}: call latency p50 at ${c1}`, "µs", "lower", compare(singleMetrics, (run) => run.p50Us), metricsOptions),
+          comparisonRow("B2", `${withVsWithout}: call latency p99 at ${c1}`, "µs", "lower", compare(singleMetrics, (run) => run.p99Us), metricsOptions),
+          comparisonRow("B2", `${withVsWithout}: throughput at ${c100}`, "calls/s", "higher", compare(manyMetrics, (run) => run.callsPerSecond), metricsOptions),
+          comparisonRow("B2", `${withVsWithout}: client CPU per 1000 calls at ${c100}`, "ms", "lower", compare(manyMetrics, cpuPer1000), metricsOptions),
           comparisonRow("B8", `client event-loop delay p99 at ${c1} (B2)`, "ms", "lower", compare(single, delay)),
           comparisonRow("B8", `client event-loop delay p99 at ${c100} (B2)`, "ms", "lower", compare(many, delay)),
         ];
