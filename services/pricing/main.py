@@ -1,9 +1,10 @@
 """The pricing service: ``.venv/bin/python services/pricing/main.py``.
 
 Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOMESH_ADVERTISE_HOST,
-PROTOMESH_LOG_LEVEL, HOST, PORT; default port 50054) and CATALOG_TARGET, a target that replaces the
-catalog's mesh name outright. The catalog is dialled as "catalog" through the mesh (xds:///catalog)
-with a control plane, else at 127.0.0.1:50051.
+PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, HOST, PORT; default port 50054) and CATALOG_TARGET, a
+target that replaces the catalog's mesh name outright. The catalog is dialled as "catalog" through
+the mesh (xds:///catalog) with a control plane, else at 127.0.0.1:50051. With an admin address,
+GET /metrics there has the server's calls and those it makes to the catalog.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ async def main() -> int:
         zone=settings.zone,
         fallback_target=CATALOG_FALLBACK_TARGET,
         logger=logger,
+        metrics=settings.admin_address is not None,
     )
     server = create_server(
         "pricing",
@@ -44,6 +46,7 @@ async def main() -> int:
         control_plane=settings.control_plane,
         zone=settings.zone,
         advertise_host=settings.advertise_host,
+        admin_address=settings.admin_address,
     )
     # Connect to the catalog now, in the background: a channel's first xDS resolution and
     # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.

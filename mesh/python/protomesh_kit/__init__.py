@@ -2,33 +2,48 @@
 
 The same behaviour as the TypeScript kit (mesh/): settings from the environment, servers with
 health, reflection, registration, per-call logs and a drain; clients that dial services by name
-over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars).
+over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars);
+go-grpc-prometheus' metrics of both on an admin HTTP port (GET /metrics).
 
 Importing this package has no side effects; nothing needs setting before grpc is imported (the xDS
 bootstrap is set when an xds: channel is dialled; see xds_bootstrap.py).
 """
 
+from .admin import AdminServer, start_admin_server
 from .call_context import InboundCall, current_inbound_call, current_request_id, detached
 from .client import dial, is_service_name, mesh_target
 from .errors import INTERNAL_DETAILS, MeshError, invalid_argument, is_server_failure
 from .logger import Logger
+from .metrics import GRPC_CODE_NAMES, HANDLING_SECONDS_BUCKETS, MeshMetrics, MetricsSink, grpc_code_name, mesh_metrics
+from .observer import CallRecord, CallSink, CallStart, CallType
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S
 from .request_id import REQUEST_ID_KEY
 from .server import DEFAULT_DRAIN_GRACE_S, MeshServer, create_server
 from .settings import Settings, SettingsError, load_settings
 from .shutdown import drain_on_signals
+from .sink_log import LogSink
 from .xds_bootstrap import xds_bootstrap
 
 __all__ = [
     "DEFAULT_DEADLINE_MARGIN_S",
     "DEFAULT_DEADLINE_S",
     "DEFAULT_DRAIN_GRACE_S",
+    "GRPC_CODE_NAMES",
+    "HANDLING_SECONDS_BUCKETS",
     "INTERNAL_DETAILS",
     "REQUEST_ID_KEY",
+    "AdminServer",
+    "CallRecord",
+    "CallSink",
+    "CallStart",
+    "CallType",
     "InboundCall",
+    "LogSink",
     "Logger",
     "MeshError",
+    "MeshMetrics",
     "MeshServer",
+    "MetricsSink",
     "Settings",
     "SettingsError",
     "create_server",
@@ -37,10 +52,13 @@ __all__ = [
     "detached",
     "dial",
     "drain_on_signals",
+    "grpc_code_name",
     "invalid_argument",
     "is_server_failure",
     "is_service_name",
     "load_settings",
+    "mesh_metrics",
     "mesh_target",
+    "start_admin_server",
     "xds_bootstrap",
 ]

@@ -4,7 +4,8 @@
 bootstrap the kit makes (xds_bootstrap.py): the control plane tells grpcio the endpoints, their
 health and the policies, and grpcio balances per call. Without a control plane, a bare name dials
 ``fallback_target``. Any other target ("127.0.0.1:50051", "dns:///host:port") is dialled as it is.
-Every call of the channel goes through the ClientObserver (deadline, request id, cancellation, log).
+Every call of the channel goes through the ClientObserver (deadline, request id, cancellation, log,
+and go-grpc-prometheus' grpc_client_* metrics when ``metrics`` is set).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from .logger import Logger
+from .metrics import MetricsSink, metrics_of
+from .observer import CallSink
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
+from .sink_log import LogSink
 from .xds_bootstrap import install_bootstrap
 
 #: A mesh service name, the name clients dial as xds:///<name>: a DNS label (mesh/names.ts).
@@ -54,13 +59,22 @@ def dial(
     deadline_margin_s: float = DEFAULT_DEADLINE_MARGIN_S,
     options: Sequence[tuple[str, Any]] = (),
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    metrics: bool | CollectorRegistry = False,
+    sinks: Sequence[CallSink] = (),
 ) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to ``target`` (see mesh_target) whose every call has a deadline
-    and is logged. Must be called with the event loop running (grpc.aio binds the channel to it)."""
+    and is logged. Must be called with the event loop running (grpc.aio binds the channel to it).
+
+    ``metrics``: go-grpc-prometheus' grpc_client_* per method (metrics.py), in prometheus_client's
+    REGISTRY (True) or the registry given; off unless set. A process's admin port (its server's
+    ``admin_address``) serves them. ``sinks``: more consumers of every call (observer.py).
+    Calls with a request stream (client_stream, bidi_stream) pass the observer by."""
     channel_target = mesh_target(target, control_plane, fallback_target)
     if channel_target.startswith("xds:") and control_plane:
         # Read by gRPC core when this channel's xDS client is created, i.e. now (xds_bootstrap.py).
         install_bootstrap(control_plane, zone=zone)
     channel_logger = (logger or Logger()).child(target=channel_target, component="client")
-    observer = ClientObserver(channel_logger, channel_target, default_deadline_s, deadline_margin_s)
-    return grpc.aio.insecure_channel(channel_target, options=list(options), interceptors=[observer, *interceptors])
+    mesh_metrics = metrics_of(metrics)
+    metric_sinks = [MetricsSink(mesh_metrics)] if mesh_metrics is not None else []
+    observer = ClientObserver([LogSink(channel_logger), *metric_sinks, *sinks], channel_target, default_deadline_s, deadline_margin_s)
+    return grpc.aio.insecure_channel(channel_target, options=list(options), interceptors=[*observer.interceptors(), *interceptors])

@@ -4,17 +4,19 @@ For every call it takes the inbound ``x-request-id`` (or makes one) and echoes i
 (response headers; trailers for a trailers-only answer), opens the call's context (call_context.py)
 so outbound calls inherit its deadline, cancellation and request id, converts whatever the handler
 raises into a deliberate status (a MeshError or a failed outbound call keeps its code; anything
-else is INTERNAL "internal error", its traceback logged, never sent), and logs one line when the
-call ends, with the same fields as the TypeScript kit's (sink_log.py).
+else is INTERNAL "internal error", its traceback logged, never sent), and hands the call to its
+sinks (observer.py) as it starts, as each message passes and when it ends: the log line with the
+same fields as the TypeScript kit's (sink_log.py), the metrics (metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -22,22 +24,20 @@ import grpc
 from .call_context import InboundCall, inbound_call
 from .errors import INTERNAL_DETAILS, MeshError
 from .logger import Logger
+from .observer import CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
 from .request_id import REQUEST_ID_KEY, request_id_from
-from .sink_log import log_call
 
-#: Services whose calls log at debug: probes and tooling, not the service's traffic.
-QUIET_SERVICES = frozenset(
-    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
-)
 #: Methods whose streams live as long as the caller wants: a drain ends them (UNAVAILABLE) at once
 #: so that their callers reconnect elsewhere instead of holding the server for its grace period.
 LONG_LIVED_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
 
-
-def split_method(path: str) -> tuple[str, str]:
-    """``/pkg.Service/Method`` → ``("pkg.Service", "Method")``."""
-    service, _, method = path.lstrip("/").rpartition("/")
-    return service, method
+#: grpcio's handler kinds: the attribute naming each, its handler factory and its grpc_type.
+_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler], CallType], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, "unary"),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, "client_stream"),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, "server_stream"),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, "bidi_stream"),
+)
 
 
 def peer_address(peer: str | None) -> str:
@@ -50,14 +50,27 @@ def peer_address(peer: str | None) -> str:
     return peer
 
 
+def _counting(convert: Callable[[Any], Any] | None, count: Callable[[], None]) -> Callable[[Any], Any]:
+    """``convert`` (a message's (de)serializer; None passes bytes as they are) that calls ``count``
+    for each message it converted: grpcio calls it once per message as the message passes."""
+
+    def counted(message: Any) -> Any:
+        converted = message if convert is None else convert(message)
+        count()
+        return converted
+
+    return counted
+
+
 class _Call:
     """One inbound call's bookkeeping: its request id, timing, and whether its headers went out."""
 
-    def __init__(self, path: str, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, start: CallStart, path: str, context: grpc.aio.ServicerContext) -> None:
+        self.start = start
         self.path = path
         self.context = context
         self.started = time.perf_counter()
-        self.request_id = request_id_from(context.invocation_metadata())
+        self.request_id = start.request_id
         remaining = context.time_remaining()
         self.inbound = InboundCall(self.request_id, None if remaining is None else time.monotonic() + remaining)
         self.headers_sent = False
@@ -131,9 +144,11 @@ class _Call:
 class ServerObserver(grpc.aio.ServerInterceptor):
     """The interceptor every kit server runs first; see the module's docstring."""
 
-    def __init__(self, logger: Logger, draining: asyncio.Event) -> None:
+    def __init__(self, logger: Logger, draining: asyncio.Event, sinks: Sequence[CallSink] = ()) -> None:
         self._logger = logger
         self._draining = draining
+        self._sinks = tuple(sinks)
+        self._message_sinks = tuple(sink for sink in self._sinks if counts_messages(sink))
         #: Calls in flight now (long-lived streams included).
         self.inflight = 0
 
@@ -147,29 +162,33 @@ class ServerObserver(grpc.aio.ServerInterceptor):
             return None  # grpcio answers UNIMPLEMENTED
         path = handler_call_details.method
         path = path.decode() if isinstance(path, bytes) else path
-        kinds = {
-            "unary_unary": grpc.unary_unary_rpc_method_handler,
-            "stream_unary": grpc.stream_unary_rpc_method_handler,
-            "unary_stream": grpc.unary_stream_rpc_method_handler,
-            "stream_stream": grpc.stream_stream_rpc_method_handler,
-        }
-        for kind, make in kinds.items():
+        for kind, make, call_type in _KINDS:
             behaviour = getattr(handler, kind)
             if behaviour is not None:
-                is_streaming_response = kind.endswith("_stream")
+                service, method = split_method(path)
+                request_id = request_id_from(handler_call_details.invocation_metadata)
+                start = CallStart("server", call_type, service, method, request_id)
+                deserialize, serialize = handler.request_deserializer, handler.response_serializer
+                # A stream's messages are counted as grpcio converts them; a unary request when the
+                # handler starts, a unary response when it was returned (_start, _end).
+                if self._message_sinks and handler.request_streaming:
+                    deserialize = _counting(deserialize, functools.partial(self._received, start))
+                if self._message_sinks and handler.response_streaming:
+                    serialize = _counting(serialize, functools.partial(self._sent, start))
                 return make(
-                    self._wrap(path, behaviour, is_streaming_response),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
+                    self._wrap(start, path, behaviour),
+                    request_deserializer=deserialize,
+                    response_serializer=serialize,
                 )
         return handler
 
-    def _wrap(self, path: str, behaviour: Callable[..., Any], is_streaming_response: bool) -> Callable[..., Any]:
+    def _wrap(self, start: CallStart, path: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         observer = self
+        is_streaming_response = start.type in ("server_stream", "bidi_stream")
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream_wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                call = observer._start(path, context)
+                call = observer._start(start, path, context)
                 error: BaseException | None = None
                 try:
                     await call.send_headers()
@@ -187,7 +206,7 @@ class ServerObserver(grpc.aio.ServerInterceptor):
             return stream_wrapper
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = observer._start(path, context)
+            call = observer._start(start, path, context)
             error: BaseException | None = None
             try:
                 if is_streaming_response:
@@ -226,25 +245,32 @@ class ServerObserver(grpc.aio.ServerInterceptor):
             return task.result()
         raise MeshError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
 
-    def _start(self, path: str, context: grpc.aio.ServicerContext) -> _Call:
+    def _start(self, start: CallStart, path: str, context: grpc.aio.ServicerContext) -> _Call:
         self.inflight += 1
-        return _Call(path, context)
+        call = _Call(start, path, context)
+        for sink in self._sinks:
+            sink.call_started(start)
+        if start.type in ("unary", "server_stream"):
+            self._received(start)  # the one request, decoded before the handler was called
+        return call
+
+    def _received(self, start: CallStart) -> None:
+        for sink in self._message_sinks:
+            sink.message_received(start)
+
+    def _sent(self, start: CallStart) -> None:
+        for sink in self._message_sinks:
+            sink.message_sent(start)
 
     def _end(self, call: _Call, error: BaseException | None) -> None:
         self.inflight -= 1
         if call.inbound.state == "active":
             call.inbound.state = "answered"
         code, details = call.status(error)
-        service, method = split_method(call.path)
-        log_call(
-            self._logger,
-            side="server",
-            service=service,
-            method=method,
-            code=code,
-            details=details,
-            duration_ms=round((time.perf_counter() - call.started) * 1000, 3),
-            peer=peer_address(call.context.peer()),
-            request_id=call.request_id,
-            is_quiet=service in QUIET_SERVICES,
-        )
+        start = call.start
+        if code == grpc.StatusCode.OK and start.type in ("unary", "client_stream"):
+            self._sent(start)  # the response the handler returned, sent as this returns
+        duration_ms = round((time.perf_counter() - call.started) * 1000, 3)
+        record = CallRecord(start, code, details, duration_ms, peer_address(call.context.peer()))
+        for sink in self._sinks:
+            sink.call_ended(record)

@@ -174,6 +174,11 @@ def _status_of(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return {"code": error.code().name, "details": error.details() or ""}
 
 
+#: Endpoint metadata key of a server's admin HTTP port, on the registered address: the control
+#: plane's dashboard scrapes its metrics there (mesh/registry-lease.ts ADMIN_PORT_METADATA).
+ADMIN_PORT_METADATA = "admin_port"
+
+
 def endpoint_for_server(
     service: str,
     listen_address: str,
@@ -181,9 +186,10 @@ def endpoint_for_server(
     health_service_name: str,
     zone: str = "",
     advertise_host: str | None = None,
+    admin_port: int | None = None,
 ) -> registry_pb2.Endpoint:
     """What a server bound to ``listen_address`` registers: the advertised host, else the bound host,
-    else 127.0.0.1 for a wildcard or non-IP bind (as leaseForServer)."""
+    else 127.0.0.1 for a wildcard or non-IP bind (as leaseForServer); its admin port, if it has one."""
     host = listen_address.rsplit(":", 1)[0].removeprefix("[").removesuffix("]")
     try:
         is_ip = bool(host) and ipaddress.ip_address(host) is not None
@@ -197,6 +203,6 @@ def endpoint_for_server(
         port=port,
         zone=zone,
         weight=1,
-        metadata={"pid": str(os.getpid())},
+        metadata={"pid": str(os.getpid()), **({ADMIN_PORT_METADATA: str(admin_port)} if admin_port is not None else {})},
         health_service_name=health_service_name,
     )

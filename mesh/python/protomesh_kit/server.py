@@ -1,9 +1,10 @@
 """A grpc.aio server with what every protomesh service needs (mesh/server.ts).
 
 grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
-exception (observer_server.py), registration with the control plane (registry_lease.py), and a
-drain: deregister, NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight
-finish within the grace period, then stop.
+exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
+(admin.py), registration with the control plane (registry_lease.py), and a drain: deregister,
+NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
+grace period, then stop.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY, CollectorRegistry
 
+from .admin import AdminServer, start_admin_server
 from .health import HEALTH_SERVICE_NAME, HealthReporter
 from .logger import Logger
+from .metrics import MeshMetrics, MetricsSink, metrics_of
+from .observer import CallSink
 from .observer_server import ServerObserver
 from .registry_lease import RegistryLease, endpoint_for_server
+from .sink_log import LogSink
 
 #: How long a drain lets in-flight calls finish before it cancels them (s).
 DEFAULT_DRAIN_GRACE_S = 10.0
@@ -72,7 +78,14 @@ class _ServiceRecorder:
 
 
 class MeshServer:
-    """Add services, ``await listen()``, and ``await drain()`` (drain_on_signals does it on SIGTERM)."""
+    """Add services, ``await listen()``, and ``await drain()`` (drain_on_signals does it on SIGTERM).
+
+    ``metrics``: go-grpc-prometheus' grpc_server_* per method (metrics.py), in prometheus_client's
+    REGISTRY (True) or the registry given; on when ``admin_address`` is set, unless False.
+    ``admin_address``: "host:port" of the admin HTTP port (admin.py: GET /metrics), opened by
+    ``listen`` and closed by the drain; none unless set. ``sinks``: more consumers of every call
+    (observer.py), after the log line and the metrics.
+    """
 
     def __init__(
         self,
@@ -88,6 +101,9 @@ class MeshServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
         descriptor_set: Path | None = DEFAULT_DESCRIPTOR_SET,
+        metrics: bool | CollectorRegistry | None = None,
+        admin_address: str | None = None,
+        sinks: Sequence[CallSink] = (),
     ) -> None:
         self.name = name
         self._descriptor_set = descriptor_set
@@ -101,7 +117,12 @@ class MeshServer:
         self._lease_ttl_ms = lease_ttl_ms
         self._drain_grace_s = drain_grace_s
         self._draining = asyncio.Event()
-        self._observer = ServerObserver(self.logger, self._draining)
+        #: The metrics this server counts into; None when they are off.
+        self.metrics: MeshMetrics | None = metrics_of(metrics, admin_address)
+        self._admin_address = admin_address
+        self._admin: AdminServer | None = None
+        metric_sinks = [MetricsSink(self.metrics)] if self.metrics is not None else []
+        self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks])
         self._server = grpc.aio.server(interceptors=[self._observer, *interceptors], options=list(options))
         self.health.add_to_server(self._server)
         self._services: list[str] = []
@@ -134,6 +155,11 @@ class MeshServer:
         return self._port
 
     @property
+    def admin_port(self) -> int | None:
+        """The bound admin HTTP port (GET /metrics); None without ``admin_address`` or before ``listen``."""
+        return None if self._admin is None else self._admin.port
+
+    @property
     def inflight_calls(self) -> int:
         """Calls in flight now (health Watch streams included)."""
         return self._observer.inflight
@@ -154,6 +180,10 @@ class MeshServer:
         if port == 0:
             raise OSError(f"{self.name}: could not bind {address}")
         self._port = port
+        if self._admin_address is not None:
+            # Before the first await, so that a drain begun during start-up finds it to close.
+            registry = self.metrics.registry if self.metrics is not None else REGISTRY
+            self._admin = start_admin_server(self._admin_address, registry, self.logger)
         await self._server.start()
         await self.health.set_serving(True)
         self.logger.info("listening", address=address, port=port, services=self._services)
@@ -167,6 +197,7 @@ class MeshServer:
                 health_service_name=self._services[0] if self._services else "",
                 zone=self._zone,
                 advertise_host=self._advertise_host,
+                admin_port=self.admin_port,
             )
             self._lease = RegistryLease(self._control_plane, endpoint, self.root_logger, lease_ttl_ms=self._lease_ttl_ms)
             await self._lease.start()
@@ -191,6 +222,8 @@ class MeshServer:
         await self.health.set_serving(False)
         self._draining.set()
         await self._server.stop(grace_s)
+        if self._admin is not None:
+            await self._admin.close()
         self.logger.info("stopped", durationMs=round((time.monotonic() - started) * 1000))
         self._stopped.set()
 

@@ -19,6 +19,7 @@ CONTROL_PLANE_ENV = "PROTOMESH_CONTROL_PLANE"
 ZONE_ENV = "PROTOMESH_ZONE"
 ADVERTISE_HOST_ENV = "PROTOMESH_ADVERTISE_HOST"
 LOG_LEVEL_ENV = "PROTOMESH_LOG_LEVEL"
+ADMIN_ADDRESS_ENV = "PROTOMESH_ADMIN_ADDRESS"
 HOST_ENV = "HOST"
 PORT_ENV = "PORT"
 
@@ -51,6 +52,8 @@ class Settings:
     advertise_host: str | None = None
     #: Log level (debug, info, warn, error...).
     log_level: str = DEFAULT_LOG_LEVEL
+    #: The admin HTTP port, "host:port" (GET /metrics); None: no admin port, and no metrics.
+    admin_address: str | None = None
     #: Host to listen on.
     host: str = DEFAULT_HOST
     #: Port to listen on; None means the program's own default.
@@ -87,6 +90,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = value(LOG_LEVEL_ENV) or DEFAULT_LOG_LEVEL
     if log_level not in LEVEL_NAMES:
         raise SettingsError(LOG_LEVEL_ENV, f"must be one of {', '.join(LEVEL_NAMES)}, got {log_level!r}")
+    admin_address = value(ADMIN_ADDRESS_ENV)
+    if admin_address is not None:
+        match = _HOST_PORT.fullmatch(admin_address)
+        if match is None or not _is_port(match.group(3), 0):
+            raise SettingsError(ADMIN_ADDRESS_ENV, f"must be host:port, e.g. 127.0.0.1:9464, got {admin_address!r}")
     port_text = value(PORT_ENV)
     if port_text is not None and not _is_port(port_text, 0):
         raise SettingsError(PORT_ENV, f"must be an integer from 0 to 65535, got {port_text!r}")
@@ -95,6 +103,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         zone=zone,
         advertise_host=advertise_host,
         log_level=log_level,
+        admin_address=admin_address,
         host=value(HOST_ENV) or DEFAULT_HOST,
         port=int(port_text) if port_text is not None else None,
     )

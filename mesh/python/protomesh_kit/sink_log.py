@@ -3,41 +3,41 @@
 ``service``, ``method``, ``code`` (the status name, "OK", "NOT_FOUND"), ``durationMs``, ``peer``,
 ``requestId``. Successes and caller mistakes log at info ("call", "outbound call"); server
 failures (errors.is_server_failure) at warn with ``details`` ("call failed", "outbound call
-failed"); probes and reflection (``is_quiet``) at debug.
+failed"); the calls a server answers for the mesh's own use (QUIET_SERVICES) at debug.
 """
 
 from __future__ import annotations
 
-import grpc
-
 from .errors import is_server_failure
 from .logger import Logger
+from .observer import CallRecord, CallSink
+
+#: Services whose calls log at debug on the server: probes and tooling, not the service's traffic.
+QUIET_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
 
 
-def log_call(
-    logger: Logger,
-    *,
-    side: str,
-    service: str,
-    method: str,
-    code: grpc.StatusCode,
-    details: str,
-    duration_ms: float,
-    peer: str,
-    request_id: str,
-    is_quiet: bool = False,
-) -> None:
-    """Writes the one line of a call that ended."""
-    fields = {
-        "service": service,
-        "method": method,
-        "code": code.name,
-        "durationMs": duration_ms,
-        "peer": peer,
-        "requestId": request_id,
-    }
-    is_server = side == "server"
-    if is_server_failure(code):
-        logger.log("debug" if is_quiet else "warn", "call failed" if is_server else "outbound call failed", **fields, details=details)
-    else:
-        logger.log("debug" if is_quiet else "info", "call" if is_server else "outbound call", **fields)
+class LogSink(CallSink):
+    """Writes one line per call when it ends to ``logger`` (the server's, or the client's target's)."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def call_ended(self, record: CallRecord) -> None:
+        call = record.call
+        fields = {
+            "service": call.service,
+            "method": call.method,
+            "code": record.code.name,
+            "durationMs": record.duration_ms,
+            "peer": record.peer,
+            "requestId": call.request_id,
+        }
+        is_server = call.side == "server"
+        is_quiet = is_server and call.service in QUIET_SERVICES
+        if is_server_failure(record.code):
+            msg = "call failed" if is_server else "outbound call failed"
+            self._logger.log("debug" if is_quiet else "warn", msg, **fields, details=record.details)
+        else:
+            self._logger.log("debug" if is_quiet else "info", "call" if is_server else "outbound call", **fields)

@@ -15,12 +15,16 @@ import shutil
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from protomesh.registry.v1 import registry_pb2, registry_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,6 +32,8 @@ PYTHON = sys.executable
 IS_CI = os.environ.get("CI", "") in ("true", "1")
 #: Longest wait for a process to say it serves, or for a state the mesh converges to.
 START_TIMEOUT_S = 10.0
+#: Prometheus' promtool, from Debian's prometheus package (`make promtool`).
+PROMTOOL = "/usr/bin/promtool"
 
 
 def require_tool(path: str | None, what: str) -> str:
@@ -38,6 +44,16 @@ def require_tool(path: str | None, what: str) -> str:
     if IS_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_promtool() -> str:
+    """promtool; skipped (failed under CI) without it, saying how to install it."""
+    if os.access(PROMTOOL, os.X_OK):
+        return PROMTOOL
+    reason = f"promtool is not installed at {PROMTOOL}: run `make promtool` (Debian's prometheus package)"
+    if IS_CI:
+        pytest.fail(f"{reason} (CI={os.environ.get('CI', '')}: a missing tool fails the run)")
+    pytest.skip(reason)
 
 
 def require_node() -> str:
@@ -169,6 +185,38 @@ async def start_catalog(control_plane: str | None = None) -> tuple[Process, int]
     process = await Process.start(node, "dist/services/catalog/main.js", env=env)
     await process.wait_line(lambda line: line.get("msg") == "listening")
     return process, port
+
+
+async def scrape(port: int, path: str = "/metrics", method: str = "GET") -> tuple[int, dict[str, str], str]:
+    """One HTTP request to 127.0.0.1:``port``, as Prometheus scrapes: status, headers and body."""
+
+    def fetch() -> tuple[int, dict[str, str], str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, dict(error.headers), error.read().decode()
+
+    return await asyncio.to_thread(fetch)
+
+
+def samples(exposition: str, name: str, labels: dict[str, str] | None = None) -> list[Sample]:
+    """The samples ``name`` whose labels include ``labels``, in a text exposition, in its order."""
+    return [
+        found
+        for family in text_string_to_metric_families(exposition)
+        for found in family.samples
+        if found.name == name and all(found.labels.get(key) == value for key, value in (labels or {}).items())
+    ]
+
+
+def sample(exposition: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """The value of the one sample ``name`` whose labels include ``labels``; None without one."""
+    found = samples(exposition, name, labels)
+    assert len(found) <= 1, f"{len(found)} samples of {name} with {labels}"
+    return found[0].value if found else None
 
 
 def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:

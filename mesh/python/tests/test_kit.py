@@ -68,6 +68,9 @@ async def start(servicer: Relay, name: str = "relay", **options) -> tuple[kit.Me
         ("PROTOMESH_ZONE", "Zone_A"),
         ("PROTOMESH_ADVERTISE_HOST", "example.com"),
         ("PROTOMESH_LOG_LEVEL", "loud"),
+        ("PROTOMESH_ADMIN_ADDRESS", "9464"),
+        ("PROTOMESH_ADMIN_ADDRESS", "127.0.0.1:70000"),
+        ("PROTOMESH_ADMIN_ADDRESS", "http://127.0.0.1:9464"),
     ],
 )
 def test_settings_refuse_a_bad_value_naming_the_variable(variable: str, value: str) -> None:
@@ -81,6 +84,9 @@ def test_settings_defaults_and_values() -> None:
     settings = kit.load_settings({"PORT": "0", "HOST": "::1", "PROTOMESH_CONTROL_PLANE": "127.0.0.1:50050", "PROTOMESH_ZONE": "zone-a"})
     assert (settings.port, settings.control_plane, settings.zone) == (0, "127.0.0.1:50050", "zone-a")
     assert settings.listen_address(50054) == "[::1]:0"
+    assert kit.load_settings({"PROTOMESH_ADMIN_ADDRESS": ""}).admin_address is None
+    for admin_address in ("127.0.0.1:9464", "[::1]:0", "localhost:9464"):
+        assert kit.load_settings({"PROTOMESH_ADMIN_ADDRESS": admin_address}).admin_address == admin_address
 
 
 async def test_serves_health_check_watch_and_reflection() -> None:
@@ -198,6 +204,24 @@ async def test_a_call_outside_a_handler_gets_the_default_deadline() -> None:
     finally:
         await channel.close()
         await server.drain(grace_s=0)
+
+
+async def test_a_server_stream_call_gets_the_default_deadline_and_a_log_line() -> None:
+    server, _ = await start(Relay())
+    client_stream = io.StringIO()
+    channel = kit.dial(f"127.0.0.1:{server.port}", default_deadline_s=0.3, logger=kit.Logger(stream=client_stream))
+    try:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(watch.read(), 5)  # without the kit's deadline it would hold on
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await channel.close()
+        await server.drain(grace_s=0)
+    [line] = [line for line in log_lines(client_stream) if line["msg"] == "outbound call failed"]
+    assert (line["method"], line["code"]) == ("Watch", "DEADLINE_EXCEEDED")
+    assert 250 < line["durationMs"] < 1000
 
 
 async def test_an_unusable_request_id_of_the_caller_is_replaced_not_passed_on() -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 import grpc
 import protomesh_kit as kit
 import pytest
-from protomesh_testing import ControlPlane, free_port, start_catalog
+from protomesh_testing import PYTHON, ControlPlane, Process, free_port, sample, scrape, start_catalog
 from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pricing_service import PricingService, quote  # noqa: E402
 
+MAIN = str(Path(__file__).resolve().parents[1] / "main.py")
 # The catalog's seed (services/catalog/seed.ts): sku-1001 2490, sku-1002 1290 cents.
 ESPRESSO, FILTER = "sku-1001", "sku-1002"
 
@@ -153,3 +154,40 @@ async def test_finds_the_catalog_by_name_through_the_mesh(control_plane: Control
         await close()
         await process.stop()
 
+
+
+async def test_main_serves_its_calls_and_the_catalogs_on_the_admin_port(catalog: int) -> None:
+    port, admin_port = free_port(), free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PROTOMESH_CONTROL_PLANE": "",
+        "PROTOMESH_ADMIN_ADDRESS": f"127.0.0.1:{admin_port}",
+        "CATALOG_TARGET": f"127.0.0.1:{catalog}",
+    }
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    client = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        await pricing.wait_line(lambda line: line.get("msg") == "listening")
+        stub = pricing_pb2_grpc.PricingServiceStub(client)
+        await stub.QuoteBasket(basket((ESPRESSO, 1), (FILTER, 2), (ESPRESSO, 3)), timeout=3)
+        code, _, body = await scrape(admin_port)
+    finally:
+        await client.close()
+        exit_code = await pricing.stop()
+    assert exit_code == 0
+    assert code == 200
+    quote_basket = {"grpc_type": "unary", "grpc_service": "shop.pricing.v1.PricingService", "grpc_method": "QuoteBasket"}
+    assert sample(body, "grpc_server_handled_total", {**quote_basket, "grpc_code": "OK"}) == 1
+    get_product = {"grpc_type": "unary", "grpc_service": "shop.catalog.v1.CatalogService", "grpc_method": "GetProduct"}
+    assert sample(body, "grpc_client_handled_total", {**get_product, "grpc_code": "OK"}) == 2, "one call per distinct product"
+
+
+async def test_main_refuses_an_admin_address_that_is_not_host_port() -> None:
+    pricing = await Process.start(PYTHON, MAIN, env={"PORT": str(free_port()), "PROTOMESH_ADMIN_ADDRESS": "9464"})
+    try:
+        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
+        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
+    finally:
+        await pricing.stop()
+    assert line["err"]["message"].startswith("PROTOMESH_ADMIN_ADDRESS: must be host:port")
