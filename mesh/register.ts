@@ -8,7 +8,7 @@ import { setup as setupRoundRobin } from "./balancer-round-robin";
 import { setup as setupWeightedRoundRobin } from "./balancer-weighted-round-robin";
 
 let arePoliciesRegistered = false;
-let isXdsRegistered = false;
+let isXdsRegisteredNow = false;
 
 /**
  * Registers protomesh's pluggable parts: the load-balancing policies of the mesh config (see
@@ -31,10 +31,15 @@ export function register(options: { xds?: boolean } = {}): void {
     setupKeepalive();
     arePoliciesRegistered = true;
   }
-  if (options.xds && !isXdsRegistered) {
+  if (options.xds && !isXdsRegisteredNow) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const xds = require("@grpc/grpc-js-xds") as typeof import("@grpc/grpc-js-xds");
     xds.register();
-    isXdsRegistered = true;
+    isXdsRegisteredNow = true;
   }
+}
+
+/** True once grpc-js-xds is loaded and registered (a client dialled an `xds:` target, or `register({ xds: true })`). */
+export function isXdsRegistered(): boolean {
+  return isXdsRegisteredNow;
 }

@@ -19,6 +19,7 @@ import type { ServerLimits } from "./server-limits";
 import { methodOf } from "./method-path";
 import type { CallSink } from "./observer";
 import { startAdminServer } from "./admin";
+import { addAdminServices } from "./admin-services";
 import type { AdminRoutes, AdminServer } from "./admin";
 import { metricsOf, metricsSink, scrapedGauge } from "./metrics";
 import type { MeshMetrics } from "./metrics";
@@ -119,6 +120,12 @@ export interface MeshServerOptions {
   adminAddress?: string;
   /** More pages of the admin port by path (the control plane's dashboard). */
   adminRoutes?: AdminRoutes;
+  /**
+   * grpc-js' admin services on the server's gRPC port (admin-services.ts): channelz, and CSDS when
+   * the process's xDS client is loaded (make its clients first), for grpcdebug and grpcurl. On when
+   * `adminAddress` is set, unless false.
+   */
+  adminServices?: boolean;
 }
 
 /**
@@ -148,6 +155,8 @@ export class MeshServer {
   /** The metrics this server counts into; undefined when they are off. */
   readonly metrics: MeshMetrics | undefined;
   private admin: AdminServer | undefined;
+  /** The gRPC admin services on this server's port (channelz, CSDS); undefined when off. */
+  readonly adminServices: readonly string[] | undefined;
   private readonly stopGauges: (() => void)[] = [];
 
   constructor(options: MeshServerOptions) {
@@ -176,6 +185,7 @@ export class MeshServer {
     });
     this.health.addToServer(this.server);
     if (this.load) this.stopLoadReports = addLoadReportService(this.server, this.load);
+    if (options.adminServices ?? options.adminAddress !== undefined) this.adminServices = addAdminServices(this.server);
   }
 
   /**
@@ -364,3 +374,4 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 export function createServer(options: MeshServerOptions): MeshServer {
   return new MeshServer(options);
 }
+
