@@ -178,7 +178,10 @@ export function metricsSink(metrics: MeshMetrics = meshMetrics()): CallSink {
   const side = (call: CallStart) => (call.side === "server" ? metrics.server : metrics.client);
   return {
     callStarted(call: CallStart): void {
-      methodMetrics(call).started.inc();
+      const method = methodMetrics(call);
+      method.started.inc();
+      // A unary call's one request (server) or response-to-be (client: its request goes out now).
+      if (call.type === "unary") (call.side === "server" ? method.received : method.sent).inc();
     },
     messageReceived(call: CallStart): void {
       methodMetrics(call).received.inc();
@@ -194,6 +197,8 @@ export function metricsSink(metrics: MeshMetrics = meshMetrics()): CallSink {
         method.handled[call.code] = handled;
       }
       handled.inc();
+      // A unary call's one response, when it ended OK (server: sent; client: received), as go-grpc-prometheus counts it.
+      if (call.type === "unary" && call.code === status.OK) (call.side === "server" ? method.sent : method.received).inc();
       method.handling.observe(call.durationMs / 1000);
       if (call.isShed) method.shed?.inc();
     },

@@ -55,7 +55,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
     let requestId = "";
     let start: CallStart | undefined;
     return new InterceptingCall(call, {
-      ...(sentSinks.length > 0
+      ...(sentSinks.length > 0 && type !== "unary"
         ? {
             sendMessage: (message: unknown, next: (message: unknown) => void) => {
               if (start !== undefined) for (const sink of sentSinks) sink.messageSent!(start);
@@ -72,7 +72,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
           for (const sink of startSinks) sink.callStarted!(start);
         }
         next(metadata, {
-          ...(receivedSinks.length > 0
+          ...(receivedSinks.length > 0 && type !== "unary"
             ? {
                 onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
                   // grpc-js hands a unary call that got no message a null one before its status.

@@ -95,7 +95,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             }
             nextMetadata(metadata);
           },
-          ...(receivedSinks.length > 0
+          ...(receivedSinks.length > 0 && type !== "unary"
             ? {
                 onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
                   if (start !== undefined) for (const sink of receivedSinks) sink.messageReceived!(start);
@@ -109,7 +109,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             end(isPastDeadline ? status.DEADLINE_EXCEEDED : status.CANCELLED, "call ended before its status");
           },
         }),
-      ...(sentSinks.length > 0
+      ...(sentSinks.length > 0 && type !== "unary"
         ? {
             sendMessage: (message: unknown, next: (message: unknown) => void) => {
               if (start !== undefined) for (const sink of sentSinks) sink.messageSent!(start);

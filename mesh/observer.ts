@@ -51,11 +51,14 @@ export interface CallSink {
   /** Called exactly once per call as it ends: status sent or received, or the call cancelled. */
   callEnded(call: CallRecord): void;
   /**
-   * Called for each message the call receives (server: a request; client: a response), as it
-   * arrives. The observers intercept messages only when a sink has this or `messageSent`.
+   * Called for each message a streaming call receives (server: a request; client: a response), as
+   * it arrives. Not for unary calls, whose messages are known from their start and end (one
+   * request; one response when OK) and are not intercepted: that is most calls, and intercepting
+   * their messages costs more than counting them. The observers intercept a streaming call's
+   * messages only when a sink has this or `messageSent`.
    */
   messageReceived?(call: CallStart): void;
-  /** Called for each message the call sends, as it goes out. */
+  /** Called for each message a streaming call sends, as it goes out. */
   messageSent?(call: CallStart): void;
 }
 
