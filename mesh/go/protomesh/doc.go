@@ -9,7 +9,8 @@
 //
 // With an admin address ([WithAdminAddress], PROTOMESH_ADMIN_ADDRESS) a server counts its calls in
 // go-grpc-prometheus' metrics, named as the TypeScript kit's (mesh/metrics.ts), and serves them
-// with the Go runtime's at GET /metrics on an admin HTTP port; [DialMetrics] counts a client's.
+// with the Go runtime's at GET /metrics on an admin HTTP port; [DialMetrics] counts a client's. Its
+// gRPC port then serves grpc-go's admin services too, channelz and CSDS ([WithoutAdminServices]).
 //
 // Environment variables are read once, by [LoadSettings], at the program's edge; everything else
 // takes plain options.

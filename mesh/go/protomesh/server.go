@@ -40,6 +40,9 @@ type serverOptions struct {
 	random        func() float64
 	adminAddress  string
 	grpcOptions   []grpc.ServerOption
+
+	// isAdminServicesOff leaves grpc-go's admin services off a server with an admin address.
+	isAdminServicesOff bool
 }
 
 // WithSettings applies a program's settings: its control plane, zone and advertised host.
@@ -88,10 +91,17 @@ func WithRandom(random func() float64) ServerOption {
 // WithAdminAddress turns on the server's Prometheus metrics (go-grpc-prometheus' grpc_server_*,
 // metrics.go) and opens the process's admin HTTP port at address ("host:port"; port 0 picks a free
 // one) when the server listens, closed when it has drained: GET /metrics serves every metric of the
-// process. "" is none (Settings.AdminAddress unset). [WithSettings] leaves it out: the admin port is
-// the process's, one per program, not one per server.
+// process. It also serves grpc-go's admin services on the server's gRPC port, channelz and CSDS
+// (admin_services.go), unless [WithoutAdminServices]. "" is none (Settings.AdminAddress unset).
+// [WithSettings] leaves it out: the admin port is the process's, one per program, not one per server.
 func WithAdminAddress(address string) ServerOption {
 	return func(o *serverOptions) { o.adminAddress = address }
+}
+
+// WithoutAdminServices leaves channelz and CSDS off the gRPC port of a server with an admin address
+// (the TypeScript kit's adminServices: false), for a port that callers outside the operators reach.
+func WithoutAdminServices() ServerOption {
+	return func(o *serverOptions) { o.isAdminServicesOff = true }
 }
 
 // WithGRPCServerOptions adds grpc-go server options; protomesh's interceptors run first (outermost).
@@ -121,6 +131,11 @@ type Server struct {
 	onDraining []func()
 	drainOnce  sync.Once
 	drained    chan struct{}
+
+	// adminServices are the names of the admin services registered by Listen; adminCleanup
+	// releases what they hold, once the gRPC server has stopped.
+	adminServices []string
+	adminCleanup  func()
 }
 
 // NewServer creates a protomesh server named name (its name in logs, and the mesh service it
@@ -195,8 +210,8 @@ func (s *Server) OnDraining(listener func()) {
 }
 
 // Listen binds address ("127.0.0.1:0" picks a free port) and, with WithAdminAddress, the admin
-// port, serves in the background, reports SERVING and, with a control plane, registers and keeps
-// the lease. It returns the bound address.
+// port and the admin services, serves in the background, reports SERVING and, with a control plane,
+// registers and keeps the lease. It returns the bound address.
 func (s *Server) Listen(address string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -214,6 +229,18 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		s.admin = admin
+		if !s.options.isAdminServicesOff {
+			// Here rather than in NewServer, so that the error is a value (grpc-go takes
+			// registrations until Serve).
+			names, cleanup, err := registerAdminServices(s.grpc)
+			if err != nil {
+				_ = listener.Close()
+				admin.close()
+				s.admin = nil
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			s.adminServices, s.adminCleanup = names, cleanup
+		}
 	}
 	s.listener = listener
 	go func() { s.serveErr <- s.grpc.Serve(listener) }()
@@ -266,6 +293,15 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.admin.addr()
 }
 
+// AdminServices are the names of the admin services on the server's gRPC port ([ChannelzServiceName],
+// and [CSDSServiceName] when grpc-go's xDS package registered it); nil without WithAdminAddress,
+// with WithoutAdminServices, or before Listen.
+func (s *Server) AdminServices() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.adminServices)
+}
+
 // IsRegistered reports whether the control plane holds this server's lease, as far as it knows.
 func (s *Server) IsRegistered() bool {
 	s.mu.Lock()
@@ -278,8 +314,8 @@ const healthFlushDelay = 50 * time.Millisecond
 
 // Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
 // long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
-// within the grace period, then stops, cancelling what is left, and closes the admin port (which
-// is scraped until then). Idempotent: later calls wait for the first.
+// within the grace period, then stops, cancelling what is left, releases the admin services and
+// closes the admin port (which is scraped until then). Idempotent: later calls wait for the first.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		defer close(s.drained)
@@ -287,7 +323,7 @@ func (s *Server) Drain() {
 		grace := s.options.drainGrace
 		s.logger.Info("draining", "graceMs", grace.Milliseconds())
 		s.mu.Lock()
-		l, listeners, admin := s.lease, s.onDraining, s.admin
+		l, listeners, admin, adminCleanup := s.lease, s.onDraining, s.admin, s.adminCleanup
 		s.mu.Unlock()
 		// Leave the mesh first, so that clients stop picking this server before it refuses calls.
 		if l != nil {
@@ -314,6 +350,9 @@ func (s *Server) Drain() {
 			s.logger.Warn("grace period over; cancelling calls in flight")
 			s.grpc.Stop()
 			<-stopped
+		}
+		if adminCleanup != nil {
+			adminCleanup()
 		}
 		if admin != nil {
 			admin.close()

@@ -40,7 +40,8 @@ var xdsResolvers sync.Map // bootstrap JSON → resolver.Builder
 // variable from the program changes nothing. A bootstrap handed to one channel is what grpc-go
 // offers for that: xds.NewXDSResolverWithConfigForTesting makes a resolver builder over an xDS
 // client pool of its own with that bootstrap, passed to the channel with grpc.WithResolvers. (Its
-// "for testing" note warns that CSDS does not see those clients; nothing here serves CSDS.)
+// "for testing" note warns that CSDS does not see those clients: the CSDS of a kit server with
+// an admin address (admin_services.go) answers, but without these channels' resources.)
 func xdsResolverFor(bootstrap []byte) (resolver.Builder, error) {
 	if builder, ok := xdsResolvers.Load(string(bootstrap)); ok {
 		return builder.(resolver.Builder), nil
