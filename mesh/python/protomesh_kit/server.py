@@ -2,9 +2,9 @@
 
 grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
 exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
-(admin.py), registration with the control plane (registry_lease.py), and a drain: deregister,
-NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
-grace period, then stop.
+(admin.py) and channelz on the gRPC port with it (admin_services.py), registration with the control
+plane (registry_lease.py), and a drain: deregister, NOT_SERVING, end health Watch streams, refuse
+new calls, let the calls in flight finish within the grace period, then stop.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import Descriptor, FileDescriptor
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .admin import AdminServer, start_admin_server
+from .admin_services import ADMIN_SERVICE_FILES, add_admin_services
 from .health import HEALTH_SERVICE_NAME, HealthReporter
 from .logger import Logger
 from .metrics import MeshMetrics, MetricsSink, metrics_of
@@ -38,12 +40,13 @@ DEFAULT_DESCRIPTOR_SET = Path(__file__).resolve().parents[3] / "generated" / "de
 
 
 @functools.lru_cache(maxsize=8)
-def reflection_pool(descriptor_set: Path | None) -> descriptor_pool.DescriptorPool | None:
+def reflection_pool(descriptor_set: Path | None, also: tuple[FileDescriptor, ...] = ()) -> descriptor_pool.DescriptorPool | None:
     """A descriptor pool of the descriptor set for reflection, or None (the default pool) without one.
 
     The generated modules' descriptors carry no JSON names, so grpcurl would print snake_case
     fields; buf's descriptor set has them, as the TypeScript and Go servers' reflection does. Read
-    once per file: every server of a process shares the pool.
+    once per file: every server of a process shares the pool. ``also``: files from outside the set
+    (channelz, admin_services.py), added with those of their imports the set lacks.
     """
     if descriptor_set is None or not descriptor_set.is_file():
         return None
@@ -59,7 +62,30 @@ def reflection_pool(descriptor_set: Path | None) -> descriptor_pool.DescriptorPo
             pool.Add(file)
             added.add(file.name)
         pending = [file for file in pending if file.name not in added]
+    for file in also:
+        _add_with_imports(pool, file, added)
     return pool
+
+
+def _add_with_imports(pool: descriptor_pool.DescriptorPool, file: FileDescriptor, added: set[str]) -> None:
+    if file.name in added:
+        return
+    for imported in file.dependencies:
+        _add_with_imports(pool, imported, added)
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    for message_proto, message in zip(proto.message_type, file.message_types_by_name.values()):
+        _set_json_names(message_proto, message)
+    pool.Add(proto)
+    added.add(file.name)
+
+
+def _set_json_names(proto: descriptor_pb2.DescriptorProto, message: Descriptor) -> None:
+    # CopyToProto leaves json_name out; without it grpcurl prints snake_case (as reflection_pool says).
+    for field_proto, field in zip(proto.field, message.fields):
+        field_proto.json_name = field.json_name
+    for nested_proto, nested in zip(proto.nested_type, message.nested_types):
+        _set_json_names(nested_proto, nested)
 
 
 class _ServiceRecorder:
@@ -83,8 +109,9 @@ class MeshServer:
     ``metrics``: go-grpc-prometheus' grpc_server_* per method (metrics.py), in prometheus_client's
     REGISTRY (True) or the registry given; on when ``admin_address`` is set, unless False.
     ``admin_address``: "host:port" of the admin HTTP port (admin.py: GET /metrics), opened by
-    ``listen`` and closed by the drain; none unless set. ``sinks``: more consumers of every call
-    (observer.py), after the log line and the metrics.
+    ``listen`` and closed by the drain; none unless set. ``admin_services``: channelz on the gRPC
+    port (admin_services.py), described by reflection; on when ``admin_address`` is set, unless
+    False. ``sinks``: more consumers of every call (observer.py), after the log line and the metrics.
     """
 
     def __init__(
@@ -103,6 +130,7 @@ class MeshServer:
         descriptor_set: Path | None = DEFAULT_DESCRIPTOR_SET,
         metrics: bool | CollectorRegistry | None = None,
         admin_address: str | None = None,
+        admin_services: bool | None = None,
         sinks: Sequence[CallSink] = (),
     ) -> None:
         self.name = name
@@ -125,6 +153,9 @@ class MeshServer:
         self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks])
         self._server = grpc.aio.server(interceptors=[self._observer, *interceptors], options=list(options))
         self.health.add_to_server(self._server)
+        is_admin = admin_address is not None if admin_services is None else admin_services
+        #: The full names of the admin services this server hosts (channelz); empty when they are off.
+        self.admin_services: list[str] = add_admin_services(self._server) if is_admin else []
         self._services: list[str] = []
         self._port: int | None = None
         self._lease: RegistryLease | None = None
@@ -173,9 +204,9 @@ class MeshServer:
         """Adds reflection, binds ``address`` (port 0 picks one), starts, reports SERVING and registers."""
         if self._port is not None:
             raise RuntimeError(f"{self.name}: already listening")
-        reflection.enable_server_reflection(
-            [*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server, pool=reflection_pool(self._descriptor_set)
-        )
+        reflected = [*self._services, HEALTH_SERVICE_NAME, *self.admin_services, reflection.SERVICE_NAME]
+        also = ADMIN_SERVICE_FILES if self.admin_services else ()
+        reflection.enable_server_reflection(reflected, self._server, pool=reflection_pool(self._descriptor_set, also))
         port = self._server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"{self.name}: could not bind {address}")

@@ -34,6 +34,8 @@ IS_CI = os.environ.get("CI", "") in ("true", "1")
 START_TIMEOUT_S = 10.0
 #: Prometheus' promtool, from Debian's prometheus package (`make promtool`).
 PROMTOOL = "/usr/bin/promtool"
+#: grpcurl, as `make tools` installs it.
+GRPCURL = REPO / ".tools/bin/grpcurl"
 
 
 def require_tool(path: str | None, what: str) -> str:
@@ -54,6 +56,11 @@ def require_promtool() -> str:
     if IS_CI:
         pytest.fail(f"{reason} (CI={os.environ.get('CI', '')}: a missing tool fails the run)")
     pytest.skip(reason)
+
+
+def require_grpcurl() -> str:
+    """grpcurl; skipped (failed under CI) without it."""
+    return require_tool(str(GRPCURL), f"grpcurl at {GRPCURL} (`make tools`)")
 
 
 def require_node() -> str:
