@@ -1,3 +1,4 @@
+import type { Span } from "@opentelemetry/api";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { CallOptions, Deadline, Metadata } from "@grpc/grpc-js";
 
@@ -25,6 +26,8 @@ export class InboundCall {
   readonly deadline: number;
   /** The call's request id, which outbound calls made while handling it carry on (observer-client.ts). */
   requestId = "";
+  /** The call's server span when the server traces (tracing.ts): the parent of the outbound calls' spans. */
+  span: Span | undefined;
   /**
    * "active" while the handler works; "answered" once its status is sent: work it left behind (a
    * timer, a background task) is then on its own; "cancelled" once the caller cancelled it or its

@@ -1,4 +1,5 @@
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
+import type { Tracer } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
 import type { ChannelCredentials, ChannelOptions, Client, ClientOptions, Interceptor, LoadBalancingConfig } from "@grpc/grpc-js";
 import { defaultLogger } from "./logger";
@@ -46,6 +47,8 @@ export interface MeshClientOptions {
    * (`adminAddress` of its server, or startAdminServer) serves them.
    */
   metrics?: boolean | Registry;
+  /** Traces: a client span per call, its traceparent sent along (tracing.ts); none unless set. */
+  tracer?: Tracer;
   channelOptions?: ChannelOptions;
   /**
    * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
@@ -103,7 +106,7 @@ export function createClient<C extends Client>(
   const metricSinks = metrics ? [metricsSink(metrics)] : [];
   // One protomesh layer per call (observer-client.ts); the caller's interceptors run inside it.
   const interceptors = [
-    clientObserver([logSink(logger), ...metricSinks, ...(options.sinks ?? [])], { meshService: xdsService }),
+    clientObserver([logSink(logger), ...metricSinks, ...(options.sinks ?? [])], { meshService: xdsService, tracer: options.tracer }),
     ...(options.interceptors ?? []),
   ];
   register();

@@ -35,3 +35,5 @@ export { meshMetrics, metricsSink, GRPC_CODE_NAMES, HANDLING_SECONDS_BUCKETS } f
 export type { MeshMetrics } from "./metrics";
 export { startAdminServer } from "./admin";
 export type { AdminServer, AdminServerOptions } from "./admin";
+export { tracingFromEnvironment } from "./tracing";
+export type { ProcessTracing } from "./tracing";

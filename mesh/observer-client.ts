@@ -1,11 +1,13 @@
 import { InterceptingCall, status } from "@grpc/grpc-js";
 import type { Interceptor } from "@grpc/grpc-js";
+import type { Span, Tracer } from "@opentelemetry/api";
 import { currentInboundCall, deadlineMs } from "./call-context";
 import { unsentCall } from "./deadlines";
 import { methodOf } from "./method-path";
 import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
+import { endSpan, startClientSpan } from "./tracing";
 
 /**
  * What grpc-js-xds' balancers answer a call when the control plane lists no healthy endpoint for
@@ -22,6 +24,8 @@ export interface ClientCallDuties {
    * (ARCHITECTURE.md), instead of the balancer's internals.
    */
   readonly meshService?: string;
+  /** Makes a client span per call, the child of the inbound call's span, its traceparent sent along (tracing.ts). */
+  readonly tracer?: Tracer;
 }
 
 /**
@@ -54,6 +58,8 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
     const outboundEnded = unsent === undefined && inbound !== undefined ? inbound.outboundStarted(path, deadline - sentAt, sentAt) : undefined;
     let requestId = "";
     let start: CallStart | undefined;
+    let span: Span | undefined;
+    const { tracer } = duties;
     return new InterceptingCall(call, {
       ...(sentSinks.length > 0 && type !== "unary"
         ? {
@@ -67,6 +73,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
         const given = metadata.get(REQUEST_ID_KEY);
         requestId = inbound !== undefined && given.length === 0 ? inbound.requestId || requestIdFrom(metadata) : requestIdFrom(metadata);
         if (given.length !== 1 || given[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
+        if (tracer !== undefined) span = startClientSpan(tracer, method, inbound?.span, metadata);
         if (startSinks.length > 0 || receivedSinks.length > 0 || sentSinks.length > 0) {
           start = { side: "client", method, type, requestId };
           for (const sink of startSinks) sink.callStarted!(start);
@@ -98,6 +105,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
               peer: call.getPeer(),
             };
             for (const sink of sinks) sink.callEnded(record);
+            if (span !== undefined) endSpan(span, callStatus.code, callStatus.details);
             nextStatus(callStatus);
           },
         });

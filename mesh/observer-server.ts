@@ -1,5 +1,6 @@
 import { Metadata, ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor } from "@grpc/grpc-js";
+import type { Span, Tracer } from "@opentelemetry/api";
 import { InboundCall, deadlineMs, isPropagatingInboundCalls, openInboundCall } from "./call-context";
 import type { InflightTracker } from "./interceptor-inflight";
 import { LOAD_REPORT_TRAILER } from "./load-report";
@@ -8,6 +9,7 @@ import { methodOf } from "./method-path";
 import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
+import { endSpan, startServerSpan } from "./tracing";
 
 /** What a server's call observer does besides observing; each part is left out when not given. */
 export interface ServerCallDuties {
@@ -15,6 +17,8 @@ export interface ServerCallDuties {
   readonly inflight?: InflightTracker;
   /** Puts this meter's last window in every call's trailers: the per-call ORCA report (load-report.ts). */
   readonly loadReport?: LoadMeter;
+  /** Makes a server span per call, the child of the traceparent it carries (tracing.ts). */
+  readonly tracer?: Tracer;
 }
 
 /**
@@ -33,7 +37,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
   const receivedSinks = sinks.filter((sink) => sink.messageReceived !== undefined);
   const sentSinks = sinks.filter((sink) => sink.messageSent !== undefined);
-  const { inflight, loadReport } = duties;
+  const { inflight, loadReport, tracer } = duties;
   return (methodDescriptor, call) => {
     const startedAt = performance.now();
     const method = methodOf(methodDescriptor.path);
@@ -46,6 +50,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
     let isAdmitted = false;
     let isShed = false;
     let inbound: InboundCall | undefined;
+    let span: Span | undefined;
 
     const end = (code: status, details: string) => {
       if (isEnded) return;
@@ -70,6 +75,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
         isShed,
       };
       for (const sink of sinks) sink.callEnded(record);
+      if (span !== undefined) endSpan(span, code, details);
     };
 
     const intercepting: ServerInterceptingCall = new ServerInterceptingCall(call, {
@@ -79,6 +85,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             const sent = metadata.get(REQUEST_ID_KEY);
             requestId = requestIdFrom(metadata);
             if (sent.length !== 1 || sent[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
+            if (tracer !== undefined) span = startServerSpan(tracer, method, metadata);
             if (tracked?.shedder !== undefined) {
               if (!tracked.shedder.tryAdmit()) {
                 isShed = true;
@@ -88,7 +95,10 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
               isAdmitted = true;
             }
             // The context outbound calls read, in a process that makes them (call-context.ts).
-            if (isPropagatingInboundCalls()) inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
+            if (isPropagatingInboundCalls()) {
+              inbound = openInboundCall(metadata, Date.now(), call.getDeadline(), requestId);
+              inbound.span = span;
+            }
             if (startSinks.length > 0 || receivedSinks.length > 0 || sentSinks.length > 0) {
               start = { side: "server", method, type, requestId };
               for (const sink of startSinks) sink.callStarted!(start);

@@ -1,4 +1,5 @@
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import type { Tracer } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
 import type {
   ChannelOptions,
@@ -116,6 +117,8 @@ export interface MeshServerOptions {
    * `adminAddress` is set, unless false; off otherwise unless true or a registry.
    */
   metrics?: boolean | Registry;
+  /** Traces: a server span per call (tracing.ts; `tracingFromEnvironment` makes one from OTEL_*); none unless set. */
+  tracer?: Tracer;
   /** "host:port" of the admin HTTP port (admin.ts: GET /metrics), opened by `listen`; none unless set. */
   adminAddress?: string;
   /** More pages of the admin port by path (the control plane's dashboard). */
@@ -179,6 +182,7 @@ export class MeshServer {
         serverObserver([logSink(this.logger), ...(this.load ? [this.load] : []), ...metricSinks, ...(options.sinks ?? [])], {
           inflight: this.inflight,
           loadReport: this.load,
+          tracer: options.tracer,
         }),
         ...(options.interceptors ?? []),
       ],

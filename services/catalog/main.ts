@@ -1,5 +1,5 @@
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import { createLogger, createServer, drainOnSignals, exitAfterFlush, listenAddress, loadSettings, routeGrpcLogs } from "../../mesh";
+import { createLogger, createServer, drainOnSignals, exitAfterFlush, listenAddress, loadSettings, routeGrpcLogs, tracingFromEnvironment } from "../../mesh";
 import { CATALOG_DEFAULT_PORT } from "../default-ports";
 import { catalogService } from "./catalog-service";
 
@@ -7,6 +7,8 @@ async function main(): Promise<void> {
   const settings = loadSettings(process.env);
   const logger = createLogger({ name: "catalog", level: settings.logLevel });
   routeGrpcLogs(logger);
+  // Traces when the standard OTEL_* variables point at a collector (none otherwise).
+  const tracing = tracingFromEnvironment(process.env, "catalog");
   const server = createServer({
     name: "catalog",
     logger,
@@ -14,10 +16,14 @@ async function main(): Promise<void> {
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
     adminAddress: settings.adminAddress,
+    tracer: tracing?.tracer,
   });
   server.addService(CatalogServiceService, catalogService());
   await server.listen(listenAddress(settings, CATALOG_DEFAULT_PORT));
-  drainOnSignals(() => server.drain(), logger);
+  drainOnSignals(async () => {
+    await server.drain();
+    await tracing?.shutdown();
+  }, logger);
 }
 
 main().catch((error: unknown) => {

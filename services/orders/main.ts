@@ -11,6 +11,7 @@ import {
   listenAddress,
   loadSettings,
   routeGrpcLogs,
+  tracingFromEnvironment,
 } from "../../mesh";
 import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../default-ports";
 import { ORDERS_STORE_URL_ENV, openOrderStore, parseOrderStoreUrl, storeLogFields } from "./order-store-url";
@@ -30,7 +31,15 @@ async function main(): Promise<void> {
   // By name through the mesh; CATALOG_TARGET, when set, names another target outright. The calls'
   // deadlines are the inbound PlaceOrder's remaining budget, no longer than the catalog's timeout in
   // the mesh config (deploy/mesh.yaml, sent over xDS).
-  const clientOptions = { logger, controlPlane: settings.controlPlane, zone: settings.zone, metrics: settings.adminAddress !== undefined };
+  // Traces when the standard OTEL_* variables point at a collector (none otherwise).
+  const tracing = tracingFromEnvironment(process.env, "orders");
+  const clientOptions = {
+    logger,
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    metrics: settings.adminAddress !== undefined,
+    tracer: tracing?.tracer,
+  };
   const catalog = createClient(CatalogServiceClient, process.env.CATALOG_TARGET || "catalog", { ...clientOptions, fallbackTarget: CATALOG_FALLBACK_TARGET });
   // Stock and prices, where the mesh has them: INVENTORY_TARGET and PRICING_TARGET name a mesh
   // service ("inventory", dialled by name through the control plane) or any grpc target. Unset,
@@ -47,6 +56,7 @@ async function main(): Promise<void> {
     zone: settings.zone,
     advertiseHost: settings.advertiseHost,
     adminAddress: settings.adminAddress,
+    tracer: tracing?.tracer,
   });
   server.addService(OrderServiceService, ordersService({ catalog, inventory, pricing, logger }, store));
   await server.listen(listenAddress(settings, ORDERS_DEFAULT_PORT));
@@ -56,6 +66,7 @@ async function main(): Promise<void> {
     inventory?.close();
     pricing?.close();
     await store.close();
+    await tracing?.shutdown();
   }, logger);
 }
 

@@ -1,0 +1,83 @@
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Context, Span, TextMapGetter, TextMapSetter, Tracer } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import type { Metadata, status } from "@grpc/grpc-js";
+import { isServerFailure } from "./errors";
+import type { MethodPath } from "./method-path";
+
+/**
+ * Traces (OpenTelemetry): one span per call on each side, made by the call observers when a
+ * tracer is given, the W3C `traceparent` (and `tracestate`) carried in the call's metadata, so that
+ * a call's server span is the child of its client span, and a call made while handling an inbound
+ * call is the child of that call's server span, across every hop and language of the mesh. Without
+ * a tracer nothing of this runs. Span names and attributes follow OpenTelemetry's RPC conventions:
+ * `package.Service/Method`, rpc.system "grpc", rpc.service, rpc.method, rpc.grpc.status_code; a
+ * server failure (errors.ts) sets the span's status to ERROR.
+ */
+
+const propagator = new W3CTraceContextPropagator();
+
+const metadataGetter: TextMapGetter<Metadata> = {
+  keys: (metadata) => Object.keys(metadata.getMap()),
+  get: (metadata, key) => {
+    const values = metadata.get(key);
+    return values.length === 0 ? undefined : values.map(String);
+  },
+};
+const metadataSetter: TextMapSetter<Metadata> = { set: (metadata, key, value) => metadata.set(key, value) };
+
+/** The attributes of a call's span. */
+function attributesOf(method: MethodPath): Record<string, string> {
+  return { "rpc.system": "grpc", "rpc.service": method.service, "rpc.method": method.method };
+}
+
+/** Starts the server span of an inbound call, the child of the traceparent its metadata carries, if any. */
+export function startServerSpan(tracer: Tracer, method: MethodPath, metadata: Metadata): Span {
+  const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
+  return tracer.startSpan(method.path.slice(1), { kind: SpanKind.SERVER, attributes: attributesOf(method) }, parent);
+}
+
+/** Starts the client span of an outbound call, the child of `parent` (the inbound call's span), and writes its traceparent into `metadata`. */
+export function startClientSpan(tracer: Tracer, method: MethodPath, parent: Span | undefined, metadata: Metadata): Span {
+  const parentContext: Context = parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
+  const span = tracer.startSpan(method.path.slice(1), { kind: SpanKind.CLIENT, attributes: attributesOf(method) }, parentContext);
+  propagator.inject(trace.setSpan(parentContext, span), metadata, metadataSetter);
+  return span;
+}
+
+/** Ends a call's span with its status code. */
+export function endSpan(span: Span, code: status, details: string): void {
+  span.setAttribute("rpc.grpc.status_code", code);
+  if (isServerFailure(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: details });
+  span.end();
+}
+
+/** A process's tracer and the function that flushes and stops it. */
+export interface ProcessTracing {
+  tracer: Tracer;
+  /** Exports the spans still buffered and stops; call it after the process's servers have drained. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The process's tracer as the standard OpenTelemetry variables configure it, or undefined when they
+ * ask for none: traces go to an OTLP/HTTP collector (JSON) at OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else
+ * OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces (the exporter reads OTEL_EXPORTER_OTLP_HEADERS and the
+ * rest itself), unless OTEL_SDK_DISABLED is "true" or OTEL_TRACES_EXPORTER names no "otlp".
+ * OTEL_SERVICE_NAME names the service (default `serviceName`). Read once, at a program's edge.
+ */
+export function tracingFromEnvironment(env: NodeJS.ProcessEnv, serviceName: string): ProcessTracing | undefined {
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (base ? `${base.replace(/\/$/, "")}/v1/traces` : undefined);
+  if (!url || env.OTEL_SDK_DISABLED === "true") return undefined;
+  const exporters = (env.OTEL_TRACES_EXPORTER || "otlp").split(",").map((name) => name.trim());
+  if (!exporters.includes("otlp")) return undefined;
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME || serviceName }),
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }) })],
+  });
+  return { tracer: provider.getTracer("protomesh"), shutdown: () => provider.shutdown() };
+}

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import * as http from "node:http";
+import * as path from "node:path";
+import type { AddressInfo } from "node:net";
+import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
+import type { CatalogServiceServer } from "../../generated/ts/shop/catalog/v1/catalog";
+import { createClient, createServer, tracingFromEnvironment, unary } from "../../mesh";
+import type { MeshServer, ProcessTracing } from "../../mesh";
+import { catalogService } from "../../services/catalog/catalog-service";
+import { captureLog } from "../support/log-capture";
+import { getProduct } from "../support/shop";
+import { waitFor } from "../support/wait";
+import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
+import { waitForServing } from "../../cli/health-wait";
+import { freePorts } from "../support/ports";
+import { repoRoot } from "../support/tools";
+
+/** A span as OTLP/HTTP JSON carries it (the fields this test reads). */
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Array<{ key: string; value: { stringValue?: string; intValue?: string | number } }>;
+  service: string;
+}
+
+/** An OTLP/HTTP receiver in this process: what a collector gets, decoded from the exporter's JSON. */
+async function otlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close(): Promise<void> }> {
+  const spans: OtlpSpan[] = [];
+  const server = http.createServer((request, response) => {
+    let body = "";
+    request.setEncoding("utf8");
+    request.on("data", (chunk: string) => (body += chunk));
+    request.on("end", () => {
+      if (request.url === "/v1/traces") {
+        const exported = JSON.parse(body) as {
+          resourceSpans: Array<{ resource: { attributes: OtlpSpan["attributes"] }; scopeSpans: Array<{ spans: Omit<OtlpSpan, "service">[] }> }>;
+        };
+        for (const resourceSpans of exported.resourceSpans) {
+          const service = resourceSpans.resource.attributes.find((attribute) => attribute.key === "service.name")?.value.stringValue ?? "";
+          for (const scope of resourceSpans.scopeSpans) for (const span of scope.spans) spans.push({ ...span, service });
+        }
+      }
+      response.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const attribute = (span: OtlpSpan, key: string) => {
+  const value = span.attributes.find((candidate) => candidate.key === key)?.value;
+  return value?.stringValue ?? (value?.intValue === undefined ? undefined : Number(value.intValue));
+};
+
+describe("tracing: one span per call on each side, the W3C traceparent across the hops", function () {
+  this.timeout(20_000);
+
+  it("follows one call from a client through a front server to the catalog: client → server → client → server, one trace", async () => {
+    const receiver = await otlpReceiver();
+    const { logger } = captureLog("warn");
+    const tracing = (name: string): ProcessTracing => tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, name)!;
+    const [catalogTracing, frontTracing, callerTracing] = [tracing("catalog"), tracing("front"), tracing("caller")];
+    const servers: MeshServer[] = [];
+    const clients: CatalogServiceClient[] = [];
+    try {
+      const catalog = createServer({ name: "catalog", logger, tracer: catalogTracing.tracer });
+      catalog.addService(CatalogServiceService, catalogService());
+      servers.push(catalog);
+      const catalogAddress = `127.0.0.1:${await catalog.listen("127.0.0.1:0")}`;
+      // The front's handler calls the catalog: its call is the child of the front's server span.
+      const downstream = createClient(CatalogServiceClient, catalogAddress, { logger, tracer: frontTracing.tracer });
+      clients.push(downstream);
+      const front = createServer({ name: "front", logger, tracer: frontTracing.tracer });
+      const relay: CatalogServiceServer = {
+        ...catalogService(),
+        getProduct: unary((request) => new Promise((resolve, reject) => downstream.getProduct(request, (error, response) => (error ? reject(error) : resolve(response))))),
+      };
+      front.addService(CatalogServiceService, relay);
+      servers.push(front);
+      const caller = createClient(CatalogServiceClient, `127.0.0.1:${await front.listen("127.0.0.1:0")}`, { logger, tracer: callerTracing.tracer });
+      clients.push(caller);
+
+      const response = await getProduct(caller, 5_000);
+      assert.equal(response.product?.id, "sku-1001");
+      for (const processTracing of [catalogTracing, frontTracing, callerTracing]) await processTracing.shutdown();
+      await waitFor("the four spans at the receiver", () => receiver.spans.filter((span) => span.name === "shop.catalog.v1.CatalogService/GetProduct").length >= 4);
+
+      const spans = receiver.spans.filter((span) => span.name === "shop.catalog.v1.CatalogService/GetProduct");
+      const find = (service: string, kind: number) => spans.find((span) => span.service === service && span.kind === kind)!;
+      const [SERVER, CLIENT] = [2, 3]; // OTLP's SpanKind
+      const chain = [find("caller", CLIENT), find("front", SERVER), find("front", CLIENT), find("catalog", SERVER)];
+      assert.ok(chain.every((span) => span !== undefined), `spans: ${spans.map((span) => `${span.service}/${span.kind}`).join(", ")}`);
+      assert.equal(new Set(chain.map((span) => span.traceId)).size, 1, "one trace");
+      assert.equal(chain[0].parentSpanId ?? "", "", "the caller's span is the root");
+      for (let i = 1; i < chain.length; i += 1) {
+        assert.equal(chain[i].parentSpanId, chain[i - 1].spanId, `${chain[i].service}'s span is the child of ${chain[i - 1].service}'s`);
+      }
+      for (const span of chain) {
+        assert.equal(attribute(span, "rpc.system"), "grpc");
+        assert.equal(attribute(span, "rpc.service"), "shop.catalog.v1.CatalogService");
+        assert.equal(attribute(span, "rpc.method"), "GetProduct");
+        assert.equal(attribute(span, "rpc.grpc.status_code"), 0);
+      }
+    } finally {
+      for (const client of clients) client.close();
+      for (const server of servers) await server.drain(0);
+      await receiver.close();
+    }
+  });
+
+  it("makes no tracer when the OTEL_* variables ask for none", async () => {
+    assert.equal(tracingFromEnvironment({}, "catalog"), undefined);
+    assert.equal(tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_SDK_DISABLED: "true" }, "catalog"), undefined);
+    assert.equal(tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_EXPORTER: "none" }, "catalog"), undefined);
+    const tracing = tracingFromEnvironment({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:4318/v1/traces" }, "catalog");
+    assert.ok(tracing);
+    await tracing.shutdown();
+  });
+});
+
+describe("tracing: the reference programs, configured by OTEL_* alone", function () {
+  this.timeout(30_000);
+
+  it("exports one PlaceOrder's trace from the orders and catalog processes: caller → orders → catalog, flushed on SIGTERM", async () => {
+    const receiver = await otlpReceiver();
+    const [catalogPort, ordersPort] = await freePorts(2);
+    const children: ChildProcess[] = [];
+    const start = (service: string, env: Record<string, string>) => {
+      const child = spawn(process.execPath, [path.join(repoRoot(), "dist", "services", service, "main.js")], {
+        env: { ...process.env, PROTOMESH_CONTROL_PLANE: "", PROTOMESH_LOG_LEVEL: "warn", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, ...env },
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+      children.push(child);
+      return child;
+    };
+    const { logger } = captureLog("warn");
+    const callerTracing = tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: "caller" }, "test")!;
+    const client = createClient(OrderServiceClient, `127.0.0.1:${ordersPort}`, { logger, tracer: callerTracing.tracer });
+    try {
+      start("catalog", { PORT: String(catalogPort) });
+      start("orders", { PORT: String(ordersPort), CATALOG_TARGET: `127.0.0.1:${catalogPort}`, ORDERS_STORE_URL: "sqlite::memory:" });
+      await waitForServing(`127.0.0.1:${catalogPort}`, 15_000);
+      await waitForServing(`127.0.0.1:${ordersPort}`, 15_000);
+      await new Promise<void>((resolve, reject) =>
+        client.placeOrder(
+          { customerId: "cust-trace", idempotencyKey: "trace-1", items: [{ productId: "sku-1001", quantity: 1 }] },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      );
+      await callerTracing.shutdown();
+      // SIGTERM: each program drains, then flushes its spans before it exits.
+      await Promise.all(children.map((child) => new Promise((resolve) => child.once("exit", resolve) && child.kill("SIGTERM"))));
+      const [SERVER, CLIENT] = [2, 3];
+      const named = (service: string, name: string, kind: number) =>
+        receiver.spans.find((span) => span.service === service && span.name === name && span.kind === kind);
+      await waitFor("the caller's, orders' and the catalog's spans", () => named("catalog", "shop.catalog.v1.CatalogService/GetProduct", SERVER) !== undefined);
+      const chain = [
+        named("caller", "shop.orders.v1.OrderService/PlaceOrder", CLIENT),
+        named("orders", "shop.orders.v1.OrderService/PlaceOrder", SERVER),
+        named("orders", "shop.catalog.v1.CatalogService/GetProduct", CLIENT),
+        named("catalog", "shop.catalog.v1.CatalogService/GetProduct", SERVER),
+      ];
+      assert.ok(chain.every((span) => span !== undefined), `spans: ${receiver.spans.map((span) => `${span.service} ${span.name} ${span.kind}`).join("; ")}`);
+      assert.equal(new Set(chain.map((span) => span!.traceId)).size, 1, "one trace");
+      for (let i = 1; i < chain.length; i += 1) assert.equal(chain[i]!.parentSpanId, chain[i - 1]!.spanId);
+    } finally {
+      client.close();
+      for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+      await receiver.close();
+    }
+  });
+});
