@@ -3,6 +3,7 @@ import { createHistogram } from "node:perf_hooks";
 import { CatalogServiceClient } from "../generated/ts/shop/catalog/v1/catalog";
 import { Registry } from "prom-client";
 import { createClient } from "../mesh/client";
+import { benchTracer } from "./bench-tracer";
 import { createLogger } from "../mesh/logger";
 import { BENCH_PRODUCT_ID } from "./bench-catalog";
 import { flag, serveControl } from "./control-channel";
@@ -11,7 +12,7 @@ import { ProcessProbe } from "./process-probe";
 import type { ProcessSample } from "./process-probe";
 
 /**
- * Entry point of a Node load client (B2): `--kind plain|mesh|metrics --target <grpc target> [--policy <lb>]`.
+ * Entry point of a Node load client (B2): `--kind plain|mesh|metrics|tracing --target <grpc target> [--policy <lb>]`.
  * - plain: ts-proto's CatalogServiceClient on grpc-js with no options, as a grpc-js user writes it;
  * - mesh: protomesh's createClient (deadline and log interceptors, the production log level), with
  *   the load-balancing policy named by --policy in its service config, or none (pick_first).
@@ -39,7 +40,7 @@ export interface ClientResult {
 }
 
 /** The kinds of client this entry point runs. */
-export const CLIENT_KINDS = ["plain", "mesh", "metrics"] as const;
+export const CLIENT_KINDS = ["plain", "mesh", "metrics", "tracing"] as const;
 export type ClientKind = (typeof CLIENT_KINDS)[number];
 
 function makeClient(kind: ClientKind, target: string, policy: string): CatalogServiceClient {
@@ -49,6 +50,8 @@ function makeClient(kind: ClientKind, target: string, policy: string): CatalogSe
     channelOptions: policy === "" ? {} : policyChannelOptions(policy),
     // metrics: the same client with its Prometheus metrics counted (a registry of its own).
     metrics: kind === "metrics" ? new Registry() : undefined,
+    // tracing: a span per call (bench-tracer.ts drops the batches).
+    tracer: kind === "tracing" ? benchTracer() : undefined,
   });
 }
 

@@ -107,7 +107,7 @@ function readProfile(dir: string): CpuProfile {
   return JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as CpuProfile;
 }
 
-async function profileServer(kind: "plain" | "mesh" | "metrics", calls: number, dir: string): Promise<ProfileSummary> {
+async function profileServer(kind: "plain" | "mesh" | "metrics" | "tracing", calls: number, dir: string): Promise<ProfileSummary> {
   const profileDir = fs.mkdtempSync(path.join(dir, `server-${kind}-`));
   const { child, port } = await NodeChild.start({
     script: path.join(BENCH_DIST_DIR, "server-process.js"),
@@ -215,11 +215,11 @@ async function main(): Promise<void> {
   try {
     const out: string[] = [];
     if (side !== "client") {
-      const runs = [await profileServer("plain", calls, dir), await profileServer("mesh", calls, dir), await profileServer("metrics", calls, dir)];
+      const runs = [await profileServer("plain", calls, dir), await profileServer("mesh", calls, dir), await profileServer("metrics", calls, dir), await profileServer("tracing", calls, dir)];
       out.push(formatProfiles("server", runs, top));
     }
     if (side !== "server") {
-      const runs = [await profileClient("plain", calls, dir), await profileClient("mesh", calls, dir), await profileClient("metrics", calls, dir)];
+      const runs = [await profileClient("plain", calls, dir), await profileClient("mesh", calls, dir), await profileClient("metrics", calls, dir), await profileClient("tracing", calls, dir)];
       out.push(formatProfiles("client", runs, top));
     }
     process.stdout.write(`${out.join("\n\n")}\n`);

@@ -4,13 +4,14 @@ import { CatalogServiceService } from "../generated/ts/shop/catalog/v1/catalog";
 import { createLogger } from "../mesh/logger";
 import { createServer } from "../mesh/server";
 import { HeldStreams, benchCatalog } from "./bench-catalog";
+import { benchTracer } from "./bench-tracer";
 import { flag, serveControl } from "./control-channel";
 import { ProcessProbe } from "./process-probe";
 import { startConnectServer } from "./server-connect";
 import { startRawHttp2Server } from "./server-raw-http2";
 
 /**
- * Entry point of a benchmark server process: `--kind raw|plain|mesh|metrics|connect` on 127.0.0.1, an
+ * Entry point of a benchmark server process: `--kind raw|plain|mesh|metrics|tracing|connect` on 127.0.0.1, an
  * ephemeral port. The harness starts it pinned to the server core with stdout (the pino log, at the
  * production level) sent to a file or /dev/null, and drives it over IPC: mark / sample / gc / stop.
  *
@@ -19,12 +20,13 @@ import { startRawHttp2Server } from "./server-raw-http2";
  * - mesh: protomesh's createServer with every default (health, reflection, access log, in-flight
  *   tracking, handler guard, limits) and the same bench catalog;
  * - metrics: mesh with its Prometheus metrics on (mesh/metrics.ts), the cost of observability (B1);
+ * - tracing: mesh with a span per call (mesh/tracing.ts; bench-tracer.ts drops the batches), for the profile;
  * - connect: @connectrpc/connect-node's gRPC protocol over node:http2 with the same products and
  *   answers (server-connect.ts), the TypeScript peer (B1, B5, B11).
  */
 
 /** The kinds of server this entry point starts. */
-export const SERVER_KINDS = ["raw", "plain", "mesh", "metrics", "connect"] as const;
+export const SERVER_KINDS = ["raw", "plain", "mesh", "metrics", "tracing", "connect"] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
 /** A started server: its port, how to stop it, and how many calls it has shed so far (protomesh's load shedder). */
@@ -57,7 +59,8 @@ async function start(kind: ServerKind, held: HeldStreams): Promise<StartedServer
   }
   // metrics: the same with its Prometheus metrics counted (a registry of its own; scraping is not measured).
   const metrics = kind === "metrics" ? new Registry() : undefined;
-  const mesh = createServer({ name: "bench-catalog", logger: createLogger({ name: "bench-catalog" }), metrics });
+  const tracer = kind === "tracing" ? benchTracer() : undefined;
+  const mesh = createServer({ name: "bench-catalog", logger: createLogger({ name: "bench-catalog" }), metrics, tracer });
   mesh.addService(CatalogServiceService, benchCatalog(held));
   const port = await mesh.listen("127.0.0.1:0");
   return { port, stop: () => mesh.drain(1_000), shedCalls: () => mesh.shedder?.shed ?? 0 };
