@@ -3,7 +3,15 @@ import type { Context, Span, TextMapGetter, TextMapSetter, Tracer } from "@opent
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
+import type { Sampler } from "@opentelemetry/sdk-trace";
 import type { Metadata, status } from "@grpc/grpc-js";
 import { isServerFailure } from "./errors";
 import type { MethodPath } from "./method-path";
@@ -67,7 +75,10 @@ export interface ProcessTracing {
  * ask for none: traces go to an OTLP/HTTP collector (JSON) at OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else
  * OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces (the exporter reads OTEL_EXPORTER_OTLP_HEADERS and the
  * rest itself), unless OTEL_SDK_DISABLED is "true" or OTEL_TRACES_EXPORTER names no "otlp".
- * OTEL_SERVICE_NAME names the service (default `serviceName`). Read once, at a program's edge.
+ * OTEL_SERVICE_NAME names the service (default `serviceName`); OTEL_TRACES_SAMPLER and
+ * OTEL_TRACES_SAMPLER_ARG choose the sampler as the specification defines them (default
+ * parentbased_always_on). Read once, at a program's edge; a value it does not know is refused,
+ * naming the variable.
  */
 export function tracingFromEnvironment(env: NodeJS.ProcessEnv, serviceName: string): ProcessTracing | undefined {
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
@@ -77,7 +88,39 @@ export function tracingFromEnvironment(env: NodeJS.ProcessEnv, serviceName: stri
   if (!exporters.includes("otlp")) return undefined;
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME || serviceName }),
+    sampler: samplerFromEnvironment(env),
     spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }) })],
   });
   return { tracer: provider.getTracer("protomesh"), shutdown: () => provider.shutdown() };
+}
+
+/** The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG name (OpenTelemetry's environment specification). */
+export function samplerFromEnvironment(env: NodeJS.ProcessEnv): Sampler {
+  const name = env.OTEL_TRACES_SAMPLER || "parentbased_always_on";
+  const ratio = () => {
+    const text = env.OTEL_TRACES_SAMPLER_ARG;
+    const value = text === undefined || text === "" ? 1 : Number(text);
+    if (!Number.isFinite(value) || value < 0 || value > 1) {
+      throw new Error(`OTEL_TRACES_SAMPLER_ARG: must be a ratio from 0 to 1, got ${JSON.stringify(text)}`);
+    }
+    return value;
+  };
+  switch (name) {
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(ratio());
+    case "parentbased_always_on":
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) });
+    default:
+      throw new Error(
+        `OTEL_TRACES_SAMPLER: must be always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio, got ${JSON.stringify(name)}`,
+      );
+  }
 }

@@ -8,6 +8,7 @@ import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/
 import type { CatalogServiceServer } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient, createServer, tracingFromEnvironment, unary } from "../../mesh";
 import type { MeshServer, ProcessTracing } from "../../mesh";
+import { samplerFromEnvironment } from "../../mesh/tracing";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { captureLog } from "../support/log-capture";
 import { getProduct } from "../support/shop";
@@ -115,6 +116,14 @@ describe("tracing: one span per call on each side, the W3C traceparent across th
       for (const server of servers) await server.drain(0);
       await receiver.close();
     }
+  });
+
+  it("samples as OTEL_TRACES_SAMPLER says, and refuses a sampler or ratio it does not know, naming the variable", () => {
+    assert.match(samplerFromEnvironment({}).toString(), /ParentBased\{root=AlwaysOnSampler/);
+    assert.match(samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" }).toString(), /TraceIdRatioBased\{0\.1\}/);
+    assert.match(samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "always_off" }).toString(), /AlwaysOffSampler/);
+    assert.throws(() => samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "sometimes" }), /^Error: OTEL_TRACES_SAMPLER: must be/);
+    assert.throws(() => samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" }), /^Error: OTEL_TRACES_SAMPLER_ARG: must be a ratio/);
   });
 
   it("makes no tracer when the OTEL_* variables ask for none", async () => {
