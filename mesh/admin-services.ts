@@ -28,6 +28,15 @@ export function addAdminServices(server: Server): string[] {
  */
 export function adminProtoImportPaths(): string[] {
   const grpcJs = path.resolve(path.dirname(require.resolve("@grpc/grpc-js")), "..", "..", "proto");
+  return [grpcJs, ...xdsProtoIncludeDirs()];
+}
+
+/**
+ * The envoy, xds, udpa and validate protos that @grpc/grpc-js-xds ships in its package (deps/),
+ * read from there rather than copied into this repository: csds.proto's imports here, and the
+ * control plane's xDS resources (controlplane/xds-protos.ts).
+ */
+export function xdsProtoIncludeDirs(): string[] {
   const deps = path.resolve(path.dirname(require.resolve("@grpc/grpc-js-xds")), "..", "..", "deps");
-  return [grpcJs, ...["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((dir) => path.join(deps, dir))];
+  return ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((dir) => path.join(deps, dir));
 }

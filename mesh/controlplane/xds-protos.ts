@@ -1,5 +1,5 @@
-import * as path from "node:path";
 import { loadSync } from "@grpc/proto-loader";
+import { xdsProtoIncludeDirs } from "../admin-services";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { loadPackageDefinition } from "@grpc/grpc-js";
 import type { ServiceDefinition } from "@grpc/grpc-js";
@@ -27,14 +27,7 @@ export const XDS_TYPE_URLS: readonly string[] = [
 /** Full name of the ADS service, for health and reflection. */
 export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 
-/**
- * The envoy, xds, udpa and validate protos that @grpc/grpc-js-xds ships in its package (deps/),
- * read from there rather than copied into this repository.
- */
-export function xdsProtoIncludeDirs(): string[] {
-  const root = path.resolve(path.dirname(require.resolve("@grpc/grpc-js-xds")), "..", "..", "deps");
-  return ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((dir) => path.join(root, dir));
-}
+export { xdsProtoIncludeDirs };
 
 /** Files holding every message the control plane writes into an Any, plus ADS itself. */
 const XDS_PROTO_FILES = [

@@ -2,30 +2,17 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
 import { buildSync } from "esbuild";
-import { chromium } from "playwright-core";
 import type { BrowserContext, Page } from "playwright-core";
 import type { CallOutcome } from "./browser/app";
 import { startShop } from "../support/shop";
 import { startTestGateway } from "./gateway-fixture";
 import type { TestGateway } from "./gateway-fixture";
 import type { Shop } from "../support/shop";
-import { isCi, repoRoot } from "../support/tools";
+import { launchChromium, requireChromium } from "../support/browser";
+import { repoRoot } from "../support/tools";
 
-/** Debian's chromium, which `make chromium` installs. */
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 /** How long the page may take to make its three calls. */
 const PAGE_TIMEOUT_MS = 8_000;
 
@@ -69,17 +56,12 @@ describe("gateway gRPC-Web from a real browser", function () {
   let gateway: TestGateway | undefined;
   let page: { server: http.Server; origin: string } | undefined;
   let otherPage: { server: http.Server; origin: string } | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let context: BrowserContext | undefined;
-  let profile: string | undefined;
   let gatewayUrl = "";
 
   before(async function () {
-    if (!fs.existsSync(CHROMIUM)) {
-      const reason = `chromium is not installed at ${CHROMIUM}: run \`make chromium\` to install it`;
-      if (isCi()) throw new Error(`${reason} (CI=true: a missing browser fails the run)`);
-      process.stderr.write(`skipping "${this.test?.parent?.fullTitle()}": ${reason}\n`);
-      this.skip();
-    }
+    requireChromium(this);
     const script = bundlePageScript();
     page = await servePage(script);
     otherPage = await servePage(script);
@@ -87,13 +69,12 @@ describe("gateway gRPC-Web from a real browser", function () {
     // Only the page's origin may call: the browser's CORS checks are what this test exercises.
     gateway = await startTestGateway(shop.log.logger, { catalog: shop.catalogAddress, orders: shop.ordersAddress }, { corsOrigins: [page.origin] });
     gatewayUrl = gateway.url;
-    profile = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-chromium-"));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
+    context = browser.context;
   });
 
   after(async () => {
-    await context?.close();
-    if (profile !== undefined) fs.rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await gateway?.close();
     await shop?.stop();
     for (const served of [page, otherPage]) {

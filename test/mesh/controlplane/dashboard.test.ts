@@ -2,10 +2,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { chromium } from "playwright-core";
-import type { BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { CatalogServiceClient } from "../../../generated/ts/shop/catalog/v1/catalog";
 import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registry";
 import { createClient } from "../../../mesh/client";
@@ -13,7 +11,8 @@ import { ControlPlane } from "../../../mesh/controlplane/control-plane";
 import { figuresOf, quantileMs } from "../../../mesh/controlplane/dashboard";
 import { captureLog } from "../../support/log-capture";
 import { getProduct } from "../../support/shop";
-import { isCi, repoRoot } from "../../support/tools";
+import { launchChromium, requireChromium } from "../../support/browser";
+import { repoRoot } from "../../support/tools";
 import { waitFor } from "../../support/wait";
 
 /**
@@ -22,8 +21,6 @@ import { waitFor } from "../../support/wait";
  * process, frozen with SIGSTOP and thawed with SIGCONT.
  */
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"];
 const CATALOG_MAIN = path.join(repoRoot(), "dist", "services", "catalog", "main.js");
 /** Where the screenshots go (git-ignored). */
 const ARTIFACTS = path.join(repoRoot(), "test", ".artifacts");
@@ -32,28 +29,20 @@ describe("control plane: the live dashboard in a browser", function () {
   this.timeout(40_000);
   let controlPlane: ControlPlane;
   let child: ChildProcess | undefined;
-  let context: BrowserContext | undefined;
-  let profile: string | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
 
   before(async function () {
-    if (!fs.existsSync(CHROMIUM)) {
-      const reason = `chromium is not installed at ${CHROMIUM}: run \`make chromium\` to install it`;
-      if (isCi()) throw new Error(`${reason} (CI=true: a missing browser fails the run)`);
-      process.stderr.write(`skipping "${this.test?.parent?.fullTitle()}": ${reason}\n`);
-      this.skip();
-    }
+    requireChromium(this);
     controlPlane = new ControlPlane({ logger: captureLog("warn").logger, warmupMs: 0, adminAddress: "127.0.0.1:0" });
     await controlPlane.listen("127.0.0.1:0");
-    profile = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-dashboard-"));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
   after(async () => {
     if (child?.exitCode === null) {
       child.kill("SIGCONT");
       child.kill("SIGKILL");
     }
-    await context?.close();
-    if (profile !== undefined) fs.rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await controlPlane?.stop();
   });
 
@@ -74,7 +63,7 @@ describe("control plane: the live dashboard in a browser", function () {
     const id = entry()!.id;
     assert.ok(Number(entry()!.endpoint.metadata.admin_port) > 0, "it registered its admin port");
 
-    const tab: Page = await context!.newPage();
+    const tab: Page = await browser!.context.newPage();
     const failures: string[] = [];
     tab.on("pageerror", (error) => failures.push(error.message));
     await tab.goto(`http://127.0.0.1:${controlPlane.server.adminPort}/`);
