@@ -14,7 +14,7 @@ import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } 
 import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
 import { launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
-import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
+import { ADMIN_PORT_OFFSET, CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
 import type { Stack } from "./stack";
 
 const MESH_CONFIG_ENV = SETTINGS_ENV.meshConfig;
@@ -59,6 +59,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       `  CONTROL_PLANE_PORT     port of the control plane (default ${CONTROL_PLANE_DEFAULT_PORT})`,
       `  CATALOG_PORT           base port of the catalog replicas (default ${CATALOG_DEFAULT_PORT})`,
       `  ORDERS_PORT            base port of the orders replicas (default ${ORDERS_DEFAULT_PORT})`,
+      `  ADMIN_PORT_OFFSET      each process's admin HTTP port (/metrics) is its port + this (default ${ADMIN_PORT_OFFSET}; 0: none)`,
       `  ${MESH_CONFIG_ENV}  the mesh config (default deploy/mesh.yaml of this checkout)`,
       "",
       "Example: make up CATALOG_PORT=6051 ORDERS_PORT=6052",
