@@ -143,6 +143,18 @@ export function failures(calls: readonly CallOutcome[]): CallOutcome[] {
   return calls.filter((call) => call.code !== status.OK);
 }
 
+/**
+ * The failed calls that gRPC's rules let no client save: the ones `endpoint` had begun answering
+ * (response headers received, so grpc-js committed them, gRFC A6) when it died at `diedAt`, and
+ * that then ended UNAVAILABLE. A replica that dies between writing a response's headers and its
+ * trailers leaves such a call; grpc-js writes the two in separate turns of the event loop.
+ */
+export function committedToDead(calls: readonly CallOutcome[], endpoint: string, diedAt: number): CallOutcome[] {
+  return failures(calls).filter(
+    (call) => call.code === status.UNAVAILABLE && call.sawHeaders && call.peer === endpoint && call.startedAt <= diedAt,
+  );
+}
+
 /** How many of `calls` each key has ("r0" → 120). */
 export function countBy(calls: readonly CallOutcome[], key: (call: CallOutcome) => string): Record<string, number> {
   const counts: Record<string, number> = {};
