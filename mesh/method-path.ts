@@ -30,3 +30,15 @@ function parse(path: string): MethodPath {
   const match = /^\/([^/]+)\/([^/]+)$/.exec(path);
   return Object.freeze(match ? { path, service: match[1], method: match[2] } : { path, service: path, method: "" });
 }
+
+/**
+ * Services every protomesh server hosts for the mesh's own use (health, reflection, ORCA load
+ * reports): the control plane's probes and heartbeats call them every second on every endpoint, so
+ * their calls log at debug, not info, unless they fail, and get no trace span.
+ */
+export const MESH_SERVICES: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+  "xds.service.orca.v3.OpenRcaService",
+]);

@@ -3,7 +3,7 @@ import type { Interceptor } from "@grpc/grpc-js";
 import type { Span, Tracer } from "@opentelemetry/api";
 import { currentInboundCall, deadlineMs } from "./call-context";
 import { unsentCall } from "./deadlines";
-import { methodOf } from "./method-path";
+import { MESH_SERVICES, methodOf } from "./method-path";
 import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
@@ -73,7 +73,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
         const given = metadata.get(REQUEST_ID_KEY);
         requestId = inbound !== undefined && given.length === 0 ? inbound.requestId || requestIdFrom(metadata) : requestIdFrom(metadata);
         if (given.length !== 1 || given[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
-        if (tracer !== undefined) span = startClientSpan(tracer, method, inbound?.span, metadata);
+        if (tracer !== undefined && !MESH_SERVICES.has(method.service)) span = startClientSpan(tracer, method, inbound?.span, metadata);
         if (startSinks.length > 0 || receivedSinks.length > 0 || sentSinks.length > 0) {
           start = { side: "client", method, type, requestId };
           for (const sink of startSinks) sink.callStarted!(start);

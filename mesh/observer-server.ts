@@ -5,7 +5,7 @@ import { InboundCall, deadlineMs, isPropagatingInboundCalls, openInboundCall } f
 import type { InflightTracker } from "./interceptor-inflight";
 import { LOAD_REPORT_TRAILER } from "./load-report";
 import type { LoadMeter } from "./load-report";
-import { methodOf } from "./method-path";
+import { MESH_SERVICES, methodOf } from "./method-path";
 import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
 import { REQUEST_ID_KEY, requestIdFrom } from "./request-id";
@@ -85,7 +85,7 @@ export function serverObserver(sinks: readonly CallSink[], duties: ServerCallDut
             const sent = metadata.get(REQUEST_ID_KEY);
             requestId = requestIdFrom(metadata);
             if (sent.length !== 1 || sent[0] !== requestId) metadata.set(REQUEST_ID_KEY, requestId);
-            if (tracer !== undefined) span = startServerSpan(tracer, method, metadata);
+            if (tracer !== undefined && !MESH_SERVICES.has(method.service)) span = startServerSpan(tracer, method, metadata);
             if (tracked?.shedder !== undefined) {
               if (!tracked.shedder.tryAdmit()) {
                 isShed = true;

@@ -1,20 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { isServerFailure } from "./errors";
 import type { Logger } from "./logger";
+import { MESH_SERVICES } from "./method-path";
 import type { MethodPath } from "./method-path";
 import type { CallRecord, CallSink } from "./observer";
-
-/**
- * Services every protomesh server hosts for the mesh's own use (health, reflection, ORCA load
- * reports): the control plane's probes and heartbeats call them every second on every endpoint, so
- * their calls log at debug, not info, unless they fail.
- */
-export const MESH_SERVICES: ReadonlySet<string> = new Set([
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-  "xds.service.orca.v3.OpenRcaService",
-]);
 
 /** Methods whose child logger is kept, per sink (a process serves and calls a fixed set: see method-path.ts). */
 const MAX_LOGGED_METHODS = 1_024;

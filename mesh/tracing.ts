@@ -20,7 +20,8 @@ import type { MethodPath } from "./method-path";
  * Traces (OpenTelemetry): one span per call on each side, made by the call observers when a
  * tracer is given, the W3C `traceparent` (and `tracestate`) carried in the call's metadata, so that
  * a call's server span is the child of its client span, and a call made while handling an inbound
- * call is the child of that call's server span, across every hop and language of the mesh. Without
+ * call is the child of that call's server span, across every hop and language of the mesh. The
+ * mesh's own services (health, reflection, ORCA: method-path.ts MESH_SERVICES) get no span. Without
  * a tracer nothing of this runs. Span names and attributes follow OpenTelemetry's RPC conventions:
  * `package.Service/Method`, rpc.system "grpc", rpc.service, rpc.method, rpc.grpc.status_code; a
  * server failure (errors.ts) sets the span's status to ERROR.

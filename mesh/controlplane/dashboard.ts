@@ -6,7 +6,7 @@ import { isServerFailure } from "../errors";
 import type { Logger } from "../logger";
 import { GRPC_CODE_NAMES } from "../metrics";
 import { ADMIN_PORT_METADATA } from "../registry-lease";
-import { MESH_SERVICES } from "../sink-log";
+import { MESH_SERVICES } from "../method-path";
 import { DASHBOARD_HTML } from "./dashboard-page";
 import type { ActiveFault, FaultStore } from "./faults";
 import type { Registry, RegistryEntry } from "./registry";

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import * as http from "node:http";
 import * as path from "node:path";
-import type { AddressInfo } from "node:net";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type { CatalogServiceServer } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient, createServer, tracingFromEnvironment, unary } from "../../mesh";
@@ -17,55 +15,12 @@ import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import { waitForServing } from "../../cli/health-wait";
 import { freePorts } from "../support/ports";
 import { repoRoot } from "../support/tools";
-
-/** A span as OTLP/HTTP JSON carries it (the fields this test reads). */
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: Array<{ key: string; value: { stringValue?: string; intValue?: string | number } }>;
-  service: string;
-}
-
-/** An OTLP/HTTP receiver in this process: what a collector gets, decoded from the exporter's JSON. */
-async function otlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close(): Promise<void> }> {
-  const spans: OtlpSpan[] = [];
-  const server = http.createServer((request, response) => {
-    let body = "";
-    request.setEncoding("utf8");
-    request.on("data", (chunk: string) => (body += chunk));
-    request.on("end", () => {
-      if (request.url === "/v1/traces") {
-        const exported = JSON.parse(body) as {
-          resourceSpans: Array<{ resource: { attributes: OtlpSpan["attributes"] }; scopeSpans: Array<{ spans: Omit<OtlpSpan, "service">[] }> }>;
-        };
-        for (const resourceSpans of exported.resourceSpans) {
-          const service = resourceSpans.resource.attributes.find((attribute) => attribute.key === "service.name")?.value.stringValue ?? "";
-          for (const scope of resourceSpans.scopeSpans) for (const span of scope.spans) spans.push({ ...span, service });
-        }
-      }
-      response.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    spans,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-const attribute = (span: OtlpSpan, key: string) => {
-  const value = span.attributes.find((candidate) => candidate.key === key)?.value;
-  return value?.stringValue ?? (value?.intValue === undefined ? undefined : Number(value.intValue));
-};
+import { SPAN_KIND, otlpReceiver } from "../support/otlp-receiver";
 
 describe("tracing: one span per call on each side, the W3C traceparent across the hops", function () {
   this.timeout(20_000);
 
-  it("follows one call from a client through a front server to the catalog: client → server → client → server, one trace", async () => {
+  it("follows one call from a client through a front server to the catalog: client → server → client → server, one trace; a health check makes no span", async () => {
     const receiver = await otlpReceiver();
     const { logger } = captureLog("warn");
     const tracing = (name: string): ProcessTracing => tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, name)!;
@@ -92,24 +47,27 @@ describe("tracing: one span per call on each side, the W3C traceparent across th
 
       const response = await getProduct(caller, 5_000);
       assert.equal(response.product?.id, "sku-1001");
+      // A health check (what the control plane's prober sends every second) makes no span.
+      await waitForServing(catalogAddress, 5_000);
       for (const processTracing of [catalogTracing, frontTracing, callerTracing]) await processTracing.shutdown();
       await waitFor("the four spans at the receiver", () => receiver.spans.filter((span) => span.name === "shop.catalog.v1.CatalogService/GetProduct").length >= 4);
 
+      assert.deepEqual(receiver.spans.filter((span) => span.name.startsWith("grpc.health.v1.")), [], "no span for a health check");
       const spans = receiver.spans.filter((span) => span.name === "shop.catalog.v1.CatalogService/GetProduct");
       const find = (service: string, kind: number) => spans.find((span) => span.service === service && span.kind === kind)!;
-      const [SERVER, CLIENT] = [2, 3]; // OTLP's SpanKind
+      const { SERVER, CLIENT } = SPAN_KIND;
       const chain = [find("caller", CLIENT), find("front", SERVER), find("front", CLIENT), find("catalog", SERVER)];
       assert.ok(chain.every((span) => span !== undefined), `spans: ${spans.map((span) => `${span.service}/${span.kind}`).join(", ")}`);
       assert.equal(new Set(chain.map((span) => span.traceId)).size, 1, "one trace");
-      assert.equal(chain[0].parentSpanId ?? "", "", "the caller's span is the root");
+      assert.equal(chain[0].parentSpanId, "", "the caller's span is the root");
       for (let i = 1; i < chain.length; i += 1) {
         assert.equal(chain[i].parentSpanId, chain[i - 1].spanId, `${chain[i].service}'s span is the child of ${chain[i - 1].service}'s`);
       }
       for (const span of chain) {
-        assert.equal(attribute(span, "rpc.system"), "grpc");
-        assert.equal(attribute(span, "rpc.service"), "shop.catalog.v1.CatalogService");
-        assert.equal(attribute(span, "rpc.method"), "GetProduct");
-        assert.equal(attribute(span, "rpc.grpc.status_code"), 0);
+        assert.equal(span.attributes["rpc.system"], "grpc");
+        assert.equal(span.attributes["rpc.service"], "shop.catalog.v1.CatalogService");
+        assert.equal(span.attributes["rpc.method"], "GetProduct");
+        assert.equal(span.attributes["rpc.grpc.status_code"], 0);
       }
     } finally {
       for (const client of clients) client.close();
@@ -168,7 +126,7 @@ describe("tracing: the reference programs, configured by OTEL_* alone", function
       await callerTracing.shutdown();
       // SIGTERM: each program drains, then flushes its spans before it exits.
       await Promise.all(children.map((child) => new Promise((resolve) => child.once("exit", resolve) && child.kill("SIGTERM"))));
-      const [SERVER, CLIENT] = [2, 3];
+      const { SERVER, CLIENT } = SPAN_KIND;
       const named = (service: string, name: string, kind: number) =>
         receiver.spans.find((span) => span.service === service && span.name === name && span.kind === kind);
       await waitFor("the caller's, orders' and the catalog's spans", () => named("catalog", "shop.catalog.v1.CatalogService/GetProduct", SERVER) !== undefined);
