@@ -8,6 +8,16 @@ type LoadBalancer = experimental.LoadBalancer;
 type Picker = experimental.Picker;
 type TypedLoadBalancingConfig = experimental.TypedLoadBalancingConfig;
 
+/**
+ * The channel option a mesh client with metrics sets (client.ts): how to count the calls picked
+ * onto one endpoint by a policy built here (protomesh_client_picks_total). Kept out of subchannel
+ * keys, like the balancer logger (balancer-client-health.ts).
+ */
+export const PICK_COUNTER_OPTION = `${experimental.SUBCHANNEL_ARGS_EXCLUDE_KEY_PREFIX}.protomesh.pick_counter`;
+
+/** The counter of one policy's picks onto one endpoint ("127.0.0.1:50051"). */
+export type PickCounter = (policy: string, endpoint: string) => { inc(): void };
+
 /** One READY endpoint as a picker sees it: its child's picker and the state the policy keeps for it. */
 export interface ReadyEndpoint<State> {
   /** The endpoint's pick_first child: picking from it gives the call its subchannel. */
@@ -20,6 +30,8 @@ export interface ReadyEndpoint<State> {
 interface Entry<State> {
   child: LeafLoadBalancer;
   state: State;
+  /** Its addresses as grpc-js names a subchannel's ("127.0.0.1:50051"). */
+  addresses: string[];
 }
 
 /**
@@ -116,6 +128,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   private isUpdating = false;
   private lastError = "";
   private currentState = connectivityState.IDLE;
+  private countPicks: PickCounter | undefined;
 
   private readonly childHelper: ChannelControlHelper;
 
@@ -139,6 +152,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   ): boolean {
     if (!this.policy.isConfig(config)) return false;
     this.config = config;
+    this.countPicks = options[PICK_COUNTER_OPTION] as PickCounter | undefined;
     if (!endpoints.ok) {
       // A resolver error with endpoints in hand keeps using them, as round_robin does.
       if (this.entries.size === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
@@ -160,7 +174,8 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
         this.entries.set(key, entry);
       } else {
         const child = new experimental.LeafLoadBalancer(endpoint, this.childHelper, options, resolutionNote);
-        this.entries.set(key, { child, state: this.policy.newState(config) });
+        const addresses = endpoint.addresses.map((address) => experimental.subchannelAddressToString(address));
+        this.entries.set(key, { child, state: this.policy.newState(config), addresses });
         child.startConnecting();
       }
     }
@@ -179,11 +194,16 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     if (this.isUpdating || !this.config) return;
     const config = this.config;
     const ready: ReadyEndpoint<State>[] = [];
+    const counters = this.countPicks === undefined ? undefined : new Map<string, { inc(): void }>();
     let isConnecting = false;
-    for (const { child, state: endpointState } of this.entries.values()) {
+    for (const [key, { child, state: endpointState, addresses }] of this.entries) {
       const state = child.getConnectivityState();
       if (state === connectivityState.READY) {
         ready.push({ picker: child.getPicker(), state: endpointState });
+        if (counters !== undefined) {
+          const counter = this.countPicks!(this.policy.typeName, addresses.length === 1 ? addresses[0] : key);
+          for (const address of addresses) counters.set(address, counter);
+        }
       } else if (state === connectivityState.CONNECTING) {
         isConnecting = true;
       } else if (state === connectivityState.IDLE) {
@@ -193,7 +213,8 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
       }
     }
     if (ready.length > 0) {
-      this.setState(connectivityState.READY, this.policy.pickerFor(ready, config), null);
+      const picker = this.policy.pickerFor(ready, config);
+      this.setState(connectivityState.READY, counters === undefined ? picker : countingPicker(picker, counters), null);
     } else if (isConnecting) {
       this.setState(connectivityState.CONNECTING, new experimental.QueuePicker(this), null);
     } else {
@@ -230,4 +251,17 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   getTypeName(): string {
     return this.policy.typeName;
   }
+}
+
+/** `picker`, counting each complete pick onto the endpoint of its subchannel's address. */
+function countingPicker(picker: Picker, counters: ReadonlyMap<string, { inc(): void }>): Picker {
+  return {
+    pick(args) {
+      const result = picker.pick(args);
+      if (result.pickResultType === experimental.PickResultType.COMPLETE && result.subchannel !== null) {
+        counters.get(result.subchannel.getAddress())?.inc();
+      }
+      return result;
+    },
+  };
 }

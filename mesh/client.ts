@@ -11,7 +11,8 @@ import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { isServiceName } from "./names";
 import type { CallSink } from "./observer";
-import { metricsOf, metricsSink } from "./metrics";
+import { metricsOf, metricsSink, pickCounter } from "./metrics";
+import { PICK_COUNTER_OPTION } from "./balancer-endpoint-list";
 import { clientObserver } from "./observer-client";
 import { register } from "./register";
 import { logSink } from "./sink-log";
@@ -123,6 +124,7 @@ export function createClient<C extends Client>(
     ...options.channelOptions,
     ...serviceConfigOption(options),
     [BALANCER_LOGGER_OPTION]: channelLogger,
+    ...(metrics ? { [PICK_COUNTER_OPTION]: pickCounter(metrics, xdsService ?? channelTarget) } : {}),
     callInvocationTransformer: deadlineTransformer(policy),
     interceptors,
   });

@@ -73,6 +73,8 @@ export interface MeshMetrics {
   readonly server: SideMetrics;
   readonly client: SideMetrics;
   readonly shed: Counter<"grpc_service" | "grpc_method">;
+  readonly retries: Counter<(typeof CALL_LABELS)[number]>;
+  readonly picks: Counter<"service" | "policy" | "endpoint">;
 }
 
 const byRegistry = new WeakMap<Registry, MeshMetrics>();
@@ -134,6 +136,16 @@ function makeMetrics(registry: Registry): MeshMetrics {
       "Calls the server's load shedder refused with RESOURCE_EXHAUSTED before their handler ran.",
       ["grpc_service", "grpc_method"],
     ),
+    retries: counter(
+      "protomesh_client_retries_total",
+      "Attempts grpc-js made beyond each call's first (gRFC A6 retries, or hedged attempts where the method hedges), counted as the call ends.",
+      CALL_LABELS,
+    ),
+    picks: counter(
+      "protomesh_client_picks_total",
+      "Calls that protomesh's load-balancing policies (p2c_ewma, least_request) picked onto each endpoint, per mesh service and policy.",
+      ["service", "policy", "endpoint"],
+    ),
   };
 }
 
@@ -145,6 +157,14 @@ export function metricsOf(option: boolean | Registry | undefined, adminAddress?:
   return adminAddress !== undefined ? meshMetrics() : undefined;
 }
 
+/**
+ * How a client's balancers count their picks into `metrics` for `service` (balancer-endpoint-list.ts
+ * PICK_COUNTER_OPTION): a label child per policy and endpoint, bound when a picker is built.
+ */
+export function pickCounter(metrics: MeshMetrics, service: string): (policy: string, endpoint: string) => { inc(): void } {
+  return (policy, endpoint) => metrics.picks.labels(service, policy, endpoint);
+}
+
 /** A method's label children, bound once (prom-client hashes the labels of an unbound call each time). */
 interface MethodMetrics {
   started: { inc(): void };
@@ -153,6 +173,7 @@ interface MethodMetrics {
   handling: { observe(value: number): void };
   handled: Array<{ inc(): void } | undefined>;
   shed: { inc(): void } | undefined;
+  retries: { inc(value: number): void } | undefined;
 }
 
 /** Methods whose bound children are kept, per side (a process serves and calls a fixed set). */
@@ -160,7 +181,7 @@ const MAX_BOUND_METHODS = 1_024;
 
 /**
  * The call sink that counts calls into `metrics`: started, handled by code, messages each way,
- * handling time, shed calls. Give it to a server and to clients (`metrics` options of
+ * handling time, shed calls, a client's retried attempts. Give it to a server and to clients (`metrics` options of
  * createServer and createClient); it tells the two sides apart by the record.
  */
 export function metricsSink(metrics: MeshMetrics = meshMetrics()): CallSink {
@@ -201,7 +222,9 @@ export function metricsSink(metrics: MeshMetrics = meshMetrics()): CallSink {
       if (call.type === "unary" && call.code === status.OK) (call.side === "server" ? method.sent : method.received).inc();
       method.handling.observe(call.durationMs / 1000);
       if (call.isShed) method.shed?.inc();
+      if (call.attempts !== undefined && call.attempts > 1) method.retries?.inc(call.attempts - 1);
     },
+    countsAttempts: true,
   };
 }
 
@@ -215,6 +238,7 @@ function bind(metrics: MeshMetrics, sideName: "server" | "client", type: CallTyp
     handling: side.handling.labels(...labels),
     handled: [],
     shed: sideName === "server" ? metrics.shed.labels(method.service, method.method) : undefined,
+    retries: sideName === "client" ? metrics.retries.labels(...labels) : undefined,
   };
 }
 

@@ -1,5 +1,5 @@
 import { InterceptingCall, status } from "@grpc/grpc-js";
-import type { Interceptor } from "@grpc/grpc-js";
+import type { Interceptor, Metadata } from "@grpc/grpc-js";
 import type { Span, Tracer } from "@opentelemetry/api";
 import { currentInboundCall, deadlineMs } from "./call-context";
 import { unsentCall } from "./deadlines";
@@ -15,6 +15,14 @@ import { endSpan, startClientSpan } from "./tracing";
  * nothing to pick from.
  */
 const NO_ENDPOINT_DETAILS: ReadonlySet<string> = new Set(["priority policy has empty priority list"]);
+
+/** gRFC A6: grpc-js sets it on a retried call's response headers, or on its status when none came. */
+const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
+
+function previousAttempts(metadata: Metadata): number {
+  const value = metadata.get(PREVIOUS_ATTEMPTS_KEY);
+  return value.length === 0 ? 0 : Number(value[0]) || 0;
+}
 
 /** What a client's call observer does besides observing. */
 export interface ClientCallDuties {
@@ -44,6 +52,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
   const startSinks = sinks.filter((sink) => sink.callStarted !== undefined);
   const receivedSinks = sinks.filter((sink) => sink.messageReceived !== undefined);
   const sentSinks = sinks.filter((sink) => sink.messageSent !== undefined);
+  const countsAttempts = sinks.some((sink) => sink.countsAttempts === true);
   const noEndpointDetails = duties.meshService === undefined ? undefined : `${duties.meshService}: no healthy endpoint`;
   return (options, nextCall) => {
     const path = options.method_definition.path;
@@ -59,6 +68,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
     let requestId = "";
     let start: CallStart | undefined;
     let span: Span | undefined;
+    let retries = 0;
     const { tracer } = duties;
     return new InterceptingCall(call, {
       ...(sentSinks.length > 0 && type !== "unary"
@@ -88,6 +98,14 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
                 },
               }
             : {}),
+          ...(countsAttempts
+            ? {
+                onReceiveMetadata: (metadata: Metadata, nextMetadata: (metadata: Metadata) => void) => {
+                  retries = previousAttempts(metadata);
+                  nextMetadata(metadata);
+                },
+              }
+            : {}),
           onReceiveStatus: (received, nextStatus) => {
             outboundEnded?.();
             const callStatus =
@@ -103,6 +121,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
               details: callStatus.details,
               durationMs: elapsedMs(startedAt),
               peer: call.getPeer(),
+              ...(countsAttempts ? { attempts: 1 + Math.max(retries, previousAttempts(received.metadata)) } : {}),
             };
             for (const sink of sinks) sink.callEnded(record);
             if (span !== undefined) endSpan(span, callStatus.code, callStatus.details);

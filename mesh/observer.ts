@@ -42,6 +42,11 @@ export interface CallRecord extends CallStart {
   readonly budget?: DeadlineBudget;
   /** server: true when the load shedder refused the call before its handler (RESOURCE_EXHAUSTED). */
   readonly isShed?: boolean;
+  /**
+   * client, when a sink asked for it (`countsAttempts`): the attempts grpc-js made, 1 + its gRFC A6
+   * `grpc-previous-rpc-attempts` (retries, or hedged attempts where the method hedges).
+   */
+  readonly attempts?: number;
 }
 
 /** A consumer of observed calls. Sinks must be cheap and never throw: they run on every call. */
@@ -60,6 +65,8 @@ export interface CallSink {
   messageReceived?(call: CallStart): void;
   /** Called for each message a streaming call sends, as it goes out. */
   messageSent?(call: CallStart): void;
+  /** True when the client's records must carry `attempts` (the observer then reads the response headers too). */
+  readonly countsAttempts?: boolean;
 }
 
 /** Milliseconds between two performance.now() readings, rounded to the microsecond. */

@@ -5,8 +5,8 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import type { SearchProductsResponse } from "../../generated/ts/shop/catalog/v1/catalog";
-import { createClient, createServer } from "../../mesh";
+import type { CatalogServiceServer, SearchProductsResponse } from "../../generated/ts/shop/catalog/v1/catalog";
+import { MeshError, createClient, createServer } from "../../mesh";
 import type { MeshServer } from "../../mesh";
 import { ControlPlane } from "../../mesh/controlplane/control-plane";
 import { CLUSTER_LOAD_ASSIGNMENT_TYPE_URL } from "../../mesh/controlplane/xds-protos";
@@ -168,5 +168,88 @@ describe("metrics: shed calls and the control plane's own", function () {
       stream.close();
       await controlPlane.stop();
     }
+  });
+});
+
+describe("metrics: a client's picks per endpoint and policy, and its retried attempts", function () {
+  this.timeout(20_000);
+  const servers: MeshServer[] = [];
+  const clients: CatalogServiceClient[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    for (const server of servers.splice(0)) await server.drain(0);
+  });
+
+  /** A catalog server whose GetProduct fails UNAVAILABLE for the first `failures` calls, with its own registry. */
+  async function catalog(failures = 0): Promise<{ address: string; registry: Registry }> {
+    const registry = new Registry();
+    let failed = 0;
+    const server = createServer({ name: "catalog", logger: captureLog("error").logger, metrics: registry });
+    const service = catalogService();
+    const handlers: CatalogServiceServer = {
+      ...service,
+      getProduct: (call, callback) => {
+        if (failed < failures) {
+          failed += 1;
+          callback(new MeshError(status.UNAVAILABLE, "failing on purpose"));
+        } else service.getProduct(call, callback);
+      },
+    };
+    server.addService(CatalogServiceService, handlers);
+    servers.push(server);
+    return { address: `127.0.0.1:${await server.listen("127.0.0.1:0")}`, registry };
+  }
+
+  const getProduct = (client: CatalogServiceClient) =>
+    new Promise<number>((resolve) => client.getProduct({ id: "sku-1001" }, (error) => resolve(error?.code ?? status.OK)));
+
+  it("counts p2c_ewma's picks onto each endpoint: as many as each server handled", async () => {
+    const replicas = [await catalog(), await catalog()];
+    const registry = new Registry();
+    const target = `ipv4:${replicas.map((replica) => replica.address).join(",")}`;
+    const client = createClient(CatalogServiceClient, target, {
+      logger: captureLog("warn").logger,
+      metrics: registry,
+      serviceConfig: { loadBalancingConfig: [{ p2c_ewma: {} }] },
+    });
+    clients.push(client);
+    const CALLS = 60;
+    for (let i = 0; i < CALLS; i += 1) assert.equal(await getProduct(client), status.OK);
+    const text = await registry.metrics();
+    let picked = 0;
+    for (const replica of replicas) {
+      const picks = sample(text, "protomesh_client_picks_total", { service: target, policy: "p2c_ewma", endpoint: replica.address }) ?? 0;
+      const handled = sample(await replica.registry.metrics(), "grpc_server_handled_total", { grpc_method: "GetProduct", grpc_code: "OK" }) ?? 0;
+      assert.equal(picks, handled, `${replica.address}: picks = calls it handled`);
+      picked += picks;
+    }
+    assert.equal(picked, CALLS, "every call picked once");
+  });
+
+  it("counts the attempts grpc-js retried, from a retried call's headers and from a failed call's status", async () => {
+    const failing = await catalog(4);
+    const registry = new Registry();
+    const client = createClient(CatalogServiceClient, failing.address, {
+      logger: captureLog("error").logger,
+      metrics: registry,
+      serviceConfig: {
+        methodConfig: [
+          {
+            name: [{ service: CATALOG }],
+            retryPolicy: { maxAttempts: 3, initialBackoff: "0.01s", maxBackoff: "0.01s", backoffMultiplier: 1, retryableStatusCodes: ["UNAVAILABLE"] },
+          },
+        ],
+      },
+    });
+    clients.push(client);
+    // Failures 1-3: three attempts, all UNAVAILABLE (2 retried). Failure 4, then OK: 1 retried.
+    assert.equal(await getProduct(client), status.UNAVAILABLE);
+    assert.equal(await getProduct(client), status.OK);
+    assert.equal(await getProduct(client), status.OK);
+    const text = await registry.metrics();
+    const unary = { grpc_type: "unary", grpc_service: CATALOG, grpc_method: "GetProduct" };
+    assert.equal(sample(text, "protomesh_client_retries_total", unary), 3);
+    assert.equal(sample(text, "grpc_client_started_total", unary), 3, "a call is counted once, however many attempts");
+    assert.equal(sample(await failing.registry.metrics(), "grpc_server_started_total", unary), 6, "the server saw every attempt");
   });
 });
