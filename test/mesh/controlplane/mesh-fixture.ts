@@ -1,4 +1,5 @@
 import { ServerInterceptingCall, credentials } from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
 import type { ServerInterceptor } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../../generated/ts/shop/catalog/v1/catalog";
 import { FaultServiceClient } from "../../../generated/ts/protomesh/fault/v1/fault";
@@ -68,8 +69,8 @@ export class MeshFixture {
   }
 
   /** A catalog client that dials "catalog" through this control plane. */
-  catalogClient(): CatalogServiceClient {
-    const client = createClient(CatalogServiceClient, "catalog", { logger: this.log.logger, controlPlane: this.address });
+  catalogClient(options: { metrics?: Registry } = {}): CatalogServiceClient {
+    const client = createClient(CatalogServiceClient, "catalog", { logger: this.log.logger, controlPlane: this.address, metrics: options.metrics });
     this.clients.push(client);
     return client;
   }

@@ -9,6 +9,8 @@ import { HealthState } from "../../../generated/ts/protomesh/registry/v1/registr
 import { OVERALL_HEALTH } from "../../../mesh/health";
 import { msUntilLastServed } from "../../support/calls";
 import { waitFor } from "../../support/wait";
+import { sample } from "../../support/metrics";
+import { Registry } from "prom-client";
 import { MeshFixture, callUntilAllServed, getProduct } from "./mesh-fixture";
 import type { Replica } from "./mesh-fixture";
 
@@ -66,6 +68,19 @@ describe("load-balancing policies over xDS (mesh config → Cluster load_balanci
       assert.ok(acks.every((ack) => ack.endsWith("ACK")), `no NACK: ${acks.join("; ")}`);
     });
   }
+
+  it("counts a client's p2c_ewma picks per endpoint over xDS (protomesh_client_picks_total): as many as each replica served", async () => {
+    await startMesh("    lb_policy: p2c_ewma\n");
+    const registry = new Registry();
+    const client = mesh.catalogClient({ metrics: registry });
+    await callUntilAllServed(client, mesh.replicas);
+    await calls(client, 30);
+    const text = await registry.metrics();
+    for (const replica of mesh.replicas) {
+      const picks = sample(text, "protomesh_client_picks_total", { service: "catalog", policy: "p2c_ewma", endpoint: `127.0.0.1:${replica.port}` });
+      assert.equal(picks, replica.calls, `picks onto replica :${replica.port} (${text.split("\n").filter((line) => line.startsWith("protomesh_client_picks")).join("; ")})`);
+    }
+  });
 
   it("delivers pick_first: every call goes to one replica", async () => {
     await startMesh("    lb_policy: pick_first\n");
