@@ -78,8 +78,9 @@ export interface ProcessTracing {
  * rest itself), unless OTEL_SDK_DISABLED is "true" or OTEL_TRACES_EXPORTER names no "otlp".
  * OTEL_SERVICE_NAME names the service (default `serviceName`); OTEL_TRACES_SAMPLER and
  * OTEL_TRACES_SAMPLER_ARG choose the sampler as the specification defines them (default
- * parentbased_always_on). Read once, at a program's edge; a value it does not know is refused,
- * naming the variable.
+ * parentbased_always_on); OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT, OTEL_BSP_MAX_QUEUE_SIZE and
+ * OTEL_BSP_MAX_EXPORT_BATCH_SIZE tune the batching (the SDK's defaults: 5 s, 30 s, 2048, 512). Read
+ * once, at a program's edge; a value it does not know is refused, naming the variable.
  */
 export function tracingFromEnvironment(env: NodeJS.ProcessEnv, serviceName: string): ProcessTracing | undefined {
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
@@ -90,9 +91,34 @@ export function tracingFromEnvironment(env: NodeJS.ProcessEnv, serviceName: stri
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME || serviceName }),
     sampler: samplerFromEnvironment(env),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }) })],
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), ...batchFromEnvironment(env) })],
   });
   return { tracer: provider.getTracer("protomesh"), shutdown: () => provider.shutdown() };
+}
+
+/** The batch span processor's settings the OTEL_BSP_* variables give (OpenTelemetry's environment specification). */
+export function batchFromEnvironment(env: NodeJS.ProcessEnv): {
+  scheduledDelayMillis?: number;
+  exportTimeoutMillis?: number;
+  maxQueueSize?: number;
+  maxExportBatchSize?: number;
+} {
+  const integer = (name: string, minimum: number): number | undefined => {
+    const text = env[name];
+    if (text === undefined || text === "") return undefined;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < minimum) {
+      throw new Error(`${name}: must be an integer of at least ${minimum}, got ${JSON.stringify(text)}`);
+    }
+    return value;
+  };
+  const settings = {
+    scheduledDelayMillis: integer("OTEL_BSP_SCHEDULE_DELAY", 0),
+    exportTimeoutMillis: integer("OTEL_BSP_EXPORT_TIMEOUT", 0),
+    maxQueueSize: integer("OTEL_BSP_MAX_QUEUE_SIZE", 1),
+    maxExportBatchSize: integer("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1),
+  };
+  return Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined));
 }
 
 /** The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG name (OpenTelemetry's environment specification). */

@@ -6,7 +6,7 @@ import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/
 import type { CatalogServiceServer } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient, createServer, tracingFromEnvironment, unary } from "../../mesh";
 import type { MeshServer, ProcessTracing } from "../../mesh";
-import { samplerFromEnvironment } from "../../mesh/tracing";
+import { batchFromEnvironment, samplerFromEnvironment } from "../../mesh/tracing";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { captureLog } from "../support/log-capture";
 import { getProduct } from "../support/shop";
@@ -82,6 +82,16 @@ describe("tracing: one span per call on each side, the W3C traceparent across th
     assert.match(samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "always_off" }).toString(), /AlwaysOffSampler/);
     assert.throws(() => samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "sometimes" }), /^Error: OTEL_TRACES_SAMPLER: must be/);
     assert.throws(() => samplerFromEnvironment({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" }), /^Error: OTEL_TRACES_SAMPLER_ARG: must be a ratio/);
+  });
+
+  it("batches as OTEL_BSP_* say, and refuses a value that is not a count, naming the variable", () => {
+    assert.deepEqual(batchFromEnvironment({ OTEL_BSP_SCHEDULE_DELAY: "200", OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "64" }), {
+      scheduledDelayMillis: 200,
+      maxExportBatchSize: 64,
+    });
+    assert.deepEqual(batchFromEnvironment({}), {});
+    assert.throws(() => batchFromEnvironment({ OTEL_BSP_SCHEDULE_DELAY: "soon" }), /^Error: OTEL_BSP_SCHEDULE_DELAY: must be an integer of at least 0, got "soon"$/);
+    assert.throws(() => batchFromEnvironment({ OTEL_BSP_MAX_QUEUE_SIZE: "0" }), /OTEL_BSP_MAX_QUEUE_SIZE/);
   });
 
   it("makes no tracer when the OTEL_* variables ask for none", async () => {
