@@ -21,6 +21,7 @@ type dialOptions struct {
 	fallbackTarget string
 	deadlines      deadlinePolicy
 	isMetered      bool
+	tracing        *Tracing
 	grpcOptions    []grpc.DialOption
 }
 
@@ -66,6 +67,10 @@ func DialDeadlineMargin(margin time.Duration) DialOption {
 // services do.
 func DialMetrics() DialOption { return func(o *dialOptions) { o.isMetered = true } }
 
+// DialTracing makes one OpenTelemetry span per outbound call (tracing.go), the child of the span of
+// the inbound call whose ctx it is made with, and sends its traceparent. nil (tracing off) installs nothing.
+func DialTracing(tracing *Tracing) DialOption { return func(o *dialOptions) { o.tracing = tracing } }
+
 // DialGRPCOptions adds grpc-go dial options; protomesh's interceptors run first (outermost).
 func DialGRPCOptions(options ...grpc.DialOption) DialOption {
 	return func(o *dialOptions) { o.grpcOptions = append(o.grpcOptions, options...) }
@@ -108,6 +113,9 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 			grpc.WithChainUnaryInterceptor(metrics.UnaryClientInterceptor()),
 			grpc.WithChainStreamInterceptor(metrics.StreamClientInterceptor()),
 		)
+	}
+	if o.tracing != nil {
+		grpcOptions = append(grpcOptions, grpc.WithStatsHandler(o.tracing.client))
 	}
 	if o.controlPlane != "" && isXDSTarget(channelTarget) {
 		builder, err := xdsResolverFor(XDSBootstrap(o.controlPlane, o.zone))

@@ -12,6 +12,11 @@
 // with the Go runtime's at GET /metrics on an admin HTTP port; [DialMetrics] counts a client's. Its
 // gRPC port then serves grpc-go's admin services too, channelz and CSDS ([WithoutAdminServices]).
 //
-// Environment variables are read once, by [LoadSettings], at the program's edge; everything else
-// takes plain options.
+// With the standard OTEL_* variables set ([TracingFromEnvironment]), [WithTracing] and [DialTracing]
+// make one OpenTelemetry span per call on each side by otelgrpc's stats handlers, named and
+// attributed as the TypeScript kit's (mesh/tracing.ts), the W3C traceparent in the call's metadata;
+// health, reflection and the kit's own calls to the control plane get none, and a drain flushes them.
+//
+// Environment variables are read once, by [LoadSettings] (and [TracingFromEnvironment]), at the
+// program's edge; everything else takes plain options.
 package protomesh

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +20,16 @@ import (
 // to the log only (mesh/errors.ts INTERNAL_DETAILS).
 const internalDetails = "internal error"
 
-// The services whose calls log at debug: probes and tools, not traffic.
-var quietServices = []string{"grpc.health.v1.Health", "grpc.reflection."}
+// meshServices are the services every protomesh server hosts for the mesh's own use (health,
+// reflection, ORCA load reports), as the TypeScript kit's MESH_SERVICES: the control plane's probes
+// call them every second on every endpoint, so their calls log at debug, unless they fail, and get
+// no trace span (tracing.go).
+var meshServices = []string{
+	"grpc.health.v1.Health",
+	"grpc.reflection.v1.ServerReflection",
+	"grpc.reflection.v1alpha.ServerReflection",
+	"xds.service.orca.v3.OpenRcaService",
+}
 
 // unaryObserver is the server's call observer for unary calls (mesh/observer-server.ts): it takes
 // the call's x-request-id (or makes one), sets it on the metadata the handler sees, echoes it in
@@ -98,10 +107,8 @@ func (s *Server) logCall(ctx context.Context, fullMethod, requestID string, star
 	st := status.Convert(err)
 	service, method := splitMethod(fullMethod)
 	level := slog.LevelInfo
-	for _, quiet := range quietServices {
-		if strings.HasPrefix(service, quiet) {
-			level = slog.LevelDebug
-		}
+	if slices.Contains(meshServices, service) {
+		level = slog.LevelDebug
 	}
 	attrs := callAttrs(service, method, st.Code(), startedAt, peerOf(ctx), requestID)
 	msg := "call"

@@ -39,6 +39,7 @@ type serverOptions struct {
 	drainGrace    time.Duration
 	random        func() float64
 	adminAddress  string
+	tracing       *Tracing
 	grpcOptions   []grpc.ServerOption
 
 	// isAdminServicesOff leaves grpc-go's admin services off a server with an admin address.
@@ -102,6 +103,12 @@ func WithAdminAddress(address string) ServerOption {
 // (the TypeScript kit's adminServices: false), for a port that callers outside the operators reach.
 func WithoutAdminServices() ServerOption {
 	return func(o *serverOptions) { o.isAdminServicesOff = true }
+}
+
+// WithTracing makes one OpenTelemetry span per inbound call, the child of its caller's (tracing.go),
+// and makes a drain flush the spans before it returns. nil (tracing off) installs nothing.
+func WithTracing(tracing *Tracing) ServerOption {
+	return func(o *serverOptions) { o.tracing = tracing }
 }
 
 // WithGRPCServerOptions adds grpc-go server options; protomesh's interceptors run first (outermost).
@@ -172,10 +179,15 @@ func NewServer(name string, options ...ServerOption) *Server {
 		unary = slices.Insert(unary, 0, metrics.UnaryServerInterceptor())
 		stream = slices.Insert(stream, 0, metrics.StreamServerInterceptor())
 	}
-	grpcOptions := append([]grpc.ServerOption{
+	grpcOptions := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}, o.grpcOptions...)
+	}
+	if o.tracing != nil {
+		// A stats handler, which grpc-go runs before the interceptors: the handler's ctx holds the span.
+		grpcOptions = append(grpcOptions, grpc.StatsHandler(o.tracing.server))
+	}
+	grpcOptions = append(grpcOptions, o.grpcOptions...)
 	s.grpc = grpc.NewServer(grpcOptions...)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -314,8 +326,9 @@ const healthFlushDelay = 50 * time.Millisecond
 
 // Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
 // long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
-// within the grace period, then stops, cancelling what is left, releases the admin services and
-// closes the admin port (which is scraped until then). Idempotent: later calls wait for the first.
+// within the grace period, then stops, cancelling what is left, releases the admin services,
+// closes the admin port (which is scraped until then) and, with WithTracing, exports the spans
+// ended so far, within another grace period. Idempotent: later calls wait for the first.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		defer close(s.drained)
@@ -357,9 +370,22 @@ func (s *Server) Drain() {
 		if admin != nil {
 			admin.close()
 		}
+		if s.options.tracing != nil {
+			s.flushSpans(grace)
+		}
 		s.logger.Info("stopped", "durationMs", time.Since(startedAt).Milliseconds())
 	})
 	<-s.drained
+}
+
+// flushSpans exports the spans of the server's calls, so that a program that exits once it has
+// drained loses none; a collector that does not answer is given grace, then left.
+func (s *Server) flushSpans(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.options.tracing.flush(ctx); err != nil {
+		s.logger.Warn("exporting the spans failed", "err", err.Error())
+	}
 }
 
 // ServeUntilSignal waits for SIGTERM or SIGINT (or ctx's end), then drains. It returns the error
