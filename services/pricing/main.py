@@ -4,7 +4,10 @@ Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOM
 PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, HOST, PORT; default port 50054) and CATALOG_TARGET, a
 target that replaces the catalog's mesh name outright. The catalog is dialled as "catalog" through
 the mesh (xds:///catalog) with a control plane, else at 127.0.0.1:50051. With an admin address,
-GET /metrics there has the server's calls and those it makes to the catalog.
+GET /metrics there has the server's calls and those it makes to the catalog. Traces: the standard
+OpenTelemetry variables (protomesh_kit.tracing_from_environment): with OTEL_EXPORTER_OTLP_ENDPOINT
+(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
+catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ import os
 import sys
 
 import grpc
-from protomesh_kit import Logger, SettingsError, create_server, dial, drain_on_signals, load_settings
+from protomesh_kit import (
+    Logger,
+    SettingsError,
+    create_server,
+    dial,
+    drain_on_signals,
+    load_settings,
+    tracing_from_environment,
+)
 from shop.pricing.v1 import pricing_pb2_grpc
 
 from pricing_service import PricingService
@@ -28,6 +39,7 @@ CATALOG_FALLBACK_TARGET = "127.0.0.1:50051"
 async def main() -> int:
     try:
         settings = load_settings()
+        tracing = tracing_from_environment(os.environ, "pricing")
     except SettingsError as error:
         Logger(name="pricing").fatal("pricing failed to start", err={"type": "SettingsError", "message": str(error)})
         return 1
@@ -39,6 +51,7 @@ async def main() -> int:
         fallback_target=CATALOG_FALLBACK_TARGET,
         logger=logger,
         metrics=settings.admin_address is not None,
+        tracing=tracing,
     )
     server = create_server(
         "pricing",
@@ -47,6 +60,7 @@ async def main() -> int:
         zone=settings.zone,
         advertise_host=settings.advertise_host,
         admin_address=settings.admin_address,
+        tracing=tracing,
     )
     # Connect to the catalog now, in the background: a channel's first xDS resolution and
     # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.
@@ -57,6 +71,8 @@ async def main() -> int:
     code = await exit_code
     warm_up.cancel()
     await catalog.close()
+    if tracing is not None:
+        await tracing.shutdown()  # after the drain: the spans of every call it let finish
     return code
 
 

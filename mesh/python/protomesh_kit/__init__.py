@@ -4,7 +4,7 @@ The same behaviour as the TypeScript kit (mesh/): settings from the environment,
 health, reflection, registration, per-call logs and a drain; clients that dial services by name
 over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars);
 go-grpc-prometheus' metrics of both on an admin HTTP port (GET /metrics), and channelz on a server's
-gRPC port with it.
+gRPC port with it; OpenTelemetry traces of both, configured by the standard OTEL_* variables.
 
 Importing this package has no side effects; nothing needs setting before grpc is imported (the xDS
 bootstrap is set when an xds: channel is dialled; see xds_bootstrap.py).
@@ -24,6 +24,7 @@ from .server import DEFAULT_DRAIN_GRACE_S, MeshServer, create_server
 from .settings import Settings, SettingsError, load_settings
 from .shutdown import drain_on_signals
 from .sink_log import LogSink
+from .tracing import ProcessTracing, sampler_from_environment, tracing_from_environment
 from .xds_bootstrap import xds_bootstrap
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "MeshMetrics",
     "MeshServer",
     "MetricsSink",
+    "ProcessTracing",
     "Settings",
     "SettingsError",
     "add_admin_services",
@@ -63,6 +65,8 @@ __all__ = [
     "load_settings",
     "mesh_metrics",
     "mesh_target",
+    "sampler_from_environment",
     "start_admin_server",
+    "tracing_from_environment",
     "xds_bootstrap",
 ]

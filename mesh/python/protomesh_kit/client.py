@@ -5,7 +5,7 @@ bootstrap the kit makes (xds_bootstrap.py): the control plane tells grpcio the e
 health and the policies, and grpcio balances per call. Without a control plane, a bare name dials
 ``fallback_target``. Any other target ("127.0.0.1:50051", "dns:///host:port") is dialled as it is.
 Every call of the channel goes through the ClientObserver (deadline, request id, cancellation, log,
-and go-grpc-prometheus' grpc_client_* metrics when ``metrics`` is set).
+go-grpc-prometheus' grpc_client_* metrics when ``metrics`` is set, a trace span when ``tracing`` is).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .metrics import MetricsSink, metrics_of
 from .observer import CallSink
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
 from .sink_log import LogSink
+from .tracing import ProcessTracing
 from .xds_bootstrap import install_bootstrap
 
 #: A mesh service name, the name clients dial as xds:///<name>: a DNS label (mesh/names.ts).
@@ -61,6 +62,7 @@ def dial(
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     metrics: bool | CollectorRegistry = False,
     sinks: Sequence[CallSink] = (),
+    tracing: ProcessTracing | None = None,
 ) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to ``target`` (see mesh_target) whose every call has a deadline
     and is logged. Must be called with the event loop running (grpc.aio binds the channel to it).
@@ -68,6 +70,8 @@ def dial(
     ``metrics``: go-grpc-prometheus' grpc_client_* per method (metrics.py), in prometheus_client's
     REGISTRY (True) or the registry given; off unless set. A process's admin port (its server's
     ``admin_address``) serves them. ``sinks``: more consumers of every call (observer.py).
+    ``tracing``: a CLIENT span per call (tracing.py), the child of the inbound call's span when it
+    is made while handling one, its traceparent sent in the call's metadata; none without it.
     Calls with a request stream (client_stream, bidi_stream) pass the observer by."""
     channel_target = mesh_target(target, control_plane, fallback_target)
     if channel_target.startswith("xds:") and control_plane:
@@ -76,5 +80,11 @@ def dial(
     channel_logger = (logger or Logger()).child(target=channel_target, component="client")
     mesh_metrics = metrics_of(metrics)
     metric_sinks = [MetricsSink(mesh_metrics)] if mesh_metrics is not None else []
-    observer = ClientObserver([LogSink(channel_logger), *metric_sinks, *sinks], channel_target, default_deadline_s, deadline_margin_s)
+    observer = ClientObserver(
+        [LogSink(channel_logger), *metric_sinks, *sinks],
+        channel_target,
+        default_deadline_s,
+        deadline_margin_s,
+        tracer=tracing.tracer if tracing is not None else None,
+    )
     return grpc.aio.insecure_channel(channel_target, options=list(options), interceptors=[*observer.interceptors(), *interceptors])

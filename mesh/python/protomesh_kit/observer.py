@@ -18,6 +18,13 @@ CallType = Literal["unary", "client_stream", "server_stream", "bidi_stream"]
 #: "server": a call this process serves; "client": one it makes.
 Side = Literal["server", "client"]
 
+#: Services every kit server hosts for the mesh's own use (health, reflection), as mesh/method-path.ts
+#: MESH_SERVICES: the control plane probes every endpoint every second, so their calls log at debug
+#: (sink_log.py) and get no trace span (tracing.py).
+MESH_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
+
 
 def call_type_of(is_request_streaming: bool, is_response_streaming: bool) -> CallType:
     """The kind of a method from which ways it streams."""

@@ -7,7 +7,8 @@ DEADLINE_EXCEEDED without being sent, and one made for an inbound call that was 
 CANCELLED; when the inbound call is cancelled later, its outbound calls in flight are cancelled.
 Every call carries an ``x-request-id`` (the caller's, else the inbound call's, else a new one) and
 is handed to the channel's sinks (observer.py: the log line, the metrics) as it starts, as each
-message passes and when it ends.
+message passes and when it ends. Given a tracer, it makes each call's CLIENT span, the child of the
+current span, and sends its traceparent (tracing.py).
 
 A unary call's end is seen before its caller gets the answer (the interceptor waits for it), and a
 response stream's when its caller reads the end of it; a stream its caller leaves unread is seen
@@ -22,10 +23,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
+from opentelemetry.trace import Span, Tracer
 
 from .call_context import current_inbound_call
-from .observer import CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
+from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
 from .request_id import REQUEST_ID_KEY, is_acceptable_request_id, request_id_from
+from .tracing import end_span, start_client_span
 
 #: Deadline of an outbound call when the caller names none (s), as DEFAULT_DEADLINE_MS in deadlines.ts.
 DEFAULT_DEADLINE_S = 5.0
@@ -37,8 +40,10 @@ DEFAULT_DEADLINE_MARGIN_S = 0.010
 class _Outbound:
     """One outbound call's bookkeeping: what the sinks are told of it, and whether it has ended."""
 
-    def __init__(self, start: CallStart) -> None:
+    def __init__(self, start: CallStart, span: Span | None) -> None:
         self.start = start
+        #: The call's CLIENT span; None without a tracer, or for the mesh's own services.
+        self.span = span
         self.started = time.perf_counter()
         self.is_ended = False
 
@@ -56,6 +61,7 @@ class ClientObserver:
         peer: str,
         default_deadline_s: float = DEFAULT_DEADLINE_S,
         margin_s: float = DEFAULT_DEADLINE_MARGIN_S,
+        tracer: Tracer | None = None,
     ) -> None:
         if not default_deadline_s > 0:
             raise ValueError(f"default_deadline_s must be > 0, got {default_deadline_s!r}")
@@ -66,6 +72,7 @@ class ClientObserver:
         self._peer = peer
         self._default_deadline_s = default_deadline_s
         self._margin_s = margin_s
+        self._tracer = tracer
         self._pending: set[asyncio.Task[None]] = set()
 
     def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
@@ -112,7 +119,11 @@ class ClientObserver:
         if REQUEST_ID_KEY not in metadata:
             metadata[REQUEST_ID_KEY] = inbound.request_id if inbound else request_id_from(())
         service, method = split_method(path)
-        outbound = _Outbound(CallStart("client", call_type, service, method, str(metadata[REQUEST_ID_KEY])))
+        start = CallStart("client", call_type, service, method, str(metadata[REQUEST_ID_KEY]))
+        span = None
+        if self._tracer is not None and service not in MESH_SERVICES:
+            span = start_client_span(self._tracer, start, metadata)
+        outbound = _Outbound(start, span)
         for sink in self._sinks:
             sink.call_started(outbound.start)
         timeout = details.timeout if details.timeout is not None else self._default_deadline_s
@@ -162,6 +173,8 @@ class ClientObserver:
         record = CallRecord(outbound.start, code, details, duration_ms, self._peer)
         for sink in self._sinks:
             sink.call_ended(record)
+        if outbound.span is not None:
+            end_span(outbound.span, code, details)
 
 
 class _UnaryUnaryObserver(grpc.aio.UnaryUnaryClientInterceptor):

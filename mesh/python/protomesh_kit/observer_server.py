@@ -6,7 +6,8 @@ so outbound calls inherit its deadline, cancellation and request id, converts wh
 raises into a deliberate status (a MeshError or a failed outbound call keeps its code; anything
 else is INTERNAL "internal error", its traceback logged, never sent), and hands the call to its
 sinks (observer.py) as it starts, as each message passes and when it ends: the log line with the
-same fields as the TypeScript kit's (sink_log.py), the metrics (metrics.py).
+same fields as the TypeScript kit's (sink_log.py), the metrics (metrics.py). Given a tracer, it
+makes the call's SERVER span, current while the handler runs (tracing.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+from opentelemetry.trace import Span, Tracer
 
 from .call_context import InboundCall, inbound_call
 from .errors import INTERNAL_DETAILS, MeshError
 from .logger import Logger
-from .observer import CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
+from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
 from .request_id import REQUEST_ID_KEY, request_id_from
+from .tracing import as_current, end_span, start_server_span
 
 #: Methods whose streams live as long as the caller wants: a drain ends them (UNAVAILABLE) at once
 #: so that their callers reconnect elsewhere instead of holding the server for its grace period.
@@ -74,6 +77,8 @@ class _Call:
         remaining = context.time_remaining()
         self.inbound = InboundCall(self.request_id, None if remaining is None else time.monotonic() + remaining)
         self.headers_sent = False
+        #: The call's SERVER span; None without a tracer, or for the mesh's own services.
+        self.span: Span | None = None
         # In the trailers from the start, so that a trailers-only answer carries it however the
         # handler ends (its own context.abort too); moved to the headers when they go out.
         context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
@@ -144,8 +149,11 @@ class _Call:
 class ServerObserver(grpc.aio.ServerInterceptor):
     """The interceptor every kit server runs first; see the module's docstring."""
 
-    def __init__(self, logger: Logger, draining: asyncio.Event, sinks: Sequence[CallSink] = ()) -> None:
+    def __init__(
+        self, logger: Logger, draining: asyncio.Event, sinks: Sequence[CallSink] = (), tracer: Tracer | None = None
+    ) -> None:
         self._logger = logger
+        self._tracer = tracer
         self._draining = draining
         self._sinks = tuple(sinks)
         self._message_sinks = tuple(sink for sink in self._sinks if counts_messages(sink))
@@ -192,7 +200,7 @@ class ServerObserver(grpc.aio.ServerInterceptor):
                 error: BaseException | None = None
                 try:
                     await call.send_headers()
-                    with inbound_call(call.inbound):
+                    with inbound_call(call.inbound), as_current(call.span):
                         async for response in behaviour(request, context):
                             yield response
                 except BaseException as caught:
@@ -211,7 +219,7 @@ class ServerObserver(grpc.aio.ServerInterceptor):
             try:
                 if is_streaming_response:
                     await call.send_headers()
-                with inbound_call(call.inbound):
+                with inbound_call(call.inbound), as_current(call.span):
                     if path in LONG_LIVED_METHODS:
                         response = await observer._until_drained(behaviour(request, context), context)
                     else:
@@ -248,6 +256,8 @@ class ServerObserver(grpc.aio.ServerInterceptor):
     def _start(self, start: CallStart, path: str, context: grpc.aio.ServicerContext) -> _Call:
         self.inflight += 1
         call = _Call(start, path, context)
+        if self._tracer is not None and start.service not in MESH_SERVICES:
+            call.span = start_server_span(self._tracer, start, context.invocation_metadata())
         for sink in self._sinks:
             sink.call_started(start)
         if start.type in ("unary", "server_stream"):
@@ -274,3 +284,5 @@ class ServerObserver(grpc.aio.ServerInterceptor):
         record = CallRecord(start, code, details, duration_ms, peer_address(call.context.peer()))
         for sink in self._sinks:
             sink.call_ended(record)
+        if call.span is not None:
+            end_span(call.span, code, details)

@@ -2,9 +2,10 @@
 
 grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
 exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
-(admin.py) and channelz on the gRPC port with it (admin_services.py), registration with the control
-plane (registry_lease.py), and a drain: deregister, NOT_SERVING, end health Watch streams, refuse
-new calls, let the calls in flight finish within the grace period, then stop.
+(admin.py) and channelz on the gRPC port with it (admin_services.py), a trace span per call
+(tracing.py), registration with the control plane (registry_lease.py), and a drain: deregister,
+NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
+grace period, then stop.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .observer import CallSink
 from .observer_server import ServerObserver
 from .registry_lease import RegistryLease, endpoint_for_server
 from .sink_log import LogSink
+from .tracing import ProcessTracing
 
 #: How long a drain lets in-flight calls finish before it cancels them (s).
 DEFAULT_DRAIN_GRACE_S = 10.0
@@ -112,6 +114,8 @@ class MeshServer:
     ``listen`` and closed by the drain; none unless set. ``admin_services``: channelz on the gRPC
     port (admin_services.py), described by reflection; on when ``admin_address`` is set, unless
     False. ``sinks``: more consumers of every call (observer.py), after the log line and the metrics.
+    ``tracing``: a SERVER span per inbound call (tracing.py), the mesh's own services excepted;
+    none without it. The program shuts it down after the drain (it may serve its clients too).
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class MeshServer:
         admin_address: str | None = None,
         admin_services: bool | None = None,
         sinks: Sequence[CallSink] = (),
+        tracing: ProcessTracing | None = None,
     ) -> None:
         self.name = name
         self._descriptor_set = descriptor_set
@@ -150,7 +155,8 @@ class MeshServer:
         self._admin_address = admin_address
         self._admin: AdminServer | None = None
         metric_sinks = [MetricsSink(self.metrics)] if self.metrics is not None else []
-        self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks])
+        tracer = tracing.tracer if tracing is not None else None
+        self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks], tracer)
         self._server = grpc.aio.server(interceptors=[self._observer, *interceptors], options=list(options))
         self.health.add_to_server(self._server)
         is_admin = admin_address is not None if admin_services is None else admin_services

@@ -3,19 +3,14 @@
 ``service``, ``method``, ``code`` (the status name, "OK", "NOT_FOUND"), ``durationMs``, ``peer``,
 ``requestId``. Successes and caller mistakes log at info ("call", "outbound call"); server
 failures (errors.is_server_failure) at warn with ``details`` ("call failed", "outbound call
-failed"); the calls a server answers for the mesh's own use (QUIET_SERVICES) at debug.
+failed"); the calls a server answers for the mesh's own use (observer.MESH_SERVICES) at debug.
 """
 
 from __future__ import annotations
 
 from .errors import is_server_failure
 from .logger import Logger
-from .observer import CallRecord, CallSink
-
-#: Services whose calls log at debug on the server: probes and tooling, not the service's traffic.
-QUIET_SERVICES = frozenset(
-    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
-)
+from .observer import MESH_SERVICES, CallRecord, CallSink
 
 
 class LogSink(CallSink):
@@ -35,7 +30,7 @@ class LogSink(CallSink):
             "requestId": call.request_id,
         }
         is_server = call.side == "server"
-        is_quiet = is_server and call.service in QUIET_SERVICES
+        is_quiet = is_server and call.service in MESH_SERVICES
         if is_server_failure(record.code):
             msg = "call failed" if is_server else "outbound call failed"
             self._logger.log("debug" if is_quiet else "warn", msg, **fields, details=record.details)

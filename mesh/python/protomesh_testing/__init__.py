@@ -1,8 +1,8 @@
 """Test support for the Python suites (a pytest plugin, loaded with ``-p protomesh_testing``).
 
 Real processes, no mocks: the TypeScript control plane and catalog from dist/, started on free
-127.0.0.1 ports. Without node (or dist/), outside CI, a test that needs them is skipped saying
-why; under CI (CI=true or 1) it fails.
+127.0.0.1 ports, and an OTLP/HTTP trace collector in process (otlp_receiver.py). Without node (or
+dist/), outside CI, a test that needs them is skipped saying why; under CI (CI=true or 1) it fails.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from protomesh.registry.v1 import registry_pb2, registry_pb2_grpc
+
+from .otlp_receiver import OtlpReceiver as OtlpReceiver
+from .otlp_receiver import ReceivedSpan as ReceivedSpan
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -238,3 +241,11 @@ async def control_plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
     await plane.start()
     yield plane
     await plane.stop()
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP trace collector on 127.0.0.1 (otlp_receiver.py), closed after the test."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import protomesh_kit as kit
 import pytest
-from protomesh_testing import PYTHON, ControlPlane, Process, free_port, sample, scrape, start_catalog
+from protomesh_testing import PYTHON, ControlPlane, OtlpReceiver, Process, free_port, sample, scrape, start_catalog
 from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -181,6 +181,51 @@ async def test_main_serves_its_calls_and_the_catalogs_on_the_admin_port(catalog:
     assert sample(body, "grpc_server_handled_total", {**quote_basket, "grpc_code": "OK"}) == 1
     get_product = {"grpc_type": "unary", "grpc_service": "shop.catalog.v1.CatalogService", "grpc_method": "GetProduct"}
     assert sample(body, "grpc_client_handled_total", {**get_product, "grpc_code": "OK"}) == 2, "one call per distinct product"
+
+
+async def test_main_exports_its_spans_to_the_otlp_endpoint_when_it_drains(catalog: int, otlp_receiver: OtlpReceiver) -> None:
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PROTOMESH_CONTROL_PLANE": "",
+        "CATALOG_TARGET": f"127.0.0.1:{catalog}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
+        # A minute between batches: the spans can only arrive with the flush after the drain.
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+    }
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    client = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    try:
+        await pricing.wait_line(lambda line: line.get("msg") == "listening")
+        stub = pricing_pb2_grpc.PricingServiceStub(client)
+        traceparent = (("traceparent", f"00-{trace_id}-{parent_id}-01"),)
+        await stub.QuoteBasket(basket((ESPRESSO, 1), (FILTER, 2), (ESPRESSO, 3)), timeout=3, metadata=traceparent)
+        assert otlp_receiver.spans() == [], "batched, not yet sent"
+    finally:
+        await client.close()
+        exit_code = await pricing.stop()
+    assert exit_code == 0
+    spans = otlp_receiver.spans()
+    assert {span.service for span in spans} == {"pricing"}
+    [server] = [span for span in spans if span.kind == "SERVER"]
+    assert (server.name, server.trace_id, server.parent_span_id) == ("shop.pricing.v1.PricingService/QuoteBasket", trace_id, parent_id)
+    assert server.attributes["rpc.grpc.status_code"] == 0
+    outbound = [span for span in spans if span.kind == "CLIENT"]
+    assert [span.name for span in outbound] == ["shop.catalog.v1.CatalogService/GetProduct"] * 2, "one call per distinct product"
+    assert {(span.trace_id, span.parent_span_id) for span in outbound} == {(trace_id, server.span_id)}
+
+
+async def test_main_refuses_a_sampler_it_does_not_know() -> None:
+    env = {"PORT": str(free_port()), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"}
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    try:
+        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
+        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
+    finally:
+        await pricing.stop()
+    assert line["err"]["message"].startswith("OTEL_TRACES_SAMPLER: must be always_on, always_off")
 
 
 async def test_main_refuses_an_admin_address_that_is_not_host_port() -> None:
