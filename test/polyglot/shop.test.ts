@@ -4,19 +4,23 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 import { InventoryServiceClient } from "../../generated/ts/shop/inventory/v1/inventory";
 import type { StockLevel } from "../../generated/ts/shop/inventory/v1/inventory";
-import type { OrderServiceClient, PlaceOrderRequest, PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
+import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
+import type { PlaceOrderRequest, PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
 import { PricingServiceClient } from "../../generated/ts/shop/pricing/v1/pricing";
-import { createClient } from "../../mesh";
+import { createClient, tracingFromEnvironment } from "../../mesh";
 import { ChaosMesh, chaosMeshConfig } from "../support/chaos";
 import type { Replica } from "../support/chaos";
 import { interopCall, polyglotPrograms, requireLanguages } from "../support/interop";
 import { waitFor } from "../support/wait";
+import { SPAN_KIND, otlpReceiver } from "../support/otlp-receiver";
+import type { OtlpReceiver, ReceivedSpan } from "../support/otlp-receiver";
 
 /**
  * The shop across three languages, as `make up` runs it: orders (TypeScript) reserves stock with
  * inventory (Go, 2 replicas on one SQLite file), has the basket quoted by pricing (Python, 2
  * replicas, which prices from the catalog), names the lines from the catalog (TypeScript), and
- * records the order. All by name through a real control plane.
+ * records the order. All by name through a real control plane. Every replica exports its spans to
+ * an OTLP receiver in this process (OTEL_EXPORTER_OTLP_ENDPOINT), as a collector would get them.
  */
 
 const SERVICES = ["catalog", "inventory", "pricing", "orders"];
@@ -29,20 +33,24 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
   let orders: OrderServiceClient;
   let inventory: InventoryServiceClient;
   const pricing: Replica[] = [];
+  let receiver: OtlpReceiver;
 
   before(async function () {
     requireLanguages(this, "go", "python");
     const programs = polyglotPrograms();
+    receiver = await otlpReceiver();
+    // Spans leave each process within 100 ms of their end, not at its exit.
+    const traced = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "100" };
     mesh = await ChaosMesh.start({ meshConfig: chaosMeshConfig(3_000, SERVICES) });
     const inventoryStore = `sqlite:${path.join(mesh.dir, "inventory.sqlite")}`;
-    await mesh.addReplica("catalog-0");
+    await mesh.addReplica("catalog-0", { env: traced });
     for (const index of [0, 1]) {
-      await mesh.addReplica(`inventory-${index}`, { program: { file: programs.goInventory, args: [] }, env: { INVENTORY_STORE_URL: inventoryStore } });
-      pricing.push(await mesh.addReplica(`pricing-${index}`, { program: { file: programs.python, args: [programs.pricing] } }));
+      await mesh.addReplica(`inventory-${index}`, { program: { file: programs.goInventory, args: [] }, env: { INVENTORY_STORE_URL: inventoryStore, ...traced } });
+      pricing.push(await mesh.addReplica(`pricing-${index}`, { program: { file: programs.python, args: [programs.pricing] }, env: traced }));
     }
     await mesh.addReplica("orders-0", {
       service: "orders",
-      env: { ORDERS_STORE_URL: `sqlite:${path.join(mesh.dir, "orders.sqlite")}`, INVENTORY_TARGET: "inventory", PRICING_TARGET: "pricing" },
+      env: { ORDERS_STORE_URL: `sqlite:${path.join(mesh.dir, "orders.sqlite")}`, INVENTORY_TARGET: "inventory", PRICING_TARGET: "pricing", ...traced },
     });
     orders = await mesh.ordersClient();
     inventory = createClient(InventoryServiceClient, "inventory", { controlPlane: mesh.controlPlane, logger: mesh.log.logger });
@@ -62,6 +70,7 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
   after(async function () {
     inventory?.close();
     await mesh?.stop();
+    await receiver?.close();
   });
 
   const place = (request: PlaceOrderRequest) =>
@@ -100,6 +109,52 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
     assert.equal(replay.response!.replayed, true);
     assert.equal(replay.response!.order!.id, order.id);
     assert.equal((await stock("sku-1002")).available, after.available, "a replayed order reserves nothing");
+  });
+
+  it("follows one PlaceOrder's trace through orders (TypeScript), inventory (Go), pricing (Python) and the catalog (TypeScript): one trace, each server span the child of its caller's client span", async function () {
+    const callerTracing = tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: "caller" }, "caller")!;
+    const client = createClient(OrderServiceClient, "orders", { controlPlane: mesh.controlPlane, logger: mesh.log.logger, tracer: callerTracing.tracer });
+    const request = { customerId: "cust-trace", items: [{ productId: "sku-1002", quantity: 1 }, { productId: "sku-1003", quantity: 2 }], idempotencyKey: "poly-trace" };
+    try {
+      const error = await new Promise<ServiceError | null>((resolve) => client.placeOrder(request, new Metadata(), { deadline: Date.now() + 10_000 }, resolve));
+      assert.equal(error, null, error?.message);
+    } finally {
+      client.close();
+      await callerTracing.shutdown();
+    }
+    const { SERVER, CLIENT } = SPAN_KIND;
+    const root = receiver.spans.find((span) => span.service === "caller" && span.name === "shop.orders.v1.OrderService/PlaceOrder");
+    assert.ok(root, "the caller's span");
+    const inTrace = () => receiver.spans.filter((span) => span.traceId === root.traceId);
+    const childOf = (parent: ReceivedSpan, service: string, kind: number, name: string) =>
+      inTrace().filter((span) => span.parentSpanId === parent.spanId && span.service === service && span.kind === kind && span.name === name);
+    const account = () => inTrace().map((span) => `${span.service} ${span.kind === SERVER ? "SERVER" : "CLIENT"} ${span.name} ${span.spanId}←${span.parentSpanId}`).join("\n  ");
+    const one = (parent: ReceivedSpan, service: string, kind: number, name: string, count = 1) => {
+      const found = childOf(parent, service, kind, name);
+      assert.equal(found.length, count, `${count} ${service} ${name} span(s) under ${parent.service}'s ${parent.name}; the trace:\n  ${account()}`);
+      return found;
+    };
+    const CATALOG_GET = "shop.catalog.v1.CatalogService/GetProduct";
+    // Every process batches for 100 ms. 14 spans: the caller's; orders' server span and its 4 calls
+    // (ReserveStock, QuoteBasket, 2 GetProduct); inventory's; pricing's and its 2 GetProduct; the catalog's 4.
+    // On a timeout the assertions below name what is missing.
+    await waitFor("the PlaceOrder's 14 spans from every process", () => inTrace().length >= 14, 10_000, 50).catch(() => undefined);
+
+    const [ordersServer] = one(root, "orders", SERVER, "shop.orders.v1.OrderService/PlaceOrder");
+    const [reserve] = one(ordersServer, "orders", CLIENT, "shop.inventory.v1.InventoryService/ReserveStock");
+    const [inventoryServer] = one(reserve, "inventory", SERVER, "shop.inventory.v1.InventoryService/ReserveStock");
+    const [quote] = one(ordersServer, "orders", CLIENT, "shop.pricing.v1.PricingService/QuoteBasket");
+    const [pricingServer] = one(quote, "pricing", SERVER, "shop.pricing.v1.PricingService/QuoteBasket");
+    // pricing prices each distinct product from the catalog, and orders names each line from it.
+    for (const caller of [pricingServer, ordersServer]) {
+      for (const call of one(caller, caller.service, CLIENT, CATALOG_GET, 2)) one(call, "catalog", SERVER, CATALOG_GET);
+    }
+    for (const span of [ordersServer, inventoryServer, pricingServer]) {
+      assert.equal(span.attributes["rpc.system"], "grpc", `${span.service}: rpc.system`);
+      assert.equal(span.attributes["rpc.grpc.status_code"], 0, `${span.service}: rpc.grpc.status_code`);
+    }
+    assert.equal(inTrace().length, 14, `no other span in the trace:\n  ${account()}`);
+    assert.deepEqual(receiver.rejected, [], "every export decoded");
   });
 
   it("gives a basket of 100.00 or more the basket discount", async function () {
