@@ -29,6 +29,10 @@ import type { MethodPath } from "./method-path";
 
 const propagator = new W3CTraceContextPropagator();
 
+/** The W3C Trace Context headers, as gRPC metadata and HTTP carry them. */
+export const TRACEPARENT_KEY = "traceparent";
+export const TRACESTATE_KEY = "tracestate";
+
 const metadataGetter: TextMapGetter<Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
   get: (metadata, key) => {
@@ -49,9 +53,18 @@ export function startServerSpan(tracer: Tracer, method: MethodPath, metadata: Me
   return tracer.startSpan(method.path.slice(1), { kind: SpanKind.SERVER, attributes: attributesOf(method) }, parent);
 }
 
-/** Starts the client span of an outbound call, the child of `parent` (the inbound call's span), and writes its traceparent into `metadata`. */
+/**
+ * Starts the client span of an outbound call, the child of `parent` (the inbound call's span), else
+ * of a traceparent the caller put in `metadata` (the gateway forwards its HTTP caller's), and
+ * writes its own traceparent into `metadata`.
+ */
 export function startClientSpan(tracer: Tracer, method: MethodPath, parent: Span | undefined, metadata: Metadata): Span {
-  const parentContext: Context = parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
+  const parentContext: Context =
+    parent !== undefined
+      ? trace.setSpan(ROOT_CONTEXT, parent)
+      : metadata.get(TRACEPARENT_KEY).length > 0
+        ? propagator.extract(ROOT_CONTEXT, metadata, metadataGetter)
+        : ROOT_CONTEXT;
   const span = tracer.startSpan(method.path.slice(1), { kind: SpanKind.CLIENT, attributes: attributesOf(method) }, parentContext);
   propagator.inject(trace.setSpan(parentContext, span), metadata, metadataSetter);
   return span;

@@ -1,6 +1,7 @@
 import { Metadata, makeGenericClientConstructor, status } from "@grpc/grpc-js";
 import type { Client, ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import { createClient } from "../../mesh/client";
+import type { Tracer } from "@opentelemetry/api";
 import type { Logger } from "../../mesh/logger";
 import { GatewayError } from "./errors";
 import type { GatewayMethod } from "./methods";
@@ -12,6 +13,8 @@ export interface BackendsOptions {
   logger: Logger;
   /** grpc-js targets by gRPC service ("shop.catalog.v1.CatalogService" → "127.0.0.1:50051"), ahead of the mesh name. */
   targets?: Record<string, string>;
+  /** Makes a client span per backend call (tracing.ts), the child of the HTTP caller's traceparent when it sent one. */
+  tracer?: Tracer;
 }
 
 /** What a unary call answered: the response bytes and the server's headers and trailers. */
@@ -114,7 +117,7 @@ export class Backends {
     let client = this.clients.get(target);
     if (client !== undefined) return client;
     try {
-      client = createClient(GenericClient, target, { logger: this.options.logger, controlPlane: this.options.controlPlane });
+      client = createClient(GenericClient, target, { logger: this.options.logger, controlPlane: this.options.controlPlane, tracer: this.options.tracer });
     } catch (error) {
       this.logger.error({ err: error, service: method.service, target }, "no client for the service");
       throw new GatewayError(503, status.UNAVAILABLE, `no route to ${method.service}`);

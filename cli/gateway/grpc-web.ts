@@ -31,10 +31,10 @@ const FRAME_HEADER_BYTES = 5;
 /** How long a browser may cache a preflight answer: 10 minutes (Chromium caps it at 2 hours). */
 export const PREFLIGHT_MAX_AGE_S = 600;
 /** Request headers a gRPC-Web client sends that a cross-origin page may set (content-type is not CORS-safelisted for these types). */
-export const GRPC_WEB_ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization", "x-request-id"];
+export const GRPC_WEB_ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization", "x-request-id", "traceparent", "tracestate"];
 /** What a preflight for any other path (the JSON API) allows: its methods, and its deadline header. */
 const JSON_API_METHODS = "GET, POST, PUT, PATCH, DELETE";
-const JSON_API_ALLOWED_HEADERS = ["content-type", "authorization", "x-request-id", "x-timeout-ms", "grpc-timeout"];
+const JSON_API_ALLOWED_HEADERS = ["content-type", "authorization", "x-request-id", "x-timeout-ms", "grpc-timeout", "traceparent", "tracestate"];
 /** Response headers a page may read: a trailers-only answer's status, and the request id. */
 export const GRPC_WEB_EXPOSED_HEADERS = ["grpc-status", "grpc-message", "x-request-id"];
 /** HTTP/2 and gRPC framing headers that never travel as metadata in either direction. */

@@ -1,4 +1,4 @@
-import { createLogger, createServer, drainOnSignals, listenAddress, routeGrpcLogs } from "../../mesh";
+import { createLogger, createServer, drainOnSignals, listenAddress, routeGrpcLogs, tracingFromEnvironment } from "../../mesh";
 import type { MeshSettings } from "../../mesh/settings";
 import { portFromEnv } from "../env-port";
 import { GatewayGuard } from "./auth";
@@ -25,7 +25,9 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
   const logger = createLogger({ name: "gateway", level: settings.logLevel });
   routeGrpcLogs(logger);
   const { methods } = loadGatewayMethods();
-  const backends = new Backends({ controlPlane: settings.controlPlane, logger, targets: config.backends });
+  // Traces when the standard OTEL_* variables point at a collector (none otherwise).
+  const tracing = tracingFromEnvironment(env, "gateway");
+  const backends = new Backends({ controlPlane: settings.controlPlane, logger, targets: config.backends, tracer: tracing?.tracer });
   const guard = new GatewayGuard(config);
   const gateway = createGateway({ methods, backends, logger, guard, corsOrigins: config.corsOrigins });
   const boundHttpPort = await gateway.listen(httpPort, settings.host);
@@ -43,5 +45,6 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
     await server.drain();
     await gateway.close();
     backends.close();
+    await tracing?.shutdown();
   }, logger);
 }

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import type { Logger } from "../../mesh/logger";
 import { REQUEST_ID_KEY, acceptableRequestId } from "../../mesh/request-id";
+import { TRACEPARENT_KEY, TRACESTATE_KEY } from "../../mesh/tracing";
 import type { Backends } from "./backends";
 import { GatewayError, writeGatewayError, writeJsonError } from "./errors";
 import type { GatewayCall } from "./gateway-call";
@@ -115,6 +116,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (deadline instanceof GatewayError) throw deadline;
         const metadata = options.guard ? await options.guard.admit(method, req) : new Metadata();
         metadata.set(REQUEST_ID_KEY, requestId);
+        forwardTraceContext(req, metadata);
         return metadata;
       },
     };
@@ -171,6 +173,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
     },
   };
+}
+
+/**
+ * The caller's W3C Trace Context (`traceparent`, `tracestate`), carried on to the backend: a
+ * traced gateway's client span is then the child of the caller's span (tracing.ts), and an
+ * untraced one passes the caller's context through unchanged. One header each, printable ASCII.
+ */
+function forwardTraceContext(req: http.IncomingMessage, metadata: Metadata): void {
+  for (const key of [TRACEPARENT_KEY, TRACESTATE_KEY]) {
+    const value = req.headers[key];
+    if (typeof value === "string" && /^[\x20-\x7e]{1,512}$/.test(value)) metadata.set(key, value);
+  }
 }
 
 /** The caller's x-request-id when the kit's rule accepts it (mesh/request-id.ts), else a new one. */

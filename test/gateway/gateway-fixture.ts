@@ -1,3 +1,4 @@
+import type { Tracer } from "@opentelemetry/api";
 import { Backends } from "../../cli/gateway/backends";
 import { loadGatewayMethods } from "../../cli/gateway/methods";
 import type { GatewayMethod } from "../../cli/gateway/methods";
@@ -26,12 +27,13 @@ export interface TestGateway {
 export async function startTestGateway(
   logger: Logger,
   addresses: { catalog: string; orders?: string },
-  options: { guard?: CallGuard; corsOrigins?: string[] } = {},
+  options: { guard?: CallGuard; corsOrigins?: string[]; tracer?: Tracer } = {},
 ): Promise<TestGateway> {
   const targets: Record<string, string> = { "shop.catalog.v1.CatalogService": addresses.catalog };
   if (addresses.orders !== undefined) targets["shop.orders.v1.OrderService"] = addresses.orders;
-  const backends = new Backends({ logger, targets });
-  const gateway = createGateway({ methods: gatewayMethods(), backends, logger, ...options });
+  const { tracer, ...gatewayOptions } = options;
+  const backends = new Backends({ logger, targets, tracer });
+  const gateway = createGateway({ methods: gatewayMethods(), backends, logger, ...gatewayOptions });
   const port = await gateway.listen(0, "127.0.0.1");
   return {
     url: `http://127.0.0.1:${port}`,

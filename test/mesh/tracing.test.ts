@@ -16,6 +16,7 @@ import { waitForServing } from "../../cli/health-wait";
 import { freePorts } from "../support/ports";
 import { repoRoot } from "../support/tools";
 import { SPAN_KIND, otlpReceiver } from "../support/otlp-receiver";
+import { startTestGateway } from "../gateway/gateway-fixture";
 
 describe("tracing: one span per call on each side, the W3C traceparent across the hops", function () {
   this.timeout(20_000);
@@ -72,6 +73,46 @@ describe("tracing: one span per call on each side, the W3C traceparent across th
     } finally {
       for (const client of clients) client.close();
       for (const server of servers) await server.drain(0);
+      await receiver.close();
+    }
+  });
+
+  it("carries an HTTP caller's traceparent through the gateway: its client span is the caller's child (and an untraced gateway passes the context on)", async () => {
+    const receiver = await otlpReceiver();
+    const { logger } = captureLog("warn");
+    const tracing = (name: string): ProcessTracing => tracingFromEnvironment({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, name)!;
+    const [catalogTracing, gatewayTracing] = [tracing("catalog"), tracing("gateway")];
+    const catalog = createServer({ name: "catalog", logger, tracer: catalogTracing.tracer });
+    catalog.addService(CatalogServiceService, catalogService());
+    const address = `127.0.0.1:${await catalog.listen("127.0.0.1:0")}`;
+    const traced = await startTestGateway(logger, { catalog: address }, { tracer: gatewayTracing.tracer });
+    const untraced = await startTestGateway(logger, { catalog: address });
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const [tracedCaller, untracedCaller] = ["00f067aa0ba902b7", "53995c3f42cd8ad8"];
+    try {
+      for (const [gateway, caller] of [[traced, tracedCaller], [untraced, untracedCaller]] as const) {
+        const response = await fetch(`${gateway.url}/v1/products/sku-1001`, { headers: { traceparent: `00-${traceId}-${caller}-01`, tracestate: "vendor=1" } });
+        assert.equal(response.status, 200);
+      }
+      await catalogTracing.shutdown();
+      await gatewayTracing.shutdown();
+      const { SERVER, CLIENT } = SPAN_KIND;
+      const NAME = "shop.catalog.v1.CatalogService/GetProduct";
+      const spans = receiver.spans.filter((span) => span.name === NAME);
+      const gatewayCall = spans.find((span) => span.service === "gateway" && span.kind === CLIENT);
+      assert.ok(gatewayCall, `the gateway's client span: ${JSON.stringify(spans)}`);
+      assert.equal(gatewayCall.traceId, traceId, "the caller's trace");
+      assert.equal(gatewayCall.parentSpanId, tracedCaller, "the child of the caller's span");
+      const served = spans.filter((span) => span.service === "catalog" && span.kind === SERVER);
+      assert.deepEqual(
+        served.map((span) => [span.traceId, span.parentSpanId]).sort(),
+        [[traceId, gatewayCall.spanId], [traceId, untracedCaller]].sort(),
+        "the catalog's spans: the traced gateway's child, and the caller's own child through the untraced gateway",
+      );
+    } finally {
+      await traced.close();
+      await untraced.close();
+      await catalog.drain(0);
       await receiver.close();
     }
   });
