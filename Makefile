@@ -8,6 +8,7 @@ export PATH := $(TOOLS_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
 # Pinned versions of the Go tools the tests drive (go install from the Go module proxy).
 GRPCURL_VERSION := v1.9.3
+JAEGER_VERSION := v1.76.0
 GRPC_HEALTH_PROBE_VERSION := v0.4.62
 # Pinned Go code generators for `make gen` (generated/go).
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -19,7 +20,7 @@ BUF := node_modules/.bin/buf
 GEN_DIR := generated
 DESCRIPTOR_SET := $(GEN_DIR)/descriptor.binpb
 
-.PHONY: help deps tools go-gen-tools python-env postgresql chaos-tools chromium promtool gen check-gen build typecheck lint test test-unit up breaking clean
+.PHONY: help deps tools jaeger jaeger-up go-gen-tools python-env postgresql chaos-tools chromium promtool gen check-gen build typecheck lint test test-unit up breaking clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -63,6 +64,27 @@ $(TOOLS_BIN)/grpc-health-probe:
 	$(call go-install,github.com/grpc-ecosystem/grpc-health-probe@$(GRPC_HEALTH_PROBE_VERSION))
 
 tools: $(TOOLS_BIN)/grpcurl $(TOOLS_BIN)/grpc-health-probe ## install grpcurl and grpc-health-probe into .tools/bin (needs Go)
+
+# Jaeger (v2, all in one) for the traces: the cross-language trace test reads a PlaceOrder back from
+# its query API, and `make jaeger-up` runs it for `make up`. Its module cannot be `go install`ed at a
+# version (its go.mod has replace directives), so it is a tool of a module of its own under .tools.
+JAEGER_TOOL_DIR := .tools/jaeger
+$(TOOLS_BIN)/jaeger:
+	@if command -v go >/dev/null 2>&1; then \
+	  set -e; mkdir -p $(JAEGER_TOOL_DIR); \
+	  printf 'module protomesh.local/tools/jaeger\n\ngo 1.26\n' > $(JAEGER_TOOL_DIR)/go.mod; \
+	  echo "go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && go build -o $@ (in $(JAEGER_TOOL_DIR); a few minutes the first time)"; \
+	  cd $(JAEGER_TOOL_DIR) && go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && go build -o $(abspath $@) github.com/jaegertracing/jaeger/cmd/jaeger; \
+	elif [ -n "$(IS_CI)" ]; then \
+	  echo "Go is required to build Jaeger (CI=$(CI)); install Go from https://go.dev/dl" >&2; exit 1; \
+	else \
+	  echo "Go not found: jaeger is not installed (install Go from https://go.dev/dl); the trace test that reads Jaeger is skipped" >&2; \
+	fi
+
+jaeger: $(TOOLS_BIN)/jaeger ## build the pinned Jaeger (all in one) into .tools/bin (needs Go)
+
+jaeger-up: jaeger ## run Jaeger for `make up`'s traces: OTLP/HTTP on 127.0.0.1:4318, the query API on 127.0.0.1:16686
+	$(TOOLS_BIN)/jaeger --config deploy/jaeger.yaml
 
 $(TOOLS_BIN)/protoc-gen-go:
 	$(call go-install,google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION))
@@ -175,10 +197,10 @@ lint: deps go-lint ## buf lint, eslint, the layering rules with no import cycles
 	eslint --max-warnings 0 .
 	depcruise --config .dependency-cruiser.cjs --output-type err $(wildcard mesh cli services generated test bench)
 
-test-unit: build tools bench-tools postgresql chaos-tools chromium promtool go-build python-env ## run the mocha suite only
+test-unit: build tools jaeger bench-tools postgresql chaos-tools chromium promtool go-build python-env ## run the mocha suite only
 	mocha 'dist/test/**/*.test.js'
 
-test: deps tools bench-tools postgresql chaos-tools chromium promtool check-gen typecheck lint build go-build python-env go-test python-test ## type-check, lint, drift check, the Go and Python suites and the mocha suite
+test: deps tools jaeger bench-tools postgresql chaos-tools chromium promtool check-gen typecheck lint build go-build python-env go-test python-test ## type-check, lint, drift check, the Go and Python suites and the mocha suite
 	mocha 'dist/test/**/*.test.js'
 
 up: deps tools build go-build python-env ## run the control plane and the replicas of deploy/mesh.yaml, in TypeScript, Go and Python (Ctrl-C stops them)

@@ -67,7 +67,7 @@ interface OtlpSpan {
   kind: number;
   attributes?: OtlpKeyValue[];
 }
-interface OtlpExport {
+export interface OtlpExport {
   resourceSpans?: Array<{ resource?: { attributes?: OtlpKeyValue[] }; scopeSpans?: Array<{ spans?: OtlpSpan[] }> }>;
 }
 
@@ -81,6 +81,28 @@ function valueOf(value: OtlpValue | undefined): string | number | boolean {
 
 function attributesOf(list: readonly OtlpKeyValue[] | undefined): Record<string, string | number | boolean> {
   return Object.fromEntries((list ?? []).map((entry) => [entry.key, valueOf(entry.value)]));
+}
+
+/** The spans of an export in OTLP/JSON's shape (what the kits send, or what Jaeger's /api/v3 answers). */
+export function spansOf(exported: OtlpExport): ReceivedSpan[] {
+  const spans: ReceivedSpan[] = [];
+  for (const resourceSpans of exported.resourceSpans ?? []) {
+    const service = String(attributesOf(resourceSpans.resource?.attributes)["service.name"] ?? "");
+    for (const scope of resourceSpans.scopeSpans ?? []) {
+      for (const span of scope.spans ?? []) {
+        spans.push({
+          traceId: span.traceId,
+          spanId: span.spanId,
+          parentSpanId: span.parentSpanId ?? "",
+          name: span.name,
+          kind: span.kind,
+          attributes: attributesOf(span.attributes),
+          service,
+        });
+      }
+    }
+  }
+  return spans;
 }
 
 /** Protobuf decoded to OTLP/JSON's shape: ids as hex, 64-bit integers as strings, enums as numbers. */
@@ -127,22 +149,7 @@ export async function otlpReceiver(): Promise<OtlpReceiver> {
       }
       try {
         const exported = isProtobuf ? decodeProtobuf(body) : (JSON.parse(body.toString("utf8")) as OtlpExport);
-        for (const resourceSpans of exported.resourceSpans ?? []) {
-          const service = String(attributesOf(resourceSpans.resource?.attributes)["service.name"] ?? "");
-          for (const scope of resourceSpans.scopeSpans ?? []) {
-            for (const span of scope.spans ?? []) {
-              spans.push({
-                traceId: span.traceId,
-                spanId: span.spanId,
-                parentSpanId: span.parentSpanId ?? "",
-                name: span.name,
-                kind: span.kind,
-                attributes: attributesOf(span.attributes),
-                service,
-              });
-            }
-          }
-        }
+        spans.push(...spansOf(exported));
       } catch (error) {
         rejected.push(`${type}: ${(error as Error).message}`);
         response.writeHead(400).end();

@@ -2,8 +2,8 @@ import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-/** The external clients `make tools` installs into `.tools/bin` (pinned in the Makefile). */
-export type ToolName = "grpcurl" | "grpc-health-probe";
+/** The external tools `make tools` (and `make jaeger`) install into `.tools/bin` (pinned in the Makefile). */
+export type ToolName = "grpcurl" | "grpc-health-probe" | "jaeger";
 
 /** How long a tool may run before it is killed and the test fails; tools get their own, shorter limits. */
 export const TOOL_TIMEOUT_MS = 20_000;
