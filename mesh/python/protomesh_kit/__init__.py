@@ -3,15 +3,15 @@
 The same behaviour as the TypeScript kit (mesh/): settings from the environment, servers with
 health, reflection, registration, per-call logs and a drain; clients that dial services by name
 over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars);
-go-grpc-prometheus' metrics of both on an admin HTTP port (GET /metrics), and channelz on a server's
-gRPC port with it; OpenTelemetry traces of both, configured by the standard OTEL_* variables.
+go-grpc-prometheus' metrics of both on an admin HTTP port (GET /metrics), and channelz and CSDS on a
+server's gRPC port with it; OpenTelemetry traces of both, configured by the standard OTEL_* variables.
 
 Importing this package has no side effects; nothing needs setting before grpc is imported (the xDS
 bootstrap is set when an xds: channel is dialled; see xds_bootstrap.py).
 """
 
 from .admin import AdminServer, start_admin_server
-from .admin_services import CHANNELZ_SERVICE_NAME, add_admin_services
+from .admin_services import CHANNELZ_SERVICE_NAME, CSDS_SERVICE_NAME, add_admin_services
 from .call_context import InboundCall, current_inbound_call, current_request_id, detached
 from .client import dial, is_service_name, mesh_target
 from .errors import INTERNAL_DETAILS, MeshError, invalid_argument, is_server_failure
@@ -29,6 +29,7 @@ from .xds_bootstrap import xds_bootstrap
 
 __all__ = [
     "CHANNELZ_SERVICE_NAME",
+    "CSDS_SERVICE_NAME",
     "DEFAULT_DEADLINE_MARGIN_S",
     "DEFAULT_DEADLINE_S",
     "DEFAULT_DRAIN_GRACE_S",

@@ -2,7 +2,7 @@
 
 grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
 exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
-(admin.py) and channelz on the gRPC port with it (admin_services.py), a trace span per call
+(admin.py) and channelz and CSDS on the gRPC port with it (admin_services.py), a trace span per call
 (tracing.py), registration with the control plane (registry_lease.py), and a drain: deregister,
 NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
 grace period, then stop.
@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .admin import AdminServer, start_admin_server
-from .admin_services import ADMIN_SERVICE_FILES, add_admin_services
+from .admin_services import ADMIN_SERVICE_FILES, REFLECTED_ADMIN_SERVICES, add_admin_services
 from .health import HEALTH_SERVICE_NAME, HealthReporter
 from .logger import Logger
 from .metrics import MeshMetrics, MetricsSink, metrics_of
@@ -111,9 +111,9 @@ class MeshServer:
     ``metrics``: go-grpc-prometheus' grpc_server_* per method (metrics.py), in prometheus_client's
     REGISTRY (True) or the registry given; on when ``admin_address`` is set, unless False.
     ``admin_address``: "host:port" of the admin HTTP port (admin.py: GET /metrics), opened by
-    ``listen`` and closed by the drain; none unless set. ``admin_services``: channelz on the gRPC
-    port (admin_services.py), described by reflection; on when ``admin_address`` is set, unless
-    False. ``sinks``: more consumers of every call (observer.py), after the log line and the metrics.
+    ``listen`` and closed by the drain; none unless set. ``admin_services``: channelz and CSDS on the
+    gRPC port (admin_services.py), channelz described by reflection; on when ``admin_address`` is
+    set, unless False. ``sinks``: more consumers of every call (observer.py), after the log line and the metrics.
     ``tracing``: a SERVER span per inbound call (tracing.py), the mesh's own services excepted;
     none without it. The program shuts it down after the drain (it may serve its clients too).
     """
@@ -210,7 +210,8 @@ class MeshServer:
         """Adds reflection, binds ``address`` (port 0 picks one), starts, reports SERVING and registers."""
         if self._port is not None:
             raise RuntimeError(f"{self.name}: already listening")
-        reflected = [*self._services, HEALTH_SERVICE_NAME, *self.admin_services, reflection.SERVICE_NAME]
+        described = [name for name in self.admin_services if name in REFLECTED_ADMIN_SERVICES]
+        reflected = [*self._services, HEALTH_SERVICE_NAME, *described, reflection.SERVICE_NAME]
         also = ADMIN_SERVICE_FILES if self.admin_services else ()
         reflection.enable_server_reflection(reflected, self._server, pool=reflection_pool(self._descriptor_set, also))
         port = self._server.add_insecure_port(address)
