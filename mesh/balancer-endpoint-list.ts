@@ -9,14 +9,19 @@ type Picker = experimental.Picker;
 type TypedLoadBalancingConfig = experimental.TypedLoadBalancingConfig;
 
 /**
- * The channel option a mesh client with metrics sets (client.ts): how to count the calls picked
- * onto one endpoint by a policy built here (protomesh_client_picks_total). Kept out of subchannel
- * keys, like the balancer logger (balancer-client-health.ts).
+ * The channel option a mesh client with metrics sets (client.ts): how a policy built here counts
+ * its picks and its endpoints' ejections (metrics.ts balancerMetrics). Kept out of subchannel keys,
+ * like the balancer logger (balancer-client-health.ts).
  */
-export const PICK_COUNTER_OPTION = `${experimental.SUBCHANNEL_ARGS_EXCLUDE_KEY_PREFIX}.protomesh.pick_counter`;
+export const BALANCER_METRICS_OPTION = `${experimental.SUBCHANNEL_ARGS_EXCLUDE_KEY_PREFIX}.protomesh.balancer_metrics`;
 
-/** The counter of one policy's picks onto one endpoint ("127.0.0.1:50051"). */
-export type PickCounter = (policy: string, endpoint: string) => { inc(): void };
+/** Counters of one policy for one endpoint ("127.0.0.1:50051"). */
+export interface BalancerMetrics {
+  /** Calls picked onto the endpoint. */
+  picks(policy: string, endpoint: string): { inc(): void };
+  /** Times outlier detection ejected the endpoint. */
+  ejections(policy: string, endpoint: string): { inc(): void };
+}
 
 /** One READY endpoint as a picker sees it: its child's picker and the state the policy keeps for it. */
 export interface ReadyEndpoint<State> {
@@ -128,7 +133,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   private isUpdating = false;
   private lastError = "";
   private currentState = connectivityState.IDLE;
-  private countPicks: PickCounter | undefined;
+  private metrics: BalancerMetrics | undefined;
 
   private readonly childHelper: ChannelControlHelper;
 
@@ -141,6 +146,11 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
         if (errorMessage) this.lastError = errorMessage;
         this.publish();
       },
+      createSubchannel: (address, args) => {
+        const subchannel = helper.createSubchannel(address, args);
+        if (this.metrics !== undefined) watchEjections(subchannel, this.metrics.ejections(this.policy.typeName, experimental.subchannelAddressToString(address)));
+        return subchannel;
+      },
     });
   }
 
@@ -152,7 +162,7 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
   ): boolean {
     if (!this.policy.isConfig(config)) return false;
     this.config = config;
-    this.countPicks = options[PICK_COUNTER_OPTION] as PickCounter | undefined;
+    this.metrics = options[BALANCER_METRICS_OPTION] as BalancerMetrics | undefined;
     if (!endpoints.ok) {
       // A resolver error with endpoints in hand keeps using them, as round_robin does.
       if (this.entries.size === 0) this.report(connectivityState.TRANSIENT_FAILURE, endpoints.error.details);
@@ -194,14 +204,14 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     if (this.isUpdating || !this.config) return;
     const config = this.config;
     const ready: ReadyEndpoint<State>[] = [];
-    const counters = this.countPicks === undefined ? undefined : new Map<string, { inc(): void }>();
+    const counters = this.metrics === undefined ? undefined : new Map<string, { inc(): void }>();
     let isConnecting = false;
     for (const [key, { child, state: endpointState, addresses }] of this.entries) {
       const state = child.getConnectivityState();
       if (state === connectivityState.READY) {
         ready.push({ picker: child.getPicker(), state: endpointState });
         if (counters !== undefined) {
-          const counter = this.countPicks!(this.policy.typeName, addresses.length === 1 ? addresses[0] : key);
+          const counter = this.metrics!.picks(this.policy.typeName, addresses.length === 1 ? addresses[0] : key);
           for (const address of addresses) counters.set(address, counter);
         }
       } else if (state === connectivityState.CONNECTING) {
@@ -264,4 +274,19 @@ function countingPicker(picker: Picker, counters: ReadonlyMap<string, { inc(): v
       return result;
     },
   };
+}
+
+/**
+ * Counts each ejection of `subchannel`'s endpoint: its health flag turning false. In grpc-js only
+ * outlier_detection sets that flag (`setHealthy`, on the wrapper it gives this policy's children);
+ * protomesh's client-side health checks report through the connectivity state instead
+ * (health-checked-subchannel.ts). A subchannel made while its endpoint is ejected starts unhealthy
+ * and counts from its readmission on.
+ */
+function watchEjections(subchannel: experimental.SubchannelInterface, ejections: { inc(): void }): void {
+  let isHealthy = subchannel.isHealthy();
+  subchannel.addHealthStateWatcher((healthy) => {
+    if (isHealthy && !healthy) ejections.inc();
+    isHealthy = healthy;
+  });
 }

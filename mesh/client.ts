@@ -11,8 +11,8 @@ import type { ServiceConfigJson } from "./balancer-client-health";
 import { deadlinePolicy, deadlineTransformer } from "./deadlines";
 import { isServiceName } from "./names";
 import type { CallSink } from "./observer";
-import { metricsOf, metricsSink, pickCounter } from "./metrics";
-import { PICK_COUNTER_OPTION } from "./balancer-endpoint-list";
+import { balancerMetrics, metricsOf, metricsSink } from "./metrics";
+import { BALANCER_METRICS_OPTION } from "./balancer-endpoint-list";
 import { clientObserver } from "./observer-client";
 import { register } from "./register";
 import { logSink } from "./sink-log";
@@ -124,7 +124,7 @@ export function createClient<C extends Client>(
     ...options.channelOptions,
     ...serviceConfigOption(options),
     [BALANCER_LOGGER_OPTION]: channelLogger,
-    ...(metrics ? { [PICK_COUNTER_OPTION]: pickCounter(metrics, xdsService ?? channelTarget) } : {}),
+    ...(metrics ? { [BALANCER_METRICS_OPTION]: balancerMetrics(metrics, xdsService ?? channelTarget) } : {}),
     callInvocationTransformer: deadlineTransformer(policy),
     interceptors,
   });

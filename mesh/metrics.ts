@@ -1,5 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, collectDefaultMetrics, register as defaultRegistry } from "prom-client";
+import type { BalancerMetrics } from "./balancer-endpoint-list";
 import type { Registry } from "prom-client";
 import type { MethodPath } from "./method-path";
 import type { CallRecord, CallSink, CallStart, CallType } from "./observer";
@@ -75,6 +76,7 @@ export interface MeshMetrics {
   readonly shed: Counter<"grpc_service" | "grpc_method">;
   readonly retries: Counter<(typeof CALL_LABELS)[number]>;
   readonly picks: Counter<"service" | "policy" | "endpoint">;
+  readonly ejections: Counter<"service" | "policy" | "endpoint">;
 }
 
 const byRegistry = new WeakMap<Registry, MeshMetrics>();
@@ -146,6 +148,11 @@ function makeMetrics(registry: Registry): MeshMetrics {
       "Calls that protomesh's load-balancing policies (p2c_ewma, least_request) picked onto each endpoint, per mesh service and policy.",
       ["service", "policy", "endpoint"],
     ),
+    ejections: counter(
+      "protomesh_client_ejections_total",
+      "Times outlier detection ejected an endpoint from a client's rotation, seen by protomesh's load-balancing policies (p2c_ewma, least_request), per mesh service and policy.",
+      ["service", "policy", "endpoint"],
+    ),
   };
 }
 
@@ -158,11 +165,15 @@ export function metricsOf(option: boolean | Registry | undefined, adminAddress?:
 }
 
 /**
- * How a client's balancers count their picks into `metrics` for `service` (balancer-endpoint-list.ts
- * PICK_COUNTER_OPTION): a label child per policy and endpoint, bound when a picker is built.
+ * How a client's balancers count into `metrics` for `service` (balancer-endpoint-list.ts
+ * BALANCER_METRICS_OPTION): a label child per policy and endpoint, bound when a picker or a
+ * subchannel is made, not per pick.
  */
-export function pickCounter(metrics: MeshMetrics, service: string): (policy: string, endpoint: string) => { inc(): void } {
-  return (policy, endpoint) => metrics.picks.labels(service, policy, endpoint);
+export function balancerMetrics(metrics: MeshMetrics, service: string): BalancerMetrics {
+  return {
+    picks: (policy, endpoint) => metrics.picks.labels(service, policy, endpoint),
+    ejections: (policy, endpoint) => metrics.ejections.labels(service, policy, endpoint),
+  };
 }
 
 /** A method's label children, bound once (prom-client hashes the labels of an unbound call each time). */

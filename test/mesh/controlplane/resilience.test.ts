@@ -11,6 +11,8 @@ import { unary } from "../../../mesh/handler";
 import { createServer } from "../../../mesh/server";
 import { catalogService } from "../../../services/catalog/catalog-service";
 import { waitFor } from "../../support/wait";
+import { sample } from "../../support/metrics";
+import { Registry } from "prom-client";
 import { getProduct, MeshFixture } from "./mesh-fixture";
 import type { Replica } from "./mesh-fixture";
 
@@ -145,6 +147,34 @@ describe("control plane: per-method routes, outlier detection, circuit breaking,
       return sick.calls > 0;
     }, 5_000);
     assert.ok(failures > 0 && failures < 40, `${failures} calls failed before the ejection`);
+  });
+
+  it("counts outlier detection's ejection of a replica under least_request (protomesh_client_ejections_total), and none of the healthy one", async () => {
+    const mesh = await startMesh();
+    await mesh.startControlPlane({
+      config: parseMeshConfig(
+        "services:\n  catalog:\n    lb_policy: least_request\n    outlier_detection: { interval_ms: 300, base_ejection_time_ms: 60000, failure_percentage: { request_volume: 5 } }\n",
+      ),
+    });
+    const product = { product: { id: "sku-1001", name: "Widget", priceCents: 100, currency: "EUR", tags: [] } } as unknown as GetProductResponse;
+    const sick = await startReplicaWith(mesh, async () => {
+      throw new MeshError(status.INTERNAL, "sick replica");
+    });
+    const healthy = await startReplicaWith(mesh, async () => product);
+    await mesh.waitHealthy(2);
+    const registry = new Registry();
+    const client = mesh.catalogClient({ metrics: registry });
+    const ejections = async (replica: Replica) =>
+      sample(await registry.metrics(), "protomesh_client_ejections_total", { service: "catalog", policy: "least_request", endpoint: `127.0.0.1:${replica.port}` }) ?? 0;
+    await waitFor("the sick replica's ejection, counted", async () => {
+      await getProduct(client).catch(() => undefined);
+      return (await ejections(sick)) === 1;
+    }, 10_000, 5);
+    sick.calls = 0;
+    for (let i = 0; i < 20; i += 1) await getProduct(client);
+    assert.equal(sick.calls, 0, "the ejected replica gets no calls");
+    assert.equal(await ejections(healthy), 0, "the healthy replica was never ejected");
+    assert.equal(await ejections(sick), 1, "one ejection");
   });
 
   it("sends outlier detection with protomesh's small-mesh defaults, and keepalive with the service's policy", () => {
