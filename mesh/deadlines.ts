@@ -1,5 +1,5 @@
 import { InterceptingCall, Metadata, status } from "@grpc/grpc-js";
-import type { CallInvocationTransformer, Deadline, InterceptingListener } from "@grpc/grpc-js";
+import type { CallInvocationTransformer, Deadline, InterceptingListener, StatusObject } from "@grpc/grpc-js";
 import { currentInboundCall, deadlineMs } from "./call-context";
 import type { InboundCall } from "./call-context";
 import { methodOf } from "./method-path";
@@ -152,4 +152,19 @@ class UnsentCall implements NextCallInterface {
     this.isEnded = true;
     listener?.onReceiveStatus?.({ code: this.code, details: this.details, metadata: new Metadata() });
   }
+}
+
+/** What a call reset by its server at the deadline ends with (see {@link atDeadline}). */
+export const RESET_AT_DEADLINE_DETAILS = "Deadline exceeded (the server reset the call at its deadline)";
+
+/**
+ * A call's status as the caller should see it: a server that resets the stream once its deadline
+ * has passed (grpc-go does, RST_STREAM CANCEL) makes grpc-js end the call CANCELLED "Call
+ * cancelled" when the reset is read before grpc-js's own deadline timer has run, which a busy event
+ * loop allows. The call ran out of time, so it ends DEADLINE_EXCEEDED, as grpc-go's client says
+ * too. Any other status, and a CANCELLED before the deadline, stay as they are.
+ */
+export function atDeadline(received: StatusObject, deadline: number, now: number): StatusObject {
+  if (received.code !== status.CANCELLED || now < deadline) return received;
+  return { ...received, code: status.DEADLINE_EXCEEDED, details: RESET_AT_DEADLINE_DETAILS };
 }

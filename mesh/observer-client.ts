@@ -2,7 +2,7 @@ import { InterceptingCall, status } from "@grpc/grpc-js";
 import type { Interceptor, Metadata } from "@grpc/grpc-js";
 import type { Span, Tracer } from "@opentelemetry/api";
 import { currentInboundCall, deadlineMs } from "./call-context";
-import { unsentCall } from "./deadlines";
+import { atDeadline, unsentCall } from "./deadlines";
 import { MESH_SERVICES, methodOf } from "./method-path";
 import { callTypeOf, elapsedMs } from "./observer";
 import type { CallRecord, CallSink, CallStart } from "./observer";
@@ -111,7 +111,9 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
             const callStatus =
               noEndpointDetails !== undefined && received.code === status.UNAVAILABLE && NO_ENDPOINT_DETAILS.has(received.details)
                 ? { ...received, details: noEndpointDetails }
-                : received;
+                : received.code === status.CANCELLED
+                  ? atDeadline(received, deadline, Date.now())
+                  : received;
             const record: CallRecord = {
               side: "client",
               method,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { createClient } from "../../mesh/client";
-import { DEFAULT_DEADLINE_MS, deadlinePolicy, resolveDeadline, timeoutFor } from "../../mesh/deadlines";
+import { DEFAULT_DEADLINE_MS, RESET_AT_DEADLINE_DETAILS, atDeadline, deadlinePolicy, resolveDeadline, timeoutFor } from "../../mesh/deadlines";
 import type { MeshServer } from "../../mesh/server";
 import { callUnary } from "../support/calls";
 import { captureLog } from "../support/log-capture";
@@ -31,6 +31,24 @@ describe("deadline policy", () => {
     assert.throws(() => deadlinePolicy({ defaultMs: Infinity }), /deadlines\.defaultMs must be/);
     assert.throws(() => deadlinePolicy({ methodsMs: { GetProduct: -5 } }), /deadlines\.methodsMs\["GetProduct"\] must be/);
     assert.throws(() => deadlinePolicy({ methodsMs: { GetProduct: "soon" as unknown as number } }), /GetProduct/);
+  });
+});
+
+describe("a call reset by its server at the deadline", () => {
+  const cancelled = { code: status.CANCELLED, details: "Call cancelled", metadata: new Metadata() };
+
+  it("ends DEADLINE_EXCEEDED once its deadline has passed, as grpc-go's reset at the deadline means", () => {
+    const ended = atDeadline(cancelled, 1_000, 1_000);
+    assert.equal(ended.code, status.DEADLINE_EXCEEDED);
+    assert.equal(ended.details, RESET_AT_DEADLINE_DETAILS);
+    assert.equal(ended.metadata, cancelled.metadata, "the trailers stay");
+  });
+
+  it("stays CANCELLED before its deadline, and any other status stays as it is", () => {
+    assert.equal(atDeadline(cancelled, 1_000, 999), cancelled);
+    assert.equal(atDeadline(cancelled, Infinity, 1_000), cancelled);
+    const unavailable = { ...cancelled, code: status.UNAVAILABLE };
+    assert.equal(atDeadline(unavailable, 1_000, 2_000), unavailable);
   });
 });
 
