@@ -22,9 +22,10 @@ const CSDSServiceName = "envoy.service.status.v3.ClientStatusDiscoveryService"
 // both. They are what grpcdebug reads of a process's channels and xDS config, and reflection
 // describes them (their Go code registers its descriptors), so grpcurl needs no proto files.
 //
-// CSDS reports the clients of grpc-go's default xDS client pool, the one GRPC_XDS_BOOTSTRAP
-// configures; the channels Dial makes with a control plane use a pool per bootstrap
-// (xdsResolverFor) and are not among them.
+// CSDS reports the clients of grpc-go's default xDS client pool, the one the process's own
+// GRPC_XDS_BOOTSTRAP(_CONFIG) configures: the channels Dial makes to the control plane that bootstrap
+// names are among them; those to another control plane, or from a process started without a
+// bootstrap, use a pool per bootstrap and are not (xdsResolverFor).
 func registerAdminServices(server *grpc.Server) ([]string, func(), error) {
 	cleanup, err := admin.Register(server)
 	if err != nil {

@@ -3,16 +3,24 @@ package protomesh_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
+	catalogv1 "github.com/protomesh/protomesh/generated/go/shop/catalog/v1"
 	"github.com/protomesh/protomesh/mesh/go/protomesh"
 	"github.com/protomesh/protomesh/mesh/go/protomesh/protomeshtest"
+	"google.golang.org/grpc"
 	channelzpb "google.golang.org/grpc/channelz/grpc_channelz_v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -87,10 +95,115 @@ func TestCSDSAnswersOnAServerWithAnAdminAddress(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	// It answers; the kit's own xDS channels are not in what it reports (admin_services.go).
+	// It answers; this process has no bootstrap of its own, so no xDS client of the kit is in it.
 	if _, err := statusv3.NewClientStatusDiscoveryServiceClient(plainConn(t, m.server.Addr().String())).FetchClientStatus(ctx, &statusv3.ClientStatusRequest{}); err != nil {
 		t.Fatalf("FetchClientStatus: %v", err)
 	}
+}
+
+// csdsChildEnv marks the test binary run as the kit process of
+// TestCSDSShowsTheXDSConfigOfTheKitChannelsToItsControlPlane. grpc-go's default xDS client pool,
+// the one CSDS reports, is process-global and takes its bootstrap from the environment the process
+// starts with (xds_bootstrap.go), so that process is a child started with its bootstrap: this
+// process's default pool stays unconfigured and untouched, and no test depends on the order tests
+// run in.
+const csdsChildEnv = "PROTOMESH_TEST_CSDS_CHILD"
+
+func TestCSDSShowsTheXDSConfigOfTheKitChannelsToItsControlPlane(t *testing.T) {
+	if os.Getenv(csdsChildEnv) != "" {
+		csdsOfAKitProcess(t)
+		return
+	}
+	cp := protomeshtest.StartControlPlane(t, testMesh)
+	startCatalog(t, cp)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	child.Env = append(os.Environ(), csdsChildEnv+"=1", "PROTOMESH_CONTROL_PLANE="+cp.Addr, "PROTOMESH_ZONE=",
+		"GRPC_XDS_BOOTSTRAP=", "GRPC_XDS_BOOTSTRAP_CONFIG="+string(protomesh.XDSBootstrap(cp.Addr, "")))
+	output, err := child.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the kit process: %v\n%s", err, output)
+	}
+	t.Logf("the kit process:\n%s", output)
+}
+
+// csdsOfAKitProcess is the kit process started with its control plane's bootstrap: a kit server with
+// an admin address and a kit client of catalog, which makes one call; then the server's CSDS holds
+// catalog's Listener, RouteConfiguration, Cluster and ClusterLoadAssignment, ACKED.
+func csdsOfAKitProcess(t *testing.T) {
+	settings, err := protomesh.LoadSettings(os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "kit-csds-xds", protomesh.WithAdminAddress("127.0.0.1:0"))
+	conn, err := protomesh.Dial("catalog", protomesh.DialSettings(settings), protomesh.DialLogger(protomesh.NewLogger(io.Discard, "", "info")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := catalogv1.NewCatalogServiceClient(conn).GetProduct(ctx, &catalogv1.GetProductRequest{Id: "sku-1001"}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("GetProduct through xds:///catalog: %v", err)
+	}
+
+	response, err := statusv3.NewClientStatusDiscoveryServiceClient(plainConn(t, s.addr)).FetchClientStatus(ctx, &statusv3.ClientStatusRequest{})
+	if err != nil {
+		t.Fatalf("FetchClientStatus: %v", err)
+	}
+	var bootstrap struct {
+		Node struct {
+			ID string `json:"id"`
+		} `json:"node"`
+	}
+	if err := json.Unmarshal([]byte(os.Getenv("GRPC_XDS_BOOTSTRAP_CONFIG")), &bootstrap); err != nil {
+		t.Fatal(err)
+	}
+	if len(response.GetConfig()) != 1 || response.GetConfig()[0].GetNode().GetId() != bootstrap.Node.ID {
+		t.Fatalf("CSDS: %v, want one xDS client, of node %s", response, bootstrap.Node.ID)
+	}
+	config := response.GetConfig()[0]
+	t.Logf("CSDS client %q, node %s:", config.GetClientScope(), config.GetNode().GetId())
+	for _, resource := range config.GetGenericXdsConfigs() {
+		t.Logf("  %s %q %s", resource.GetTypeUrl(), resource.GetName(), resource.GetClientStatus())
+	}
+	for _, kind := range []string{"envoy.config.listener.v3.Listener", "envoy.config.route.v3.RouteConfiguration",
+		"envoy.config.cluster.v3.Cluster", "envoy.config.endpoint.v3.ClusterLoadAssignment"} {
+		if !slices.ContainsFunc(config.GetGenericXdsConfigs(), func(resource *statusv3.ClientConfig_GenericXdsConfig) bool {
+			return resource.GetTypeUrl() == "type.googleapis.com/"+kind && strings.Contains(resource.GetName(), "catalog") &&
+				resource.GetClientStatus() == adminv3.ClientResourceStatus_ACKED
+		}) {
+			t.Errorf("CSDS: no ACKED %s of catalog among %v", kind, config.GetGenericXdsConfigs())
+		}
+	}
+}
+
+// startCatalog starts the TypeScript catalog (node dist/services/catalog/main.js) on a free port,
+// registered with cp, and waits until it is HEALTHY there; it is stopped at cleanup.
+func startCatalog(t *testing.T, cp *protomeshtest.ControlPlane) {
+	t.Helper()
+	port := protomeshtest.FreePort(t)
+	catalog := exec.Command("node", filepath.Join(protomeshtest.RepoRoot(t), "dist", "services", "catalog", "main.js"))
+	catalog.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "HOST=127.0.0.1", "PROTOMESH_CONTROL_PLANE="+cp.Addr,
+		"PROTOMESH_ADMIN_ADDRESS=", "PROTOMESH_LOG_LEVEL=warn")
+	catalog.Stderr = os.Stderr
+	if err := catalog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = catalog.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = catalog.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = catalog.Process.Kill()
+			<-exited
+		}
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	protomeshtest.Eventually(t, 10*time.Second, "catalog HEALTHY", func() bool { return cp.Endpoints(t, "catalog")[addr] == "HEALTH_STATE_HEALTHY" })
 }
 
 func TestAdminServicesAreOnlyOnAServerWithAnAdminAddressUnlessTurnedOff(t *testing.T) {

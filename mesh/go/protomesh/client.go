@@ -83,7 +83,9 @@ var serviceNamePattern = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // carries x-request-id (a call made inside a handler: the inbound call's; its budget less the margin
 // and its cancellation, too). target is a grpc-go target ("127.0.0.1:50051", "dns:///catalog:50051",
 // "xds:///catalog") or a mesh service name ("catalog"), dialled as xds:///catalog through a bootstrap
-// made here with a control plane, or as the fallback target without one. An xds: target without a
+// made here with a control plane (or the process's own GRPC_XDS_BOOTSTRAP(_CONFIG), when it names
+// that control plane and zone: then the channel's xDS config is in CSDS, xds_bootstrap.go), or as the
+// fallback target without one. An xds: target without a
 // control plane uses grpc-go's own bootstrap (GRPC_XDS_BOOTSTRAP), as for any xDS server.
 func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 	o := dialOptions{deadlines: deadlinePolicy{defaultTimeout: DefaultDeadline, margin: DefaultDeadlineMargin, methods: map[string]time.Duration{}}}
@@ -118,11 +120,13 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 		grpcOptions = append(grpcOptions, grpc.WithStatsHandler(o.tracing.client))
 	}
 	if o.controlPlane != "" && isXDSTarget(channelTarget) {
-		builder, err := xdsResolverFor(XDSBootstrap(o.controlPlane, o.zone))
+		builder, err := xdsResolverFor(o.controlPlane, o.zone)
 		if err != nil {
 			return nil, err
 		}
-		grpcOptions = append(grpcOptions, grpc.WithResolvers(builder))
+		if builder != nil {
+			grpcOptions = append(grpcOptions, grpc.WithResolvers(builder))
+		}
 	}
 	return grpc.NewClient(channelTarget, append(grpcOptions, o.grpcOptions...)...)
 }
