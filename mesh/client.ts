@@ -17,6 +17,8 @@ import { clientObserver } from "./observer-client";
 import { register } from "./register";
 import { logSink } from "./sink-log";
 import { XDS_BOOTSTRAP_CHANNEL_OPTION, xdsBootstrap } from "./xds-bootstrap";
+import { clientTls } from "./tls";
+import type { MeshTlsOptions } from "./tls";
 
 /** A generated client class, e.g. ts-proto's `CatalogServiceClient`. */
 export type ClientConstructor<C extends Client> = new (
@@ -38,6 +40,14 @@ export interface MeshClientOptions {
    */
   deadlineMarginMs?: number;
   credentials?: ChannelCredentials;
+  /**
+   * STRICT mTLS (tls.ts): the client presents `certFile`/`keyFile` (re-read every
+   * `refreshIntervalMs`) and accepts only a server whose certificate chains to `caFile` and carries
+   * the SPIFFE ID of the service it dials (`serverService`, or the mesh service name of the
+   * target). Plaintext unless given; not with `credentials`. The xDS stream to the control plane
+   * stays plaintext (issue 13).
+   */
+  tls?: MeshTlsOptions;
   /** Sinks of every call's measurement, after the log line (metrics, traces). */
   sinks?: CallSink[];
   /** Interceptors run after protomesh's own (the call observer). */
@@ -92,6 +102,7 @@ export function createClient<C extends Client>(
   target: string,
   options: MeshClientOptions = {},
 ): C {
+  if (options.tls && options.credentials) throw new TypeError("createClient: tls and credentials cannot both be given");
   const channelTarget = meshTarget(target, options);
   propagateInboundCalls();
   const policy = deadlinePolicy({
@@ -119,8 +130,11 @@ export function createClient<C extends Client>(
       xdsOptions = { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(options.controlPlane, { zone: options.zone }) };
     }
   }
-  return new clientClass(channelTarget, options.credentials ?? grpcCredentials.createInsecure(), {
+  const meshService = isServiceName(target) ? target : xdsService;
+  const tls = options.tls ? clientTls(options.tls, meshService, channelLogger) : undefined;
+  return new clientClass(channelTarget, tls?.credentials ?? options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,
+    ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
     ...options.channelOptions,
     ...serviceConfigOption(options),
     [BALANCER_LOGGER_OPTION]: channelLogger,

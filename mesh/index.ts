@@ -37,3 +37,8 @@ export { startAdminServer } from "./admin";
 export type { AdminServer, AdminServerOptions } from "./admin";
 export { tracingFromEnvironment } from "./tracing";
 export type { ProcessTracing } from "./tracing";
+export { createMeshCa, issueWorkloadCertificate, spiffeIdOf, spiffeIdFor, DEFAULT_WORKLOAD_TTL_MS, DEFAULT_CA_TTL_MS } from "./identity";
+export type { MeshCa, MeshCaOptions, WorkloadCertificate, WorkloadCertificateOptions } from "./identity";
+export { peerIdentity } from "./tls";
+export type { MeshTlsOptions, CallWithAuthContext } from "./tls";
+export { DEFAULT_CERTIFICATE_REFRESH_MS } from "./tls-certificate-files";

@@ -35,6 +35,8 @@ import {
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
 import { LoadShedder } from "./load-shedder";
 import type { LoadSheddingOptions } from "./load-shedder";
+import { serverTls } from "./tls";
+import type { MeshTlsOptions, ServerTls } from "./tls";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
@@ -82,6 +84,13 @@ export interface MeshServerOptions {
   /** Extra grpc-js options; they override the ones derived from `limits`. */
   channelOptions?: ChannelOptions;
   credentials?: Credentials;
+  /**
+   * STRICT mTLS (tls.ts): the server presents `certFile`/`keyFile` and accepts only clients with a
+   * certificate from `caFile`'s CA; the files are re-read every `refreshIntervalMs`, so replaced
+   * certificates serve new handshakes without a restart. Plaintext unless given; not with
+   * `credentials`, nor yet with `controlPlane` (its prober and registry are plaintext, issue 13).
+   */
+  tls?: MeshTlsOptions;
   /**
    * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
    * `listen` registers the server and keeps its lease; `drain` deregisters it before anything else.
@@ -161,12 +170,18 @@ export class MeshServer {
   /** The gRPC admin services on this server's port (channelz, CSDS); undefined when off. */
   readonly adminServices: readonly string[] | undefined;
   private readonly stopGauges: (() => void)[] = [];
+  private readonly tls: ServerTls | undefined;
 
   constructor(options: MeshServerOptions) {
+    if (options.tls && options.credentials) throw new TypeError(`${options.name}: tls and credentials cannot both be given`);
+    if (options.tls && options.controlPlane) {
+      throw new TypeError(`${options.name}: tls with controlPlane is not supported yet: the control plane probes and registers over plaintext (issue 13)`);
+    }
     this.options = options;
     this.name = options.name;
     this.rootLogger = (options.logger ?? defaultLogger()).child({ server: options.name });
     this.logger = this.rootLogger.child({ component: "server" });
+    this.tls = options.tls ? serverTls(options.tls, this.rootLogger) : undefined;
     const reports = options.loadReports;
     this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
     this.shedder = options.loadShedding === false ? undefined : new LoadShedder(options.loadShedding);
@@ -228,9 +243,15 @@ export class MeshServer {
     const descriptorSetPath = this.options.descriptorSetPath ?? defaultDescriptorSetPath();
     const reflected = [...this.services, HEALTH_SERVICE_NAME, ...(this.load ? [ORCA_SERVICE_NAME] : [])];
     createReflection(descriptorSetPath, reflected, this.options.extraDescriptorFiles).addToServer(this.server);
-    const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
+    const credentials = this.tls?.credentials ?? this.options.credentials ?? ServerCredentials.createInsecure();
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
+    });
+    // grpc-js reads the certificate files after the bind and drops connections until then: serve
+    // once they are in use, or fail naming the file.
+    await this.tls?.files.firstRead().catch((error: unknown) => {
+      this.server.forceShutdown();
+      throw error;
     });
     if (this.metrics) this.addGauges(this.metrics);
     if (this.options.adminAddress !== undefined) {
@@ -244,7 +265,7 @@ export class MeshServer {
     this.health.setServing(true);
     this.load?.start();
     this.shedder?.start();
-    this.logger.info({ address, port: this.boundPort, services: this.services }, "listening");
+    this.logger.info({ address, port: this.boundPort, services: this.services, tls: this.tls !== undefined }, "listening");
     if (this.options.controlPlane) {
       this.lease = leaseForServer(
         this.options.controlPlane,

@@ -1,0 +1,248 @@
+import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { isServiceName } from "./names";
+
+/**
+ * Workload identities of the mesh: a development CA and short-lived X.509-SVIDs (SPIFFE's X509-SVID
+ * spec: one URI SAN `spiffe://<trust-domain>/service/<name>`, CA:FALSE, digitalSignature,
+ * serverAuth and clientAuth), made by the openssl CLI (a kept tool; no crypto is written here).
+ * `openssl ca` issues the workload certificates because it alone of the 3.0 commands takes a start
+ * and an end date to the second (`x509 -req` and `req -x509` count whole days), which short
+ * lifetimes and already-expired test certificates need.
+ */
+
+const run = promisify(execFile);
+
+/** The openssl binary; the development CA needs 3.0 or later (`-rand_serial`, `-addext`). */
+export const OPENSSL = "openssl";
+/** Lifetime of a workload certificate unless given: one hour, as SPIRE's default X509-SVID TTL. */
+export const DEFAULT_WORKLOAD_TTL_MS = 60 * 60 * 1000;
+/** Lifetime of a development CA unless given: thirty days. */
+export const DEFAULT_CA_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+/** A SPIFFE trust domain: lowercase letters, digits, dots, dashes and underscores (SPIFFE ID spec, 2.1). */
+export const TRUST_DOMAIN_PATTERN = /^[a-z0-9._-]{1,255}$/;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A mesh CA on disk: what issues workload certificates and what every peer trusts. */
+export interface MeshCa {
+  trustDomain: string;
+  /** The CA certificate (PEM): the trust bundle every workload is given as its `caFile`. */
+  certFile: string;
+  /** The CA's private key (PEM); it never leaves `dir`. */
+  keyFile: string;
+  certPem: string;
+}
+
+/** A workload's key and certificate on disk. */
+export interface WorkloadCertificate {
+  spiffeId: string;
+  certFile: string;
+  keyFile: string;
+  certPem: string;
+  keyPem: string;
+  /** The certificate's serial number, hex as node:crypto prints it. */
+  serialNumber: string;
+  notAfter: Date;
+}
+
+/** Options of {@link createMeshCa}. */
+export interface MeshCaOptions {
+  /** Directory to write ca.crt and ca.key into; made if missing. */
+  dir: string;
+  /** The mesh's SPIFFE trust domain, e.g. "protomesh.local". */
+  trustDomain: string;
+  /** Lifetime of the CA certificate (ms), rounded up to whole days; DEFAULT_CA_TTL_MS unless given. */
+  ttlMs?: number;
+}
+
+/** Options of {@link issueWorkloadCertificate}. */
+export interface WorkloadCertificateOptions {
+  /** The mesh service name the certificate names (a DNS label, as `xds:///<name>`). */
+  service: string;
+  /** Lifetime (ms), rounded up to whole seconds; DEFAULT_WORKLOAD_TTL_MS unless given. */
+  ttlMs?: number;
+  /** Start of validity; now unless given (a time in the past makes an expired certificate for tests). */
+  notBefore?: Date;
+  /** Directory to write <service>.crt and <service>.key into; the CA's directory unless given. */
+  dir?: string;
+  /** File name stem of the key and certificate; `service` unless given (two of one service side by side). */
+  fileStem?: string;
+}
+
+/** The SPIFFE ID of a mesh service: `spiffe://<trustDomain>/service/<service>`. */
+export function spiffeIdFor(trustDomain: string, service: string): string {
+  checkTrustDomain(trustDomain);
+  if (!isServiceName(service)) {
+    throw new TypeError(`identity: service must be a mesh service name (a DNS label such as "catalog"), got ${JSON.stringify(service)}`);
+  }
+  return `spiffe://${trustDomain}/service/${service}`;
+}
+
+/**
+ * Writes a self-signed development CA (EC P-256, CA:TRUE, keyCertSign, its SAN the trust domain's
+ * SPIFFE ID) into `dir` as ca.crt and ca.key.
+ */
+export async function createMeshCa(options: MeshCaOptions): Promise<MeshCa> {
+  checkTrustDomain(options.trustDomain);
+  const ttlMs = checkTtl("ttlMs", options.ttlMs ?? DEFAULT_CA_TTL_MS);
+  await mkdir(options.dir, { recursive: true });
+  const keyFile = path.join(options.dir, "ca.key");
+  const certFile = path.join(options.dir, "ca.crt");
+  await generateKey(keyFile);
+  await openssl([
+    "req", "-x509", "-new", "-sha256",
+    "-key", keyFile,
+    "-out", certFile,
+    "-days", String(Math.ceil(ttlMs / DAY_MS)),
+    "-subj", `/O=protomesh/CN=protomesh mesh CA ${options.trustDomain}`,
+    "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    "-addext", `subjectAltName=URI:spiffe://${options.trustDomain}`,
+  ]);
+  return { trustDomain: options.trustDomain, certFile, keyFile, certPem: await readFile(certFile, "utf8") };
+}
+
+/**
+ * Issues `service` a key (EC P-256) and a certificate signed by `ca`, whose only SAN is its SPIFFE
+ * ID, valid from `notBefore` (now) for `ttlMs`. The files are replaced by rename, key first, so
+ * that a reader never sees half a file (a watcher may still see a new key beside the old
+ * certificate for an instant: tls-certificate-files.ts holds such a pair back).
+ */
+export async function issueWorkloadCertificate(ca: MeshCa, options: WorkloadCertificateOptions): Promise<WorkloadCertificate> {
+  const spiffeId = spiffeIdFor(ca.trustDomain, options.service);
+  const ttlMs = checkTtl("ttlMs", options.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS);
+  const dir = options.dir ?? path.dirname(ca.certFile);
+  const stem = options.fileStem ?? options.service;
+  const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
+  const notAfter = new Date(notBefore.getTime() + Math.ceil(ttlMs / 1000) * 1000);
+  await mkdir(dir, { recursive: true });
+  const work = await mkdtemp(path.join(tmpdir(), "protomesh-issue-"));
+  try {
+    const key = path.join(work, "workload.key");
+    const csr = path.join(work, "workload.csr");
+    const cert = path.join(work, "workload.crt");
+    const config = path.join(work, "ca.cnf");
+    await generateKey(key);
+    await openssl(["req", "-new", "-key", key, "-out", csr, "-subj", `/O=protomesh/CN=${options.service}`]);
+    await writeFile(path.join(work, "index.txt"), "");
+    await writeFile(config, caConfig(work, ca, spiffeId));
+    await openssl([
+      "ca", "-batch", "-notext", "-rand_serial", "-preserveDN",
+      "-config", config,
+      "-in", csr,
+      "-out", cert,
+      "-startdate", asn1Time(notBefore),
+      "-enddate", asn1Time(notAfter),
+    ]);
+    const keyFile = path.join(dir, `${stem}.key`);
+    const certFile = path.join(dir, `${stem}.crt`);
+    const keyPem = await readFile(key, "utf8");
+    const certPem = await readFile(cert, "utf8");
+    await replaceFile(keyFile, keyPem, 0o600);
+    await replaceFile(certFile, certPem, 0o644);
+    const x509 = new X509Certificate(certPem);
+    return { spiffeId, keyFile, certFile, keyPem, certPem, serialNumber: x509.serialNumber, notAfter: new Date(x509.validTo) };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The SPIFFE ID a certificate (PEM or DER) names: its one URI SAN with the spiffe scheme, or
+ * undefined when it has none or more than one URI SAN (an X509-SVID has exactly one).
+ */
+export function spiffeIdOf(certificate: string | Buffer): string | undefined {
+  return spiffeIdOfSubjectAltName(new X509Certificate(certificate).subjectAltName);
+}
+
+/**
+ * The SPIFFE ID in a subjectAltName as node prints it ("DNS:a, URI:spiffe://td/service/x"), under
+ * the same rule as {@link spiffeIdOf}. A SPIFFE ID holds no comma or quote, so splitting on ", " is exact.
+ */
+export function spiffeIdOfSubjectAltName(subjectAltName: string | undefined): string | undefined {
+  const uris = (subjectAltName ?? "")
+    .split(", ")
+    .filter((name) => name.startsWith("URI:"))
+    .map((name) => name.slice("URI:".length));
+  if (uris.length !== 1 || !uris[0].startsWith("spiffe://")) return undefined;
+  return uris[0];
+}
+
+/** The trust domain a SPIFFE ID names ("spiffe://td/service/x" → "td"). */
+export function trustDomainOf(spiffeId: string): string | undefined {
+  return /^spiffe:\/\/([^/]+)/.exec(spiffeId)?.[1];
+}
+
+function checkTrustDomain(trustDomain: string): void {
+  if (!TRUST_DOMAIN_PATTERN.test(trustDomain)) {
+    throw new TypeError(
+      `identity: trustDomain must be lowercase letters, digits, ".", "-" or "_" (SPIFFE ID spec), got ${JSON.stringify(trustDomain)}`,
+    );
+  }
+}
+
+function checkTtl(field: string, ttlMs: number): number {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new TypeError(`identity: ${field} must be a positive number of milliseconds, got ${ttlMs}`);
+  return ttlMs;
+}
+
+/** The minimal `openssl ca` configuration: a throwaway database in `work`, the SVID's extensions. */
+function caConfig(work: string, ca: MeshCa, spiffeId: string): string {
+  return [
+    "[ca]",
+    "default_ca = mesh",
+    "[mesh]",
+    `dir = ${work}`,
+    "database = $dir/index.txt",
+    // Named because `openssl ca` looks it up; -rand_serial picks the serial, as RFC 5280 asks (unpredictable).
+    "serial = $dir/serial",
+    "new_certs_dir = $dir",
+    `certificate = ${ca.certFile}`,
+    `private_key = ${ca.keyFile}`,
+    "default_md = sha256",
+    "policy = any",
+    "unique_subject = no",
+    "copy_extensions = none",
+    "x509_extensions = svid",
+    "[any]",
+    "organizationName = optional",
+    "commonName = optional",
+    "[svid]",
+    "basicConstraints = critical,CA:FALSE",
+    "keyUsage = critical,digitalSignature,keyAgreement",
+    "extendedKeyUsage = serverAuth,clientAuth",
+    "authorityKeyIdentifier = keyid",
+    `subjectAltName = URI:${spiffeId}`,
+    "",
+  ].join("\n");
+}
+
+/** An ASN.1 UTCTime (YYMMDDHHMMSSZ), what `openssl ca -startdate/-enddate` read; good until 2050. */
+function asn1Time(date: Date): string {
+  return date.toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z";
+}
+
+async function generateKey(file: string): Promise<void> {
+  await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", file]);
+}
+
+/** Writes `content` beside `file` and renames it over `file`: readers see the old file or the new one. */
+async function replaceFile(file: string, content: string, mode: number): Promise<void> {
+  const next = `${file}.${process.pid}.${Date.now()}.next`;
+  await writeFile(next, content, { mode });
+  await rename(next, file);
+}
+
+async function openssl(args: string[]): Promise<void> {
+  try {
+    await run(OPENSSL, args, { timeout: 30_000 });
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    throw new Error(`identity: openssl ${args[0]} failed${stderr ? `: ${stderr}` : ""}`, { cause: error });
+  }
+}
