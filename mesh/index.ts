@@ -42,3 +42,5 @@ export type { MeshCa, MeshCaOptions, WorkloadCertificate, WorkloadCertificateOpt
 export { peerIdentity } from "./tls";
 export type { MeshTlsOptions, CallWithAuthContext } from "./tls";
 export { DEFAULT_CERTIFICATE_REFRESH_MS } from "./tls-certificate-files";
+export { authorize, Authorizer, loadAuthorizationPolicy, parseAuthorizationPolicy } from "./authorization";
+export type { AuthorizationAction, AuthorizationDecision, AuthorizationPolicy, AuthorizationRule, MethodAuthorization } from "./authorization";

@@ -37,6 +37,12 @@ import { LoadShedder } from "./load-shedder";
 import type { LoadSheddingOptions } from "./load-shedder";
 import { serverTls } from "./tls";
 import type { MeshTlsOptions, ServerTls } from "./tls";
+import { Authorizer, parseAuthorizationPolicy } from "./authorization";
+import type { AuthorizationPolicy } from "./authorization";
+import { authorizationInterceptor } from "./interceptor-authorization";
+import { spiffeIdOf, trustDomainOf } from "./identity";
+import type { Plain } from "./config-fields";
+import { readFileSync } from "node:fs";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
@@ -91,6 +97,15 @@ export interface MeshServerOptions {
    * `credentials`, nor yet with `controlPlane` (its prober and registry are plaintext, issue 13).
    */
   tls?: MeshTlsOptions;
+  /**
+   * Per-method authorization of callers by their SPIFFE ID (authorization.ts): a policy from
+   * `parseAuthorizationPolicy`, or the raw `authorization` block (validated here, the error naming
+   * `authorization.<field>`). Enforced before the handler and `interceptors`: deny wins, default
+   * deny, PERMISSION_DENIED; UNAUTHENTICATED without a peer identity; health, reflection and ORCA are
+   * never refused. A caller given as a service name matches in the trust domain of `tls` (its
+   * `trustDomain`, or its CA's). Needs `tls`: without mTLS no caller has an identity. None unless given.
+   */
+  authorization?: AuthorizationPolicy | Plain;
   /**
    * Control plane address ("host:port"; a program passes its settings' `controlPlane`). With one,
    * `listen` registers the server and keeps its lease; `drain` deregisters it before anything else.
@@ -171,6 +186,8 @@ export class MeshServer {
   readonly adminServices: readonly string[] | undefined;
   private readonly stopGauges: (() => void)[] = [];
   private readonly tls: ServerTls | undefined;
+  /** This server's authorization, compiled per method; undefined without a policy. */
+  readonly authorizer: Authorizer | undefined;
 
   constructor(options: MeshServerOptions) {
     if (options.tls && options.credentials) throw new TypeError(`${options.name}: tls and credentials cannot both be given`);
@@ -182,6 +199,7 @@ export class MeshServer {
     this.rootLogger = (options.logger ?? defaultLogger()).child({ server: options.name });
     this.logger = this.rootLogger.child({ component: "server" });
     this.tls = options.tls ? serverTls(options.tls, this.rootLogger) : undefined;
+    this.authorizer = authorizerOf(options);
     const reports = options.loadReports;
     this.load = reports === false ? undefined : new LoadMeter(systemClock, typeof reports === "object" ? reports.applicationUtilization : undefined);
     this.shedder = options.loadShedding === false ? undefined : new LoadShedder(options.loadShedding);
@@ -199,6 +217,9 @@ export class MeshServer {
           loadReport: this.load,
           tracer: options.tracer,
         }),
+        // Right after the observer, so that a refused call is logged and counted, and neither the
+        // handler nor the application's interceptors see it.
+        ...(this.authorizer ? [authorizationInterceptor(this.authorizer)] : []),
         ...(options.interceptors ?? []),
       ],
     });
@@ -381,6 +402,32 @@ export class MeshServer {
   }
 }
 
+
+/** The server's authorizer from its `authorization` option, in its `tls` trust domain; refused without `tls`. */
+function authorizerOf(options: MeshServerOptions): Authorizer | undefined {
+  if (options.authorization === undefined) return undefined;
+  if (options.tls === undefined) {
+    throw new TypeError(`${options.name}: authorization needs tls: without mTLS no caller has an identity to authorize`);
+  }
+  const policy = parseAuthorizationPolicy(options.authorization, "authorization");
+  return new Authorizer(policy, options.tls.trustDomain ?? trustDomainOfCaFile(options.tls.caFile));
+}
+
+/**
+ * The trust domain the CA certificate's SPIFFE SAN names, or undefined when it names none (a caller
+ * given as a service name then matches in any trust domain the CA signs for).
+ */
+function trustDomainOfCaFile(caFile: string): string | undefined {
+  let spiffeId: string | undefined;
+  try {
+    spiffeId = spiffeIdOf(readFileSync(caFile));
+  } catch (error) {
+    throw new TypeError(`authorization: tls.caFile (${caFile}) must be a readable CA certificate, to learn the trust domain (or give tls.trustDomain)`, {
+      cause: error,
+    });
+  }
+  return spiffeId === undefined ? undefined : trustDomainOf(spiffeId);
+}
 
 /** True when `promise` settles within `ms`. */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

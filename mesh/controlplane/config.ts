@@ -4,6 +4,8 @@ import type { Endpoint } from "../../generated/ts/protomesh/registry/v1/registry
 import { balancerPolicy, registeredBalancerPolicies } from "../balancer";
 import { TYPE_NAME as RING_HASH } from "../balancer-ring-hash";
 import { TYPE_NAME as ROUND_ROBIN } from "../balancer-round-robin";
+import { parseAuthorizationPolicy } from "../authorization";
+import type { AuthorizationPolicy } from "../authorization";
 import { invalidArgument } from "../errors";
 import { knownKeys, objectAt, optionalInteger, requiredInteger } from "../config-fields";
 import { register } from "../register";
@@ -142,6 +144,11 @@ export interface ServicePolicy {
    * the control plane's own probe and push; none when unset.
    */
   clientHealthCheck: { serviceName: string } | undefined;
+  /**
+   * Which callers may call which of the service's methods (mesh/authorization.ts), enforced by its
+   * servers; none when unset (every caller may call every method).
+   */
+  authorization: AuthorizationPolicy | undefined;
 }
 
 /** The validated mesh config file. */
@@ -172,6 +179,7 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze({
   maxRequests: DEFAULT_MAX_REQUESTS,
   keepalive: undefined,
   clientHealthCheck: undefined,
+  authorization: undefined,
 });
 
 /** The empty config: every service gets {@link DEFAULT_SERVICE_POLICY}. */
@@ -229,6 +237,7 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
     "outlier_detection",
     "circuit_breaker",
     "keepalive",
+    "authorization",
   ]);
   const lbPolicy = node.lb_policy ?? DEFAULT_SERVICE_POLICY.lbPolicy;
   const balancer = typeof lbPolicy === "string" ? balancerPolicy(lbPolicy) : undefined;
@@ -280,6 +289,7 @@ function servicePolicy(name: string, value: unknown, field: string): ServicePoli
       optionalInteger(circuitBreaker.max_requests, `${field}.circuit_breaker.max_requests`, 1, 1_000_000) ?? DEFAULT_MAX_REQUESTS,
     keepalive: isAbsent(node.keepalive) ? undefined : keepalivePolicy(node.keepalive, `${field}.keepalive`),
     clientHealthCheck: clientHealthCheck(node.client_health_check, lbPolicy as string, `${field}.client_health_check`),
+    authorization: isAbsent(node.authorization) ? undefined : parseAuthorizationPolicy(node.authorization, `${field}.authorization`),
   };
 }
 
