@@ -22,12 +22,30 @@ type dialOptions struct {
 	deadlines      deadlinePolicy
 	isMetered      bool
 	tracing        *Tracing
+	tls            *TLSFiles
+	tlsService     string
 	grpcOptions    []grpc.DialOption
 }
 
-// DialSettings applies a program's settings: its control plane and zone.
+// DialSettings applies a program's settings: its control plane and zone, and its TLS files when
+// they are set ([DialTLS], the server's service taken from the target).
 func DialSettings(s Settings) DialOption {
-	return func(o *dialOptions) { o.controlPlane, o.zone = s.ControlPlane, s.Zone }
+	return func(o *dialOptions) {
+		o.controlPlane, o.zone = s.ControlPlane, s.Zone
+		if s.TLS != nil {
+			files := *s.TLS
+			o.tls = &files
+		}
+	}
+}
+
+// DialTLS makes the connection mTLS (tls.go): it presents files.CertFile and accepts only a server
+// whose certificate chains to the CA in files.CAFile and names the SPIFFE ID of serverService,
+// spiffe://<trust-domain>/service/<serverService>; host names are not checked. serverService ""
+// is the target when the target is a mesh service name, else any workload of the trust domain.
+// The files are read again every files.RefreshInterval, as [WithTLS]'s.
+func DialTLS(files TLSFiles, serverService string) DialOption {
+	return func(o *dialOptions) { o.tls, o.tlsService = &files, serverService }
 }
 
 // DialControlPlane dials mesh service names over xDS through the control plane at addr ("host:port").
@@ -103,8 +121,26 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 		o.logger = NewLogger(os.Stdout, "", "info")
 	}
 	observer := &clientObserver{logger: o.logger.With("target", channelTarget, "component", "client"), deadlines: o.deadlines}
+	transport := insecure.NewCredentials()
+	if o.tls != nil {
+		service := o.tlsService
+		if service == "" && serviceNamePattern.MatchString(target) {
+			service = target
+		}
+		if service != "" && !serviceNamePattern.MatchString(service) {
+			return nil, fmt.Errorf("protomesh.DialTLS: the server's service must be a mesh service name (a DNS label such as \"catalog\"), got %q", service)
+		}
+		source, err := newTLSSource(*o.tls, o.logger)
+		if err == nil {
+			err = source.load()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("protomesh.Dial: %w", err)
+		}
+		transport = clientTLSCredentials(source, service)
+	}
 	grpcOptions := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		grpc.WithChainUnaryInterceptor(observer.unary),
 		grpc.WithChainStreamInterceptor(observer.stream),
 	}

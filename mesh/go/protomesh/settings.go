@@ -17,6 +17,9 @@ const (
 	EnvAdvertiseHost = "PROTOMESH_ADVERTISE_HOST"
 	EnvLogLevel      = "PROTOMESH_LOG_LEVEL"
 	EnvAdminAddress  = "PROTOMESH_ADMIN_ADDRESS"
+	EnvTLSCAFile     = "PROTOMESH_TLS_CA_FILE"
+	EnvTLSCertFile   = "PROTOMESH_TLS_CERT_FILE"
+	EnvTLSKeyFile    = "PROTOMESH_TLS_KEY_FILE"
 	EnvHost          = "HOST"
 	EnvPort          = "PORT"
 )
@@ -42,6 +45,10 @@ type Settings struct {
 	// AdminAddress is "host:port" of the admin HTTP port, GET /metrics (PROTOMESH_ADMIN_ADDRESS);
 	// "" is none, and no metrics. Port 0 picks a free one.
 	AdminAddress string
+	// TLS are the mTLS files (PROTOMESH_TLS_CA_FILE, PROTOMESH_TLS_CERT_FILE, PROTOMESH_TLS_KEY_FILE:
+	// all three or none); set, [WithSettings] and [DialSettings] make the server and clients mTLS.
+	// nil is plaintext.
+	TLS *TLSFiles
 	// Host to listen on (HOST, default 127.0.0.1).
 	Host string
 	// Port to listen on (PORT); -1 when unset, for the program's own default.
@@ -95,6 +102,14 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:9464, got %q", EnvAdminAddress, admin)
 		}
 		s.AdminAddress = admin
+	}
+	files := TLSFiles{CAFile: value(EnvTLSCAFile), CertFile: value(EnvTLSCertFile), KeyFile: value(EnvTLSKeyFile)}
+	if files != (TLSFiles{}) {
+		if files.CAFile == "" || files.CertFile == "" || files.KeyFile == "" {
+			return Settings{}, fmt.Errorf("%s, %s and %s: must be set together, got %q, %q and %q",
+				EnvTLSCAFile, EnvTLSCertFile, EnvTLSKeyFile, files.CAFile, files.CertFile, files.KeyFile)
+		}
+		s.TLS = &files
 	}
 	if host := value(EnvHost); host != "" {
 		s.Host = host

@@ -91,3 +91,19 @@ func TestBackoffGrowsJitteredUpToItsCap(t *testing.T) {
 		t.Fatalf("first wait with random 0: %d ms, want 800 (the first wait is jittered too)", got)
 	}
 }
+
+func TestLoadSettingsTakesTheTLSFilesAllThreeOrNone(t *testing.T) {
+	env := map[string]string{EnvTLSCAFile: "ca.crt", EnvTLSCertFile: "catalog.crt", EnvTLSKeyFile: "catalog.key"}
+	lookup := func(name string) (string, bool) { v, ok := env[name]; return v, ok }
+	s, err := LoadSettings(lookup)
+	if err != nil || s.TLS == nil || *s.TLS != (TLSFiles{CAFile: "ca.crt", CertFile: "catalog.crt", KeyFile: "catalog.key"}) {
+		t.Fatalf("LoadSettings: %+v %v, want the three files", s.TLS, err)
+	}
+	delete(env, EnvTLSKeyFile)
+	if _, err := LoadSettings(lookup); err == nil || !strings.Contains(err.Error(), "must be set together") {
+		t.Fatalf("LoadSettings without %s: %v, want an error naming the variables", EnvTLSKeyFile, err)
+	}
+	if s, err := LoadSettings(func(string) (string, bool) { return "", false }); err != nil || s.TLS != nil {
+		t.Fatalf("LoadSettings with none: %+v %v, want plaintext", s.TLS, err)
+	}
+}
