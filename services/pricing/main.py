@@ -1,13 +1,16 @@
 """The pricing service: ``.venv/bin/python services/pricing/main.py``.
 
 Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOMESH_ADVERTISE_HOST,
-PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, HOST, PORT; default port 50054) and CATALOG_TARGET, a
+PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, PROTOMESH_TLS_CA_FILE, PROTOMESH_TLS_CERT_FILE,
+PROTOMESH_TLS_KEY_FILE, HOST, PORT; default port 50054) and CATALOG_TARGET, a
 target that replaces the catalog's mesh name outright. The catalog is dialled as "catalog" through
 the mesh (xds:///catalog) with a control plane, else at 127.0.0.1:50051. With an admin address,
 GET /metrics there has the server's calls and those it makes to the catalog. Traces: the standard
 OpenTelemetry variables (protomesh_kit.tracing_from_environment): with OTEL_EXPORTER_OTLP_ENDPOINT
 (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
-catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain.
+catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain. With the
+PROTOMESH_TLS_* files, its port is STRICT mTLS and it dials the catalog over mTLS (not with a
+control plane yet).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ async def main() -> int:
         logger=logger,
         metrics=settings.admin_address is not None,
         tracing=tracing,
+        tls=settings.tls,
+        server_service="catalog",
     )
     server = create_server(
         "pricing",
@@ -61,6 +66,7 @@ async def main() -> int:
         advertise_host=settings.advertise_host,
         admin_address=settings.admin_address,
         tracing=tracing,
+        tls=settings.tls,
     )
     # Connect to the catalog now, in the background: a channel's first xDS resolution and
     # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.

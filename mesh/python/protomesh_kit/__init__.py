@@ -4,7 +4,8 @@ The same behaviour as the TypeScript kit (mesh/): settings from the environment,
 health, reflection, registration, per-call logs and a drain; clients that dial services by name
 over xDS with deadlines, request ids and cancellation carried from the inbound call (contextvars);
 go-grpc-prometheus' metrics of both on an admin HTTP port (GET /metrics), and channelz and CSDS on a
-server's gRPC port with it; OpenTelemetry traces of both, configured by the standard OTEL_* variables.
+server's gRPC port with it; OpenTelemetry traces of both, configured by the standard OTEL_* variables; opt-in STRICT mTLS
+(``tls=TlsFiles(...)``, tls.py).
 
 Importing this package has no side effects; nothing needs setting before grpc is imported (the xDS
 bootstrap is set when an xds: channel is dialled; see xds_bootstrap.py).
@@ -24,12 +25,15 @@ from .server import DEFAULT_DRAIN_GRACE_S, MeshServer, create_server
 from .settings import Settings, SettingsError, load_settings
 from .shutdown import drain_on_signals
 from .sink_log import LogSink
+from .tls import peer_identity
+from .tls_certificate_files import DEFAULT_CERTIFICATE_REFRESH_S, TlsFiles
 from .tracing import ProcessTracing, sampler_from_environment, tracing_from_environment
 from .xds_bootstrap import xds_bootstrap
 
 __all__ = [
     "CHANNELZ_SERVICE_NAME",
     "CSDS_SERVICE_NAME",
+    "DEFAULT_CERTIFICATE_REFRESH_S",
     "DEFAULT_DEADLINE_MARGIN_S",
     "DEFAULT_DEADLINE_S",
     "DEFAULT_DRAIN_GRACE_S",
@@ -52,6 +56,7 @@ __all__ = [
     "ProcessTracing",
     "Settings",
     "SettingsError",
+    "TlsFiles",
     "add_admin_services",
     "create_server",
     "current_inbound_call",
@@ -66,6 +71,7 @@ __all__ = [
     "load_settings",
     "mesh_metrics",
     "mesh_target",
+    "peer_identity",
     "sampler_from_environment",
     "start_admin_server",
     "tracing_from_environment",

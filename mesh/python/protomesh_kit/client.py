@@ -22,6 +22,9 @@ from .metrics import MetricsSink, metrics_of
 from .observer import CallSink
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
 from .sink_log import LogSink
+from .tls import channel_credentials
+from .tls import channel_options as tls_options
+from .tls_certificate_files import TlsFiles
 from .tracing import ProcessTracing
 from .xds_bootstrap import install_bootstrap
 
@@ -63,8 +66,10 @@ def dial(
     metrics: bool | CollectorRegistry = False,
     sinks: Sequence[CallSink] = (),
     tracing: ProcessTracing | None = None,
+    tls: TlsFiles | None = None,
+    server_service: str | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure grpc.aio channel to ``target`` (see mesh_target) whose every call has a deadline
+    """A grpc.aio channel to ``target`` (see mesh_target) whose every call has a deadline
     and is logged. Must be called with the event loop running (grpc.aio binds the channel to it).
 
     ``metrics``: go-grpc-prometheus' grpc_client_* per method (metrics.py), in prometheus_client's
@@ -72,8 +77,21 @@ def dial(
     ``admin_address``) serves them. ``sinks``: more consumers of every call (observer.py).
     ``tracing``: a CLIENT span per call (tracing.py), the child of the inbound call's span when it
     is made while handling one, its traceparent sent in the call's metadata; none without it.
-    Calls with a request stream (client_stream, bidi_stream) pass the observer by."""
+    Calls with a request stream (client_stream, bidi_stream) pass the observer by.
+
+    ``tls``: mTLS (tls.py): the channel presents ``cert_file`` and accepts only a server whose
+    certificate chains to ``ca_file`` and names ``server_service`` (by default the mesh service
+    ``target`` names; required for any other target). The files are read now: the channel keeps
+    them, a channel dialled after a rotation uses the new ones. Plaintext unless given."""
     channel_target = mesh_target(target, control_plane, fallback_target)
+    channel_options = list(options)
+    if tls is not None:
+        service = server_service or (target if is_service_name(target) else None)
+        if service is None or not is_service_name(service):
+            raise ValueError(
+                f"dial: tls needs server_service, the mesh service whose certificate {target!r} must present (a DNS label such as \"catalog\")"
+            )
+        channel_options = [*tls_options(service), *channel_options]
     if channel_target.startswith("xds:") and control_plane:
         # Read by gRPC core when this channel's xDS client is created, i.e. now (xds_bootstrap.py).
         install_bootstrap(control_plane, zone=zone)
@@ -87,4 +105,7 @@ def dial(
         deadline_margin_s,
         tracer=tracing.tracer if tracing is not None else None,
     )
-    return grpc.aio.insecure_channel(channel_target, options=list(options), interceptors=[*observer.interceptors(), *interceptors])
+    interceptor_chain = [*observer.interceptors(), *interceptors]
+    if tls is not None:
+        return grpc.aio.secure_channel(channel_target, channel_credentials(tls), options=channel_options, interceptors=interceptor_chain)
+    return grpc.aio.insecure_channel(channel_target, options=channel_options, interceptors=interceptor_chain)

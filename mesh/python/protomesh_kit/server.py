@@ -32,6 +32,8 @@ from .observer import CallSink
 from .observer_server import ServerObserver
 from .registry_lease import RegistryLease, endpoint_for_server
 from .sink_log import LogSink
+from .tls import server_credentials
+from .tls_certificate_files import TlsFiles
 from .tracing import ProcessTracing
 
 #: How long a drain lets in-flight calls finish before it cancels them (s).
@@ -116,6 +118,10 @@ class MeshServer:
     set, unless False. ``sinks``: more consumers of every call (observer.py), after the log line and the metrics.
     ``tracing``: a SERVER span per inbound call (tracing.py), the mesh's own services excepted;
     none without it. The program shuts it down after the drain (it may serve its clients too).
+    ``tls``: STRICT mTLS (tls.py): the port presents ``cert_file`` and accepts only clients with a
+    certificate from ``ca_file``'s CA; the files are looked at every ``refresh_interval_s`` and new
+    handshakes use replaced ones (open connections keep theirs). Plaintext unless given; not with
+    ``control_plane`` yet (its prober and registry are plaintext).
     """
 
     def __init__(
@@ -137,7 +143,12 @@ class MeshServer:
         admin_services: bool | None = None,
         sinks: Sequence[CallSink] = (),
         tracing: ProcessTracing | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
+        if tls is not None and control_plane:
+            raise ValueError(
+                f"{name}: tls with control_plane is not supported yet: the control plane probes and registers over plaintext (issue 13)"
+            )
         self.name = name
         self._descriptor_set = descriptor_set
         self.root_logger = logger or Logger(name=name)
@@ -148,6 +159,10 @@ class MeshServer:
         self._zone = zone
         self._advertise_host = advertise_host
         self._lease_ttl_ms = lease_ttl_ms
+        # Read now, so that unusable files fail create_server rather than the first handshake.
+        self._credentials: grpc.ServerCredentials | None = None
+        if tls is not None:
+            self._credentials, self._certificate_files = server_credentials(tls, self.root_logger)
         self._drain_grace_s = drain_grace_s
         self._draining = asyncio.Event()
         #: The metrics this server counts into; None when they are off.
@@ -214,7 +229,10 @@ class MeshServer:
         reflected = [*self._services, HEALTH_SERVICE_NAME, *described, reflection.SERVICE_NAME]
         also = ADMIN_SERVICE_FILES if self.admin_services else ()
         reflection.enable_server_reflection(reflected, self._server, pool=reflection_pool(self._descriptor_set, also))
-        port = self._server.add_insecure_port(address)
+        if self._credentials is not None:
+            port = self._server.add_secure_port(address, self._credentials)
+        else:
+            port = self._server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"{self.name}: could not bind {address}")
         self._port = port
@@ -224,7 +242,7 @@ class MeshServer:
             self._admin = start_admin_server(self._admin_address, registry, self.logger)
         await self._server.start()
         await self.health.set_serving(True)
-        self.logger.info("listening", address=address, port=port, services=self._services)
+        self.logger.info("listening", address=address, port=port, services=self._services, tls=self._credentials is not None)
         # A drain that began while this was binding (a SIGTERM during start-up) must not be
         # followed by a registration nobody would ever remove.
         if self._control_plane and self._drained is None:

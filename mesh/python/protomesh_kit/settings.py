@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .logger import DEFAULT_LOG_LEVEL, LEVEL_NAMES
+from .tls_certificate_files import TlsFiles
 
 CONTROL_PLANE_ENV = "PROTOMESH_CONTROL_PLANE"
 ZONE_ENV = "PROTOMESH_ZONE"
@@ -22,6 +23,10 @@ LOG_LEVEL_ENV = "PROTOMESH_LOG_LEVEL"
 ADMIN_ADDRESS_ENV = "PROTOMESH_ADMIN_ADDRESS"
 HOST_ENV = "HOST"
 PORT_ENV = "PORT"
+#: The mesh CA bundle, this workload's certificate and its key (PEM files); all three or none.
+TLS_CA_FILE_ENV = "PROTOMESH_TLS_CA_FILE"
+TLS_CERT_FILE_ENV = "PROTOMESH_TLS_CERT_FILE"
+TLS_KEY_FILE_ENV = "PROTOMESH_TLS_KEY_FILE"
 
 #: Host a service binds when HOST is unset: loopback only.
 DEFAULT_HOST = "127.0.0.1"
@@ -58,6 +63,8 @@ class Settings:
     host: str = DEFAULT_HOST
     #: Port to listen on; None means the program's own default.
     port: int | None = None
+    #: mTLS for the program's server and clients (tls.py); None: plaintext.
+    tls: TlsFiles | None = None
 
     def listen_address(self, default_port: int) -> str:
         """The address to bind: host and port (else ``default_port``); an IPv6 host in brackets."""
@@ -66,7 +73,7 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Reads the PROTOMESH_* variables, HOST and PORT from ``env`` (default ``os.environ``); empty counts as unset."""
+    """Reads the PROTOMESH_* variables (PROTOMESH_TLS_* all three or none), HOST and PORT from ``env`` (default ``os.environ``); empty counts as unset."""
     source = os.environ if env is None else env
 
     def value(name: str) -> str | None:
@@ -98,6 +105,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     port_text = value(PORT_ENV)
     if port_text is not None and not _is_port(port_text, 0):
         raise SettingsError(PORT_ENV, f"must be an integer from 0 to 65535, got {port_text!r}")
+    tls_files = {name: value(name) for name in (TLS_CA_FILE_ENV, TLS_CERT_FILE_ENV, TLS_KEY_FILE_ENV)}
+    given = [name for name, file in tls_files.items() if file is not None]
+    if given and len(given) < len(tls_files):
+        missing = next(name for name, file in tls_files.items() if file is None)
+        raise SettingsError(missing, f"must be set with {' and '.join(given)} (mTLS needs the CA, the certificate and the key)")
+    ca_file, cert_file, key_file = tls_files.values()
+    tls = TlsFiles(ca_file, cert_file, key_file) if ca_file and cert_file and key_file else None
     return Settings(
         control_plane=control_plane,
         zone=zone,
@@ -106,6 +120,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_address=admin_address,
         host=value(HOST_ENV) or DEFAULT_HOST,
         port=int(port_text) if port_text is not None else None,
+        tls=tls,
     )
 
 

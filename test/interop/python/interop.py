@@ -129,6 +129,7 @@ async def serve() -> int:
         control_plane=settings.control_plane,
         zone=settings.zone,
         advertise_host=settings.advertise_host,
+        tls=settings.tls,
     )
     service = InteropService("", settings.control_plane, settings.zone, logger)
     server.add_service(interop_pb2_grpc.add_InteropServiceServicer_to_server, service)

@@ -1,0 +1,102 @@
+"""A development mesh CA and workload certificates for the Python suites, made by the openssl CLI
+with the commands of mesh/identity.ts (EC P-256; the only SAN the SPIFFE ID; ``openssl ca`` for
+validity to the second, so that expired certificates can be made)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class MeshCa:
+    trust_domain: str
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class WorkloadCertificate:
+    spiffe_id: str
+    cert_file: Path
+    key_file: Path
+
+
+def create_mesh_ca(directory: Path, trust_domain: str) -> MeshCa:
+    """A self-signed CA (CA:TRUE, keyCertSign, SAN ``URI:spiffe://<trust_domain>``) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = directory / "ca.key", directory / "ca.crt"
+    _generate_key(key)
+    _openssl(
+        "req", "-x509", "-new", "-sha256", "-key", str(key), "-out", str(cert), "-days", "30",
+        "-subj", f"/O=protomesh/CN=protomesh mesh CA {trust_domain}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", f"subjectAltName=URI:spiffe://{trust_domain}",
+    )
+    return MeshCa(trust_domain, cert, key)
+
+
+def issue_workload_certificate(
+    ca: MeshCa,
+    service: str,
+    directory: Path,
+    *,
+    ttl: timedelta = timedelta(hours=1),
+    not_before: datetime | None = None,
+    file_stem: str | None = None,
+) -> WorkloadCertificate:
+    """A key and a certificate for ``service`` (CN=<service>, SAN its SPIFFE ID), replaced by rename, key first."""
+    spiffe_id = f"spiffe://{ca.trust_domain}/service/{service}"
+    start = (not_before or datetime.now(timezone.utc)).replace(microsecond=0)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = file_stem or service
+    with tempfile.TemporaryDirectory(prefix="protomesh-issue-") as work_dir:
+        work = Path(work_dir)
+        key, csr, cert, config = work / "workload.key", work / "workload.csr", work / "workload.crt", work / "ca.cnf"
+        _generate_key(key)
+        _openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", f"/O=protomesh/CN={service}")
+        (work / "index.txt").write_text("")
+        config.write_text(_ca_config(work, ca, spiffe_id))
+        _openssl(
+            "ca", "-batch", "-notext", "-rand_serial", "-preserveDN", "-config", str(config), "-in", str(csr),
+            "-out", str(cert), "-startdate", _asn1_time(start), "-enddate", _asn1_time(start + ttl),
+        )
+        key_file, cert_file = directory / f"{stem}.key", directory / f"{stem}.crt"
+        replace_file(key_file, key.read_bytes())
+        replace_file(cert_file, cert.read_bytes())
+    return WorkloadCertificate(spiffe_id, cert_file, key_file)
+
+
+def replace_file(path: Path, content: bytes) -> None:
+    """Writes ``content`` beside ``path`` and renames it over ``path``: readers see the old file or the new one."""
+    following = path.with_name(f"{path.name}.{os.getpid()}.next")
+    following.write_bytes(content)
+    os.replace(following, path)
+
+
+def _ca_config(work: Path, ca: MeshCa, spiffe_id: str) -> str:
+    return "\n".join([
+        "[ca]", "default_ca = mesh", "[mesh]", f"dir = {work}", "database = $dir/index.txt", "serial = $dir/serial",
+        "new_certs_dir = $dir", f"certificate = {ca.cert_file}", f"private_key = {ca.key_file}", "default_md = sha256",
+        "policy = any", "unique_subject = no", "copy_extensions = none", "x509_extensions = svid",
+        "[any]", "organizationName = optional", "commonName = optional",
+        "[svid]", "basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature,keyAgreement",
+        "extendedKeyUsage = serverAuth,clientAuth", "authorityKeyIdentifier = keyid", f"subjectAltName = URI:{spiffe_id}", "",
+    ])
+
+
+def _asn1_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%y%m%d%H%M%SZ")
+
+
+def _generate_key(path: Path) -> None:
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
