@@ -98,6 +98,8 @@ export interface InteropCallOptions {
   requestId?: string;
   count?: number;
   unknownField?: boolean;
+  /** More environment for the program (e.g. the PROTOMESH_TLS_* files). */
+  env?: Record<string, string>;
 }
 
 /** Runs `interop call` of `language` against the mesh of `controlPlane`; resolves to its printed calls. */
@@ -112,7 +114,7 @@ export function interopCall(language: "go" | "python", controlPlane: string, opt
   const command = interopCommand(language, args);
   return new Promise((resolve, reject) => {
     const child = spawn(command.file, command.args, {
-      env: { ...process.env, PROTOMESH_CONTROL_PLANE: controlPlane, PROTOMESH_LOG_LEVEL: "warn" },
+      env: { ...process.env, PROTOMESH_CONTROL_PLANE: controlPlane, PROTOMESH_LOG_LEVEL: "warn", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
