@@ -160,9 +160,7 @@ class MeshServer:
         self._advertise_host = advertise_host
         self._lease_ttl_ms = lease_ttl_ms
         # Read now, so that unusable files fail create_server rather than the first handshake.
-        self._credentials: grpc.ServerCredentials | None = None
-        if tls is not None:
-            self._credentials, self._certificate_files = server_credentials(tls, self.root_logger)
+        self._credentials = server_credentials(tls, self.root_logger) if tls is not None else None
         self._drain_grace_s = drain_grace_s
         self._draining = asyncio.Event()
         #: The metrics this server counts into; None when they are off.

@@ -26,11 +26,12 @@ from .tls_certificate_files import CertificateFileWatcher, TlsFiles, read_certif
 PEER_SPIFFE_ID_PROPERTY = "peer_spiffe_id"
 
 
-def server_credentials(files: TlsFiles, logger: Logger) -> tuple[grpc.ServerCredentials, CertificateFileWatcher]:
-    """Server credentials requiring a client certificate from ``files.ca_file``'s CA, re-read for new handshakes."""
+def server_credentials(files: TlsFiles, logger: Logger) -> grpc.ServerCredentials:
+    """Server credentials requiring a client certificate from ``files.ca_file``'s CA, re-read for new handshakes.
+
+    The credentials hold their fetcher (the CertificateFileWatcher) for as long as they live."""
     watcher = CertificateFileWatcher(files, logger.child(component="tls"))
-    credentials = grpc.dynamic_ssl_server_credentials(watcher.initial_configuration(), watcher, require_client_authentication=True)
-    return credentials, watcher
+    return grpc.dynamic_ssl_server_credentials(watcher.initial_configuration(), watcher, require_client_authentication=True)
 
 
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:

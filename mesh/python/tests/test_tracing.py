@@ -89,6 +89,17 @@ def only(spans: list[ReceivedSpan], **fields: Any) -> ReceivedSpan:
     return found[0]
 
 
+#: The spans of one traced GetProduct call, as (kind, name) sorted: what is left when nothing else is traced.
+ONE_GET_PRODUCT = [("CLIENT", f"{CATALOG}/GetProduct"), ("SERVER", f"{CATALOG}/GetProduct")]
+
+
+async def close(channel: grpc.aio.Channel, server: kit.MeshServer, tracing: kit.ProcessTracing) -> None:
+    """Closes the channel, drains the server, then flushes the spans (a program's order)."""
+    await channel.close()
+    await server.drain(grace_s=0)
+    await tracing.shutdown()
+
+
 def rpc_attributes(service: str, method: str, code: grpc.StatusCode) -> dict[str, Any]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "rpc.grpc.status_code": code.value[0]}
 
@@ -195,11 +206,8 @@ async def test_health_checks_and_reflection_get_no_span(otlp_receiver: OtlpRecei
         await reflection.done_writing()
         await catalog_pb2_grpc.CatalogServiceStub(channel).GetProduct(catalog_pb2.GetProductRequest(id="sku-1001"), timeout=2)
     finally:
-        await channel.close()
-        await server.drain(grace_s=0)
-        await tracing.shutdown()
-    spans = otlp_receiver.spans()
-    assert sorted((span.kind, span.name) for span in spans) == [("CLIENT", f"{CATALOG}/GetProduct"), ("SERVER", f"{CATALOG}/GetProduct")]
+        await close(channel, server, tracing)
+    assert sorted((span.kind, span.name) for span in otlp_receiver.spans()) == ONE_GET_PRODUCT
 
 
 async def test_the_control_planes_probes_and_the_kits_registry_calls_get_no_span(
@@ -225,11 +233,8 @@ async def test_the_control_planes_probes_and_the_kits_registry_calls_get_no_span
         await asyncio.wait_for(probed_twice(), 10)
         await catalog_pb2_grpc.CatalogServiceStub(channel).GetProduct(catalog_pb2.GetProductRequest(id="sku-1001"), timeout=5)
     finally:
-        await channel.close()
-        await server.drain(grace_s=0)
-        await tracing.shutdown()
-    spans = otlp_receiver.spans()
-    assert sorted((span.kind, span.name) for span in spans) == [("CLIENT", f"{CATALOG}/GetProduct"), ("SERVER", f"{CATALOG}/GetProduct")]
+        await close(channel, server, tracing)
+    assert sorted((span.kind, span.name) for span in otlp_receiver.spans()) == ONE_GET_PRODUCT
 
 
 @pytest.mark.parametrize(
