@@ -31,9 +31,10 @@ func registerAdminServices(server *grpc.Server) ([]string, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin services: %w", err)
 	}
+	registered := server.GetServiceInfo()
 	var names []string
 	for _, name := range []string{ChannelzServiceName, CSDSServiceName} {
-		if _, ok := server.GetServiceInfo()[name]; ok {
+		if _, ok := registered[name]; ok {
 			names = append(names, name)
 		}
 	}

@@ -66,12 +66,7 @@ func startMeteredServer(t *testing.T, name string) *meteredServer {
 	server := protomesh.NewServer(name, protomesh.WithLogger(protomesh.NewLogger(io.Discard, name, "info")),
 		protomesh.WithDrainGrace(2*time.Second), protomesh.WithAdminAddress("127.0.0.1:0"))
 	interopv1.RegisterInteropServiceServer(server, answeringService{})
-	addr, err := server.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Drain)
-	conn, err := protomesh.Dial(addr.String(), protomesh.DialMetrics(), protomesh.DialLogger(protomesh.NewLogger(io.Discard, "", "info")))
+	conn, err := protomesh.Dial(listenOnLoopback(t, server), protomesh.DialMetrics(), protomesh.DialLogger(protomesh.NewLogger(io.Discard, "", "info")))
 	if err != nil {
 		t.Fatal(err)
 	}

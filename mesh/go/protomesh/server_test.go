@@ -107,13 +107,20 @@ func startServer(t *testing.T, name string, options ...protomesh.ServerOption) *
 	server := protomesh.NewServer(name, append([]protomesh.ServerOption{protomesh.WithLogger(protomesh.NewLogger(logs, name, "debug")), protomesh.WithDrainGrace(2 * time.Second)}, options...)...)
 	service := &relayService{ended: make(chan string, 8)}
 	interopv1.RegisterInteropServiceServer(server, service)
+	addr := listenOnLoopback(t, server)
+	service.endpoint = addr
+	return &testServer{server: server, service: service, addr: addr, logs: logs}
+}
+
+// listenOnLoopback has server listen on 127.0.0.1:0, drained at cleanup, and returns its address.
+func listenOnLoopback(t *testing.T, server *protomesh.Server) string {
+	t.Helper()
 	addr, err := server.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	service.endpoint = addr.String()
 	t.Cleanup(server.Drain)
-	return &testServer{server: server, service: service, addr: addr.String(), logs: logs}
+	return addr.String()
 }
 
 func plainConn(t *testing.T, addr string) *grpc.ClientConn {

@@ -124,18 +124,20 @@ func readTLSFiles(files TLSFiles) (*tlsMaterial, error) {
 	return &tlsMaterial{certificate: certificate, roots: roots, trustDomain: trustDomain}, nil
 }
 
-// trustDomainOfCA is the trust domain the first certificate of caPEM names in its spiffe:// SAN; "" if none.
+// trustDomainOfCA is the trust domain in the spiffe:// SAN of the first certificate of caPEM that
+// has one; "" if none.
 func trustDomainOfCA(caPEM []byte) string {
-	for rest := caPEM; ; {
-		certificate, next, ok := nextPEMCertificate(rest)
-		if !ok {
-			return ""
+	for block, rest := pem.Decode(caPEM); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
 		}
-		if id := spiffeIDOf(certificate); id != "" {
-			return trustDomainOf(id)
+		if certificate, err := x509.ParseCertificate(block.Bytes); err == nil {
+			if id := spiffeIDOf(certificate); id != "" {
+				return trustDomainOf(id)
+			}
 		}
-		rest = next
 	}
+	return ""
 }
 
 // spiffeIDOf is the SPIFFE ID a certificate names: its one URI SAN with the spiffe scheme, or ""
@@ -160,21 +162,4 @@ func trustDomainOf(spiffeID string) string {
 // (mesh/identity.ts spiffeIdFor).
 func SPIFFEIDFor(trustDomain, service string) string {
 	return "spiffe://" + trustDomain + "/service/" + service
-}
-
-// nextPEMCertificate parses the first CERTIFICATE block of data; ok is false when there is none.
-func nextPEMCertificate(data []byte) (certificate *x509.Certificate, rest []byte, ok bool) {
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return nil, nil, false
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		if certificate, err := x509.ParseCertificate(block.Bytes); err == nil {
-			return certificate, data, true
-		}
-	}
 }

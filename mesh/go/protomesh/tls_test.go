@@ -17,7 +17,6 @@ import (
 	"github.com/protomesh/protomesh/mesh/go/protomesh/protomeshtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 )
 
@@ -121,15 +120,15 @@ func startTLSServer(t *testing.T, name string, files *protomesh.TLSFiles) (*iden
 	if files != nil {
 		options = append(options, protomesh.WithTLS(*files))
 	}
-	server := protomesh.NewServer(name, options...)
+	return serveIdentity(t, protomesh.NewServer(name, options...))
+}
+
+// serveIdentity registers an identityService on server and has it listen on 127.0.0.1:0, drained at cleanup.
+func serveIdentity(t *testing.T, server *protomesh.Server) (*identityService, string) {
+	t.Helper()
 	service := &identityService{}
 	interopv1.RegisterInteropServiceServer(server, service)
-	addr, err := server.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Drain)
-	return service, addr.String()
+	return service, listenOnLoopback(t, server)
 }
 
 func dialTLS(t *testing.T, addr string, files protomesh.TLSFiles, service string) *grpc.ClientConn {
@@ -140,6 +139,16 @@ func dialTLS(t *testing.T, addr string, files protomesh.TLSFiles, service string
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// assertFailsFast makes one call over conn and fails the test unless it fails within failFastWithin.
+func assertFailsFast(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	_, err, took := echo(conn)
+	if err == nil || took > failFastWithin {
+		t.Fatalf("call: %v after %s, want an error within %s", err, took, failFastWithin)
+	}
+	t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
 }
 
 // echo makes one call and returns its error and how long it took.
@@ -185,15 +194,9 @@ func TestTLSServerRefusesClientsWithoutACertificateFromItsCAFast(t *testing.T) {
 		{"a certificate from another CA", func(t *testing.T) *grpc.ClientConn { return dialTLS(t, addr, wrongCA, "catalog") }},
 		{"an expired certificate", func(t *testing.T) *grpc.ClientConn { return dialTLS(t, addr, expired, "catalog") }},
 		{"no client certificate", func(t *testing.T) *grpc.ClientConn { return rawConn(t, addr, noCertificate) }},
-		{"plaintext", func(t *testing.T) *grpc.ClientConn { return rawConn(t, addr, insecure.NewCredentials()) }},
+		{"plaintext", func(t *testing.T) *grpc.ClientConn { return plainConn(t, addr) }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err, took := echo(tc.conn(t))
-			if err == nil || took > failFastWithin {
-				t.Fatalf("call: %v after %s, want an error within %s", err, took, failFastWithin)
-			}
-			t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
-		})
+		t.Run(tc.name, func(t *testing.T) { assertFailsFast(t, tc.conn(t)) })
 	}
 	if got := service.calls.Load(); got != 0 {
 		t.Fatalf("handler calls %d, want 0", got)
@@ -224,13 +227,7 @@ func TestTLSClientRefusesAServerOfAnotherServiceAndAPlaintextServerFast(t *testi
 		{"a server certificate from another CA", foreignAddr},
 		{"a plaintext server", plainAddr},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err, took := echo(dialTLS(t, tc.addr, clientFiles, "catalog"))
-			if err == nil || took > failFastWithin {
-				t.Fatalf("call: %v after %s, want an error within %s", err, took, failFastWithin)
-			}
-			t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
-		})
+		t.Run(tc.name, func(t *testing.T) { assertFailsFast(t, dialTLS(t, tc.addr, clientFiles, "catalog")) })
 	}
 	if got := impostor.calls.Load() + plain.calls.Load() + foreign.calls.Load(); got != 0 {
 		t.Fatalf("handler calls %d, want 0", got)
@@ -348,16 +345,10 @@ func TestTLSFilesFromTheEnvironmentMakeServerAndClientMTLS(t *testing.T) {
 		}
 		return settings
 	}
-	server := protomesh.NewServer("catalog", protomesh.WithSettings(settingsOf(serverFiles)), protomesh.WithLogger(protomesh.NewLogger(io.Discard, "catalog", "info")))
-	service := &identityService{}
-	interopv1.RegisterInteropServiceServer(server, service)
-	addr, err := server.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Drain)
+	service, addr := serveIdentity(t, protomesh.NewServer("catalog", protomesh.WithSettings(settingsOf(serverFiles)),
+		protomesh.WithLogger(protomesh.NewLogger(io.Discard, "catalog", "info"))))
 	// A mesh service name dialled through the fallback: the server must be catalog's workload.
-	conn, err := protomesh.Dial("catalog", protomesh.DialSettings(settingsOf(clientFiles)), protomesh.DialFallback(addr.String()),
+	conn, err := protomesh.Dial("catalog", protomesh.DialSettings(settingsOf(clientFiles)), protomesh.DialFallback(addr),
 		protomesh.DialLogger(protomesh.NewLogger(io.Discard, "", "info")))
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +358,7 @@ func TestTLSFilesFromTheEnvironmentMakeServerAndClientMTLS(t *testing.T) {
 	if err != nil || response.GetEndpoint() != "spiffe://protomesh.local/service/orders" {
 		t.Fatalf("call: %v %v, want the handler to see orders' SPIFFE ID", response, err)
 	}
-	if _, err, _ := echo(rawConn(t, addr.String(), insecure.NewCredentials())); err == nil {
+	if _, err, _ := echo(plainConn(t, addr)); err == nil {
 		t.Fatal("a plaintext call succeeded on the port made mTLS by the environment")
 	}
 	if got := service.calls.Load(); got != 1 {

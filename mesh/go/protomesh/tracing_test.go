@@ -132,12 +132,7 @@ func TestTracingRecordsTheStatusCodeAndTheServiceNameOfOTELServiceName(t *testin
 	tracing := tracingTo(t, receiver, "kit-trace", map[string]string{"OTEL_SERVICE_NAME": "shop-answers"})
 	server := protomesh.NewServer("kit-trace-status", protomesh.WithTracing(tracing), protomesh.WithLogger(protomesh.NewLogger(io.Discard, "", "info")))
 	interopv1.RegisterInteropServiceServer(server, answeringService{})
-	addr, err := server.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Drain)
-	client := interopv1.NewInteropServiceClient(dialTraced(t, addr.String(), tracing))
+	client := interopv1.NewInteropServiceClient(dialTraced(t, listenOnLoopback(t, server), tracing))
 	if _, err := client.Echo(callCtx(t), &interopv1.EchoRequest{Payload: &interopv1.Payload{Text: "missing"}}); status.Code(err) != codes.NotFound {
 		t.Fatalf("Echo(missing): %v, want NOT_FOUND", err)
 	}
@@ -271,18 +266,14 @@ func TestTracingFromEnvironmentIsOffWithoutAnOTLPEndpoint(t *testing.T) {
 	service := traceContextService{seen: make(chan [2]bool, 1)}
 	server := protomesh.NewServer("kit-trace-off", protomesh.WithTracing(off), protomesh.WithLogger(protomesh.NewLogger(io.Discard, "", "info")))
 	interopv1.RegisterInteropServiceServer(server, service)
-	addr, err := server.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Drain)
+	addr := listenOnLoopback(t, server)
 	on := tracingTo(t, protomeshtest.StartOTLPReceiver(t), "kit-trace", nil)
 	for _, tc := range []struct {
 		client               *protomesh.Tracing
 		wantTraceparent      bool
 		clientTracingOnOrOff string
 	}{{off, false, "off"}, {on, true, "on"}} {
-		if _, err := interopv1.NewInteropServiceClient(dialTraced(t, addr.String(), tc.client)).Echo(callCtx(t), &interopv1.EchoRequest{}); err != nil {
+		if _, err := interopv1.NewInteropServiceClient(dialTraced(t, addr, tc.client)).Echo(callCtx(t), &interopv1.EchoRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		seen := <-service.seen
