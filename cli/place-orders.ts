@@ -5,6 +5,7 @@ import { OrderServiceClient } from "../generated/ts/shop/orders/v1/orders";
 import type { ListOrdersResponse, PlaceOrderResponse } from "../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../mesh/client";
 import { createLogger } from "../mesh/logger";
+import { previousAttemptsOf } from "../mesh/observer-client";
 import { SEED_PRODUCTS } from "../services/catalog/seed";
 
 /**
@@ -19,8 +20,6 @@ import { SEED_PRODUCTS } from "../services/catalog/seed";
 const CONCURRENCY = 4;
 /** Deadline of each PlaceOrder. */
 const DEADLINE_MS = 5_000;
-/** grpc-js's count of the attempts before the one that answered (gRFC A6), in headers or trailers. */
-export const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
 
 /** What came of the orders. */
 export interface PlaceOrdersReport {
@@ -87,11 +86,6 @@ function placeOne(client: OrderServiceClient, customerId: string, idempotencyKey
     );
     call.on("metadata", note);
   });
-}
-
-/** The attempts grpc-js made before the one whose headers or trailers are `metadata` (0 when none). */
-export function previousAttemptsOf(metadata: Metadata | undefined): number {
-  return Number(metadata?.get(PREVIOUS_ATTEMPTS_KEY)[0] ?? 0);
 }
 
 /** Every order of `customerId`, all pages. */

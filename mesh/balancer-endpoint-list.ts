@@ -37,6 +37,8 @@ interface Entry<State> {
   state: State;
   /** Its addresses as grpc-js names a subchannel's ("127.0.0.1:50051"). */
   addresses: string[];
+  /** Its pick counter, bound on its first READY publish with metrics (a label child, not per publish). */
+  picks?: { inc(): void };
 }
 
 /**
@@ -206,13 +208,14 @@ export class EndpointListBalancer<Config extends TypedLoadBalancingConfig, State
     const ready: ReadyEndpoint<State>[] = [];
     const counters = this.metrics === undefined ? undefined : new Map<string, { inc(): void }>();
     let isConnecting = false;
-    for (const [key, { child, state: endpointState, addresses }] of this.entries) {
+    for (const [key, entry] of this.entries) {
+      const { child, state: endpointState, addresses } = entry;
       const state = child.getConnectivityState();
       if (state === connectivityState.READY) {
         ready.push({ picker: child.getPicker(), state: endpointState });
         if (counters !== undefined) {
-          const counter = this.metrics!.picks(this.policy.typeName, addresses.length === 1 ? addresses[0] : key);
-          for (const address of addresses) counters.set(address, counter);
+          entry.picks ??= this.metrics!.picks(this.policy.typeName, addresses.length === 1 ? addresses[0] : key);
+          for (const address of addresses) counters.set(address, entry.picks);
         }
       } else if (state === connectivityState.CONNECTING) {
         isConnecting = true;

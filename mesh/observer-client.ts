@@ -17,10 +17,11 @@ import { endSpan, startClientSpan } from "./tracing";
 const NO_ENDPOINT_DETAILS: ReadonlySet<string> = new Set(["priority policy has empty priority list"]);
 
 /** gRFC A6: grpc-js sets it on a retried call's response headers, or on its status when none came. */
-const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
+export const PREVIOUS_ATTEMPTS_KEY = "grpc-previous-rpc-attempts";
 
-function previousAttempts(metadata: Metadata): number {
-  const value = metadata.get(PREVIOUS_ATTEMPTS_KEY);
+/** The attempts grpc-js made before the one whose headers or trailers are `metadata` (0 when none). */
+export function previousAttemptsOf(metadata: Metadata | undefined): number {
+  const value = metadata?.get(PREVIOUS_ATTEMPTS_KEY) ?? [];
   return value.length === 0 ? 0 : Number(value[0]) || 0;
 }
 
@@ -54,6 +55,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
   const sentSinks = sinks.filter((sink) => sink.messageSent !== undefined);
   const countsAttempts = sinks.some((sink) => sink.countsAttempts === true);
   const noEndpointDetails = duties.meshService === undefined ? undefined : `${duties.meshService}: no healthy endpoint`;
+  const { tracer } = duties;
   return (options, nextCall) => {
     const path = options.method_definition.path;
     const method = methodOf(path);
@@ -69,7 +71,6 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
     let start: CallStart | undefined;
     let span: Span | undefined;
     let retries = 0;
-    const { tracer } = duties;
     return new InterceptingCall(call, {
       ...(sentSinks.length > 0 && type !== "unary"
         ? {
@@ -101,7 +102,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
           ...(countsAttempts
             ? {
                 onReceiveMetadata: (metadata: Metadata, nextMetadata: (metadata: Metadata) => void) => {
-                  retries = previousAttempts(metadata);
+                  retries = previousAttemptsOf(metadata);
                   nextMetadata(metadata);
                 },
               }
@@ -123,7 +124,7 @@ export function clientObserver(sinks: readonly CallSink[], duties: ClientCallDut
               details: callStatus.details,
               durationMs: elapsedMs(startedAt),
               peer: call.getPeer(),
-              ...(countsAttempts ? { attempts: 1 + Math.max(retries, previousAttempts(received.metadata)) } : {}),
+              ...(countsAttempts ? { attempts: 1 + Math.max(retries, previousAttemptsOf(received.metadata)) } : {}),
             };
             for (const sink of sinks) sink.callEnded(record);
             if (span !== undefined) endSpan(span, callStatus.code, callStatus.details);

@@ -35,14 +35,12 @@ import {
 import type { LeaseOptions, RegistryLease } from "./registry-lease";
 import { LoadShedder } from "./load-shedder";
 import type { LoadSheddingOptions } from "./load-shedder";
-import { serverTls } from "./tls";
+import { serverTls, trustDomainOfCaFile } from "./tls";
 import type { MeshTlsOptions, ServerTls } from "./tls";
 import { Authorizer, parseAuthorizationPolicy } from "./authorization";
 import type { AuthorizationPolicy } from "./authorization";
 import { authorizationInterceptor } from "./interceptor-authorization";
-import { spiffeIdOf, trustDomainOf } from "./identity";
 import type { Plain } from "./config-fields";
-import { readFileSync } from "node:fs";
 
 /** How long a drain lets in-flight calls finish before it cancels them (Kubernetes' default is 30 s). */
 export const DEFAULT_DRAIN_GRACE_MS = 10_000;
@@ -410,23 +408,21 @@ function authorizerOf(options: MeshServerOptions): Authorizer | undefined {
     throw new TypeError(`${options.name}: authorization needs tls: without mTLS no caller has an identity to authorize`);
   }
   const policy = parseAuthorizationPolicy(options.authorization, "authorization");
-  return new Authorizer(policy, options.tls.trustDomain ?? trustDomainOfCaFile(options.tls.caFile));
+  return new Authorizer(policy, options.tls.trustDomain ?? authorizationTrustDomain(options.tls.caFile));
 }
 
 /**
  * The trust domain the CA certificate's SPIFFE SAN names, or undefined when it names none (a caller
  * given as a service name then matches in any trust domain the CA signs for).
  */
-function trustDomainOfCaFile(caFile: string): string | undefined {
-  let spiffeId: string | undefined;
+function authorizationTrustDomain(caFile: string): string | undefined {
   try {
-    spiffeId = spiffeIdOf(readFileSync(caFile));
+    return trustDomainOfCaFile(caFile);
   } catch (error) {
     throw new TypeError(`authorization: tls.caFile (${caFile}) must be a readable CA certificate, to learn the trust domain (or give tls.trustDomain)`, {
       cause: error,
     });
   }
-  return spiffeId === undefined ? undefined : trustDomainOf(spiffeId);
 }
 
 /** True when `promise` settles within `ms`. */

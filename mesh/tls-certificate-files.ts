@@ -64,10 +64,7 @@ export class CertificateFileWatcher implements CertificateProvider {
   }
 
   removeCaCertificateListener(listener: CaCertificateUpdateListener): void {
-    const guarded = this.caListeners.get(listener);
-    if (!guarded) return;
-    this.caListeners.delete(listener);
-    this.files.removeCaCertificateListener(guarded);
+    unguard(this.caListeners, listener, (guarded) => this.files.removeCaCertificateListener(guarded));
   }
 
   addIdentityCertificateListener(listener: IdentityCertificateUpdateListener): void {
@@ -86,10 +83,7 @@ export class CertificateFileWatcher implements CertificateProvider {
   }
 
   removeIdentityCertificateListener(listener: IdentityCertificateUpdateListener): void {
-    const guarded = this.identityListeners.get(listener);
-    if (!guarded) return;
-    this.identityListeners.delete(listener);
-    this.files.removeIdentityCertificateListener(guarded);
+    unguard(this.identityListeners, listener, (guarded) => this.files.removeIdentityCertificateListener(guarded));
   }
 
   /**
@@ -124,6 +118,14 @@ export class CertificateFileWatcher implements CertificateProvider {
       this.addCaCertificateListener(onCa);
     });
   }
+}
+
+/** Forgets the guard made for `listener` and hands it to `remove`; nothing when there is none. */
+function unguard<Listener>(guards: Map<Listener, Listener>, listener: Listener, remove: (guarded: Listener) => void): void {
+  const guarded = guards.get(listener);
+  if (!guarded) return;
+  guards.delete(listener);
+  remove(guarded);
 }
 
 /** True when the private key is the one the certificate's public key belongs to. */

@@ -1,9 +1,8 @@
-import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { experimental } from "@grpc/grpc-js";
 import type { ChannelCredentials, ServerCredentials } from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
-import { spiffeIdFor, spiffeIdOfSubjectAltName, trustDomainOf } from "./identity";
+import { spiffeIdFor, spiffeIdOf, spiffeIdOfSubjectAltName, trustDomainOf } from "./identity";
 import type { Logger } from "./logger";
 import { CertificateFileWatcher } from "./tls-certificate-files";
 import type { CertificateFiles } from "./tls-certificate-files";
@@ -99,10 +98,18 @@ export function checkSpiffeId(expected: ClientTls["expected"], certificate: Peer
   return undefined;
 }
 
-/** The trust domain the CA certificate's SPIFFE SAN names. */
+/**
+ * The trust domain the SPIFFE SAN of the CA certificate in `caFile` names, undefined when it names
+ * none; an unreadable or unparsable file throws.
+ */
+export function trustDomainOfCaFile(caFile: string): string | undefined {
+  const spiffeId = spiffeIdOf(readFileSync(caFile));
+  return spiffeId === undefined ? undefined : trustDomainOf(spiffeId);
+}
+
+/** The trust domain the CA certificate's SPIFFE SAN names; refused when it names none. */
 function trustDomainOfCa(caFile: string): string {
-  const spiffeId = spiffeIdOfSubjectAltName(new X509Certificate(readFileSync(caFile)).subjectAltName);
-  const trustDomain = spiffeId === undefined ? undefined : trustDomainOf(spiffeId);
+  const trustDomain = trustDomainOfCaFile(caFile);
   if (trustDomain === undefined) {
     throw new TypeError(`tls: trustDomain must be given, the CA certificate in caFile (${caFile}) names no spiffe:// trust domain`);
   }

@@ -27,8 +27,6 @@ export const XDS_TYPE_URLS: readonly string[] = [
 /** Full name of the ADS service, for health and reflection. */
 export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 
-export { xdsProtoIncludeDirs };
-
 /** Files holding every message the control plane writes into an Any, plus ADS itself. */
 const XDS_PROTO_FILES = [
   "envoy/service/discovery/v3/ads.proto",

@@ -2,7 +2,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import { seededRandom } from "../../bench/latency-model";
 import type { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
-import { previousAttemptsOf } from "../../cli/place-orders";
+import { previousAttemptsOf } from "../../mesh/observer-client";
 
 /**
  * Continuous GetProduct traffic for chaos tests: `concurrency` loops, each making one call at a
