@@ -231,11 +231,17 @@ describe("polyglot shop: PlaceOrder through catalog (TypeScript), inventory (Go)
         target: "catalog",
         method: "/shop.catalog.v1.CatalogService/GetProduct",
         request: { id: "sku-1001" },
+        deadlineMs: 10_000,
       });
       assert.equal(product.codeName, "OK", JSON.stringify(product));
       assert.equal((product.response as { product: { name: string } }).product.name, "Espresso beans 1 kg");
-      const [missing] = await interopCall(language, mesh.controlPlane, { target: "catalog", method: "/shop.catalog.v1.CatalogService/GetProduct", request: { id: "sku-0" } });
-      assert.equal(missing.codeName, "NOT_FOUND");
+      const [missing] = await interopCall(language, mesh.controlPlane, {
+        target: "catalog",
+        method: "/shop.catalog.v1.CatalogService/GetProduct",
+        request: { id: "sku-0" },
+        deadlineMs: 10_000,
+      });
+      assert.equal(missing.codeName, "NOT_FOUND", JSON.stringify(missing));
     });
   }
 
