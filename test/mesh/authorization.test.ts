@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { Client, credentials, ServerInterceptingCall, status } from "@grpc/grpc-js";
 import type { ServerInterceptor, ServiceError } from "@grpc/grpc-js";
+import { parse as parseYaml } from "yaml";
 import { HealthCheckResponse_ServingStatus as Serving, HealthClient } from "../../generated/ts/health/v1/health";
 import type { HealthCheckResponse } from "../../generated/ts/health/v1/health";
 import { CatalogServiceClient, CatalogServiceService, GetProductRequest } from "../../generated/ts/shop/catalog/v1/catalog";
@@ -318,6 +320,19 @@ describe("authorization", function () {
       assert.equal(authorize(wide, "/shop.billing.v1.BillingService/Refund", spiffe("anyone"), TRUST_DOMAIN).outcome, "deny");
       assert.equal(authorize(wide, "/shop.billing.v1.BillingService/Charge", spiffe("orders"), TRUST_DOMAIN).outcome, "allow");
       assert.equal(authorize(wide, `${CATALOG}/SearchProducts`, undefined, TRUST_DOMAIN).outcome, "unauthenticated");
+    });
+
+    it("decides every case of test/fixtures/authorization-cases.yaml, the cases the Go and Python kits decide too", () => {
+      const fixture = parseYaml(readFileSync(path.join(__dirname, "..", "..", "..", "test", "fixtures", "authorization-cases.yaml"), "utf8")) as {
+        trustDomain: string;
+        config: { services: { catalog: { authorization: unknown } } };
+        cases: { caller: string | null; path: string; outcome: string }[];
+      };
+      const shared = parseAuthorizationPolicy(fixture.config.services.catalog.authorization, "services.catalog.authorization");
+      assert.ok(fixture.cases.length >= 10);
+      for (const { caller, path: method, outcome } of fixture.cases) {
+        assert.equal(authorize(shared, method, caller ?? undefined, fixture.trustDomain).outcome, outcome, `${caller} ${method}`);
+      }
     });
 
     it("parses a policy it returned to an equal one", () => {
