@@ -17,6 +17,11 @@
 // attributed as the TypeScript kit's (mesh/tracing.ts), the W3C traceparent in the call's metadata;
 // health, reflection and the kit's own calls to the control plane get none, and a drain flushes them.
 //
+// With TLS files ([WithTLS], PROTOMESH_TLS_*) a server's port is STRICT mTLS with SPIFFE workload
+// certificates and [DialTLS] checks the server's SPIFFE ID (mesh/tls.ts); [WithAuthorization] then
+// decides every call of the application's services by its caller's SPIFFE ID, before the handler,
+// with the rules and the words of mesh/authorization.ts ([ParseAuthorizationPolicy]).
+//
 // Environment variables are read once, by [LoadSettings] (and [TracingFromEnvironment]), at the
 // program's edge; everything else takes plain options.
 package protomesh

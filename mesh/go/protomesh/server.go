@@ -41,6 +41,7 @@ type serverOptions struct {
 	adminAddress  string
 	tracing       *Tracing
 	tls           *TLSFiles
+	authorization *AuthorizationPolicy
 	grpcOptions   []grpc.ServerOption
 
 	// isAdminServicesOff leaves grpc-go's admin services off a server with an admin address.
@@ -66,6 +67,17 @@ func WithSettings(s Settings) ServerOption {
 // with a control plane yet: it probes and registers over plaintext (issue 13), and Listen refuses it.
 func WithTLS(files TLSFiles) ServerOption {
 	return func(o *serverOptions) { o.tls = &files }
+}
+
+// WithAuthorization enforces policy on every call of the server's application services
+// (authorization.go): in an interceptor right inside the call observer, before the handler and
+// the interceptors of WithGRPCServerOptions, a deny rule that matches wins, no allow rule that
+// matches is PERMISSION_DENIED, no peer identity is UNAUTHENTICATED; health, reflection and ORCA
+// are never refused. A caller given as a service name matches in the trust domain of the TLS
+// files (their TrustDomain, or their CA's). Needs [WithTLS]: without mTLS no caller has an
+// identity, and Listen refuses it. nil is no policy.
+func WithAuthorization(policy *AuthorizationPolicy) ServerOption {
+	return func(o *serverOptions) { o.authorization = policy }
 }
 
 // WithLogger sets the logger of the server's own lines and call lines (default: info to stdout).
@@ -162,6 +174,8 @@ type Server struct {
 	// tls is the source of the port's certificate with WithTLS; tlsErr what was wrong with its files.
 	tls    *tlsSource
 	tlsErr error
+	// authorizer decides calls with WithAuthorization; set by Listen, before it serves.
+	authorizer *Authorizer
 }
 
 // NewServer creates a protomesh server named name (its name in logs, and the mesh service it
@@ -189,6 +203,10 @@ func NewServer(name string, options ...ServerOption) *Server {
 	}
 	unary := []grpc.UnaryServerInterceptor{s.unaryObserver}
 	stream := []grpc.StreamServerInterceptor{s.streamObserver}
+	if o.authorization != nil {
+		unary = append(unary, s.unaryAuthorization)
+		stream = append(stream, s.streamAuthorization)
+	}
 	if o.adminAddress != "" {
 		// Outside the observer, so that a call is counted with the code its caller gets, as in the
 		// TypeScript kit: after the guard has made a panic or a raw error INTERNAL and a drain has
@@ -265,6 +283,12 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 		if err := s.tls.load(); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
+	}
+	if s.options.authorization != nil {
+		if s.tls == nil {
+			return nil, fmt.Errorf("%s: authorization needs TLS: without mTLS no caller has an identity to authorize", s.name)
+		}
+		s.authorizer = NewAuthorizer(s.options.authorization, s.tls.trustDomain())
 	}
 	listener, err := net.Listen("tcp", address)
 	if err != nil {

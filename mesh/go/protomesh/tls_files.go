@@ -81,6 +81,16 @@ func (s *tlsSource) load() error {
 	return nil
 }
 
+// trustDomain is the trust domain of the last good read ("" before the first).
+func (s *tlsSource) trustDomain() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.material == nil {
+		return ""
+	}
+	return s.material.trustDomain
+}
+
 // current is the material for a new handshake, read again once the refresh interval has passed.
 func (s *tlsSource) current() (*tlsMaterial, error) {
 	s.mu.Lock()

@@ -57,6 +57,13 @@ func newTestCA(t *testing.T, trustDomain string) *testCA {
 // <stem>.crt in the CA's directory, replaced by rename, key first (mesh/identity.ts issueWorkloadCertificate).
 func (ca *testCA) issue(t *testing.T, service, stem string, notBefore time.Time, ttl time.Duration) protomesh.TLSFiles {
 	t.Helper()
+	return ca.issueNaming(t, service, "URI:"+protomesh.SPIFFEIDFor(testTrustDomain, service), stem, notBefore, ttl)
+}
+
+// issueNaming is issue with the certificate's subjectAltName given as openssl writes it
+// ("DNS:anonymous" makes a certificate of the mesh CA that names no SPIFFE ID).
+func (ca *testCA) issueNaming(t *testing.T, service, subjectAltName, stem string, notBefore time.Time, ttl time.Duration) protomesh.TLSFiles {
+	t.Helper()
 	work := t.TempDir()
 	key, csr, cert, config := filepath.Join(work, "w.key"), filepath.Join(work, "w.csr"), filepath.Join(work, "w.crt"), filepath.Join(work, "ca.cnf")
 	openssl(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
@@ -69,7 +76,7 @@ func (ca *testCA) issue(t *testing.T, service, stem string, notBefore time.Time,
 		"[any]", "organizationName = optional", "commonName = optional",
 		"[svid]", "basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature,keyAgreement",
 		"extendedKeyUsage = serverAuth,clientAuth", "authorityKeyIdentifier = keyid",
-		"subjectAltName = URI:spiffe://" + testTrustDomain + "/service/" + service, "",
+		"subjectAltName = " + subjectAltName, "",
 	}, "\n"))
 	asn1 := func(at time.Time) string { return at.UTC().Format("060102150405") + "Z" }
 	openssl(t, "ca", "-batch", "-notext", "-rand_serial", "-preserveDN", "-config", config, "-in", csr, "-out", cert,
