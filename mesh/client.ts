@@ -44,8 +44,8 @@ export interface MeshClientOptions {
    * STRICT mTLS (tls.ts): the client presents `certFile`/`keyFile` (re-read every
    * `refreshIntervalMs`) and accepts only a server whose certificate chains to `caFile` and carries
    * the SPIFFE ID of the service it dials (`serverService`, or the mesh service name of the
-   * target). Plaintext unless given; not with `credentials`. The xDS stream to the control plane
-   * stays plaintext (issue 13).
+   * target). Plaintext unless given; not with `credentials`. With a control plane, `xdsServer`
+   * names where the xDS stream goes: grpc-js-xds speaks to an xDS server in plaintext only.
    */
   tls?: MeshTlsOptions;
   /** Sinks of every call's measurement, after the log line (metrics, traces). */
@@ -68,6 +68,12 @@ export interface MeshClientOptions {
    * uses grpc-js-xds' own bootstrap (GRPC_XDS_BOOTSTRAP).
    */
   controlPlane?: string;
+  /**
+   * Where grpc-js-xds reads xDS from, when it is not `controlPlane` itself: the control plane's
+   * plaintext ADS socket ("unix:///run/protomesh/xds.sock", ControlPlaneOptions.xdsSocket). Needed
+   * with `tls`, as grpc-js-xds has no TLS channel credentials for its xDS server (gRFC A65).
+   */
+  xdsServer?: string;
   /** This process's zone, the locality its xDS bootstrap names; "" unless given. */
   zone?: string;
   /**
@@ -127,7 +133,12 @@ export function createClient<C extends Client>(
     // Without a control plane of ours, grpc-js-xds reads its bootstrap from GRPC_XDS_BOOTSTRAP(_CONFIG)
     // as it does for any xDS server (Istio's istiod in proxyless mode, say).
     if (options.controlPlane) {
-      xdsOptions = { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(options.controlPlane, { zone: options.zone }) };
+      if (options.tls && options.xdsServer === undefined) {
+        throw new TypeError(
+          "createClient: tls with controlPlane needs xdsServer (the control plane's xdsSocket): grpc-js-xds cannot reach an mTLS xDS server",
+        );
+      }
+      xdsOptions = { [XDS_BOOTSTRAP_CHANNEL_OPTION]: xdsBootstrap(options.xdsServer ?? options.controlPlane, { zone: options.zone }) };
     }
   }
   const meshService = isServiceName(target) ? target : xdsService;

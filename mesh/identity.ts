@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createPublicKey } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -8,8 +9,8 @@ import { isServiceName } from "./names";
 
 /**
  * Workload identities of the mesh: a development CA and short-lived X.509-SVIDs (SPIFFE's X509-SVID
- * spec: one URI SAN `spiffe://<trust-domain>/service/<name>`, CA:FALSE, digitalSignature,
- * serverAuth and clientAuth), made by the openssl CLI (a kept tool; no crypto is written here).
+ * spec: one URI SAN `spiffe://<trust-domain>/service/<name>`, which other SAN types may accompany,
+ * here the service's DNS name; CA:FALSE, digitalSignature, serverAuth and clientAuth), made by the openssl CLI (a kept tool; no crypto is written here).
  * `openssl ca` issues the workload certificates because it alone of the 3.0 commands takes a start
  * and an end date to the second (`x509 -req` and `req -x509` count whole days), which short
  * lifetimes and already-expired test certificates need.
@@ -62,8 +63,16 @@ export interface MeshCaOptions {
 
 /** Options of {@link issueWorkloadCertificate}. */
 export interface WorkloadCertificateOptions {
-  /** The mesh service name the certificate names (a DNS label, as `xds:///<name>`). */
+  /**
+   * The mesh service name the certificate names (a DNS label, as `xds:///<name>`): its SPIFFE ID
+   * `spiffe://<trust domain>/service/<name>`, and a DNS SAN of the name.
+   */
   service: string;
+  /**
+   * Another SPIFFE ID of the CA's trust domain to name instead of the service's, e.g. an operator's
+   * `spiffe://<trust domain>/admin/<name>`; then `service` only names the files and the CN.
+   */
+  spiffeId?: string;
   /** Lifetime (ms), rounded up to whole seconds; DEFAULT_WORKLOAD_TTL_MS unless given. */
   ttlMs?: number;
   /** Start of validity; now unless given (a time in the past makes an expired certificate for tests). */
@@ -72,6 +81,31 @@ export interface WorkloadCertificateOptions {
   dir?: string;
   /** File name stem of the key and certificate; `service` unless given (two of one service side by side). */
   fileStem?: string;
+  /** DNS SANs beside the SPIFFE ID; [service] unless given (what grpcurl's -servername checks). */
+  dnsNames?: readonly string[];
+  /** IP address SANs (e.g. the control plane's 127.0.0.1, which xDS clients verify its host against). */
+  ipAddresses?: readonly string[];
+}
+
+/** Options of {@link signCertificateRequest}. */
+export interface SignOptions {
+  /** The PKCS#10 request (PEM); only its public key is used, after its signature is verified. */
+  csrPem: string;
+  /** The SPIFFE ID to name, of the CA's trust domain. */
+  spiffeId: string;
+  /** Lifetime (ms), rounded up to whole seconds; DEFAULT_WORKLOAD_TTL_MS unless given. */
+  ttlMs?: number;
+  notBefore?: Date;
+  dnsNames?: readonly string[];
+  ipAddresses?: readonly string[];
+}
+
+/** A certificate {@link signCertificateRequest} signed. */
+export interface SignedCertificate {
+  spiffeId: string;
+  certPem: string;
+  serialNumber: string;
+  notAfter: Date;
 }
 
 /** The SPIFFE ID of a mesh service: `spiffe://<trustDomain>/service/<service>`. */
@@ -108,48 +142,93 @@ export async function createMeshCa(options: MeshCaOptions): Promise<MeshCa> {
 }
 
 /**
- * Issues `service` a key (EC P-256) and a certificate signed by `ca`, whose only SAN is its SPIFFE
- * ID, valid from `notBefore` (now) for `ttlMs`. The files are replaced by rename, key first, so
- * that a reader never sees half a file (a watcher may still see a new key beside the old
- * certificate for an instant: tls-certificate-files.ts holds such a pair back).
+ * Issues `service` a key (EC P-256) and a certificate signed by `ca`, whose SANs are its SPIFFE ID
+ * and its DNS names, valid from `notBefore` (now) for `ttlMs`. The files are replaced by rename,
+ * key first, so that a reader never sees half a file (a watcher may still see a new key beside the
+ * old certificate for an instant: tls-certificate-files.ts holds such a pair back).
  */
 export async function issueWorkloadCertificate(ca: MeshCa, options: WorkloadCertificateOptions): Promise<WorkloadCertificate> {
-  const spiffeId = spiffeIdFor(ca.trustDomain, options.service);
-  const ttlMs = checkTtl("ttlMs", options.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS);
+  const spiffeId = options.spiffeId ?? spiffeIdFor(ca.trustDomain, options.service);
   const dir = options.dir ?? path.dirname(ca.certFile);
   const stem = options.fileStem ?? options.service;
+  const { keyPem, csrPem } = await createCertificateRequest();
+  const signed = await signCertificateRequest(ca, {
+    csrPem,
+    spiffeId,
+    ttlMs: options.ttlMs,
+    notBefore: options.notBefore,
+    dnsNames: options.dnsNames ?? (options.spiffeId === undefined ? [options.service] : []),
+    ipAddresses: options.ipAddresses,
+  });
+  await mkdir(dir, { recursive: true });
+  const keyFile = path.join(dir, `${stem}.key`);
+  const certFile = path.join(dir, `${stem}.crt`);
+  await writeKeyAndCertificate({ keyFile, certFile }, keyPem, signed.certPem);
+  return { ...signed, keyFile, certFile, keyPem };
+}
+
+/** A new EC P-256 key and a PKCS#10 request for it (PEM both), for a CA to sign. */
+export async function createCertificateRequest(): Promise<{ keyPem: string; csrPem: string }> {
+  return withWorkDir(async (work) => {
+    const key = path.join(work, "workload.key");
+    const csr = path.join(work, "workload.csr");
+    await generateKey(key);
+    await openssl(["req", "-new", "-key", key, "-out", csr, "-subj", "/O=protomesh"]);
+    return { keyPem: await readFile(key, "utf8"), csrPem: await readFile(csr, "utf8") };
+  });
+}
+
+/**
+ * Signs the public key of a PKCS#10 request with `ca`: a certificate whose only URI SAN is
+ * `spiffeId`, with `dnsNames` and `ipAddresses` beside it, CN the SPIFFE ID's last segment. The
+ * request's subject and extensions are never copied: what a certificate names is the caller's to
+ * decide (the control plane's CertificateService passes the caller's own identity). A request that
+ * is not PEM, whose signature does not verify, or whose key is weaker than EC P-256 / RSA 2048 is
+ * refused with a TypeError saying why.
+ */
+export async function signCertificateRequest(ca: MeshCa, options: SignOptions): Promise<SignedCertificate> {
+  if (trustDomainOf(options.spiffeId) !== ca.trustDomain || !/^spiffe:\/\/[^/]+(\/[A-Za-z0-9._-]+)+$/.test(options.spiffeId)) {
+    throw new TypeError(`identity: spiffeId must be a SPIFFE ID of spiffe://${ca.trustDomain}, got ${JSON.stringify(options.spiffeId)}`);
+  }
+  const ttlMs = checkTtl("ttlMs", options.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS);
   const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
   const notAfter = new Date(notBefore.getTime() + Math.ceil(ttlMs / 1000) * 1000);
-  await mkdir(dir, { recursive: true });
-  const work = await mkdtemp(path.join(tmpdir(), "protomesh-issue-"));
-  try {
-    const key = path.join(work, "workload.key");
+  if (!/^-----BEGIN CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE REQUEST-----\s*$/.test(options.csrPem)) {
+    throw new TypeError("identity: csr must be one PEM CERTIFICATE REQUEST");
+  }
+  return withWorkDir(async (work) => {
     const csr = path.join(work, "workload.csr");
     const cert = path.join(work, "workload.crt");
     const config = path.join(work, "ca.cnf");
-    await generateKey(key);
-    await openssl(["req", "-new", "-key", key, "-out", csr, "-subj", `/O=protomesh/CN=${options.service}`]);
+    await writeFile(csr, options.csrPem);
+    const publicKeyPem = await opensslOut(["req", "-in", csr, "-noout", "-verify", "-pubkey"], "csr: its signature does not verify");
+    checkKeyStrength(publicKeyPem);
     await writeFile(path.join(work, "index.txt"), "");
-    await writeFile(config, caConfig(work, ca, spiffeId));
+    await writeFile(config, caConfig(work, ca, subjectAltName(options)));
+    const commonName = options.spiffeId.slice(options.spiffeId.lastIndexOf("/") + 1);
     await openssl([
-      "ca", "-batch", "-notext", "-rand_serial", "-preserveDN",
+      "ca", "-batch", "-notext", "-rand_serial",
       "-config", config,
       "-in", csr,
       "-out", cert,
+      "-subj", `/O=protomesh/CN=${commonName}`,
       "-startdate", asn1Time(notBefore),
       "-enddate", asn1Time(notAfter),
     ]);
-    const keyFile = path.join(dir, `${stem}.key`);
-    const certFile = path.join(dir, `${stem}.crt`);
-    const keyPem = await readFile(key, "utf8");
     const certPem = await readFile(cert, "utf8");
-    await replaceFile(keyFile, keyPem, 0o600);
-    await replaceFile(certFile, certPem, 0o644);
     const x509 = new X509Certificate(certPem);
-    return { spiffeId, keyFile, certFile, keyPem, certPem, serialNumber: x509.serialNumber, notAfter: new Date(x509.validTo) };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+    return { spiffeId: options.spiffeId, certPem, serialNumber: x509.serialNumber, notAfter: new Date(x509.validTo) };
+  });
+}
+
+/**
+ * Writes a key and its certificate over `files`, each by rename, key first (what renewal and
+ * issuance both do): a watcher sees the old pair, a new key beside the old certificate (which it
+ * holds back as no pair), or the new pair.
+ */
+export async function writeKeyAndCertificate(files: { keyFile: string; certFile: string }, keyPem: string, certPem: string): Promise<void> {
+  await replaceFile(files.keyFile, keyPem, 0o600);
+  await replaceFile(files.certFile, certPem, 0o644);
 }
 
 /**
@@ -192,7 +271,7 @@ function checkTtl(field: string, ttlMs: number): number {
 }
 
 /** The minimal `openssl ca` configuration: a throwaway database in `work`, the SVID's extensions. */
-function caConfig(work: string, ca: MeshCa, spiffeId: string): string {
+function caConfig(work: string, ca: MeshCa, subjectAltNames: string): string {
   return [
     "[ca]",
     "default_ca = mesh",
@@ -217,7 +296,7 @@ function caConfig(work: string, ca: MeshCa, spiffeId: string): string {
     "keyUsage = critical,digitalSignature,keyAgreement",
     "extendedKeyUsage = serverAuth,clientAuth",
     "authorityKeyIdentifier = keyid",
-    `subjectAltName = URI:${spiffeId}`,
+    `subjectAltName = ${subjectAltNames}`,
     "",
   ].join("\n");
 }
@@ -225,6 +304,43 @@ function caConfig(work: string, ca: MeshCa, spiffeId: string): string {
 /** An ASN.1 UTCTime (YYMMDDHHMMSSZ), what `openssl ca -startdate/-enddate` read; good until 2050. */
 function asn1Time(date: Date): string {
   return date.toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z";
+}
+
+/** The SAN extension's value: the SPIFFE ID first, then DNS names and IP addresses. */
+function subjectAltName(options: SignOptions): string {
+  for (const name of options.dnsNames ?? []) {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) throw new TypeError(`identity: dnsNames: not a DNS name: ${JSON.stringify(name)}`);
+  }
+  for (const address of options.ipAddresses ?? []) {
+    if (isIP(address) === 0) throw new TypeError(`identity: ipAddresses: not an IP address: ${JSON.stringify(address)}`);
+  }
+  return [
+    `URI:${options.spiffeId}`,
+    ...(options.dnsNames ?? []).map((name) => `DNS:${name}`),
+    ...(options.ipAddresses ?? []).map((address) => `IP:${address}`),
+  ].join(",");
+}
+
+/** Refuses a public key weaker than EC P-256 or RSA 2048 (what the mesh's own keys are). */
+function checkKeyStrength(publicKeyPem: string): void {
+  const key = createPublicKey(publicKeyPem);
+  const details = key.asymmetricKeyDetails ?? {};
+  const isStrong =
+    (key.asymmetricKeyType === "ec" && ["prime256v1", "secp384r1", "secp521r1"].includes(details.namedCurve ?? "")) ||
+    (key.asymmetricKeyType === "rsa" && (details.modulusLength ?? 0) >= 2048) ||
+    key.asymmetricKeyType === "ed25519";
+  if (!isStrong) {
+    throw new TypeError(`identity: csr: its ${key.asymmetricKeyType} key is too weak (EC P-256 or stronger, RSA 2048 or more, or Ed25519)`);
+  }
+}
+
+async function withWorkDir<T>(body: (work: string) => Promise<T>): Promise<T> {
+  const work = await mkdtemp(path.join(tmpdir(), "protomesh-issue-"));
+  try {
+    return await body(work);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 async function generateKey(file: string): Promise<void> {
@@ -244,5 +360,14 @@ async function openssl(args: string[]): Promise<void> {
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
     throw new Error(`identity: openssl ${args[0]} failed${stderr ? `: ${stderr}` : ""}`, { cause: error });
+  }
+}
+
+/** Runs openssl and resolves to what it printed; a failure is a TypeError saying `refusal` (bad input, not a fault). */
+async function opensslOut(args: string[], refusal: string): Promise<string> {
+  try {
+    return (await run(OPENSSL, args, { timeout: 30_000 })).stdout;
+  } catch (error) {
+    throw new TypeError(`identity: ${refusal}`, { cause: error });
   }
 }

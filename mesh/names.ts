@@ -12,3 +12,9 @@ export const ZONE_PATTERN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$/;
 export function isServiceName(name: string): boolean {
   return SERVICE_NAME_PATTERN.test(name);
 }
+
+/**
+ * The mesh service name of the control plane's identity: over mTLS its certificate names
+ * spiffe://<trust domain>/service/control-plane, which the kits' registry and xDS clients require.
+ */
+export const CONTROL_PLANE_SERVICE = "control-plane";

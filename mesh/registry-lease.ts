@@ -7,6 +7,9 @@ import { Backoff, CONNECTION_BACKOFF } from "./backoff";
 import { systemClock } from "./clock";
 import type { Cancel, Clock } from "./clock";
 import type { Logger } from "./logger";
+import { CONTROL_PLANE_SERVICE } from "./names";
+import { clientTls } from "./tls";
+import type { MeshTlsOptions } from "./tls";
 
 /** Deadline of one registry call: the control plane answers from memory. */
 export const REGISTRY_CALL_DEADLINE_MS = 2_000;
@@ -27,6 +30,11 @@ export interface LeaseOptions {
   clock?: Clock;
   /** Randomness of the retry backoff's jitter, in [0, 1) (default Math.random). */
   random?: () => number;
+  /**
+   * Call the control plane over mTLS with these files (the workload's own identity), requiring it
+   * to be spiffe://<trust domain>/service/control-plane.
+   */
+  tls?: MeshTlsOptions;
 }
 
 /**
@@ -64,9 +72,11 @@ export class RegistryLease {
     // The channel's own reconnect backoff is bounded the same way (grpc-js grows it to 120 s), so
     // that a replica reaches a restarted control plane within a keep-alive interval, before the
     // control plane's warm-up (one lease TTL) ends and it serves the registrations it has.
-    this.client = new RegistryServiceClient(controlPlane, credentials.createInsecure(), {
+    const tls = options.tls && clientTls(options.tls, CONTROL_PLANE_SERVICE, this.logger);
+    this.client = new RegistryServiceClient(controlPlane, tls?.credentials ?? credentials.createInsecure(), {
       "grpc.initial_reconnect_backoff_ms": Math.min(CONNECTION_BACKOFF.initialMs, Math.round(retryMaxMs)),
       "grpc.max_reconnect_backoff_ms": Math.round(retryMaxMs),
+      ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
     });
   }
 

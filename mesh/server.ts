@@ -26,6 +26,7 @@ import { metricsOf, metricsSink, scrapedGauge } from "./metrics";
 import type { MeshMetrics } from "./metrics";
 import { serverObserver } from "./observer-server";
 import { logSink } from "./sink-log";
+import { CertificateRenewer } from "./certificate-renewal";
 import { leaseForServer } from "./registry-lease";
 import {
   addLoadReportService,
@@ -92,7 +93,8 @@ export interface MeshServerOptions {
    * STRICT mTLS (tls.ts): the server presents `certFile`/`keyFile` and accepts only clients with a
    * certificate from `caFile`'s CA; the files are re-read every `refreshIntervalMs`, so replaced
    * certificates serve new handshakes without a restart. Plaintext unless given; not with
-   * `credentials`, nor yet with `controlPlane` (its prober and registry are plaintext, issue 13).
+   * `credentials`. With `controlPlane` too, the server registers over mTLS and renews its
+   * certificate through the control plane before it expires (`renewCertificate`).
    */
   tls?: MeshTlsOptions;
   /**
@@ -109,6 +111,11 @@ export interface MeshServerOptions {
    * `listen` registers the server and keeps its lease; `drain` deregisters it before anything else.
    */
   controlPlane?: string;
+  /**
+   * With `tls` and `controlPlane`: renew the certificate files through the control plane's
+   * CertificateService once half their validity has passed (certificate-renewal.ts). On unless false.
+   */
+  renewCertificate?: boolean;
   /** Mesh service name to register under (what clients dial); defaults to `name`. */
   meshService?: string;
   /** Zone (xDS locality) to register in; "" (the default locality) unless given. */
@@ -170,6 +177,7 @@ export class MeshServer {
   private boundPort: number | undefined;
   private drained: Promise<void> | undefined;
   private lease: RegistryLease | undefined;
+  private renewer: CertificateRenewer | undefined;
   /** The logger without a component, for the parts of this server that name their own. */
   private readonly rootLogger: Logger;
   /** This server's load, for its ORCA reports; undefined when they are off. */
@@ -189,9 +197,6 @@ export class MeshServer {
 
   constructor(options: MeshServerOptions) {
     if (options.tls && options.credentials) throw new TypeError(`${options.name}: tls and credentials cannot both be given`);
-    if (options.tls && options.controlPlane) {
-      throw new TypeError(`${options.name}: tls with controlPlane is not supported yet: the control plane probes and registers over plaintext (issue 13)`);
-    }
     this.options = options;
     this.name = options.name;
     this.rootLogger = (options.logger ?? defaultLogger()).child({ server: options.name });
@@ -298,8 +303,12 @@ export class MeshServer {
           adminPort: this.admin?.port,
         },
         this.rootLogger,
-        { ...this.options.lease, leaseTtlMs: this.options.leaseTtlMs },
+        { ...this.options.lease, leaseTtlMs: this.options.leaseTtlMs, tls: this.options.tls },
       );
+      if (this.options.tls && this.options.renewCertificate !== false) {
+        this.renewer = new CertificateRenewer(this.options.controlPlane, this.options.tls, this.rootLogger);
+        await this.renewer.start();
+      }
       await this.lease.start();
     }
     return this.boundPort;
@@ -341,6 +350,7 @@ export class MeshServer {
     const startedAt = Date.now();
     this.logger.info({ inflight: this.inflight.inflight, graceMs }, "draining");
     // Leave the mesh first, so that clients stop picking this server before it refuses calls.
+    this.renewer?.stop();
     await this.lease?.stop();
     this.health.setServing(false);
     const isGraceful = (this.options.drainMode ?? "connections") === "connections";

@@ -64,13 +64,15 @@ export function serverTls(options: MeshTlsOptions, logger: Logger): ServerTls {
 /**
  * Channel credentials presenting `options.certFile` and accepting a server whose certificate
  * chains to `options.caFile` and names the SPIFFE ID of `service` (or, without one, any SPIFFE ID
- * of the trust domain). The host name is not checked: mesh endpoints are addresses.
+ * of the trust domain). The host name is not checked: mesh endpoints are addresses. `shared` is a
+ * watcher of the same files to take the certificates from instead of a watcher of its own.
  */
-export function clientTls(options: MeshTlsOptions, service: string | undefined, logger: Logger): ClientTls {
+export function clientTls(options: MeshTlsOptions, service: string | undefined, logger: Logger, shared?: CertificateFileWatcher): ClientTls {
   const trustDomain = options.trustDomain ?? trustDomainOfCa(options.caFile);
   const target = options.serverService ?? service;
   const expected = { trustDomain, spiffeId: target === undefined ? undefined : spiffeIdFor(trustDomain, target) };
-  const files = new CertificateFileWatcher(options, logger.child({ component: "tls" }));
+  // One watcher may serve many credentials (the prober's, one per service): it reads the files once.
+  const files = shared ?? new CertificateFileWatcher(options, logger.child({ component: "tls" }));
   const credentials = experimental.createCertificateProviderChannelCredentials(files, files, {
     checkServerIdentity: (_host, certificate) => checkSpiffeId(expected, certificate),
   });

@@ -1,5 +1,8 @@
+import { readFileSync } from "node:fs";
+import { chmod, rm } from "node:fs/promises";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Registry as PromRegistry } from "prom-client";
+import { CertificateServiceService } from "../../generated/ts/protomesh/certificate/v1/certificate";
 import { FaultServiceService } from "../../generated/ts/protomesh/fault/v1/fault";
 import { RegistryServiceService } from "../../generated/ts/protomesh/registry/v1/registry";
 import { systemClock } from "../clock";
@@ -12,6 +15,10 @@ import { register } from "../register";
 import { createServer } from "../server";
 import type { MeshServer } from "../server";
 import type { ServerLimits } from "../server-limits";
+import { trustDomainOfCaFile } from "../tls";
+import type { MeshTlsOptions } from "../tls";
+import { OPEN_ACCESS, meshAccess } from "./access";
+import { certificateService } from "./certificate-service";
 import { EMPTY_MESH_CONFIG, loadMeshConfig, policyFor } from "./config";
 import type { MeshConfig } from "./config";
 import { faultService } from "./fault-service";
@@ -82,6 +89,27 @@ export interface ControlPlaneOptions {
    * `/events`, `/api/mesh`); none unless set.
    */
   adminAddress?: string;
+  /**
+   * STRICT mTLS on its port (issue 13): every caller must present a certificate from the mesh CA,
+   * the prober probes endpoints over mTLS (each must prove the SPIFFE ID of the service it
+   * registered as), a workload registers only itself and only an admin identity injects faults
+   * (access.ts). Its own certificate should be spiffe://<trust domain>/service/control-plane, with
+   * the host clients dial as a DNS or IP SAN (xDS clients in Go and Python verify it, gRFC A65).
+   */
+  tls?: MeshTlsOptions;
+  /**
+   * The mesh CA's private key (the CA certificate is `tls.caFile`): with it the control plane serves
+   * protomesh.certificate.v1.CertificateService, workloads' renewals. Needs `tls`.
+   */
+  caKeyFile?: string;
+  /** Longest (and default) lifetime of a certificate CertificateService signs (ms); an hour unless given. */
+  workloadTtlMs?: number;
+  /**
+   * A unix socket path to serve ADS on alone, plaintext, with mode 0600 (only this user's
+   * processes may connect). For grpc-js-xds, which speaks to an xDS server in plaintext only (it
+   * has no gRFC A65 channel credentials); Go and Python xDS clients use the mTLS port.
+   */
+  xdsSocket?: string;
 }
 
 /**
@@ -96,6 +124,8 @@ export class ControlPlane {
   readonly registry: Registry;
   readonly xds: XdsServer;
   readonly server: MeshServer;
+  /** The plaintext ADS-only server on `xdsSocket`; undefined without one. */
+  readonly xdsSocketServer: MeshServer | undefined;
   /** The faults injected through protomesh.fault.v1.FaultService, in force until they expire. */
   readonly faults: FaultStore;
   private readonly prober: HealthProber;
@@ -136,8 +166,16 @@ export class ControlPlane {
         { typeUrl: ROUTE_CONFIGURATION_TYPE_URL, name: service },
       ]),
     );
-    this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random });
-    this.registryHandlers = registryService(this.registry);
+    if (options.caKeyFile !== undefined && options.tls === undefined) {
+      throw new TypeError("control plane: caKeyFile needs tls: certificates are issued to callers who prove their identity");
+    }
+    const trustDomain = options.tls && (options.tls.trustDomain ?? trustDomainOfCaFile(options.tls.caFile));
+    if (options.tls && trustDomain === undefined) {
+      throw new TypeError(`control plane: tls.caFile (${options.tls.caFile}) names no spiffe:// trust domain; give tls.trustDomain`);
+    }
+    const access = trustDomain === undefined ? OPEN_ACCESS : meshAccess(trustDomain);
+    this.prober = new HealthProber(this.registry, rootLogger, { clock: this.clock, random: options.random, tls: options.tls });
+    this.registryHandlers = registryService(this.registry, access);
     const xdsProtos = loadXdsProtos();
     if (options.adminAddress !== undefined) {
       this.dashboard = new Dashboard({
@@ -161,11 +199,29 @@ export class ControlPlane {
       metrics: options.metrics,
       adminAddress: options.adminAddress,
       adminRoutes: this.dashboard?.routes,
+      tls: options.tls,
     });
     if (this.server.metrics) this.stopMetrics = addControlPlaneMetrics(this.server.metrics, this.registry, this.xds);
     this.server.addService(RegistryServiceService, this.registryHandlers.implementation);
-    this.server.addService(FaultServiceService, faultService(this.faults));
+    this.server.addService(FaultServiceService, faultService(this.faults, access));
     this.server.addService(this.xds.definition, this.xds.implementation as unknown as UntypedServiceImplementation);
+    if (options.caKeyFile !== undefined && options.tls !== undefined) {
+      const ca = { trustDomain: trustDomain!, certFile: options.tls.caFile, keyFile: options.caKeyFile, certPem: readFileSync(options.tls.caFile, "utf8") };
+      this.server.addService(CertificateServiceService, certificateService({ ca, access, workloadTtlMs: options.workloadTtlMs }));
+    }
+    this.xdsSocketServer =
+      options.xdsSocket === undefined
+        ? undefined
+        : createServer({
+            name: `${CONTROL_PLANE_NAME}-xds`,
+            logger: rootLogger,
+            limits: options.limits,
+            drainMode: "calls",
+            loadShedding: false,
+            descriptorSetPath: options.descriptorSetPath,
+            extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
+          });
+    this.xdsSocketServer?.addService(this.xds.definition, this.xds.implementation as unknown as UntypedServiceImplementation);
     // Once a stop begins: clients keep what they have and reconnect (to the next control plane).
     this.server.onDraining(() => {
       this.xds.endStreams();
@@ -181,6 +237,13 @@ export class ControlPlane {
   /** Binds `address` (port 0 picks a free one), reports SERVING, and resolves to the port. */
   async listen(address = `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`): Promise<number> {
     const port = await this.server.listen(address);
+    if (this.xdsSocketServer && this.options.xdsSocket !== undefined) {
+      const socket = this.options.xdsSocket;
+      // A socket file left by a control plane that was killed would refuse the bind.
+      await rm(socket, { force: true });
+      await this.xdsSocketServer.listen(`unix:${socket}`);
+      await chmod(socket, 0o600);
+    }
     const warmupMs = this.warmupMs;
     this.warmup?.close();
     const listenedAt = this.clock.now();
@@ -193,7 +256,10 @@ export class ControlPlane {
       this.logger.info({ afterMs: this.clock.now() - listenedAt }, "warm-up over");
       this.xds.update();
     });
-    this.logger.info({ address, port, warmupMs, services: this.config.services.size }, "control plane listening");
+    this.logger.info(
+      { address, port, warmupMs, services: this.config.services.size, tls: this.options.tls !== undefined, xdsSocket: this.options.xdsSocket },
+      "control plane listening",
+    );
     return port;
   }
 
@@ -244,7 +310,7 @@ export class ControlPlane {
       this.warmup?.close();
       this.stopMetrics?.();
       this.dashboard?.close();
-      await this.server.drain(STOP_GRACE_MS);
+      await Promise.all([this.server.drain(STOP_GRACE_MS), this.xdsSocketServer?.drain(STOP_GRACE_MS)]);
       this.prober.close();
       this.registry.close();
       this.faults.close();

@@ -1,5 +1,5 @@
 import { Metadata, credentials, status } from "@grpc/grpc-js";
-import type { ChannelOptions, ClientReadableStream, ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
+import type { ChannelCredentials, ChannelOptions, ClientReadableStream, ClientUnaryCall, ServiceError } from "@grpc/grpc-js";
 import {
   HealthCheckResponse_ServingStatus,
   HealthClient,
@@ -11,6 +11,9 @@ import type { BackoffOptions } from "../backoff";
 import { systemClock } from "../clock";
 import type { Cancel, Clock } from "../clock";
 import type { Logger } from "../logger";
+import { clientTls } from "../tls";
+import type { MeshTlsOptions } from "../tls";
+import { CertificateFileWatcher } from "../tls-certificate-files";
 import type { Registry, RegistryEntry } from "./registry";
 
 /**
@@ -46,6 +49,17 @@ export interface ProberOptions {
   clock?: Clock;
   /** Randomness of the retry backoff's jitter, in [0, 1) (default Math.random). */
   random?: () => number;
+  /**
+   * Probe over mTLS with these files (the control plane's own identity): each endpoint must prove
+   * the SPIFFE ID of the service it registered as, or it is UNHEALTHY and never in rotation.
+   */
+  tls?: MeshTlsOptions;
+}
+
+/** A probe channel's credentials and options, for the endpoints of one service. */
+interface ProbeChannel {
+  credentials: ChannelCredentials;
+  options: ChannelOptions;
 }
 
 /**
@@ -62,6 +76,9 @@ export class HealthProber {
   private readonly probes = new Map<string, Map<string, EndpointProbe>>();
   private readonly logger: Logger;
   private readonly unsubscribe: () => void;
+  /** Over mTLS: one watcher of the certificate files for every probe, credentials per service. */
+  private readonly tlsFiles: CertificateFileWatcher | undefined;
+  private readonly channels = new Map<string, ProbeChannel>();
 
   constructor(
     private readonly registry: Registry,
@@ -69,6 +86,7 @@ export class HealthProber {
     private readonly options: ProberOptions = {},
   ) {
     this.logger = logger.child({ component: "controlplane.prober" });
+    this.tlsFiles = options.tls && new CertificateFileWatcher(options.tls, this.logger);
     this.unsubscribe = registry.onChange((service) => (service === undefined ? this.reconcileAll() : this.reconcile(service)));
     this.reconcileAll();
   }
@@ -107,11 +125,29 @@ export class HealthProber {
     for (const [key, entry] of wanted) {
       if (probes.has(key)) continue;
       const report = (health: HealthState, detail: string) => this.registry.setHealth(service, entry.id, health, detail);
-      const probe = new EndpointProbe(service, entry, this.logger, report, this.options);
+      const probe = new EndpointProbe(service, entry, this.logger, report, this.options, this.channelOf(service));
       probes.set(key, probe);
       probe.start();
     }
-    if (probes.size === 0) this.probes.delete(service);
+    if (probes.size === 0) {
+      this.probes.delete(service);
+      this.channels.delete(service);
+    }
+  }
+
+  /** How the probes of `service` connect: plaintext, or mTLS requiring the service's SPIFFE ID. */
+  private channelOf(service: string): ProbeChannel {
+    let channel = this.channels.get(service);
+    if (channel === undefined) {
+      if (this.options.tls === undefined) {
+        channel = { credentials: credentials.createInsecure(), options: PROBE_CHANNEL_OPTIONS };
+      } else {
+        const tls = clientTls(this.options.tls, service, this.logger, this.tlsFiles);
+        channel = { credentials: tls.credentials, options: { ...PROBE_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": tls.serverName } };
+      }
+      this.channels.set(service, channel);
+    }
+    return channel;
   }
 }
 
@@ -135,12 +171,13 @@ class EndpointProbe {
     private readonly logger: Logger,
     private readonly report: (health: HealthState, detail: string) => void,
     options: ProberOptions,
+    channel: ProbeChannel,
   ) {
     this.healthServiceName = entry.endpoint.healthServiceName;
     this.clock = options.clock ?? systemClock;
     this.backoff = new Backoff(PROBE_BACKOFF, options.random);
     // A channel of its own, so that a probe never shares a connection (or its failures) with traffic.
-    this.client = new HealthClient(entry.id, credentials.createInsecure(), PROBE_CHANNEL_OPTIONS);
+    this.client = new HealthClient(entry.id, channel.credentials, channel.options);
   }
 
   start(): void {

@@ -122,6 +122,11 @@ export class Registry {
     return lease.ttlMs;
   }
 
+  /** The service a lease holds an endpoint of; NOT_FOUND when it is unknown or expired. */
+  serviceOfLease(leaseId: string): string {
+    return this.lease(leaseId).service;
+  }
+
   /** Removes the endpoint of a lease at once; NOT_FOUND when the lease is unknown. */
   deregister(leaseId: string): void {
     const lease = this.lease(leaseId);

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { X509Certificate, createPrivateKey } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { credentials, status } from "@grpc/grpc-js";
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
@@ -14,7 +17,7 @@ import type {
 import { createClient } from "../../mesh/client";
 import type { MeshClientOptions } from "../../mesh/client";
 import { serverStream, unary } from "../../mesh/handler";
-import { createMeshCa, issueWorkloadCertificate, spiffeIdOf } from "../../mesh/identity";
+import { OPENSSL, createCertificateRequest, createMeshCa, issueWorkloadCertificate, signCertificateRequest, spiffeIdOf } from "../../mesh/identity";
 import type { MeshCa, WorkloadCertificate } from "../../mesh/identity";
 import { createServer } from "../../mesh/server";
 import { peerIdentity } from "../../mesh/tls";
@@ -24,6 +27,8 @@ import { callUnary } from "../support/calls";
 import { captureLog } from "../support/log-capture";
 import { normalSerial, serverCertificateSerial } from "../support/tls-probe";
 import { waitFor } from "../support/wait";
+
+const run = promisify(execFile);
 
 const TRUST_DOMAIN = "protomesh.test";
 /** What "fails fast" means here: the handshake's failure, not a deadline (calls get 10 s). */
@@ -101,14 +106,37 @@ describe("mTLS", function () {
     assert.ok(outcome.elapsedMs < FAST_MS, `failed after ${outcome.elapsedMs} ms, not fast`);
   }
 
-  it("issues a workload certificate whose only SAN is its SPIFFE ID, and refuses bad names naming the field", async () => {
+  it("issues a workload certificate whose SANs are its SPIFFE ID and its DNS name, and refuses bad names naming the field", async () => {
     assert.equal(spiffeIdOf(catalogCert.certPem), "spiffe://protomesh.test/service/catalog");
+    assert.equal(new X509Certificate(catalogCert.certPem).subjectAltName, "URI:spiffe://protomesh.test/service/catalog, DNS:catalog");
     assert.equal(catalogCert.spiffeId, "spiffe://protomesh.test/service/catalog");
     const lifetimeMs = catalogCert.notAfter.getTime() - Date.now();
     assert.ok(lifetimeMs > 59 * 60_000 && lifetimeMs <= 60 * 60_000, `an hour by default, got ${lifetimeMs} ms`);
     await assert.rejects(issueWorkloadCertificate(ca, { service: "Catalog_1" }), /service must be a mesh service name/);
     await assert.rejects(createMeshCa({ dir: path.join(dir, "bad"), trustDomain: "Bad Domain" }), /trustDomain must be/);
     await assert.rejects(issueWorkloadCertificate(ca, { service: "catalog", ttlMs: 0 }), /ttlMs must be a positive number/);
+  });
+
+  it("signs a CSR for the SPIFFE ID it is told, never what the request asks, and refuses a CSR that is not one or whose key is weak", async () => {
+    const { keyPem, csrPem } = await createCertificateRequest();
+    const signed = await signCertificateRequest(ca, { csrPem, spiffeId: "spiffe://protomesh.test/admin/ops", ttlMs: 5_000, ipAddresses: ["127.0.0.1"] });
+    const x509 = new X509Certificate(signed.certPem);
+    assert.equal(x509.subjectAltName, "URI:spiffe://protomesh.test/admin/ops, IP Address:127.0.0.1");
+    assert.match(x509.subject, /CN=ops/);
+    assert.ok(x509.checkPrivateKey(createPrivateKey(keyPem)), "the certificate is for the CSR's key");
+    assert.ok(x509.verify(new X509Certificate(ca.certPem).publicKey), "signed by the mesh CA");
+    assert.ok(signed.notAfter.getTime() - Date.now() <= 5_000);
+    await assert.rejects(signCertificateRequest(ca, { csrPem, spiffeId: "spiffe://other.test/service/x" }), /spiffeId must be a SPIFFE ID of spiffe:\/\/protomesh.test/);
+    await assert.rejects(signCertificateRequest(ca, { csrPem: "not a csr", spiffeId: "spiffe://protomesh.test/service/x" }), /csr must be one PEM CERTIFICATE REQUEST/);
+    const tampered = csrPem.replace(/^(-----BEGIN CERTIFICATE REQUEST-----\n)(.{40})(.)/, (_all, head: string, body: string, ch: string) => head + body + (ch === "A" ? "B" : "A"));
+    await assert.rejects(signCertificateRequest(ca, { csrPem: tampered, spiffeId: "spiffe://protomesh.test/service/x" }), /csr/);
+    const weak = path.join(dir, "weak");
+    await run(OPENSSL, ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", `${weak}.key`]);
+    await run(OPENSSL, ["req", "-new", "-key", `${weak}.key`, "-out", `${weak}.csr`, "-subj", "/CN=weak"]);
+    await assert.rejects(
+      signCertificateRequest(ca, { csrPem: await readFile(`${weak}.csr`, "utf8"), spiffeId: "spiffe://protomesh.test/service/x" }),
+      /its rsa key is too weak/,
+    );
   });
 
   it("serves a client with a certificate from the mesh CA, and the handler sees the client's SPIFFE ID", async () => {

@@ -10,7 +10,6 @@ go-grpc-prometheus' grpc_client_* metrics when ``metrics`` is set, a trace span 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from .logger import Logger
 from .metrics import MetricsSink, metrics_of
+from .names import is_service_name
 from .observer import CallSink
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
 from .sink_log import LogSink
@@ -27,15 +27,6 @@ from .tls import channel_options as tls_options
 from .tls_certificate_files import TlsFiles
 from .tracing import ProcessTracing
 from .xds_bootstrap import install_bootstrap
-
-#: A mesh service name, the name clients dial as xds:///<name>: a DNS label (mesh/names.ts).
-SERVICE_NAME_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def is_service_name(name: str) -> bool:
-    """True when ``name`` is a mesh service name ("catalog")."""
-    return SERVICE_NAME_PATTERN.fullmatch(name) is not None
-
 
 def mesh_target(target: str, control_plane: str | None = None, fallback_target: str | None = None) -> str:
     """What ``target`` dials: a bare name is ``xds:///<name>`` with a control plane, ``fallback_target``

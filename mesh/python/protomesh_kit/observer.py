@@ -18,11 +18,16 @@ CallType = Literal["unary", "client_stream", "server_stream", "bidi_stream"]
 #: "server": a call this process serves; "client": one it makes.
 Side = Literal["server", "client"]
 
-#: Services every kit server hosts for the mesh's own use (health, reflection), as mesh/method-path.ts
+#: Services of the mesh's own use (health, reflection, ORCA load reports), as mesh/method-path.ts
 #: MESH_SERVICES: the control plane probes every endpoint every second, so their calls log at debug
-#: (sink_log.py) and get no trace span (tracing.py).
+#: (sink_log.py), get no trace span (tracing.py) and are never authorized (authorization.py).
 MESH_SERVICES = frozenset(
-    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+        "xds.service.orca.v3.OpenRcaService",
+    }
 )
 
 

@@ -34,8 +34,8 @@ from .tracing import as_current, end_span, start_server_span
 #: so that their callers reconnect elsewhere instead of holding the server for its grace period.
 LONG_LIVED_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
 
-#: grpcio's handler kinds: the attribute naming each, its handler factory and its grpc_type.
-_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler], CallType], ...] = (
+#: grpcio's handler kinds: the attribute naming each, its handler factory and its grpc_type (interceptors rebuild handlers with them).
+HANDLER_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler], CallType], ...] = (
     ("unary_unary", grpc.unary_unary_rpc_method_handler, "unary"),
     ("stream_unary", grpc.stream_unary_rpc_method_handler, "client_stream"),
     ("unary_stream", grpc.unary_stream_rpc_method_handler, "server_stream"),
@@ -170,7 +170,7 @@ class ServerObserver(grpc.aio.ServerInterceptor):
             return None  # grpcio answers UNIMPLEMENTED
         path = handler_call_details.method
         path = path.decode() if isinstance(path, bytes) else path
-        for kind, make, call_type in _KINDS:
+        for kind, make, call_type in HANDLER_KINDS:
             behaviour = getattr(handler, kind)
             if behaviour is not None:
                 service, method = split_method(path)

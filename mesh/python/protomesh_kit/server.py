@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,16 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from .admin import AdminServer, start_admin_server
 from .admin_services import ADMIN_SERVICE_FILES, REFLECTED_ADMIN_SERVICES, add_admin_services
+from .authorization import AuthorizationPolicy, Authorizer, parse_authorization_policy
 from .health import HEALTH_SERVICE_NAME, HealthReporter
+from .interceptor_authorization import AuthorizationInterceptor
 from .logger import Logger
 from .metrics import MeshMetrics, MetricsSink, metrics_of
 from .observer import CallSink
 from .observer_server import ServerObserver
 from .registry_lease import RegistryLease, endpoint_for_server
 from .sink_log import LogSink
+from .spiffe_id import trust_domain_of_ca_file
 from .tls import server_credentials
 from .tls_certificate_files import TlsFiles
 from .tracing import ProcessTracing
@@ -122,6 +125,11 @@ class MeshServer:
     certificate from ``ca_file``'s CA; the files are looked at every ``refresh_interval_s`` and new
     handshakes use replaced ones (open connections keep theirs). Plaintext unless given; not with
     ``control_plane`` yet (its prober and registry are plaintext).
+    ``authorization``: per-method authorization of callers by their SPIFFE ID (authorization.py), an
+    AuthorizationPolicy or the raw ``authorization`` block (validated here, the error naming
+    ``authorization.<field>``), enforced before the handler and ``interceptors``: deny wins, default
+    deny PERMISSION_DENIED, UNAUTHENTICATED without a caller identity, health and reflection exempt.
+    Needs ``tls``; a caller named by service name matches in ``tls.trust_domain``, else the CA's.
     """
 
     def __init__(
@@ -144,6 +152,7 @@ class MeshServer:
         sinks: Sequence[CallSink] = (),
         tracing: ProcessTracing | None = None,
         tls: TlsFiles | None = None,
+        authorization: AuthorizationPolicy | Mapping[str, Any] | None = None,
     ) -> None:
         if tls is not None and control_plane:
             raise ValueError(
@@ -170,7 +179,10 @@ class MeshServer:
         metric_sinks = [MetricsSink(self.metrics)] if self.metrics is not None else []
         tracer = tracing.tracer if tracing is not None else None
         self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks], tracer)
-        self._server = grpc.aio.server(interceptors=[self._observer, *interceptors], options=list(options))
+        #: This server's authorization, compiled per method; None without a policy.
+        self.authorizer = _authorizer_of(name, authorization, tls)
+        authorizing = [AuthorizationInterceptor(self.authorizer)] if self.authorizer is not None else []
+        self._server = grpc.aio.server(interceptors=[self._observer, *authorizing, *interceptors], options=list(options))
         self.health.add_to_server(self._server)
         is_admin = admin_address is not None if admin_services is None else admin_services
         #: The full names of the admin services this server hosts (channelz); empty when they are off.
@@ -280,6 +292,25 @@ class MeshServer:
             await self._admin.close()
         self.logger.info("stopped", durationMs=round((time.monotonic() - started) * 1000))
         self._stopped.set()
+
+
+def _authorizer_of(name: str, authorization: AuthorizationPolicy | Mapping[str, Any] | None, tls: TlsFiles | None) -> Authorizer | None:
+    """The authorizer of the ``authorization`` option, in the ``tls`` trust domain; refused without ``tls``."""
+    if authorization is None:
+        return None
+    if tls is None:
+        raise ValueError(f"{name}: authorization needs tls: without mTLS no caller has an identity to authorize")
+    policy = authorization if isinstance(authorization, AuthorizationPolicy) else parse_authorization_policy(authorization, "authorization")
+    trust_domain = tls.trust_domain
+    if trust_domain is None:
+        try:
+            trust_domain = trust_domain_of_ca_file(tls.ca_file)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"authorization: tls.ca_file ({tls.ca_file}) must be a readable CA certificate, to learn the trust domain (or give tls.trust_domain)"
+            ) from error
+    # A CA that names no trust domain: a caller given as a service name matches in any the CA signs for.
+    return Authorizer(policy, trust_domain)
 
 
 def create_server(name: str, **options: Any) -> MeshServer:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .authorization import AuthorizationPolicy, load_authorization_policy
 from .logger import DEFAULT_LOG_LEVEL, LEVEL_NAMES
 from .tls_certificate_files import TlsFiles
 
@@ -21,6 +22,8 @@ ZONE_ENV = "PROTOMESH_ZONE"
 ADVERTISE_HOST_ENV = "PROTOMESH_ADVERTISE_HOST"
 LOG_LEVEL_ENV = "PROTOMESH_LOG_LEVEL"
 ADMIN_ADDRESS_ENV = "PROTOMESH_ADMIN_ADDRESS"
+#: The mesh config file (YAML); with mTLS, a service reads its own authorization from it.
+MESH_CONFIG_ENV = "PROTOMESH_MESH_CONFIG"
 HOST_ENV = "HOST"
 PORT_ENV = "PORT"
 #: The mesh CA bundle, this workload's certificate and its key (PEM files); all three or none.
@@ -65,11 +68,25 @@ class Settings:
     port: int | None = None
     #: mTLS for the program's server and clients (tls.py); None: plaintext.
     tls: TlsFiles | None = None
+    #: The mesh config file; with ``tls``, a service's ``services.<name>.authorization`` is its
+    #: server's policy (:meth:`authorization_of`).
+    mesh_config_path: str | None = None
 
     def listen_address(self, default_port: int) -> str:
         """The address to bind: host and port (else ``default_port``); an IPv6 host in brackets."""
         port = self.port if self.port is not None else default_port
         return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+
+    def authorization_of(self, service: str) -> AuthorizationPolicy | None:
+        """``service``'s authorization policy from the mesh config file, when mTLS is on (without it no
+        caller has an identity); None without a file, without TLS, or when the file gives none.
+
+        Raises MeshError INVALID_ARGUMENT naming the field of a block that is not valid, OSError
+        for a file that cannot be read.
+        """
+        if self.tls is None or self.mesh_config_path is None:
+            return None
+        return load_authorization_policy(self.mesh_config_path, service)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=value(HOST_ENV) or DEFAULT_HOST,
         port=int(port_text) if port_text is not None else None,
         tls=tls,
+        mesh_config_path=value(MESH_CONFIG_ENV),
     )
 
 

@@ -32,7 +32,8 @@ class TlsFiles:
 
     ``refresh_interval_s``: how often a server looks at the files for new handshakes.
     ``trust_domain``: the mesh's SPIFFE trust domain, as the TypeScript kit's ``tls.trustDomain``;
-    the Python kit reads no field of it yet (its client checks a service name, see tls.py).
+    unset, the one the CA certificate's spiffe:// SAN names. A server's authorization matches
+    callers given by service name in it (authorization.py).
     """
 
     ca_file: str

@@ -72,6 +72,24 @@ def issue_workload_certificate(
     return WorkloadCertificate(spiffe_id, cert_file, key_file)
 
 
+def issue_certificate_without_spiffe_id(ca: MeshCa, name: str, directory: Path) -> WorkloadCertificate:
+    """A key and a certificate from ``ca`` whose only SAN is ``DNS:<name>``: it passes a STRICT
+    handshake and its caller has no identity (``spiffe_id`` is ""). The mesh CA never issues one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, csr, cert, extensions = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
+    extensions.write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        f"extendedKeyUsage=clientAuth,serverAuth\nsubjectAltName=DNS:{name}\n"
+    )
+    _generate_key(key)
+    _openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert_file), "-CAkey", str(ca.key_file), "-set_serial", "4242",
+        "-days", "1", "-sha256", "-extfile", str(extensions), "-out", str(cert),
+    )
+    return WorkloadCertificate("", cert, key)
+
+
 def replace_file(path: Path, content: bytes) -> None:
     """Writes ``content`` beside ``path`` and renames it over ``path``: readers see the old file or the new one."""
     following = path.with_name(f"{path.name}.{os.getpid()}.next")
