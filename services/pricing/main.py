@@ -2,7 +2,7 @@
 
 Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOMESH_ADVERTISE_HOST,
 PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, PROTOMESH_TLS_CA_FILE, PROTOMESH_TLS_CERT_FILE,
-PROTOMESH_TLS_KEY_FILE, HOST, PORT; default port 50054) and CATALOG_TARGET, a
+PROTOMESH_TLS_KEY_FILE, PROTOMESH_MESH_CONFIG, HOST, PORT; default port 50054) and CATALOG_TARGET, a
 target that replaces the catalog's mesh name outright. The catalog is dialled as "catalog" through
 the mesh (xds:///catalog) with a control plane, else at 127.0.0.1:50051. With an admin address,
 GET /metrics there has the server's calls and those it makes to the catalog. Traces: the standard
@@ -10,7 +10,8 @@ OpenTelemetry variables (protomesh_kit.tracing_from_environment): with OTEL_EXPO
 (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
 catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain. With the
 PROTOMESH_TLS_* files, its port is STRICT mTLS and it dials the catalog over mTLS (not with a
-control plane yet).
+control plane yet); with them and PROTOMESH_MESH_CONFIG, the file's services.pricing.authorization
+(if any) decides which callers may call which methods (protomesh_kit.authorization).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import grpc
 from protomesh_kit import (
     Logger,
+    MeshError,
     SettingsError,
     create_server,
     dial,
@@ -43,8 +45,9 @@ async def main() -> int:
     try:
         settings = load_settings()
         tracing = tracing_from_environment(os.environ, "pricing")
-    except SettingsError as error:
-        Logger(name="pricing").fatal("pricing failed to start", err={"type": "SettingsError", "message": str(error)})
+        authorization = settings.authorization_of("pricing")
+    except (SettingsError, MeshError, OSError) as error:
+        Logger(name="pricing").fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
         return 1
     logger = Logger(name="pricing", level=settings.log_level)
     catalog = dial(
@@ -67,6 +70,7 @@ async def main() -> int:
         admin_address=settings.admin_address,
         tracing=tracing,
         tls=settings.tls,
+        authorization=authorization,
     )
     # Connect to the catalog now, in the background: a channel's first xDS resolution and
     # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.

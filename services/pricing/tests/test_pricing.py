@@ -12,6 +12,7 @@ import grpc
 import protomesh_kit as kit
 import pytest
 from protomesh_testing import PYTHON, ControlPlane, OtlpReceiver, Process, free_port, sample, scrape, start_catalog
+from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate
 from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -236,3 +237,79 @@ async def test_main_refuses_an_admin_address_that_is_not_host_port() -> None:
     finally:
         await pricing.stop()
     assert line["err"]["message"].startswith("PROTOMESH_ADMIN_ADDRESS: must be host:port")
+
+
+PRICING_POLICY = """services:
+  pricing:
+    authorization:
+      rules:
+        - { action: allow, callers: [orders], methods: [QuoteBasket] }
+"""
+
+
+async def test_main_with_tls_and_a_mesh_config_authorizes_its_callers_by_the_files_policy(tmp_path: Path) -> None:
+    ca = create_mesh_ca(tmp_path / "ca", "protomesh.test")
+    certs = {service: issue_workload_certificate(ca, service, tmp_path / service) for service in ("pricing", "orders", "billing")}
+    config = tmp_path / "mesh.yaml"
+    config.write_text(PRICING_POLICY)
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PROTOMESH_CONTROL_PLANE": "",
+        "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
+        "PROTOMESH_TLS_CERT_FILE": str(certs["pricing"].cert_file),
+        "PROTOMESH_TLS_KEY_FILE": str(certs["pricing"].key_file),
+        "PROTOMESH_MESH_CONFIG": str(config),
+        # Nothing listens there: a call the policy lets through reaches the handler and fails on the catalog.
+        "CATALOG_TARGET": f"127.0.0.1:{free_port()}",
+    }
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    channels = [
+        kit.dial("pricing", fallback_target=f"127.0.0.1:{port}", logger=kit.Logger(stream=io.StringIO()), tls=tls_files(ca, certs[caller]))
+        for caller in ("orders", "billing")
+    ]
+    try:
+        await pricing.wait_line(lambda line: line.get("msg") == "listening")
+        orders, billing = (pricing_pb2_grpc.PricingServiceStub(channel) for channel in channels)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await billing.QuoteBasket(basket((ESPRESSO, 1)), timeout=3)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == "spiffe://protomesh.test/service/billing may not call /shop.pricing.v1.PricingService/QuoteBasket (no rule allows it)"
+        with pytest.raises(grpc.aio.AioRpcError) as allowed:
+            await orders.QuoteBasket(basket((ESPRESSO, 1)), timeout=3)
+        assert allowed.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), allowed.value.details()
+    finally:
+        for channel in channels:
+            await channel.close()
+        exit_code = await pricing.stop()
+    assert exit_code == 0
+    # The server's line of each call: the refusal is the caller's doing ("call"), the catalog's absence is not ("call failed").
+    served = {line["code"]: line["msg"] for line in pricing.lines if line.get("component") == "server" and line.get("method") == "QuoteBasket"}
+    assert served == {"PERMISSION_DENIED": "call", allowed.value.code().name: "call failed"}
+
+
+async def test_main_refuses_a_bad_authorization_block_naming_the_field(tmp_path: Path) -> None:
+    ca = create_mesh_ca(tmp_path / "ca", "protomesh.test")
+    workload = issue_workload_certificate(ca, "pricing", tmp_path / "pricing")
+    config = tmp_path / "mesh.yaml"
+    config.write_text(PRICING_POLICY.replace("action: allow", "action: permit"))
+    env = {
+        "PORT": str(free_port()),
+        "PROTOMESH_CONTROL_PLANE": "",
+        "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
+        "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file),
+        "PROTOMESH_TLS_KEY_FILE": str(workload.key_file),
+        "PROTOMESH_MESH_CONFIG": str(config),
+    }
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    try:
+        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
+        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
+    finally:
+        await pricing.stop()
+    assert "services.pricing.authorization.rules[0].action: must be allow or deny" in line["err"]["message"]
+
+
+def tls_files(ca: MeshCa, workload: WorkloadCertificate) -> kit.TlsFiles:
+    return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file))

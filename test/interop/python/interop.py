@@ -123,6 +123,12 @@ async def serve() -> int:
     settings = load_settings()
     name = os.environ.get(INTEROP_SERVICE_ENV) or f"interop-{LANGUAGE}"
     logger = Logger(name=name, level=settings.log_level)
+    try:
+        # With mTLS, services.<name>.authorization of PROTOMESH_MESH_CONFIG, when the file has one.
+        authorization = settings.authorization_of(name)
+    except (MeshError, OSError) as error:
+        print(f"interop.py: {settings.mesh_config_path}: {error}", file=sys.stderr)
+        return 1
     server = create_server(
         name,
         logger=logger,
@@ -130,6 +136,7 @@ async def serve() -> int:
         zone=settings.zone,
         advertise_host=settings.advertise_host,
         tls=settings.tls,
+        authorization=authorization,
     )
     service = InteropService("", settings.control_plane, settings.zone, logger)
     server.add_service(interop_pb2_grpc.add_InteropServiceServicer_to_server, service)
