@@ -5,7 +5,7 @@
 export { MeshError, invalidArgument, isServerFailure, isServiceError, INTERNAL_DETAILS } from "./errors";
 export { createLogger, exitAfterFlush, DEFAULT_LOG_LEVEL } from "./logger";
 export type { Logger } from "./logger";
-export { loadSettings, listenAddress, SETTINGS_ENV } from "./settings";
+export { clientOptionsFrom, loadSettings, listenAddress, serverOptionsFrom, SETTINGS_ENV } from "./settings";
 export type { MeshSettings } from "./settings";
 export { createServer, MeshServer, DEFAULT_DRAIN_GRACE_MS } from "./server";
 export type { MeshServerOptions } from "./server";

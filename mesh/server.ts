@@ -112,6 +112,12 @@ export interface MeshServerOptions {
    */
   controlPlane?: string;
   /**
+   * "host:port" of a plaintext port serving grpc.health.v1 alone (the same statuses), for probes
+   * that cannot present a mesh certificate (a Kubernetes gRPC probe, a load balancer); none unless
+   * given. Nothing but health answers there, so mTLS still guards every application method.
+   */
+  healthAddress?: string;
+  /**
    * With `tls` and `controlPlane`: renew the certificate files through the control plane's
    * CertificateService once half their validity has passed (certificate-renewal.ts). On unless false.
    */
@@ -178,6 +184,9 @@ export class MeshServer {
   private drained: Promise<void> | undefined;
   private lease: RegistryLease | undefined;
   private renewer: CertificateRenewer | undefined;
+  private healthServer: Server | undefined;
+  /** The plaintext health port's bound port; undefined without `healthAddress`. */
+  healthPort: number | undefined;
   /** The logger without a component, for the parts of this server that name their own. */
   private readonly rootLogger: Logger;
   /** This server's load, for its ORCA reports; undefined when they are off. */
@@ -277,6 +286,17 @@ export class MeshServer {
       this.server.forceShutdown();
       throw error;
     });
+    if (this.options.healthAddress !== undefined) {
+      const healthServer = new Server();
+      this.health.addToServer(healthServer);
+      this.healthPort = await new Promise<number>((resolve, reject) => {
+        healthServer.bindAsync(this.options.healthAddress!, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
+      }).catch((error: unknown) => {
+        this.server.forceShutdown();
+        throw error;
+      });
+      this.healthServer = healthServer;
+    }
     if (this.metrics) this.addGauges(this.metrics);
     if (this.options.adminAddress !== undefined) {
       this.admin = await startAdminServer({
@@ -289,7 +309,7 @@ export class MeshServer {
     this.health.setServing(true);
     this.load?.start();
     this.shedder?.start();
-    this.logger.info({ address, port: this.boundPort, services: this.services, tls: this.tls !== undefined }, "listening");
+    this.logger.info({ address, port: this.boundPort, services: this.services, tls: this.tls !== undefined, healthPort: this.healthPort }, "listening");
     if (this.options.controlPlane) {
       this.lease = leaseForServer(
         this.options.controlPlane,
@@ -381,6 +401,8 @@ export class MeshServer {
       }
     }
     for (const stop of this.stopGauges.splice(0)) stop();
+    // Probes of the plaintext health port have seen NOT_SERVING since the drain began.
+    this.healthServer?.forceShutdown();
     await this.admin?.close();
     this.logger.info({ durationMs: Date.now() - startedAt }, "stopped");
   }

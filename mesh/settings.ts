@@ -1,7 +1,10 @@
 import { isIP } from "node:net";
 import { invalidArgument } from "./errors";
 import { DEFAULT_LOG_LEVEL } from "./logger";
+import { loadAuthorizationPolicy } from "./authorization";
+import type { MeshClientOptions } from "./client";
 import { ZONE_PATTERN } from "./names";
+import type { MeshServerOptions } from "./server";
 
 /**
  * The environment variables a protomesh program reads. They are read once, at the program's edge,
@@ -14,6 +17,12 @@ export const SETTINGS_ENV = Object.freeze({
   meshConfig: "PROTOMESH_MESH_CONFIG",
   logLevel: "PROTOMESH_LOG_LEVEL",
   adminAddress: "PROTOMESH_ADMIN_ADDRESS",
+  tlsCaFile: "PROTOMESH_TLS_CA_FILE",
+  tlsCertFile: "PROTOMESH_TLS_CERT_FILE",
+  tlsKeyFile: "PROTOMESH_TLS_KEY_FILE",
+  caKeyFile: "PROTOMESH_CA_KEY_FILE",
+  xdsSocket: "PROTOMESH_XDS_SOCKET",
+  healthAddress: "PROTOMESH_HEALTH_ADDRESS",
   host: "HOST",
   port: "PORT",
 });
@@ -37,6 +46,20 @@ export interface MeshSettings {
   logLevel: string;
   /** The admin HTTP port, "host:port" (PROTOMESH_ADMIN_ADDRESS): GET /metrics; unset, none (and no metrics). */
   adminAddress: string | undefined;
+  /**
+   * The workload's mTLS files (PROTOMESH_TLS_CA_FILE, PROTOMESH_TLS_CERT_FILE, PROTOMESH_TLS_KEY_FILE,
+   * all three or none): set, its servers accept only mTLS from the mesh CA and its clients use it.
+   */
+  tls: { caFile: string; certFile: string; keyFile: string } | undefined;
+  /** The mesh CA's key (PROTOMESH_CA_KEY_FILE), for the control plane to sign renewals with. */
+  caKeyFile: string | undefined;
+  /**
+   * The control plane's plaintext ADS-only unix socket (PROTOMESH_XDS_SOCKET): the control plane
+   * serves it, TypeScript clients read xDS from it when the mesh runs on mTLS.
+   */
+  xdsSocket: string | undefined;
+  /** A plaintext grpc.health.v1-only port, "host:port" (PROTOMESH_HEALTH_ADDRESS), for probes that cannot do mTLS. */
+  healthAddress: string | undefined;
   /** Host to listen on (HOST, default 127.0.0.1). */
   host: string;
   /** Port to listen on (PORT); unset, the program's own default. */
@@ -80,8 +103,30 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
   if (portText !== undefined && !isPort(portText, 0)) {
     throw invalidArgument(SETTINGS_ENV.port, `must be an integer from 0 to 65535, got ${JSON.stringify(portText)}`);
   }
+  const tlsFiles = [SETTINGS_ENV.tlsCaFile, SETTINGS_ENV.tlsCertFile, SETTINGS_ENV.tlsKeyFile].map(value);
+  if (tlsFiles.some((file) => file !== undefined) && tlsFiles.some((file) => file === undefined)) {
+    const missing = [SETTINGS_ENV.tlsCaFile, SETTINGS_ENV.tlsCertFile, SETTINGS_ENV.tlsKeyFile].filter((_name, index) => tlsFiles[index] === undefined);
+    throw invalidArgument(missing[0], "must be set with the other PROTOMESH_TLS_* files (all three, or none for plaintext)");
+  }
+  const [caFile, certFile, keyFile] = tlsFiles;
+  const caKeyFile = value(SETTINGS_ENV.caKeyFile);
+  if (caKeyFile !== undefined && caFile === undefined) {
+    throw invalidArgument(SETTINGS_ENV.caKeyFile, "needs PROTOMESH_TLS_CA_FILE and the workload's own PROTOMESH_TLS_* files");
+  }
+  const xdsSocket = value(SETTINGS_ENV.xdsSocket);
+  if (xdsSocket !== undefined && !xdsSocket.startsWith("/")) {
+    throw invalidArgument(SETTINGS_ENV.xdsSocket, `must be an absolute path, got ${JSON.stringify(xdsSocket)}`);
+  }
+  const healthAddress = value(SETTINGS_ENV.healthAddress);
+  if (healthAddress !== undefined && !isPort(HOST_PORT.exec(healthAddress)?.[3], 0)) {
+    throw invalidArgument(SETTINGS_ENV.healthAddress, `must be host:port, e.g. 127.0.0.1:8086, got ${JSON.stringify(healthAddress)}`);
+  }
   return {
     controlPlane,
+    tls: caFile !== undefined && certFile !== undefined && keyFile !== undefined ? { caFile, certFile, keyFile } : undefined,
+    caKeyFile,
+    xdsSocket,
+    healthAddress,
     zone,
     advertiseHost,
     meshConfigPath: value(SETTINGS_ENV.meshConfig),
@@ -89,6 +134,37 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
     adminAddress,
     host: value(SETTINGS_ENV.host) ?? DEFAULT_HOST,
     port: portText === undefined ? undefined : Number(portText),
+  };
+}
+
+/**
+ * What a program's servers take from its settings: the control plane, zone and advertised host,
+ * and on mTLS the files, the plaintext health port, and `services.<service>.authorization` from the
+ * mesh config file (validated, the error naming the field; none in the file, no policy).
+ */
+export function serverOptionsFrom(
+  settings: MeshSettings,
+  service: string,
+): Pick<MeshServerOptions, "controlPlane" | "zone" | "advertiseHost" | "adminAddress" | "tls" | "healthAddress" | "authorization"> {
+  const authorization = settings.tls && settings.meshConfigPath ? loadAuthorizationPolicy(settings.meshConfigPath, service) : undefined;
+  return {
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    advertiseHost: settings.advertiseHost,
+    adminAddress: settings.adminAddress,
+    tls: settings.tls,
+    healthAddress: settings.healthAddress,
+    ...(authorization ? { authorization } : {}),
+  };
+}
+
+/** What a program's clients take from its settings: the control plane, zone, and on mTLS the files and the xDS socket. */
+export function clientOptionsFrom(settings: MeshSettings): Pick<MeshClientOptions, "controlPlane" | "zone" | "tls" | "xdsServer"> {
+  return {
+    controlPlane: settings.controlPlane,
+    zone: settings.zone,
+    tls: settings.tls,
+    xdsServer: settings.xdsSocket === undefined ? undefined : `unix://${settings.xdsSocket}`,
   };
 }
 

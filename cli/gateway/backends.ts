@@ -1,6 +1,7 @@
 import { Metadata, makeGenericClientConstructor, status } from "@grpc/grpc-js";
 import type { Client, ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import { createClient } from "../../mesh/client";
+import type { MeshTlsOptions } from "../../mesh/tls";
 import type { Tracer } from "@opentelemetry/api";
 import type { Logger } from "../../mesh/logger";
 import { GatewayError } from "./errors";
@@ -10,6 +11,11 @@ import type { GatewayMethod } from "./methods";
 export interface BackendsOptions {
   /** Control plane address: mesh services are dialled by name over xDS through it. */
   controlPlane?: string;
+  /** mTLS of the backend calls (the gateway's own identity) and where grpc-js-xds reads xDS then. */
+  tls?: MeshTlsOptions;
+  xdsServer?: string;
+  /** The gateway's zone (its xDS locality). */
+  zone?: string;
   logger: Logger;
   /** grpc-js targets by gRPC service ("shop.catalog.v1.CatalogService" → "127.0.0.1:50051"), ahead of the mesh name. */
   targets?: Record<string, string>;
@@ -117,7 +123,14 @@ export class Backends {
     let client = this.clients.get(target);
     if (client !== undefined) return client;
     try {
-      client = createClient(GenericClient, target, { logger: this.options.logger, controlPlane: this.options.controlPlane, tracer: this.options.tracer });
+      client = createClient(GenericClient, target, {
+        logger: this.options.logger,
+        controlPlane: this.options.controlPlane,
+        zone: this.options.zone,
+        tls: this.options.tls,
+        xdsServer: this.options.xdsServer,
+        tracer: this.options.tracer,
+      });
     } catch (error) {
       this.logger.error({ err: error, service: method.service, target }, "no client for the service");
       throw new GatewayError(503, status.UNAVAILABLE, `no route to ${method.service}`);

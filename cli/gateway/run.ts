@@ -1,4 +1,13 @@
-import { createLogger, createServer, drainOnSignals, listenAddress, routeGrpcLogs, tracingFromEnvironment } from "../../mesh";
+import {
+  clientOptionsFrom,
+  createLogger,
+  createServer,
+  drainOnSignals,
+  listenAddress,
+  routeGrpcLogs,
+  serverOptionsFrom,
+  tracingFromEnvironment,
+} from "../../mesh";
 import type { MeshSettings } from "../../mesh/settings";
 import { portFromEnv } from "../env-port";
 import { GatewayGuard } from "./auth";
@@ -27,7 +36,7 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
   const { methods } = loadGatewayMethods();
   // Traces when the standard OTEL_* variables point at a collector (none otherwise).
   const tracing = tracingFromEnvironment(env, "gateway");
-  const backends = new Backends({ controlPlane: settings.controlPlane, logger, targets: config.backends, tracer: tracing?.tracer });
+  const backends = new Backends({ ...clientOptionsFrom(settings), logger, targets: config.backends, tracer: tracing?.tracer });
   const guard = new GatewayGuard(config);
   const gateway = createGateway({ methods, backends, logger, guard, corsOrigins: config.corsOrigins });
   const boundHttpPort = await gateway.listen(httpPort, settings.host);
@@ -35,10 +44,7 @@ export async function runGateway(settings: MeshSettings, configPath: string, env
   const server = createServer({
     name: "gateway",
     logger,
-    controlPlane: settings.controlPlane,
-    zone: settings.zone,
-    advertiseHost: settings.advertiseHost,
-    adminAddress: settings.adminAddress,
+    ...serverOptionsFrom(settings, "gateway"),
   });
   await server.listen(listenAddress(settings, GATEWAY_DEFAULT_PORT));
   drainOnSignals(async () => {

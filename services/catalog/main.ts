@@ -1,5 +1,15 @@
 import { CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
-import { createLogger, createServer, drainOnSignals, exitAfterFlush, listenAddress, loadSettings, routeGrpcLogs, tracingFromEnvironment } from "../../mesh";
+import {
+  createLogger,
+  createServer,
+  drainOnSignals,
+  exitAfterFlush,
+  listenAddress,
+  loadSettings,
+  routeGrpcLogs,
+  serverOptionsFrom,
+  tracingFromEnvironment,
+} from "../../mesh";
 import { CATALOG_DEFAULT_PORT } from "../default-ports";
 import { catalogService } from "./catalog-service";
 
@@ -12,10 +22,7 @@ async function main(): Promise<void> {
   const server = createServer({
     name: "catalog",
     logger,
-    controlPlane: settings.controlPlane,
-    zone: settings.zone,
-    advertiseHost: settings.advertiseHost,
-    adminAddress: settings.adminAddress,
+    ...serverOptionsFrom(settings, "catalog"),
     tracer: tracing?.tracer,
   });
   server.addService(CatalogServiceService, catalogService());

@@ -3,6 +3,7 @@ import { InventoryServiceClient } from "../../generated/ts/shop/inventory/v1/inv
 import { PricingServiceClient } from "../../generated/ts/shop/pricing/v1/pricing";
 import { OrderServiceService } from "../../generated/ts/shop/orders/v1/orders";
 import {
+  clientOptionsFrom,
   createClient,
   createLogger,
   createServer,
@@ -11,6 +12,7 @@ import {
   listenAddress,
   loadSettings,
   routeGrpcLogs,
+  serverOptionsFrom,
   tracingFromEnvironment,
 } from "../../mesh";
 import { CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT } from "../default-ports";
@@ -35,8 +37,7 @@ async function main(): Promise<void> {
   const tracing = tracingFromEnvironment(process.env, "orders");
   const clientOptions = {
     logger,
-    controlPlane: settings.controlPlane,
-    zone: settings.zone,
+    ...clientOptionsFrom(settings),
     metrics: settings.adminAddress !== undefined,
     tracer: tracing?.tracer,
   };
@@ -52,10 +53,7 @@ async function main(): Promise<void> {
   const server = createServer({
     name: "orders",
     logger,
-    controlPlane: settings.controlPlane,
-    zone: settings.zone,
-    advertiseHost: settings.advertiseHost,
-    adminAddress: settings.adminAddress,
+    ...serverOptionsFrom(settings, "orders"),
     tracer: tracing?.tracer,
   });
   server.addService(OrderServiceService, ordersService({ catalog, inventory, pricing, logger }, store));
