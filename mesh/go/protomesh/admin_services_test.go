@@ -120,7 +120,7 @@ func TestCSDSShowsTheXDSConfigOfTheKitChannelsToItsControlPlane(t *testing.T) {
 	defer cancel()
 	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
 	child.Env = append(os.Environ(), csdsChildEnv+"=1", "PROTOMESH_CONTROL_PLANE="+cp.Addr, "PROTOMESH_ZONE=",
-		"GRPC_XDS_BOOTSTRAP=", "GRPC_XDS_BOOTSTRAP_CONFIG="+string(protomesh.XDSBootstrap(cp.Addr, "")))
+		"GRPC_XDS_BOOTSTRAP=", "GRPC_XDS_BOOTSTRAP_CONFIG="+string(protomesh.XDSBootstrap(cp.Addr, "", nil)))
 	output, err := child.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the kit process: %v\n%s", err, output)

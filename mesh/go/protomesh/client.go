@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,8 +43,10 @@ func DialSettings(s Settings) DialOption {
 // DialTLS makes the connection mTLS (tls.go): it presents files.CertFile and accepts only a server
 // whose certificate chains to the CA in files.CAFile and names the SPIFFE ID of serverService,
 // spiffe://<trust-domain>/service/<serverService>; host names are not checked. serverService ""
-// is the target when the target is a mesh service name, else any workload of the trust domain.
-// The files are read again every files.RefreshInterval, as [WithTLS]'s.
+// is the target when the target is a mesh service name ("catalog", "xds:///catalog"), else any
+// workload of the trust domain. The files are read again every files.RefreshInterval, as
+// [WithTLS]'s. With a control plane, the xDS stream to it is mTLS too, with the same files
+// (XDSBootstrap).
 func DialTLS(files TLSFiles, serverService string) DialOption {
 	return func(o *dialOptions) { o.tls, o.tlsService = &files, serverService }
 }
@@ -124,8 +127,8 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 	transport := insecure.NewCredentials()
 	if o.tls != nil {
 		service := o.tlsService
-		if service == "" && serviceNamePattern.MatchString(target) {
-			service = target
+		if name := strings.TrimPrefix(target, "xds:///"); service == "" && serviceNamePattern.MatchString(name) {
+			service = name
 		}
 		if service != "" && !serviceNamePattern.MatchString(service) {
 			return nil, fmt.Errorf("protomesh.DialTLS: the server's service must be a mesh service name (a DNS label such as \"catalog\"), got %q", service)
@@ -156,7 +159,7 @@ func Dial(target string, options ...DialOption) (*grpc.ClientConn, error) {
 		grpcOptions = append(grpcOptions, grpc.WithStatsHandler(o.tracing.client))
 	}
 	if o.controlPlane != "" && isXDSTarget(channelTarget) {
-		builder, err := xdsResolverFor(o.controlPlane, o.zone)
+		builder, err := xdsResolverFor(o.controlPlane, o.zone, o.tls)
 		if err != nil {
 			return nil, err
 		}

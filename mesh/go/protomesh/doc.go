@@ -20,7 +20,11 @@
 // With TLS files ([WithTLS], PROTOMESH_TLS_*) a server's port is STRICT mTLS with SPIFFE workload
 // certificates and [DialTLS] checks the server's SPIFFE ID (mesh/tls.ts); [WithAuthorization] then
 // decides every call of the application's services by its caller's SPIFFE ID, before the handler,
-// with the rules and the words of mesh/authorization.ts ([ParseAuthorizationPolicy]).
+// with the rules and the words of mesh/authorization.ts ([ParseAuthorizationPolicy]). With a
+// control plane too, everything the kit says to it is mTLS, requiring its SPIFFE ID
+// ([ControlPlaneService]): the registry lease, the xDS stream (gRFC A65 "tls" channel credentials
+// in the bootstrap) and the renewal of the server's certificate at half its validity through
+// protomesh.certificate.v1.CertificateService.
 //
 // Environment variables are read once, by [LoadSettings] (and [TracingFromEnvironment]), at the
 // program's edge; everything else takes plain options.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -50,7 +50,9 @@ type lease struct {
 	leaseID  string
 }
 
-func newLease(controlPlane string, endpoint *registryv1.Endpoint, ttl time.Duration, logger *slog.Logger, random func() float64) (*lease, error) {
+// newLease makes the lease of endpoint at controlPlane, reached with transport: plaintext, or mTLS
+// requiring the control plane's SPIFFE ID (controlPlaneCredentials).
+func newLease(controlPlane string, transport credentials.TransportCredentials, endpoint *registryv1.Endpoint, ttl time.Duration, logger *slog.Logger, random func() float64) (*lease, error) {
 	retryMax := registerRetryMax
 	if ttl > 0 {
 		retryMax = ttl / keepAliveFraction
@@ -58,7 +60,7 @@ func newLease(controlPlane string, endpoint *registryv1.Endpoint, ttl time.Durat
 	// The channel's own reconnect backoff is bounded as the lease's retries are (grpc-go grows it to
 	// 120 s), so a replica reaches a restarted control plane within a keep-alive interval.
 	conn, err := grpc.NewClient(controlPlane,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: min(time.Second, retryMax), Multiplier: 1.6, Jitter: 0.2, MaxDelay: retryMax},
 			MinConnectTimeout: RegistryCallTimeout,

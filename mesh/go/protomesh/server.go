@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -41,6 +42,7 @@ type serverOptions struct {
 	adminAddress  string
 	tracing       *Tracing
 	tls           *TLSFiles
+	isRenewalOff  bool
 	authorization *AuthorizationPolicy
 	grpcOptions   []grpc.ServerOption
 
@@ -63,10 +65,18 @@ func WithSettings(s Settings) ServerOption {
 // WithTLS makes the gRPC port STRICT mTLS (tls.go): only a client whose certificate chains to the CA
 // in files.CAFile completes the handshake; the server presents files.CertFile. The files are read
 // again every files.RefreshInterval, so that replaced files serve new handshakes without a restart;
-// a read that fails keeps the last good pair. Handlers learn the caller with [PeerIdentity]. Not
-// with a control plane yet: it probes and registers over plaintext (issue 13), and Listen refuses it.
+// a read that fails keeps the last good pair. Handlers learn the caller with [PeerIdentity]. With a
+// control plane too, the server registers over mTLS with the same certificate, requiring the
+// control plane's SPIFFE ID ([ControlPlaneService]), and renews the certificate through it once
+// half its validity has passed (certificate_renewal.go), unless [WithoutCertificateRenewal].
 func WithTLS(files TLSFiles) ServerOption {
 	return func(o *serverOptions) { o.tls = &files }
+}
+
+// WithoutCertificateRenewal leaves the certificate files of a server with TLS and a control plane
+// as they are, for a program whose certificates something else renews.
+func WithoutCertificateRenewal() ServerOption {
+	return func(o *serverOptions) { o.isRenewalOff = true }
 }
 
 // WithAuthorization enforces policy on every call of the server's application services
@@ -161,6 +171,7 @@ type Server struct {
 	listener   net.Listener
 	admin      *adminServer
 	lease      *lease
+	renewer    *certificateRenewer
 	serveErr   chan error
 	onDraining []func()
 	drainOnce  sync.Once
@@ -266,7 +277,8 @@ func (s *Server) OnDraining(listener func()) {
 
 // Listen binds address ("127.0.0.1:0" picks a free port) and, with WithAdminAddress, the admin
 // port and the admin services, serves in the background, reports SERVING and, with a control plane,
-// registers and keeps the lease. It returns the bound address.
+// registers and keeps the lease (over mTLS with WithTLS, renewing the certificate too). It returns
+// the bound address.
 func (s *Server) Listen(address string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,9 +286,6 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 		return nil, fmt.Errorf("%s: already listening", s.name)
 	}
 	if s.options.tls != nil {
-		if s.options.controlPlane != "" {
-			return nil, fmt.Errorf("%s: TLS with a control plane is not supported yet: the control plane probes and registers over plaintext (issue 13)", s.name)
-		}
 		if s.tlsErr != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, s.tlsErr)
 		}
@@ -334,9 +343,22 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 				endpoint.Metadata[AdminPortMetadata] = strconv.Itoa(tcp.Port)
 			}
 		}
-		l, err := newLease(s.options.controlPlane, endpoint, s.options.leaseTTL, s.Logger(), s.options.random)
+		transport := insecure.NewCredentials()
+		if s.tls != nil {
+			transport = clientTLSCredentials(s.tls, ControlPlaneService)
+		}
+		l, err := newLease(s.options.controlPlane, transport, endpoint, s.options.leaseTTL, s.Logger(), s.options.random)
 		if err != nil {
 			return nil, err
+		}
+		if s.tls != nil && !s.options.isRenewalOff {
+			renewer, err := newCertificateRenewer(s.options.controlPlane, s.tls, s.Logger(), s.options.random)
+			if err != nil {
+				_ = l.conn.Close()
+				return nil, err
+			}
+			s.renewer = renewer
+			renewer.start()
 		}
 		s.lease = l
 		l.start()
@@ -396,8 +418,11 @@ func (s *Server) Drain() {
 		grace := s.options.drainGrace
 		s.logger.Info("draining", "graceMs", grace.Milliseconds())
 		s.mu.Lock()
-		l, listeners, admin, adminCleanup := s.lease, s.onDraining, s.admin, s.adminCleanup
+		l, renewer, listeners, admin, adminCleanup := s.lease, s.renewer, s.onDraining, s.admin, s.adminCleanup
 		s.mu.Unlock()
+		if renewer != nil {
+			renewer.stop()
+		}
 		// Leave the mesh first, so that clients stop picking this server before it refuses calls.
 		if l != nil {
 			l.stop()

@@ -16,6 +16,11 @@ import (
 // whose certificate chains to the CA and names the SPIFFE ID of the service it dials. Host names
 // are not checked: endpoints are addresses, and the identity is the SPIFFE ID (X509-SVID spec).
 
+// ControlPlaneService is the mesh service name of the control plane's identity: over mTLS its
+// certificate names spiffe://<trust-domain>/service/control-plane, which the kit's registry lease,
+// certificate renewal and xDS clients require (mesh/names.ts CONTROL_PLANE_SERVICE).
+const ControlPlaneService = "control-plane"
+
 // serverTLSCredentials are the transport credentials of a TLS server port. Each handshake takes
 // the source's current pair and CA, so that replaced files serve new handshakes.
 func serverTLSCredentials(source *tlsSource) credentials.TransportCredentials {

@@ -329,17 +329,6 @@ func TestTLSServerKeepsItsLastGoodPairWhenTheFilesAreBroken(t *testing.T) {
 	}
 }
 
-func TestTLSWithAControlPlaneIsRefused(t *testing.T) {
-	ca := newTestCA(t, testTrustDomain)
-	files := ca.issue(t, "catalog", "catalog", time.Now(), time.Hour)
-	server := protomesh.NewServer("catalog", protomesh.WithTLS(files), protomesh.WithControlPlane("127.0.0.1:50050"),
-		protomesh.WithLogger(protomesh.NewLogger(io.Discard, "catalog", "info")))
-	_, err := server.Listen("127.0.0.1:0")
-	if err == nil || !strings.Contains(err.Error(), "TLS with a control plane is not supported yet") {
-		t.Fatalf("Listen: %v, want TLS with a control plane refused", err)
-	}
-}
-
 func TestTLSFilesFromTheEnvironmentMakeServerAndClientMTLS(t *testing.T) {
 	ca := newTestCA(t, testTrustDomain)
 	serverFiles := ca.issue(t, "catalog", "catalog", time.Now(), time.Hour)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 
 	"google.golang.org/grpc/resolver"
@@ -11,15 +12,34 @@ import (
 )
 
 // XDSBootstrap is the xDS bootstrap (gRFC A27) of a client of the protomesh control plane at
-// controlPlane, the shape of mesh/xds-bootstrap.ts: one insecure xDS server, a node id unique to this
-// process, and the process's zone as its locality. A program that starts a Go kit process passes it
-// as that process's GRPC_XDS_BOOTSTRAP_CONFIG to have its channels in CSDS (xdsResolverFor).
-func XDSBootstrap(controlPlane, zone string) []byte {
+// controlPlane, the shape of mesh/xds-bootstrap.ts: one xDS server, a node id unique to this
+// process, and the process's zone as its locality. The xDS server is reached in plaintext, or with
+// tls over mTLS with the workload's files as gRFC A65's "tls" channel credentials (grpc-go's file
+// watcher reads them every tls.RefreshInterval, so that a renewed certificate serves the next
+// handshake); grpc-go then checks the control plane's certificate against the host of
+// controlPlane, which its certificate names as a DNS or IP SAN. A program that starts a Go kit
+// process passes it as that process's GRPC_XDS_BOOTSTRAP_CONFIG to have its channels in CSDS
+// (xdsResolverFor).
+func XDSBootstrap(controlPlane, zone string, tls *TLSFiles) []byte {
 	host, _ := os.Hostname()
+	creds := map[string]any{"type": "insecure"}
+	if tls != nil {
+		refresh := tls.RefreshInterval
+		if refresh <= 0 {
+			refresh = DefaultTLSRefreshInterval
+		}
+		creds = map[string]any{"type": "tls", "config": map[string]string{
+			"ca_certificate_file": tls.CAFile,
+			"certificate_file":    tls.CertFile,
+			"private_key_file":    tls.KeyFile,
+			// google.protobuf.Duration in its JSON form, as the file watcher's config takes it.
+			"refresh_interval": strconv.FormatFloat(refresh.Seconds(), 'f', -1, 64) + "s",
+		}}
+	}
 	bootstrap, _ := json.Marshal(map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      controlPlane,
-			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"channel_creds":   []any{creds},
 			"server_features": []string{},
 		}},
 		"node": map[string]any{
@@ -35,7 +55,7 @@ func XDSBootstrap(controlPlane, zone string) []byte {
 var xdsResolvers sync.Map // bootstrap JSON → resolver.Builder
 
 // xdsResolverFor returns the "xds" resolver builder whose channels read the bootstrap Dial makes
-// for controlPlane and zone, or nil when that is the process's own bootstrap (isProcessBootstrap):
+// for controlPlane, zone and tls, or nil when that is the process's own bootstrap (isProcessBootstrap):
 // the channel then uses grpc-go's registered "xds" resolver and its default xDS client pool, the
 // one grpc-go's CSDS reports (admin_services.go), with the node id that bootstrap names.
 //
@@ -50,11 +70,11 @@ var xdsResolvers sync.Map // bootstrap JSON → resolver.Builder
 // xds.NewXDSResolverWithConfigForTesting makes a resolver builder over an xDS client pool of its
 // own with that bootstrap, passed to the channel with grpc.WithResolvers. Its "for testing" note
 // warns that CSDS does not see those clients.
-func xdsResolverFor(controlPlane, zone string) (resolver.Builder, error) {
-	if isProcessBootstrap(controlPlane, zone) {
+func xdsResolverFor(controlPlane, zone string, tls *TLSFiles) (resolver.Builder, error) {
+	if isProcessBootstrap(controlPlane, zone, tls != nil) {
 		return nil, nil
 	}
-	bootstrap := XDSBootstrap(controlPlane, zone)
+	bootstrap := XDSBootstrap(controlPlane, zone, tls)
 	if builder, ok := xdsResolvers.Load(string(bootstrap)); ok {
 		return builder.(resolver.Builder), nil
 	}
@@ -66,11 +86,15 @@ func xdsResolverFor(controlPlane, zone string) (resolver.Builder, error) {
 	return actual.(resolver.Builder), nil
 }
 
-// processBootstrap is what the kit reads of the process's own bootstrap: the server_uri of its first
-// xDS server (the one grpc-go's default authority uses, gRFC A27) and its node's zone.
+// processBootstrap is what the kit reads of the process's own bootstrap: the server_uri and the
+// channel credentials of its first xDS server (the one grpc-go's default authority uses, gRFC A27)
+// and its node's zone.
 type processBootstrap struct {
 	XDSServers []struct {
-		ServerURI string `json:"server_uri"`
+		ServerURI    string `json:"server_uri"`
+		ChannelCreds []struct {
+			Type string `json:"type"`
+		} `json:"channel_creds"`
 	} `json:"xds_servers"`
 	Node struct {
 		Locality struct {
@@ -97,9 +121,14 @@ var readProcessBootstrap = sync.OnceValue(func() processBootstrap {
 })
 
 // isProcessBootstrap reports whether the process's own bootstrap says what Dial's would: its first
-// xDS server is controlPlane and its zone is zone.
-func isProcessBootstrap(controlPlane, zone string) bool {
+// xDS server is controlPlane, reached over TLS when isTLS (grpc-go uses the first channel
+// credentials it supports), and its zone is zone.
+func isProcessBootstrap(controlPlane, zone string, isTLS bool) bool {
 	bootstrap := readProcessBootstrap()
-	return len(bootstrap.XDSServers) > 0 && bootstrap.XDSServers[0].ServerURI == controlPlane &&
+	if len(bootstrap.XDSServers) == 0 || len(bootstrap.XDSServers[0].ChannelCreds) == 0 {
+		return false
+	}
+	server := bootstrap.XDSServers[0]
+	return server.ServerURI == controlPlane && (server.ChannelCreds[0].Type == "tls") == isTLS &&
 		bootstrap.Node.Locality.Zone == zone
 }

@@ -5,6 +5,8 @@ package protomeshtest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 
 	registryv1 "github.com/protomesh/protomesh/generated/go/protomesh/registry/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -71,14 +74,48 @@ type ControlPlane struct {
 	Addr   string
 	port   int
 	config string
-	t      testing.TB
-	cmd    *exec.Cmd
-	exited chan struct{}
+	env    []string
+	// transport is how the test's own clients (Registry, the readiness check) reach it.
+	transport credentials.TransportCredentials
+	t         testing.TB
+	cmd       *exec.Cmd
+	exited    chan struct{}
+}
+
+// ControlPlaneOption configures [StartControlPlane].
+type ControlPlaneOption func(*ControlPlane)
+
+// WithEnv adds variables ("NAME=value") to the control plane's environment, e.g. its
+// PROTOMESH_TLS_* files and PROTOMESH_CA_KEY_FILE for a control plane on mTLS.
+func WithEnv(env ...string) ControlPlaneOption {
+	return func(cp *ControlPlane) { cp.env = append(cp.env, env...) }
+}
+
+// WithClientTLS has the test's own clients of the control plane ([ControlPlane.Registry], the
+// readiness check) call it over mTLS with a certificate and key from the mesh CA in caFile
+// (PEM files), checking its certificate against the host they dial (127.0.0.1, an IP SAN of the
+// control plane's certificate).
+func WithClientTLS(caFile, certFile, keyFile string) ControlPlaneOption {
+	return func(cp *ControlPlane) {
+		certificate, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			cp.t.Fatal(err)
+		}
+		caPEM, err := os.ReadFile(caFile)
+		if err != nil {
+			cp.t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(caPEM) {
+			cp.t.Fatalf("%s holds no PEM certificate", caFile)
+		}
+		cp.transport = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{certificate}, RootCAs: roots})
+	}
 }
 
 // StartControlPlane starts the TypeScript control plane (node dist/cli/protomesh.js control-plane)
 // with meshYAML on a free port and waits for its "listening" line; it is stopped at cleanup.
-func StartControlPlane(t testing.TB, meshYAML string) *ControlPlane {
+func StartControlPlane(t testing.TB, meshYAML string, options ...ControlPlaneOption) *ControlPlane {
 	t.Helper()
 	RequireTool(t, "node")
 	script := filepath.Join(RepoRoot(t), "dist", "cli", "protomesh.js")
@@ -92,7 +129,10 @@ func StartControlPlane(t testing.TB, meshYAML string) *ControlPlane {
 	if err := os.WriteFile(config, []byte(meshYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cp := &ControlPlane{port: FreePort(t), config: config, t: t}
+	cp := &ControlPlane{port: FreePort(t), config: config, t: t, transport: insecure.NewCredentials()}
+	for _, option := range options {
+		option(cp)
+	}
 	cp.Addr = "127.0.0.1:" + strconv.Itoa(cp.port)
 	cp.Start()
 	t.Cleanup(cp.Stop)
@@ -107,6 +147,7 @@ func (cp *ControlPlane) Start() {
 	cmd := exec.Command("node", script, "control-plane", cp.config)
 	cmd.Dir = RepoRoot(t)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(cp.port), "HOST=127.0.0.1", "PROTOMESH_CONTROL_PLANE=", "PROTOMESH_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, cp.env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +190,7 @@ func (cp *ControlPlane) Start() {
 }
 
 func (cp *ControlPlane) answers() bool {
-	conn, err := grpc.NewClient(cp.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(cp.Addr, grpc.WithTransportCredentials(cp.transport))
 	if err != nil {
 		return false
 	}
@@ -177,7 +218,7 @@ func (cp *ControlPlane) Stop() {
 
 // Registry returns a registry client of the control plane, closed at cleanup.
 func (cp *ControlPlane) Registry(t testing.TB) registryv1.RegistryServiceClient {
-	conn, err := grpc.NewClient(cp.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(cp.Addr, grpc.WithTransportCredentials(cp.transport))
 	if err != nil {
 		t.Fatal(err)
 	}
