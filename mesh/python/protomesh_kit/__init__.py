@@ -25,11 +25,12 @@ from .authorization import (
     parse_authorization_policy,
 )
 from .call_context import InboundCall, current_inbound_call, current_request_id, detached
+from .certificate_renewal import RENEW_AT_FRACTION, CertificateRenewer, create_certificate_request, write_key_and_certificate
 from .client import dial, mesh_target
 from .errors import INTERNAL_DETAILS, MeshError, invalid_argument, is_server_failure
 from .logger import Logger
 from .metrics import GRPC_CODE_NAMES, HANDLING_SECONDS_BUCKETS, MeshMetrics, MetricsSink, grpc_code_name, mesh_metrics
-from .names import is_service_name
+from .names import CONTROL_PLANE_SERVICE, is_service_name
 from .observer import CallRecord, CallSink, CallStart, CallType
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S
 from .request_id import REQUEST_ID_KEY
@@ -37,7 +38,7 @@ from .server import DEFAULT_DRAIN_GRACE_S, MeshServer, create_server
 from .settings import Settings, SettingsError, load_settings
 from .shutdown import drain_on_signals
 from .sink_log import LogSink
-from .spiffe_id import spiffe_id_for, trust_domain_of, trust_domain_of_ca_file
+from .spiffe_id import spiffe_id_for, spiffe_id_of_certificate, trust_domain_of, trust_domain_of_ca_file
 from .tls import peer_identity
 from .tls_certificate_files import DEFAULT_CERTIFICATE_REFRESH_S, TlsFiles
 from .tracing import ProcessTracing, sampler_from_environment, tracing_from_environment
@@ -45,6 +46,7 @@ from .xds_bootstrap import xds_bootstrap
 
 __all__ = [
     "CHANNELZ_SERVICE_NAME",
+    "CONTROL_PLANE_SERVICE",
     "CSDS_SERVICE_NAME",
     "DEFAULT_CERTIFICATE_REFRESH_S",
     "DEFAULT_DEADLINE_MARGIN_S",
@@ -53,6 +55,7 @@ __all__ = [
     "GRPC_CODE_NAMES",
     "HANDLING_SECONDS_BUCKETS",
     "INTERNAL_DETAILS",
+    "RENEW_AT_FRACTION",
     "REQUEST_ID_KEY",
     "AdminServer",
     "AuthorizationDecision",
@@ -63,6 +66,7 @@ __all__ = [
     "CallSink",
     "CallStart",
     "CallType",
+    "CertificateRenewer",
     "InboundCall",
     "LogSink",
     "Logger",
@@ -76,6 +80,7 @@ __all__ = [
     "SettingsError",
     "TlsFiles",
     "add_admin_services",
+    "create_certificate_request",
     "authorize",
     "create_server",
     "current_inbound_call",
@@ -95,9 +100,11 @@ __all__ = [
     "peer_identity",
     "sampler_from_environment",
     "spiffe_id_for",
+    "spiffe_id_of_certificate",
     "start_admin_server",
     "tracing_from_environment",
     "trust_domain_of",
     "trust_domain_of_ca_file",
+    "write_key_and_certificate",
     "xds_bootstrap",
 ]

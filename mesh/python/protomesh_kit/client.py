@@ -73,7 +73,8 @@ def dial(
     ``tls``: mTLS (tls.py): the channel presents ``cert_file`` and accepts only a server whose
     certificate chains to ``ca_file`` and names ``server_service`` (by default the mesh service
     ``target`` names; required for any other target). The files are read now: the channel keeps
-    them, a channel dialled after a rotation uses the new ones. Plaintext unless given."""
+    them, a channel dialled after a rotation uses the new ones. Plaintext unless given. With
+    ``control_plane`` too, the xDS stream is mTLS with the same files (xds_bootstrap.py)."""
     channel_target = mesh_target(target, control_plane, fallback_target)
     channel_options = list(options)
     if tls is not None:
@@ -84,8 +85,9 @@ def dial(
             )
         channel_options = [*tls_options(service), *channel_options]
     if channel_target.startswith("xds:") and control_plane:
-        # Read by gRPC core when this channel's xDS client is created, i.e. now (xds_bootstrap.py).
-        install_bootstrap(control_plane, zone=zone)
+        # Read by gRPC core when this channel's xDS client is created, i.e. now (xds_bootstrap.py);
+        # with tls, the xDS stream is mTLS too, to the control plane's own port.
+        install_bootstrap(control_plane, zone=zone, tls=tls)
     channel_logger = (logger or Logger()).child(target=channel_target, component="client")
     mesh_metrics = metrics_of(metrics)
     metric_sinks = [MetricsSink(mesh_metrics)] if mesh_metrics is not None else []

@@ -5,7 +5,10 @@ Registers with the control plane's RegistryService, sends KeepAlive every third 
 control plane restarted or let the lease expire), retries failures with gRPC's jittered
 exponential backoff capped at a keep-alive interval (REGISTER_RETRY_MAX_MS before any lease), and
 deregisters on ``stop()``. Every registry call has a 2 s deadline. Failures are logged once per run,
-never raised: a service keeps serving while the control plane is away.
+never raised: a service keeps serving while the control plane is away. With ``tls`` the calls are
+mTLS with the workload's own files, to a server that must be the control plane
+(control_plane_channel.py): a control plane on mTLS accepts a registration only under the
+caller's own service name.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import grpc
 from protomesh.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from .backoff import INITIAL_MS, Backoff
+from .control_plane_channel import ControlPlaneChannel
 from .logger import Logger
+from .tls_certificate_files import TlsFiles
 
 #: Deadline of one registry call: the control plane answers from memory.
 REGISTRY_CALL_DEADLINE_S = 2.0
@@ -41,6 +46,7 @@ class RegistryLease:
         logger: Logger,
         lease_ttl_ms: int = 0,
         random: Callable[[], float] = _random.random,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._logger = logger.child(component="registry-lease", controlPlane=control_plane, service=endpoint.service)
@@ -50,15 +56,18 @@ class RegistryLease:
         self._backoff = self._backoff_up_to(retry_max_ms)
         # The channel's own reconnect backoff is bounded the same way (grpc grows it to 120 s), so
         # a replica reaches a restarted control plane within a keep-alive interval.
-        self._channel = grpc.aio.insecure_channel(
+        self._channels = ControlPlaneChannel(
             control_plane,
+            tls,
+            self._logger,
             options=[
                 ("grpc.initial_reconnect_backoff_ms", int(min(INITIAL_MS, retry_max_ms))),
                 ("grpc.max_reconnect_backoff_ms", int(retry_max_ms)),
                 ("grpc.min_reconnect_backoff_ms", int(min(INITIAL_MS, retry_max_ms))),
             ],
+            close_grace_s=REGISTRY_CALL_DEADLINE_S,
         )
-        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
+        self._stubs: tuple[grpc.aio.Channel, registry_pb2_grpc.RegistryServiceStub] | None = None
         self._lease_id: str | None = None
         self._failures_in_a_row = 0
         self._is_stopped = False
@@ -86,11 +95,11 @@ class RegistryLease:
         lease_id, self._lease_id = self._lease_id, None
         if lease_id:
             try:
-                await self._stub.Deregister(registry_pb2.DeregisterRequest(lease_id=lease_id), timeout=REGISTRY_CALL_DEADLINE_S)
+                await self._stub().Deregister(registry_pb2.DeregisterRequest(lease_id=lease_id), timeout=REGISTRY_CALL_DEADLINE_S)
                 self._logger.info("deregistered")
             except grpc.aio.AioRpcError as error:
                 self._logger.warn("deregistration failed; the lease will expire", **_status_of(error))
-        await self._channel.close()
+        await self._channels.close()
 
     async def _run(self) -> None:
         delay_s = 0.0
@@ -118,7 +127,7 @@ class RegistryLease:
     async def _register(self) -> float:
         """One registration attempt; returns the wait before the next step (seconds)."""
         try:
-            response = await self._stub.Register(
+            response = await self._stub().Register(
                 registry_pb2.RegisterRequest(endpoint=self.endpoint, lease_ttl_ms=self._lease_ttl_ms),
                 timeout=REGISTRY_CALL_DEADLINE_S,
             )
@@ -137,7 +146,7 @@ class RegistryLease:
 
     async def _keep_alive(self) -> float:
         try:
-            response = await self._stub.KeepAlive(
+            response = await self._stub().KeepAlive(
                 registry_pb2.KeepAliveRequest(lease_id=self._lease_id or ""), timeout=REGISTRY_CALL_DEADLINE_S
             )
         except grpc.aio.AioRpcError as error:
@@ -150,6 +159,13 @@ class RegistryLease:
         if self._failures_in_a_row > 0:
             self._logger.info("keep-alive restored", **self._after_failures())
         return response.lease_ttl_ms * KEEPALIVE_FRACTION / 1000
+
+    def _stub(self) -> registry_pb2_grpc.RegistryServiceStub:
+        """The registry's stub on the channel of the files as they are now (a new one after a renewal)."""
+        channel = self._channels.channel()
+        if self._stubs is None or self._stubs[0] is not channel:
+            self._stubs = (channel, registry_pb2_grpc.RegistryServiceStub(channel))
+        return self._stubs[1]
 
     def _retry(self, error: grpc.aio.AioRpcError, message: str) -> float:
         """The wait before retrying; the first failure of a run logs at warn, the rest at debug."""

@@ -3,7 +3,8 @@
 grpc.health.v1 and server reflection, one log line per call and handlers that never leak an
 exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
 (admin.py) and channelz and CSDS on the gRPC port with it (admin_services.py), a trace span per call
-(tracing.py), registration with the control plane (registry_lease.py), and a drain: deregister,
+(tracing.py), registration with the control plane (registry_lease.py), mTLS with certificate
+renewal (tls.py, certificate_renewal.py) and authorization (authorization.py), and a drain: deregister,
 NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
 grace period, then stop.
 """
@@ -26,6 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .admin import AdminServer, start_admin_server
 from .admin_services import ADMIN_SERVICE_FILES, REFLECTED_ADMIN_SERVICES, add_admin_services
 from .authorization import AuthorizationPolicy, Authorizer, parse_authorization_policy
+from .certificate_renewal import CertificateRenewer
 from .health import HEALTH_SERVICE_NAME, HealthReporter
 from .interceptor_authorization import AuthorizationInterceptor
 from .logger import Logger
@@ -36,7 +38,7 @@ from .registry_lease import RegistryLease, endpoint_for_server
 from .sink_log import LogSink
 from .spiffe_id import trust_domain_of_ca_file
 from .tls import server_credentials
-from .tls_certificate_files import TlsFiles
+from .tls_certificate_files import CertificateFileWatcher, TlsFiles
 from .tracing import ProcessTracing
 
 #: How long a drain lets in-flight calls finish before it cancels them (s).
@@ -123,8 +125,12 @@ class MeshServer:
     none without it. The program shuts it down after the drain (it may serve its clients too).
     ``tls``: STRICT mTLS (tls.py): the port presents ``cert_file`` and accepts only clients with a
     certificate from ``ca_file``'s CA; the files are looked at every ``refresh_interval_s`` and new
-    handshakes use replaced ones (open connections keep theirs). Plaintext unless given; not with
-    ``control_plane`` yet (its prober and registry are plaintext).
+    handshakes use replaced ones (open connections keep theirs). Plaintext unless given. With
+    ``control_plane`` too, the server registers over mTLS (the control plane must prove it is
+    ``control-plane``; it takes a registration only under the caller's own service name) and, unless
+    ``renew_certificate`` is False, renews the files through the control plane's
+    CertificateService once half their validity has passed (certificate_renewal.py); the renewed
+    files serve the next handshake.
     ``authorization``: per-method authorization of callers by their SPIFFE ID (authorization.py), an
     AuthorizationPolicy or the raw ``authorization`` block (validated here, the error naming
     ``authorization.<field>``), enforced before the handler and ``interceptors``: deny wins, default
@@ -153,11 +159,8 @@ class MeshServer:
         tracing: ProcessTracing | None = None,
         tls: TlsFiles | None = None,
         authorization: AuthorizationPolicy | Mapping[str, Any] | None = None,
+        renew_certificate: bool = True,
     ) -> None:
-        if tls is not None and control_plane:
-            raise ValueError(
-                f"{name}: tls with control_plane is not supported yet: the control plane probes and registers over plaintext (issue 13)"
-            )
         self.name = name
         self._descriptor_set = descriptor_set
         self.root_logger = logger or Logger(name=name)
@@ -168,8 +171,11 @@ class MeshServer:
         self._zone = zone
         self._advertise_host = advertise_host
         self._lease_ttl_ms = lease_ttl_ms
+        self._tls = tls
+        self._is_renewing = renew_certificate
         # Read now, so that unusable files fail create_server rather than the first handshake.
-        self._credentials = server_credentials(tls, self.root_logger) if tls is not None else None
+        self._watcher = CertificateFileWatcher(tls, self.root_logger.child(component="tls")) if tls is not None else None
+        self._credentials = server_credentials(self._watcher) if self._watcher is not None else None
         self._drain_grace_s = drain_grace_s
         self._draining = asyncio.Event()
         #: The metrics this server counts into; None when they are off.
@@ -190,6 +196,7 @@ class MeshServer:
         self._services: list[str] = []
         self._port: int | None = None
         self._lease: RegistryLease | None = None
+        self._renewer: CertificateRenewer | None = None
         self._drained: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -225,6 +232,11 @@ class MeshServer:
     def inflight_calls(self) -> int:
         """Calls in flight now (health Watch streams included)."""
         return self._observer.inflight
+
+    @property
+    def renewer(self) -> CertificateRenewer | None:
+        """The certificate's renewal through the control plane, when there is one (tls and control_plane)."""
+        return self._renewer
 
     @property
     def lease(self) -> RegistryLease | None:
@@ -265,7 +277,11 @@ class MeshServer:
                 advertise_host=self._advertise_host,
                 admin_port=self.admin_port,
             )
-            self._lease = RegistryLease(self._control_plane, endpoint, self.root_logger, lease_ttl_ms=self._lease_ttl_ms)
+            self._lease = RegistryLease(self._control_plane, endpoint, self.root_logger, lease_ttl_ms=self._lease_ttl_ms, tls=self._tls)
+            if self._tls is not None and self._is_renewing and self._watcher is not None:
+                watcher = self._watcher
+                self._renewer = CertificateRenewer(self._control_plane, self._tls, self.root_logger, on_renewed=lambda _: watcher.look_soon())
+                await self._renewer.start()
             await self._lease.start()
         return port
 
@@ -283,6 +299,8 @@ class MeshServer:
         started = time.monotonic()
         self.logger.info("draining", inflight=self._observer.inflight, graceMs=round(grace_s * 1000))
         # Leave the mesh first, so that clients stop picking this server before it refuses calls.
+        if self._renewer is not None:
+            await self._renewer.stop()
         if self._lease is not None:
             await self._lease.stop()
         await self.health.set_serving(False)

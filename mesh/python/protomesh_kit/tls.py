@@ -5,12 +5,13 @@ A server requires a client certificate from the mesh CA and re-reads its files f
 accepts only a server whose certificate chains to the mesh CA and names the service it dials.
 
 What grpcio can check on the client: its public API has no hook to verify a peer certificate, and
-C-core's host-name check matches DNS and IP SANs only, never a URI SAN (the SPIFFE ID). When a
-certificate has no DNS SAN, as the mesh's X509-SVIDs, C-core falls back to the subject's common
-name; the mesh CA (mesh/identity.ts) issues ``CN=<service>`` beside ``URI:spiffe://<td>/service/<service>``,
-so the client checks the common name against the service, through ``grpc.ssl_target_name_override``.
-It does not check the SPIFFE ID nor its trust domain: a certificate from the mesh CA with the right
-common name and another URI would pass. The TypeScript kit's client checks the SPIFFE ID.
+C-core's host-name check matches DNS and IP SANs only, never a URI SAN (the SPIFFE ID). The mesh CA
+(mesh/identity.ts) issues each workload ``DNS:<service>`` beside ``URI:spiffe://<td>/service/<service>``
+(the control plane ``DNS:control-plane``), so the client checks, through
+``grpc.ssl_target_name_override``, that the server's certificate names the service by its DNS SAN
+(C-core falls back to the subject's common name, ``CN=<service>``, for a certificate without DNS
+SANs). It does not check the SPIFFE ID nor its trust domain: a certificate from the mesh CA with the
+right DNS name and another URI would pass. The TypeScript kit's client checks the SPIFFE ID.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ from typing import Any
 
 import grpc
 
-from .logger import Logger
 from .tls_certificate_files import CertificateFileWatcher, TlsFiles, read_certificate_files
 
 #: The auth-context property C-core sets to the peer's SPIFFE ID: its one URI SAN, when that is a valid SPIFFE ID.
 PEER_SPIFFE_ID_PROPERTY = "peer_spiffe_id"
 
 
-def server_credentials(files: TlsFiles, logger: Logger) -> grpc.ServerCredentials:
-    """Server credentials requiring a client certificate from ``files.ca_file``'s CA, re-read for new handshakes.
+def server_credentials(watcher: CertificateFileWatcher) -> grpc.ServerCredentials:
+    """Server credentials requiring a client certificate from the watched CA, the files re-read for new handshakes.
 
     The credentials hold their fetcher (the CertificateFileWatcher) for as long as they live."""
-    watcher = CertificateFileWatcher(files, logger.child(component="tls"))
     return grpc.dynamic_ssl_server_credentials(watcher.initial_configuration(), watcher, require_client_authentication=True)
 
 

@@ -71,6 +71,14 @@ def read_certificate_files(files: TlsFiles) -> CertificatePems:
     return pems
 
 
+def files_signature(files: TlsFiles) -> tuple[tuple[int, int, int], ...]:
+    """What changes when any of the three files is replaced: inode (a rename), mtime and size (an in-place write).
+
+    Raises OSError for a file that is not there."""
+    stats = (os.stat(path) for path in (files.ca_file, files.cert_file, files.key_file))
+    return tuple((stat.st_ino, stat.st_mtime_ns, stat.st_size) for stat in stats)
+
+
 class CertificateFileWatcher:
     """The fetcher of a dynamic server credential: a new configuration when the files changed and read well, else None.
 
@@ -84,8 +92,13 @@ class CertificateFileWatcher:
         self._now = now
         self._lock = threading.Lock()
         self.current = read_certificate_files(files)
-        self._signature = self._stat()
+        self._signature = files_signature(files)
         self._looked_at = now()
+
+    def look_soon(self) -> None:
+        """Makes the next handshake look at the files whatever the refresh interval (a renewal has just written them)."""
+        with self._lock:
+            self._looked_at = float("-inf")
 
     def initial_configuration(self) -> grpc.ServerCertificateConfiguration:
         """The configuration of the first read, which the constructor did (and raised on failure)."""
@@ -98,7 +111,7 @@ class CertificateFileWatcher:
                 return None
             self._looked_at = now
             try:
-                signature = self._stat()
+                signature = files_signature(self._files)
                 if signature == self._signature:
                     return None
                 pems = read_certificate_files(self._files)
@@ -112,11 +125,6 @@ class CertificateFileWatcher:
             self.current = pems
             self._logger.info("certificate files reloaded", certFile=self._files.cert_file)
             return _configuration(pems)
-
-    def _stat(self) -> tuple[tuple[int, int, int], ...]:
-        # A rename gives a new inode; an in-place write a new mtime or size.
-        stats = (os.stat(path) for path in (self._files.ca_file, self._files.cert_file, self._files.key_file))
-        return tuple((stat.st_ino, stat.st_mtime_ns, stat.st_size) for stat in stats)
 
 
 def _configuration(pems: CertificatePems) -> grpc.ServerCertificateConfiguration:

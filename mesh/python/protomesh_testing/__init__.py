@@ -26,7 +26,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from protomesh.registry.v1 import registry_pb2, registry_pb2_grpc
+from protomesh_kit.names import CONTROL_PLANE_SERVICE
 
+from .identity import MeshCa, WorkloadCertificate, issue_workload_certificate
 from .otlp_receiver import OtlpReceiver as OtlpReceiver
 from .otlp_receiver import ReceivedSpan as ReceivedSpan
 
@@ -136,21 +138,39 @@ class Process:
 
 
 class ControlPlane:
-    """The real TypeScript control plane on a free port, with a mesh config written for the test."""
+    """The real TypeScript control plane on a free port, with a mesh config written for the test.
 
-    def __init__(self, tmp: Path, mesh_yaml: str) -> None:
+    With ``ca``, its port is STRICT mTLS with that mesh CA (PROTOMESH_TLS_*), with a certificate for
+    ``spiffe://<td>/service/control-plane`` and ``DNS:control-plane``, ``DNS:localhost`` and
+    ``IP:127.0.0.1``, and it signs renewals with the CA's key (PROTOMESH_CA_KEY_FILE); the test's own
+    registry calls (``endpoints``) present an admin identity, ``spiffe://<td>/admin/tests``.
+    """
+
+    def __init__(self, tmp: Path, mesh_yaml: str, ca: MeshCa | None = None) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.config = tmp / "mesh.yaml"
         self.config.write_text(mesh_yaml)
         self.process: Process | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._env = {"PORT": str(self.port), "HOST": "127.0.0.1"}
+        self._observer: WorkloadCertificate | None = None
+        self.ca = ca
+        if ca is not None:
+            own = issue_workload_certificate(
+                ca, CONTROL_PLANE_SERVICE, tmp / "control-plane", dns_names=[CONTROL_PLANE_SERVICE, "localhost"], ip_addresses=["127.0.0.1"]
+            )
+            self._observer = issue_workload_certificate(ca, "tests", tmp / "control-plane", spiffe_id=f"spiffe://{ca.trust_domain}/admin/tests")
+            self._env |= {
+                "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
+                "PROTOMESH_TLS_CERT_FILE": str(own.cert_file),
+                "PROTOMESH_TLS_KEY_FILE": str(own.key_file),
+                "PROTOMESH_CA_KEY_FILE": str(ca.key_file),
+            }
 
     async def start(self) -> ControlPlane:
         node = require_node()
-        self.process = await Process.start(
-            node, "dist/cli/protomesh.js", "control-plane", str(self.config), env={"PORT": str(self.port), "HOST": "127.0.0.1"}
-        )
+        self.process = await Process.start(node, "dist/cli/protomesh.js", "control-plane", str(self.config), env=self._env)
         await self.process.wait_line(lambda line: line.get("msg") == "listening")
         return self
 
@@ -165,10 +185,20 @@ class ControlPlane:
     async def endpoints(self, service: str) -> list[registry_pb2.EndpointStatus]:
         """The service's endpoints as ListServices shows them now."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = self._dial()
         stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
         response = await stub.ListServices(registry_pb2.ListServicesRequest(service=service), timeout=2)
         return [endpoint for s in response.services if s.name == service for endpoint in s.endpoints]
+
+    def _dial(self) -> grpc.aio.Channel:
+        if self.ca is None or self._observer is None:
+            return grpc.aio.insecure_channel(self.address)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.ca.cert_file.read_bytes(),
+            private_key=self._observer.key_file.read_bytes(),
+            certificate_chain=self._observer.cert_file.read_bytes(),
+        )
+        return grpc.aio.secure_channel(self.address, credentials, options=[("grpc.ssl_target_name_override", CONTROL_PLANE_SERVICE)])
 
     async def wait_healthy(self, service: str, count: int = 1, timeout: float = START_TIMEOUT_S) -> list[registry_pb2.EndpointStatus]:
         """Waits until ``count`` endpoints of ``service`` are HEALTHY."""

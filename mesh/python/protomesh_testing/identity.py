@@ -1,12 +1,13 @@
 """A development mesh CA and workload certificates for the Python suites, made by the openssl CLI
-with the commands of mesh/identity.ts (EC P-256; the only SAN the SPIFFE ID; ``openssl ca`` for
-validity to the second, so that expired certificates can be made)."""
+with the commands of mesh/identity.ts (EC P-256; the SPIFFE ID the only URI SAN, the service's name
+a DNS SAN beside it; ``openssl ca`` for validity to the second, so that expired certificates can be made)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,9 +50,16 @@ def issue_workload_certificate(
     ttl: timedelta = timedelta(hours=1),
     not_before: datetime | None = None,
     file_stem: str | None = None,
+    spiffe_id: str | None = None,
+    dns_names: Sequence[str] | None = None,
+    ip_addresses: Sequence[str] = (),
 ) -> WorkloadCertificate:
-    """A key and a certificate for ``service`` (CN=<service>, SAN its SPIFFE ID), replaced by rename, key first."""
-    spiffe_id = f"spiffe://{ca.trust_domain}/service/{service}"
+    """A key and a certificate for ``service`` (CN=<service>; SANs its SPIFFE ID, ``dns_names`` and
+    ``ip_addresses``), replaced by rename, key first. ``spiffe_id`` replaces the service's
+    (an admin identity); ``dns_names`` are ``[service]`` unless given, none with ``spiffe_id``."""
+    names = list(dns_names) if dns_names is not None else ([] if spiffe_id is not None else [service])
+    spiffe_id = spiffe_id or f"spiffe://{ca.trust_domain}/service/{service}"
+    subject_alt_names = ", ".join([f"URI:{spiffe_id}", *(f"DNS:{name}" for name in names), *(f"IP:{address}" for address in ip_addresses)])
     start = (not_before or datetime.now(timezone.utc)).replace(microsecond=0)
     directory.mkdir(parents=True, exist_ok=True)
     stem = file_stem or service
@@ -61,7 +69,7 @@ def issue_workload_certificate(
         _generate_key(key)
         _openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", f"/O=protomesh/CN={service}")
         (work / "index.txt").write_text("")
-        config.write_text(_ca_config(work, ca, spiffe_id))
+        config.write_text(_ca_config(work, ca, subject_alt_names))
         _openssl(
             "ca", "-batch", "-notext", "-rand_serial", "-preserveDN", "-config", str(config), "-in", str(csr),
             "-out", str(cert), "-startdate", _asn1_time(start), "-enddate", _asn1_time(start + ttl),
@@ -97,14 +105,14 @@ def replace_file(path: Path, content: bytes) -> None:
     os.replace(following, path)
 
 
-def _ca_config(work: Path, ca: MeshCa, spiffe_id: str) -> str:
+def _ca_config(work: Path, ca: MeshCa, subject_alt_names: str) -> str:
     return "\n".join([
         "[ca]", "default_ca = mesh", "[mesh]", f"dir = {work}", "database = $dir/index.txt", "serial = $dir/serial",
         "new_certs_dir = $dir", f"certificate = {ca.cert_file}", f"private_key = {ca.key_file}", "default_md = sha256",
         "policy = any", "unique_subject = no", "copy_extensions = none", "x509_extensions = svid",
         "[any]", "organizationName = optional", "commonName = optional",
         "[svid]", "basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature,keyAgreement",
-        "extendedKeyUsage = serverAuth,clientAuth", "authorityKeyIdentifier = keyid", f"subjectAltName = URI:{spiffe_id}", "",
+        "extendedKeyUsage = serverAuth,clientAuth", "authorityKeyIdentifier = keyid", f"subjectAltName = {subject_alt_names}", "",
     ])
 
 

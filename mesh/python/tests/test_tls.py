@@ -167,11 +167,6 @@ def test_tls_for_another_target_needs_server_service(pki: Pki) -> None:
         kit.dial("127.0.0.1:1", tls=pki.files(pki.orders))
 
 
-def test_tls_with_a_control_plane_is_refused_naming_the_option(pki: Pki) -> None:
-    with pytest.raises(ValueError, match="tls with control_plane is not supported yet"):
-        kit.create_server("catalog", control_plane="127.0.0.1:50050", tls=pki.files(pki.catalog))
-
-
 async def test_replaced_server_files_serve_new_connections_with_no_failed_call(pki: Pki, cleanups: list, tmp_path: Path) -> None:
     served = issue_workload_certificate(pki.ca, "catalog", tmp_path)
     port, servicer = await serve(cleanups, pki.files(served, refresh_interval_s=0.05))
