@@ -9,8 +9,8 @@ GET /metrics there has the server's calls and those it makes to the catalog. Tra
 OpenTelemetry variables (protomesh_kit.tracing_from_environment): with OTEL_EXPORTER_OTLP_ENDPOINT
 (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
 catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain. With the
-PROTOMESH_TLS_* files, its port is STRICT mTLS and it dials the catalog over mTLS (not with a
-control plane yet); with them and PROTOMESH_MESH_CONFIG, the file's services.pricing.authorization
+PROTOMESH_TLS_* files, its port is STRICT mTLS and it dials the catalog over mTLS; with a control
+plane too, it registers, reads xDS and renews its certificate over mTLS; with them and PROTOMESH_MESH_CONFIG, the file's services.pricing.authorization
 (if any) decides which callers may call which methods (protomesh_kit.authorization).
 """
 
