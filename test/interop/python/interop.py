@@ -1,12 +1,15 @@
 """The Python interop program (proto/protomesh/interop/v1/interop.proto), built on protomesh_kit.
 
 ``interop.py serve``: serves InteropService through the kit (registers as INTEROP_SERVICE, default
-"interop-python"; health, reflection, per-call logs, drain on SIGTERM).
+"interop-python"; health, reflection, per-call logs, drain on SIGTERM). With PROTOMESH_TLS_* its
+port is STRICT mTLS, and registration, xDS and relays are mTLS too; PROTOMESH_MESH_CONFIG's
+services.<INTEROP_SERVICE>.authorization, if any, authorizes its callers.
 
 ``interop.py call --target <name> --method </full.Service/Method> --request '<proto3 JSON>'
 [--deadline-ms N] [--cancel-after-ms N] [--metadata key=value]... [--request-id ID] [--count N]
 [--unknown-field]``: dials the target by name through the kit's client and prints one JSON line per
-call on stdout (the kit's own log lines go to stderr). The method may be any method of any service
+call on stdout (the kit's own log lines go to stderr); with PROTOMESH_TLS_*, over mTLS to a target
+that must be a mesh service name. The method may be any method of any service
 in the generated stubs: every generated _pb2 module is imported into the default descriptor pool.
 """
 
@@ -31,10 +34,12 @@ from protomesh_kit import (
     Logger,
     MeshError,
     SettingsError,
+    TlsFiles,
     create_server,
     current_request_id,
     dial,
     drain_on_signals,
+    is_service_name,
     load_settings,
 )
 
@@ -56,9 +61,10 @@ class UsageError(Exception):
 class InteropService(interop_pb2_grpc.InteropServiceServicer):
     """Echo and Hold as the proto's comments say."""
 
-    def __init__(self, endpoint: str, control_plane: str | None, zone: str, logger: Logger) -> None:
+    def __init__(self, endpoint: str, control_plane: str | None, zone: str, logger: Logger, tls: TlsFiles | None = None) -> None:
         self.endpoint = endpoint
         self._control_plane = control_plane
+        self._tls = tls
         self._zone = zone
         self._logger = logger
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -111,7 +117,8 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
-            self._channels[service] = dial(service, control_plane=self._control_plane, zone=self._zone, logger=self._logger)
+            # Relays go over mTLS when this server is on it, to the service they name.
+            self._channels[service] = dial(service, control_plane=self._control_plane, zone=self._zone, logger=self._logger, tls=self._tls)
         return self._channels[service]
 
     async def close(self) -> None:
@@ -138,7 +145,7 @@ async def serve() -> int:
         tls=settings.tls,
         authorization=authorization,
     )
-    service = InteropService("", settings.control_plane, settings.zone, logger)
+    service = InteropService("", settings.control_plane, settings.zone, logger, settings.tls)
     server.add_service(interop_pb2_grpc.add_InteropServiceServicer_to_server, service)
     exit_code = drain_on_signals(server.drain, logger)
     address = settings.listen_address(0)
@@ -272,7 +279,9 @@ def entries(metadata: Any) -> list[dict[str, str]]:
 async def call(args: argparse.Namespace) -> int:
     settings = load_settings()
     logger = Logger(name="interop-call", level=settings.log_level, stream=sys.stderr)
-    channel = dial(args.target, control_plane=settings.control_plane, zone=settings.zone, logger=logger)
+    if settings.tls is not None and not is_service_name(args.target):
+        raise UsageError(f"--target {args.target}: with PROTOMESH_TLS_* the target must be a mesh service name, whose certificate is checked")
+    channel = dial(args.target, control_plane=settings.control_plane, zone=settings.zone, logger=logger, tls=settings.tls)
     output_class = message_factory.GetMessageClass(args.descriptor.output_type)
     if args.unknown_field:
         body = encode_with_unknown_field(args.message)

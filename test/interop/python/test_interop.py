@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 from protomesh_testing import PYTHON, REPO, ControlPlane, Process
+from protomesh_testing.identity import MeshCa, create_mesh_ca, issue_workload_certificate
 
 INTEROP = str(REPO / "test/interop/python/interop.py")
 HOLD = "/protomesh.interop.v1.InteropService/Hold"
 
 
-async def serve(control_plane: ControlPlane, name: str) -> Process:
+async def serve(control_plane: ControlPlane, name: str, env: dict[str, str] | None = None) -> Process:
     process = await Process.start(
         PYTHON, INTEROP, "serve",
-        env={"PORT": "0", "PROTOMESH_CONTROL_PLANE": control_plane.address, "INTEROP_SERVICE": name, "PROTOMESH_LOG_LEVEL": "info"},
+        env={"PORT": "0", "PROTOMESH_CONTROL_PLANE": control_plane.address, "INTEROP_SERVICE": name, "PROTOMESH_LOG_LEVEL": "info", **(env or {})},
     )
     await process.wait_line(lambda line: line.get("msg") == "registered")
     return process
 
 
-async def call(control_plane: ControlPlane, *args: str) -> tuple[int, list[dict], str]:
+async def call(control_plane: ControlPlane, *args: str, env: dict[str, str] | None = None) -> tuple[int, list[dict], str]:
     proc = await asyncio.create_subprocess_exec(
-        PYTHON, INTEROP, "call", *args, env={"PROTOMESH_CONTROL_PLANE": control_plane.address},
+        PYTHON, INTEROP, "call", *args, env={"PROTOMESH_CONTROL_PLANE": control_plane.address, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
@@ -72,3 +74,44 @@ async def test_relays_by_name_with_the_deadline_and_request_id_and_drains_on_sig
     finally:
         await front.stop()
         await back.stop()
+
+
+def tls_env(ca: MeshCa, service: str, directory: Path) -> dict[str, str]:
+    workload = issue_workload_certificate(ca, service, directory)
+    return {"PROTOMESH_TLS_CA_FILE": str(ca.cert_file), "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file), "PROTOMESH_TLS_KEY_FILE": str(workload.key_file)}
+
+
+async def test_relays_by_name_over_mtls_with_a_control_plane_on_mtls_each_hop_seeing_its_callers_spiffe_id(tmp_path: Path) -> None:
+    ca = create_mesh_ca(tmp_path / "ca", "protomesh.test")
+    # Only interop-py-front may call interop-py-back; anyone of the mesh may call the front.
+    (tmp_path / "authz.yaml").write_text(
+        "services:\n  interop-py-back:\n    authorization:\n      rules:\n        - { action: allow, callers: [interop-py-front], methods: ['*'] }\n"
+    )
+    plane = await ControlPlane(tmp_path, "lease_ttl_ms: 900\n", ca=ca).start()
+    config = {"PROTOMESH_MESH_CONFIG": str(tmp_path / "authz.yaml")}
+    front = await serve(plane, "interop-py-front", tls_env(ca, "interop-py-front", tmp_path / "front"))
+    back = await serve(plane, "interop-py-back", {**tls_env(ca, "interop-py-back", tmp_path / "back"), **config})
+    caller = tls_env(ca, "interop-caller", tmp_path / "caller")
+    try:
+        await plane.wait_healthy("interop-py-front")
+        await plane.wait_healthy("interop-py-back")
+        request = json.dumps({"holdMs": 1, "relayTo": ["interop-py-back"]})
+        for _ in range(40):  # the control plane's warm-up publishes no endpoints for one lease TTL
+            code, [line], _ = await call(
+                plane, "--target", "interop-py-front", "--method", HOLD, "--request", request, "--deadline-ms", "2000", env=caller
+            )
+            if line["codeName"] == "OK":
+                break
+            await asyncio.sleep(0.1)
+        assert (code, line["codeName"]) == (0, "OK"), line
+        assert [hop["language"] for hop in line["response"]["hops"]] == ["python", "python"]
+        # The back's policy refuses a direct call from the caller; with TLS a target must be a mesh service name.
+        _, [direct], _ = await call(plane, "--target", "interop-py-back", "--method", HOLD, "--request", "{}", "--deadline-ms", "2000", env=caller)
+        assert direct["codeName"] == "PERMISSION_DENIED", direct
+        assert "spiffe://protomesh.test/service/interop-caller may not call" in direct["details"]
+        code, _, err = await call(plane, "--target", "127.0.0.1:1", "--method", HOLD, "--request", "{}", env=caller)
+        assert code == 2 and "--target" in err
+    finally:
+        await front.stop()
+        await back.stop()
+        await plane.stop()
