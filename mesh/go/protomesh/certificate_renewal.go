@@ -110,7 +110,9 @@ func (r *certificateRenewer) run() {
 		switch {
 		case err == nil:
 			retry.Reset()
-			wait = time.Until(renewalDue(renewed))
+			// Never at once again: a certificate already past its half (a clock ahead of the
+			// control plane's) must not make renewals spin.
+			wait = max(renewRetryInitial, time.Until(renewalDue(renewed)))
 		case status.Code(err) == codes.Unimplemented:
 			r.logger.Warn("the control plane issues no certificates (it holds no CA key): this certificate will not be renewed")
 			return
