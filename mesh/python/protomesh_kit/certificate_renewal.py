@@ -104,6 +104,11 @@ class CertificateRenewer:
         self._channels = ControlPlaneChannel(control_plane, files, self._logger, close_grace_s=SIGN_DEADLINE_S)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def is_renewing(self) -> bool:
+        """True from ``start`` until ``stop``, or until a control plane without a CA key ended the renewals."""
+        return self._task is not None and not self._task.done()
+
     async def start(self) -> None:
         """Schedules the first renewal from the certificate on disk (raises when it cannot be read)."""
         delay_s = self._renewal_delay_s(self._current())

@@ -142,11 +142,12 @@ class ControlPlane:
 
     With ``ca``, its port is STRICT mTLS with that mesh CA (PROTOMESH_TLS_*), with a certificate for
     ``spiffe://<td>/service/control-plane`` and ``DNS:control-plane``, ``DNS:localhost`` and
-    ``IP:127.0.0.1``, and it signs renewals with the CA's key (PROTOMESH_CA_KEY_FILE); the test's own
+    ``IP:127.0.0.1``, and it signs renewals with the CA's key (PROTOMESH_CA_KEY_FILE) unless
+    ``signs_certificates`` is False; the test's own
     registry calls (``endpoints``) present an admin identity, ``spiffe://<td>/admin/tests``.
     """
 
-    def __init__(self, tmp: Path, mesh_yaml: str, ca: MeshCa | None = None) -> None:
+    def __init__(self, tmp: Path, mesh_yaml: str, ca: MeshCa | None = None, signs_certificates: bool = True) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.config = tmp / "mesh.yaml"
@@ -165,7 +166,7 @@ class ControlPlane:
                 "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
                 "PROTOMESH_TLS_CERT_FILE": str(own.cert_file),
                 "PROTOMESH_TLS_KEY_FILE": str(own.key_file),
-                "PROTOMESH_CA_KEY_FILE": str(ca.key_file),
+                **({"PROTOMESH_CA_KEY_FILE": str(ca.key_file)} if signs_certificates else {}),
             }
 
     async def start(self) -> ControlPlane:

@@ -234,3 +234,23 @@ async def test_renew_writes_a_new_key_and_certificate_for_the_callers_own_identi
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [f"spiffe://{TRUST_DOMAIN}/service/inventory"]
     assert names.get_values_for_type(x509.DNSName) == ["inventory"]
     assert renewed.not_valid_after_utc - renewed.not_valid_before_utc == first.not_valid_after_utc - first.not_valid_before_utc
+
+
+async def test_renewal_ends_with_one_warning_when_the_control_plane_issues_no_certificates(ca: MeshCa, cleanups: list, tmp_path: Path) -> None:
+    plane = await ControlPlane(tmp_path, "lease_ttl_ms: 3000\n", ca=ca, signs_certificates=False).start()
+    cleanups.append(plane.stop)
+    short = issue_workload_certificate(ca, "catalog", tmp_path / "catalog", ttl=timedelta(seconds=4))
+    before = short.cert_file.read_bytes()
+    log = io.StringIO()
+    server, _ = await serve(cleanups, plane, files_of(ca, short), log)
+    await plane.wait_healthy("catalog")
+    warning = "the control plane issues no certificates (it holds no CA key): this certificate will not be renewed"
+
+    async def warned() -> bool:
+        return any(line.get("msg") == warning for line in lines_of(log))
+
+    await wait_for("the renewal's warning, at half life", warned)
+    assert server.renewer is not None and server.renewer.is_renewing is False
+    assert [line["msg"] for line in lines_of(log) if line.get("component") == "certificate-renewal"] == [warning]
+    assert short.cert_file.read_bytes() == before
+    assert await health_of(plane, "catalog") == [registry_pb2.HEALTH_STATE_HEALTHY]
