@@ -2,10 +2,10 @@ package protomesh_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
-	"os/exec"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +14,7 @@ import (
 	interopv1 "github.com/protomesh/protomesh/generated/go/protomesh/interop/v1"
 	"github.com/protomesh/protomesh/mesh/go/protomesh"
 	"github.com/protomesh/protomesh/mesh/go/protomesh/protomeshtest"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -26,19 +27,16 @@ const (
 )
 
 // decodeYAMLFile decodes a YAML file into the values ParseAuthorizationPolicy takes (map[string]any,
-// []any, string, nil), with the yaml package the TypeScript kit parses the mesh config with.
+// []any, string, nil), as LoadAuthorizationPolicy does.
 func decodeYAMLFile(t *testing.T, file string) any {
 	t.Helper()
-	node := protomeshtest.RequireTool(t, "node")
-	yamlPackage := filepath.Join(protomeshtest.RepoRoot(t), "node_modules", "yaml")
-	script := `process.stdout.write(JSON.stringify(require(process.argv[1]).parse(require("fs").readFileSync(process.argv[2], "utf8"))))`
-	out, err := exec.Command(node, "-e", script, yamlPackage, file).Output()
+	text, err := os.ReadFile(file)
 	if err != nil {
-		t.Fatalf("decoding %s: %v", file, err)
+		t.Fatal(err)
 	}
 	var document any
-	if err := json.Unmarshal(out, &document); err != nil {
-		t.Fatal(err)
+	if err := yaml.Unmarshal(text, &document); err != nil {
+		t.Fatalf("decoding %s: %v", file, err)
 	}
 	return document
 }
@@ -309,6 +307,98 @@ func TestAuthorizationOverMTLS(t *testing.T) {
 			if err != nil || response.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 				t.Fatalf("%s health Check: %v %v, want SERVING", caller, response, err)
 			}
+		}
+	})
+}
+
+func TestLoadAuthorizationPolicyReadsTheServicesOwnBlock(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mesh.yaml")
+	writeFile(t, file, "services:\n  catalog:\n    lb_policy: round_robin\n    authorization:\n      rules:\n        - { action: allow, callers: ['*'], methods: ['*'] }\n  orders: {}\n")
+	policy, err := protomesh.LoadAuthorizationPolicy(file, "catalog")
+	want := protomesh.AuthorizationRule{Action: protomesh.AuthorizationAllow, Callers: []string{"*"}, Methods: []string{"*"}}
+	if err != nil || len(policy.Rules) != 1 || !slices.Equal(policy.Rules[0].Callers, want.Callers) ||
+		!slices.Equal(policy.Rules[0].Methods, want.Methods) || policy.Rules[0].Action != want.Action {
+		t.Fatalf("catalog: %+v %v, want %+v", policy, err, want)
+	}
+	for _, service := range []string{"orders", "billing"} {
+		if policy, err := protomesh.LoadAuthorizationPolicy(file, service); policy != nil || err != nil {
+			t.Fatalf("%s: %+v %v, want no policy", service, policy, err)
+		}
+	}
+	for _, tc := range []struct{ content, want string }{
+		{"services:\n  catalog:\n    authorization:\n      rules: [{ action: allow }]\n", "services.catalog.authorization.rules[0].callers: must be a non-empty list"},
+		{"services:\n  catalog:\n    authorization:\n      rules:\n        - action: maybe\n          callers: [orders]\n          methods: ['*']\n", "services.catalog.authorization.rules[0].action: must be allow or deny"},
+		{"services:\n  catalog:\n    authorization:\n      rules:\n        - action: allow\n          callers: [orders]\n          methods: [Get-Product]\n", "services.catalog.authorization.rules[0].methods[0]: must be a method name"},
+		{"services:\n  catalog: [a]\n", "services.catalog: must be a mapping"},
+		{"services: [catalog]\n", "services: must be a mapping"},
+		{"services:\n  catalog: {\n", "(file): not valid YAML"},
+	} {
+		writeFile(t, file, tc.content)
+		if _, err := protomesh.LoadAuthorizationPolicy(file, "catalog"); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error starting %q", tc.content, err, tc.want)
+		}
+	}
+	writeFile(t, file, "")
+	if policy, err := protomesh.LoadAuthorizationPolicy(file, "catalog"); policy != nil || err != nil {
+		t.Fatalf("an empty file: %+v %v, want no policy", policy, err)
+	}
+}
+
+// TestAuthorizationFromTheMeshConfigInTheSettings is how a program turns it on: PROTOMESH_TLS_*
+// and PROTOMESH_MESH_CONFIG, applied by WithSettings.
+func TestAuthorizationFromTheMeshConfigInTheSettings(t *testing.T) {
+	ca := newTestCA(t, testTrustDomain)
+	serverFiles := ca.issue(t, "catalog", "catalog", time.Now(), time.Hour)
+	ordersFiles := ca.issue(t, "orders", "orders", time.Now(), time.Hour)
+	billingFiles := ca.issue(t, "billing", "billing", time.Now(), time.Hour)
+	config := filepath.Join(t.TempDir(), "mesh.yaml")
+	settingsOf := func(t *testing.T, withTLS bool) protomesh.Settings {
+		env := map[string]string{protomesh.EnvMeshConfig: config}
+		if withTLS {
+			env[protomesh.EnvTLSCAFile], env[protomesh.EnvTLSCertFile], env[protomesh.EnvTLSKeyFile] = serverFiles.CAFile, serverFiles.CertFile, serverFiles.KeyFile
+		}
+		settings, err := protomesh.LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+		if err != nil || settings.MeshConfig != config {
+			t.Fatalf("settings %+v %v", settings, err)
+		}
+		return settings
+	}
+	newServer := func(t *testing.T, withTLS bool) *protomesh.Server {
+		return protomesh.NewServer("catalog", protomesh.WithSettings(settingsOf(t, withTLS)),
+			protomesh.WithLogger(protomesh.NewLogger(io.Discard, "catalog", "info")), protomesh.WithDrainGrace(time.Second))
+	}
+	t.Run("the service's block is enforced", func(t *testing.T) {
+		writeFile(t, config, "services:\n  catalog:\n    authorization:\n      rules:\n        - { action: allow, callers: [orders], methods: [Echo] }\n")
+		service, addr := serveIdentity(t, newServer(t, true))
+		if _, err, _ := echo(dialTLS(t, addr, ordersFiles, "catalog")); err != nil {
+			t.Fatalf("orders: %v", err)
+		}
+		if _, err, _ := echo(dialTLS(t, addr, billingFiles, "catalog")); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("billing: %v, want PERMISSION_DENIED", err)
+		}
+		if got := service.calls.Load(); got != 1 {
+			t.Fatalf("handler calls %d, want 1", got)
+		}
+	})
+	t.Run("no block for the service is no policy", func(t *testing.T) {
+		writeFile(t, config, "services:\n  orders:\n    authorization:\n      rules: []\n")
+		_, addr := serveIdentity(t, newServer(t, true))
+		if _, err, _ := echo(dialTLS(t, addr, billingFiles, "catalog")); err != nil {
+			t.Fatalf("billing: %v", err)
+		}
+	})
+	t.Run("without TLS the file is not read", func(t *testing.T) {
+		writeFile(t, config, "services:\n  catalog:\n    authorization:\n      rules: []\n")
+		_, addr := serveIdentity(t, newServer(t, false))
+		if _, err, _ := echo(plainConn(t, addr)); err != nil {
+			t.Fatalf("plaintext: %v", err)
+		}
+	})
+	t.Run("a bad block is an error of Listen naming the field", func(t *testing.T) {
+		writeFile(t, config, "services:\n  catalog:\n    authorization:\n      rules:\n        - { action: permit, callers: [orders], methods: ['*'] }\n")
+		_, err := newServer(t, true).Listen("127.0.0.1:0")
+		if err == nil || !strings.Contains(err.Error(), "services.catalog.authorization.rules[0].action: must be allow or deny") {
+			t.Fatalf("Listen: %v, want the field named", err)
 		}
 	})
 }

@@ -44,17 +44,18 @@ type serverOptions struct {
 	tls           *TLSFiles
 	isRenewalOff  bool
 	authorization *AuthorizationPolicy
+	meshConfig    string
 	grpcOptions   []grpc.ServerOption
 
 	// isAdminServicesOff leaves grpc-go's admin services off a server with an admin address.
 	isAdminServicesOff bool
 }
 
-// WithSettings applies a program's settings: its control plane, zone and advertised host, and its
-// TLS files when they are set ([WithTLS]).
+// WithSettings applies a program's settings: its control plane, zone and advertised host, its
+// TLS files when they are set ([WithTLS]) and its mesh config file ([WithMeshConfig]).
 func WithSettings(s Settings) ServerOption {
 	return func(o *serverOptions) {
-		o.controlPlane, o.zone, o.advertiseHost = s.ControlPlane, s.Zone, s.AdvertiseHost
+		o.controlPlane, o.zone, o.advertiseHost, o.meshConfig = s.ControlPlane, s.Zone, s.AdvertiseHost, s.MeshConfig
 		if s.TLS != nil {
 			files := *s.TLS
 			o.tls = &files
@@ -88,6 +89,13 @@ func WithoutCertificateRenewal() ServerOption {
 // identity, and Listen refuses it. nil is no policy.
 func WithAuthorization(policy *AuthorizationPolicy) ServerOption {
 	return func(o *serverOptions) { o.authorization = policy }
+}
+
+// WithMeshConfig names the mesh config file (PROTOMESH_MESH_CONFIG): with TLS and no
+// WithAuthorization, Listen reads the server's policy from it, services.<mesh service>.authorization
+// ([LoadAuthorizationPolicy]); none there is no policy, and a bad block an error of Listen naming the field.
+func WithMeshConfig(file string) ServerOption {
+	return func(o *serverOptions) { o.meshConfig = file }
 }
 
 // WithLogger sets the logger of the server's own lines and call lines (default: info to stdout).
@@ -214,7 +222,7 @@ func NewServer(name string, options ...ServerOption) *Server {
 	}
 	unary := []grpc.UnaryServerInterceptor{s.unaryObserver}
 	stream := []grpc.StreamServerInterceptor{s.streamObserver}
-	if o.authorization != nil {
+	if o.authorization != nil || (o.meshConfig != "" && o.tls != nil) {
 		unary = append(unary, s.unaryAuthorization)
 		stream = append(stream, s.streamAuthorization)
 	}
@@ -293,11 +301,15 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	if s.options.authorization != nil {
+	policy, err := s.authorizationOf()
+	if err != nil {
+		return nil, err
+	}
+	if policy != nil {
 		if s.tls == nil {
 			return nil, fmt.Errorf("%s: authorization needs TLS: without mTLS no caller has an identity to authorize", s.name)
 		}
-		s.authorizer = NewAuthorizer(s.options.authorization, s.tls.trustDomain())
+		s.authorizer = NewAuthorizer(policy, s.tls.trustDomain())
 	}
 	listener, err := net.Listen("tcp", address)
 	if err != nil {

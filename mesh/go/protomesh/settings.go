@@ -20,6 +20,7 @@ const (
 	EnvTLSCAFile     = "PROTOMESH_TLS_CA_FILE"
 	EnvTLSCertFile   = "PROTOMESH_TLS_CERT_FILE"
 	EnvTLSKeyFile    = "PROTOMESH_TLS_KEY_FILE"
+	EnvMeshConfig    = "PROTOMESH_MESH_CONFIG"
 	EnvHost          = "HOST"
 	EnvPort          = "PORT"
 )
@@ -49,6 +50,9 @@ type Settings struct {
 	// all three or none); set, [WithSettings] and [DialSettings] make the server and clients mTLS.
 	// nil is plaintext.
 	TLS *TLSFiles
+	// MeshConfig is the mesh config file (PROTOMESH_MESH_CONFIG); with TLS, [WithSettings] makes a
+	// server enforce its service's authorization block there ([WithMeshConfig]). "" is none.
+	MeshConfig string
 	// Host to listen on (HOST, default 127.0.0.1).
 	Host string
 	// Port to listen on (PORT); -1 when unset, for the program's own default.
@@ -111,6 +115,7 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 		}
 		s.TLS = &files
 	}
+	s.MeshConfig = value(EnvMeshConfig)
 	if host := value(EnvHost); host != "" {
 		s.Host = host
 	}

@@ -42,12 +42,12 @@ func TestLoadSettingsTakesPinosLevels(t *testing.T) {
 }
 
 func TestLoadSettingsReadsEveryVariable(t *testing.T) {
-	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvAdminAddress: "0.0.0.0:9464", EnvHost: "0.0.0.0", EnvPort: "0"}
+	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvAdminAddress: "0.0.0.0:9464", EnvMeshConfig: "deploy/mesh.yaml", EnvHost: "0.0.0.0", EnvPort: "0"}
 	s, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", AdminAddress: "0.0.0.0:9464", Host: "0.0.0.0", Port: 0}
+	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", AdminAddress: "0.0.0.0:9464", MeshConfig: "deploy/mesh.yaml", Host: "0.0.0.0", Port: 0}
 	if s != want {
 		t.Fatalf("got %+v, want %+v", s, want)
 	}
