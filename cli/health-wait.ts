@@ -7,6 +7,9 @@ import {
   healthCheckResponse_ServingStatusToJSON,
 } from "../generated/ts/health/v1/health";
 import { OVERALL_HEALTH } from "../mesh/health";
+import { createLogger } from "../mesh/logger";
+import { clientTls } from "../mesh/tls";
+import type { MeshTlsOptions } from "../mesh/tls";
 
 /** The grpc.health.v1 status name a healthy server answers with. */
 export const SERVING = healthCheckResponse_ServingStatusToJSON(HealthCheckResponse_ServingStatus.SERVING);
@@ -25,9 +28,10 @@ const HEALTH_CHANNEL_OPTIONS: ChannelOptions = {
  * Resolves once `address` answers grpc.health.v1 Check for the whole server ("") with SERVING.
  * Every Check has a deadline and waits for the server to accept connections (wait-for-ready);
  * rejects after `timeoutMs` naming the last answer, or when `signal` aborts. Closes its channel.
+ * With `tls` it calls over mTLS with those files, accepting any workload of their trust domain.
  */
-export async function waitForServing(address: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const client = new HealthClient(address, credentials.createInsecure(), HEALTH_CHANNEL_OPTIONS);
+export async function waitForServing(address: string, timeoutMs: number, signal?: AbortSignal, tls?: MeshTlsOptions): Promise<void> {
+  const client = meshHealthClient(address, tls);
   const giveUpAt = Date.now() + timeoutMs;
   let lastAnswer = "no answer";
   try {
@@ -45,6 +49,12 @@ export async function waitForServing(address: string, timeoutMs: number, signal?
   } finally {
     client.close();
   }
+}
+
+function meshHealthClient(address: string, tls: MeshTlsOptions | undefined): HealthClient {
+  if (tls === undefined) return new HealthClient(address, credentials.createInsecure(), HEALTH_CHANNEL_OPTIONS);
+  const secured = clientTls(tls, undefined, createLogger({ level: "silent" }));
+  return new HealthClient(address, secured.credentials, { ...HEALTH_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": secured.serverName });
 }
 
 /** One Check; resolves to the status name, or to the gRPC code and details of a failed call. */

@@ -20,6 +20,7 @@ import type { ExitStatus, ProcessSpec } from "./launcher-process";
 import { TablePrinter, tableRows } from "./launcher-table";
 import { RegistryWatch } from "./registry-watch";
 import { DEFAULT_DRAIN_GRACE_MS } from "../mesh/server";
+import type { MeshTlsOptions } from "../mesh/tls";
 import { isEscalation } from "../mesh/shutdown";
 
 export type { ProcessSpec } from "./launcher-process";
@@ -47,6 +48,8 @@ export interface LaunchOptions {
   readyText?: (pidOf: (name: string) => number | undefined) => string;
   stdout?: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
+  /** The launcher's own identity on an mTLS mesh: its health checks and registry watch use it. Plaintext unless given. */
+  tls?: MeshTlsOptions;
 }
 
 /** Default time a stage has to report SERVING: node starting plus a bind, with a wide margin. */
@@ -171,6 +174,7 @@ class MeshRun {
         if (failuresInARow !== 2 || this.isStopping) return;
         this.err.write(`watching the registry at ${controlPlaneSpec.address} fails (retrying): ${error.message}\n`);
       },
+      { tls: this.options.tls },
     );
     for (const stage of this.plan.stages) {
       interruption = await this.startStage(stage);
@@ -200,7 +204,7 @@ class MeshRun {
     return this.untilInterrupted((signal) =>
       firstInterruption(
         procs.map((proc) =>
-          waitForServing(proc.spec.address, this.readyTimeoutMs, signal).then(
+          waitForServing(proc.spec.address, this.readyTimeoutMs, signal, this.options.tls).then(
             () => undefined,
             (error: Error): Interruption => ({ kind: "unhealthy", proc, error }),
           ),

@@ -4,6 +4,7 @@ import type { ServiceError } from "@grpc/grpc-js";
 import { OrderServiceClient } from "../generated/ts/shop/orders/v1/orders";
 import type { ListOrdersResponse, PlaceOrderResponse } from "../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../mesh/client";
+import type { MeshClientOptions } from "../mesh/client";
 import { createLogger } from "../mesh/logger";
 import { previousAttemptsOf } from "../mesh/observer-client";
 import { SEED_PRODUCTS } from "../services/catalog/seed";
@@ -35,9 +36,13 @@ export interface PlaceOrdersReport {
 }
 
 /** Places `count` orders through `controlPlane`'s mesh, each with a new key, then lists them back. */
-export async function placeOrders(controlPlane: string, count: number): Promise<PlaceOrdersReport> {
+export async function placeOrders(
+  controlPlane: string,
+  count: number,
+  security: Pick<MeshClientOptions, "tls" | "xdsServer"> = {},
+): Promise<PlaceOrdersReport> {
   const logger = createLogger({ name: "place-orders", level: "error" });
-  const client = createClient(OrderServiceClient, "orders", { controlPlane, logger, defaultDeadlineMs: DEADLINE_MS });
+  const client = createClient(OrderServiceClient, "orders", { controlPlane, logger, defaultDeadlineMs: DEADLINE_MS, ...security });
   const customerId = `walkthrough-${randomUUID().slice(0, 8)}`;
   const report: PlaceOrdersReport = { calls: 0, codes: {}, retried: 0, stored: 0, duplicated: 0 };
   let next = 0;

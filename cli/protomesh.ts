@@ -7,11 +7,16 @@
 import * as path from "node:path";
 import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
 import { isServiceError } from "../mesh/errors";
+import { issueWorkloadCertificate } from "../mesh/identity";
+import { isServiceName } from "../mesh/names";
 import { SETTINGS_ENV, loadSettings } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
+import type { MeshTlsOptions } from "../mesh/tls";
 import { runControlPlane } from "./control-plane";
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } from "./gateway/dev-keys";
 import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
+import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, issueOperator, secureStack, stackCa, TLS_DIR } from "./identities";
+import type { StackIdentities } from "./identities";
 import { launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
 import { ADMIN_PORT_OFFSET, CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
@@ -20,6 +25,20 @@ import type { Stack } from "./stack";
 const MESH_CONFIG_ENV = SETTINGS_ENV.meshConfig;
 /** The gateway config `protomesh gateway` reads unless given another. */
 const DEFAULT_GATEWAY_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "gateway.yaml");
+
+/** Where `protomesh up` keeps its logs and, on mTLS, its CA and certificates (tls/). */
+const RUN_DIR = ".run";
+/** What `PROTOMESH_PLAINTEXT=1 make up` says before anything starts. */
+const PLAINTEXT_BANNER = [
+  "",
+  "  ************************************************************************************",
+  "  *  PLAINTEXT MESH (PROTOMESH_PLAINTEXT=1): no mTLS, no identities, no authorization. *",
+  "  *  Any process on this machine may call any method, register any endpoint and       *",
+  "  *  inject faults. For local debugging only; unset PROTOMESH_PLAINTEXT for mTLS.      *",
+  "  ************************************************************************************",
+  "",
+  "",
+].join("\n");
 
 /** Exit code of a command line that cannot be understood (the shell convention for misuse). */
 export const USAGE_EXIT_CODE = 2;
@@ -61,6 +80,12 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       `  ORDERS_PORT            base port of the orders replicas (default ${ORDERS_DEFAULT_PORT})`,
       `  ADMIN_PORT_OFFSET      each process's admin HTTP port (/metrics) is its port + this (default ${ADMIN_PORT_OFFSET}; 0: none)`,
       `  ${MESH_CONFIG_ENV}  the mesh config (default deploy/mesh.yaml of this checkout)`,
+      "  PROTOMESH_PLAINTEXT    1: run the mesh without mTLS, for local debugging only (loudly)",
+      "",
+      "Security: every port is STRICT mTLS by default. A fresh development CA in .run/tls issues",
+      "each process a certificate naming its SPIFFE ID (spiffe://protomesh.local/service/<name>),",
+      "renewed through the control plane before it expires; .run/tls/admin.crt is the operator's",
+      "identity (spiffe://protomesh.local/admin/cli) for grpcurl, as the printed commands show.",
       "",
       "Example: make up CATALOG_PORT=6051 ORDERS_PORT=6052",
       "",
@@ -83,6 +108,20 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       "",
     ].join("\n"),
     run: controlPlane,
+  },
+  identity: {
+    summary: "issue a workload started by hand its certificate from the running make up mesh's CA",
+    usage: [
+      "Usage: protomesh identity <service>",
+      "",
+      "Issues <service> a key and a certificate (spiffe://protomesh.local/service/<service>, an hour)",
+      "from the CA `make up` made in .run/tls, and prints the PROTOMESH_TLS_* and PROTOMESH_XDS_SOCKET",
+      "variables that give a process that identity. Run it from the directory make up runs in.",
+      "",
+      'Example: eval "$(node dist/cli/protomesh.js identity catalog)"; PORT=50081 node dist/services/catalog/main.js',
+      "",
+    ].join("\n"),
+    run: identityCommand,
   },
   "place-orders": {
     summary: "place orders through the mesh as a mesh client does, and say how they went",
@@ -181,8 +220,27 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
   }
+  let plaintext: boolean;
+  try {
+    plaintext = isPlaintext(process.env);
+  } catch (error) {
+    process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
+    return USAGE_EXIT_CODE;
+  }
   // The gateway's development tokens: a key pair in .data/ whose public half deploy/gateway.yaml names.
   if (stack.gatewayHttp !== undefined) await ensureDevKeys();
+  const runDir = path.resolve(RUN_DIR);
+  let identities: StackIdentities | undefined;
+  if (plaintext) {
+    process.stderr.write(PLAINTEXT_BANNER);
+  } else {
+    try {
+      identities = await secureStack(stack, runDir);
+    } catch (error) {
+      process.stderr.write(`protomesh up: cannot make the mesh's identities (openssl 3 is needed): ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   for (const { name, reason } of stack.unavailable) {
     process.stderr.write(`protomesh up: ${name} is not started: ${reason}; the rest of the mesh runs without it\n`);
   }
@@ -190,11 +248,69 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: the mesh config names ${JSON.stringify(name)}, which up has no program for: not started\n`);
   }
   try {
-    return await launch(stack, { readyText: (pidOf) => tryIt(stack.tryCommands(pidOf), stack.dashboardUrl) });
+    return await launch(stack, {
+      runDir,
+      tls: identities?.admin,
+      readyText: (pidOf) => tryIt(stack.tryCommands(pidOf, identities ? "$TLS" : "-plaintext"), stack.dashboardUrl, identities && path.relative(process.cwd(), identities.dir)),
+    });
   } catch (error) {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * The operator identity of the `make up` mesh running from `runDir` (its CA in runDir/tls), issued
+ * for this command; undefined when no mesh CA is there (a plaintext mesh, or none running).
+ */
+async function stackOperator(runDir: string): Promise<{ tls: MeshTlsOptions; xdsSocket: string } | undefined> {
+  let ca;
+  try {
+    ca = stackCa(runDir);
+  } catch {
+    return undefined;
+  }
+  return { tls: await issueOperator(ca, `place-orders-${process.pid}`), xdsSocket: path.join(runDir, TLS_DIR, "xds.sock") };
+}
+
+/**
+ * `protomesh identity <service>`: issues a workload of the running `make up` mesh its certificate
+ * and prints the variables that give it that identity, for `eval`.
+ */
+async function identityCommand(args: string[]): Promise<number> {
+  const [service, ...rest] = args;
+  if (service === undefined || rest.length > 0 || !isServiceName(service)) {
+    process.stderr.write(`protomesh identity: one mesh service name is needed (a DNS label such as catalog)\n\n${COMMANDS.identity.usage}`);
+    return USAGE_EXIT_CODE;
+  }
+  const runDir = path.resolve(RUN_DIR);
+  let ca;
+  try {
+    ca = stackCa(runDir);
+  } catch (error) {
+    process.stderr.write(`protomesh identity: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const stem = `${service}-byhand-${process.pid}`;
+  const workload = await issueWorkloadCertificate(ca, { service, fileStem: stem, dnsNames: [service], ipAddresses: ["127.0.0.1"] });
+  const exports: Record<string, string> = {
+    [SETTINGS_ENV.tlsCaFile]: ca.certFile,
+    [SETTINGS_ENV.tlsCertFile]: workload.certFile,
+    [SETTINGS_ENV.tlsKeyFile]: workload.keyFile,
+    [SETTINGS_ENV.xdsSocket]: path.join(runDir, TLS_DIR, "xds.sock"),
+  };
+  process.stdout.write(
+    `# ${workload.spiffeId}, valid until ${workload.notAfter.toISOString()} (the kit renews it through the control plane)\n` +
+      Object.entries(exports)
+        .map(([name, value]) => `export ${name}=${shellQuote(value)}`)
+        .join("\n") +
+      "\n",
+  );
+  return 0;
+}
+
+function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_./:@-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 /**
@@ -230,7 +346,14 @@ async function placeOrdersCommand(args: string[]): Promise<number> {
   }
   const settings = settingsOf("place-orders");
   if (settings === undefined) return USAGE_EXIT_CODE;
-  const report = await placeOrders(settings.controlPlane ?? `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`, count);
+  // On the mTLS mesh of `make up` (its CA in .run/tls), as its operator; PROTOMESH_TLS_* name other files.
+  const operator = settings.tls === undefined && !isPlaintext(process.env) ? await stackOperator(path.resolve(RUN_DIR)) : undefined;
+  const tls = settings.tls ?? operator?.tls;
+  const xdsSocket = settings.xdsSocket ?? operator?.xdsSocket;
+  const report = await placeOrders(settings.controlPlane ?? `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`, count, {
+    tls,
+    xdsServer: xdsSocket === undefined ? undefined : `unix://${xdsSocket}`,
+  });
   process.stdout.write(`${formatReport(report)}\n`);
   // The xDS client keeps the process alive after its channel closed; the report is out.
   process.exit(report.duplicated === 0 ? 0 : 1);
@@ -282,10 +405,19 @@ function settingsOf(command: string): MeshSettings | undefined {
   }
 }
 
-function tryIt(commands: string[], dashboardUrl: string | undefined): string {
+function tryIt(commands: string[], dashboardUrl: string | undefined, tlsDir: string | undefined): string {
+  const tls =
+    tlsDir === undefined
+      ? []
+      : [
+          `  # every port is mTLS: grpcurl and grpc-health-probe call as spiffe://${STACK_TRUST_DOMAIN}/admin/${ADMIN_NAME}`,
+          `  TLS="-cacert ${tlsDir}/ca.crt -cert ${tlsDir}/admin.crt -key ${tlsDir}/admin.key"`,
+          `  PROBE_TLS="-tls -tls-ca-cert ${tlsDir}/ca.crt -tls-client-cert ${tlsDir}/admin.crt -tls-client-key ${tlsDir}/admin.key"`,
+        ];
   return [
     "Try it from the repository root (`make up` installs grpcurl into .tools/bin when Go is there):",
     '  export PATH="$PWD/.tools/bin:$PATH"',
+    ...tls,
     ...commands.map((command) => `  ${command}`),
     "",
     ...(dashboardUrl === undefined ? [] : [`The live mesh dashboard: ${dashboardUrl} (open it in a browser)`, ""]),

@@ -6,6 +6,10 @@ import { Backoff } from "../mesh/backoff";
 import type { BackoffOptions } from "../mesh/backoff";
 import { systemClock } from "../mesh/clock";
 import type { Cancel, Clock } from "../mesh/clock";
+import { createLogger } from "../mesh/logger";
+import { clientTls } from "../mesh/tls";
+import type { MeshTlsOptions } from "../mesh/tls";
+import { CONTROL_PLANE_SERVICE } from "../mesh/names";
 
 /**
  * Deadline of one WatchServices stream. The stream is meant to stay open, but no call is without a
@@ -43,16 +47,20 @@ export class RegistryWatch {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
 
-  /** `options` pin the clock and the jitter's randomness (tests). */
+  /** `options` pin the clock and the jitter's randomness (tests); `tls`, the files to call an mTLS control plane with. */
   constructor(
     controlPlane: string,
     private readonly onView: (services: Service[]) => void,
     private readonly onError: (error: ServiceError, failuresInARow: number) => void = () => undefined,
-    options: { clock?: Clock; random?: () => number } = {},
+    options: { clock?: Clock; random?: () => number; tls?: MeshTlsOptions } = {},
   ) {
     this.clock = options.clock ?? systemClock;
     this.backoff = new Backoff(REWATCH_BACKOFF, options.random);
-    this.client = new RegistryServiceClient(controlPlane, credentials.createInsecure(), WATCH_CHANNEL_OPTIONS);
+    const tls = options.tls && clientTls(options.tls, CONTROL_PLANE_SERVICE, createLogger({ level: "silent" }));
+    this.client = new RegistryServiceClient(controlPlane, tls?.credentials ?? credentials.createInsecure(), {
+      ...WATCH_CHANNEL_OPTIONS,
+      ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
+    });
     this.open();
   }
 

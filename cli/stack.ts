@@ -104,8 +104,12 @@ export interface Stack extends MeshPlan {
   dashboardUrl: string | undefined;
   /** Reference services whose language is missing here, and why: not started, the rest runs without them. */
   unavailable: Array<{ name: string; reason: string }>;
-  /** Commands that work as printed against this stack, given the pids of its processes by name. */
-  tryCommands(pidOf: (name: string) => number | undefined): string[];
+  /**
+   * Commands that work as printed against this stack, given the pids of its processes by name;
+   * `grpcurlTls` is what grpcurl is told of the transport ("-plaintext", or "$TLS" for the
+   * certificate flags a line before it sets).
+   */
+  tryCommands(pidOf: (name: string) => number | undefined, grpcurlTls?: string): string[];
 }
 
 /**
@@ -184,8 +188,9 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
     unavailable,
     gatewayHttp,
     dashboardUrl: adminOf(controlPlanePort) === undefined ? undefined : `http://${adminOf(controlPlanePort)}/`,
-    tryCommands: (pidOf) =>
+    tryCommands: (pidOf, grpcurlTls = "-plaintext") =>
       tryCommands(
+        grpcurlTls,
         controlPlaneAddress,
         { catalog: replicasOf("catalog"), orders: replicasOf("orders"), inventory: replicasOf("inventory"), pricing: replicasOf("pricing") },
         pidOf,
@@ -204,6 +209,7 @@ const SAMPLE_ORDER = {
 };
 
 function tryCommands(
+  transport: string,
   controlPlane: string,
   replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[]; inventory: ProcessSpec[]; pricing: ProcessSpec[] },
   pidOf: (name: string) => number | undefined,
@@ -213,26 +219,27 @@ function tryCommands(
   const catalog = replicas.catalog[0]?.address;
   const orders = replicas.orders[0]?.address;
   const commands = [
-    `grpcurl -plaintext ${controlPlane} list`,
-    `grpcurl -plaintext ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
+    `grpcurl ${transport} ${controlPlane} list`,
+    `grpcurl ${transport} ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
   ];
   if (catalog !== undefined) {
-    commands.push(`grpcurl -plaintext -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
+    commands.push(`grpcurl ${transport} -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
   }
   const inventory = replicas.inventory[0]?.address;
   if (inventory !== undefined) {
-    commands.push(`grpcurl -plaintext -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
+    commands.push(`grpcurl ${transport} -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
   }
   const pricing = replicas.pricing[0]?.address;
   if (pricing !== undefined) {
     commands.push(
-      `grpcurl -plaintext -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
+      `grpcurl ${transport} -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
     );
   }
   if (orders !== undefined) {
     commands.push(
-      `grpcurl -plaintext -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
-      `grpcurl -plaintext ${orders} grpc.health.v1.Health/Check`,
+      `grpcurl ${transport} -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
+      `grpcurl ${transport} ${orders} grpc.health.v1.Health/Check`,
+      transport === "-plaintext" ? `grpc-health-probe -addr ${orders}` : `grpc-health-probe -addr ${orders} $PROBE_TLS`,
     );
   }
   const catalogAdmin = replicas.catalog[0] && adminOf(Number(replicas.catalog[0].address.split(":").at(-1)));
