@@ -4,16 +4,22 @@ import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { status } from "@grpc/grpc-js";
+import { CatalogServiceClient } from "../../generated/ts/shop/catalog/v1/catalog";
 import { OrderServiceClient } from "../../generated/ts/shop/orders/v1/orders";
 import type { PlaceOrderResponse } from "../../generated/ts/shop/orders/v1/orders";
 import { createClient } from "../../mesh/client";
+import { createMeshCa, issueWorkloadCertificate } from "../../mesh/identity";
+import type { MeshTlsOptions } from "../../mesh/tls";
 import { waitForServing } from "../../cli/health-wait";
 import { SEED_PRODUCTS } from "../../services/catalog/seed";
 import { ADMIN_PORT_OFFSET, REPLICA_PORT_STRIDE } from "../../cli/stack";
 import { chaosMeshConfig } from "../support/chaos";
 import { CliRun, isProcessGone } from "../support/cli-run";
 import { requireLanguages } from "../support/interop";
+import { callUnary } from "../support/calls";
 import { captureLog } from "../support/log-capture";
+import { requireTool } from "../support/tools";
 import { closeServer, freePortRun, freePorts, listenOn } from "../support/ports";
 import { sample, scrape } from "../support/metrics";
 import { waitFor } from "../support/wait";
@@ -54,6 +60,14 @@ interface RunningMesh {
   ports: MeshPorts;
   /** The rows of the first table. */
   rows: Row[];
+  /** The operator identity `up` wrote (.run/tls/admin.*), what a person calls its mTLS mesh with; undefined when plaintext. */
+  tls: MeshTlsOptions | undefined;
+}
+
+/** The operator's files of the `up` running in `cwd`. */
+function operatorFiles(cwd: string): MeshTlsOptions {
+  const dir = path.join(cwd, ".run", "tls");
+  return { caFile: path.join(dir, "ca.crt"), certFile: path.join(dir, "admin.crt"), keyFile: path.join(dir, "admin.key") };
 }
 
 /** Every table in `stdout` so far, in order, each as its rows. */
@@ -107,9 +121,9 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** PlaceOrder of 2 × sku-1001 at `address`, on a client of its own that is closed after. */
-function placeOrder(address: string, idempotencyKey: string): Promise<PlaceOrderResponse> {
-  const client = createClient(OrderServiceClient, address, { logger: captureLog().logger });
+/** PlaceOrder of 2 × sku-1001 at `address` of `mesh` (as its operator on mTLS), on a client of its own that is closed after. */
+function placeOrder(mesh: RunningMesh, address: string, idempotencyKey: string): Promise<PlaceOrderResponse> {
+  const client = createClient(OrderServiceClient, address, { logger: captureLog().logger, tls: mesh.tls && { ...mesh.tls, serverService: "orders" } });
   return new Promise<PlaceOrderResponse>((resolve, reject) => {
     client.placeOrder(
       { customerId: "cust-launcher", items: [{ productId: "sku-1001", quantity: 2 }], idempotencyKey },
@@ -148,7 +162,8 @@ class Runs {
     const ports = await meshPorts();
     const run = this.cli(["up"], { ...ports.env, ...env }, options);
     await run.waitFor("stdout", READY, READY_TIMEOUT_MS);
-    return { run, ports, rows: tablesIn(run.stdout)[0] };
+    const tls = env.PROTOMESH_PLAINTEXT === "1" ? undefined : operatorFiles(run.cwd);
+    return { run, ports, rows: tablesIn(run.stdout)[0], tls };
   }
 
   /**
@@ -203,8 +218,9 @@ describe("protomesh up (cli/launcher)", function () {
       for (const row of rows) assert.ok(fs.existsSync(path.join(run.cwd, row.log)), `${row.log} exists`);
       const catalog1 = rows.find((row) => row.endpoint === stopped())!;
       assert.match(run.stdout, /^ {2}export PATH="\$PWD\/\.tools\/bin:\$PATH"$/m);
-      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} list$`, "m"));
-      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} protomesh\\.registry\\.v1\\.RegistryService/ListServices$`, "m"));
+      assert.match(run.stdout, /^ {2}TLS="-cacert \.run\/tls\/ca\.crt -cert \.run\/tls\/admin\.crt -key \.run\/tls\/admin\.key"$/m);
+      assert.match(run.stdout, new RegExp(`^  grpcurl \\$TLS 127\\.0\\.0\\.1:${ports.controlPlane} list$`, "m"));
+      assert.match(run.stdout, new RegExp(`^  grpcurl \\$TLS 127\\.0\\.0\\.1:${ports.controlPlane} protomesh\\.registry\\.v1\\.RegistryService/ListServices$`, "m"));
       assert.match(run.stdout, new RegExp(`^  kill ${catalog1.pid} +# stops catalog-1 \\(${escapeRegExp(catalog1.endpoint)}\\)`, "m"));
     });
 
@@ -212,7 +228,7 @@ describe("protomesh up (cli/launcher)", function () {
       const { run, ports } = mesh;
       assert.match(run.stdout, new RegExp(`^  curl -s http://127\\.0\\.0\\.1:${ports.catalog + ADMIN_PORT_OFFSET}/metrics \\| grep '\\^grpc_server_handled_total'$`, "m"));
       const orders0 = endpoints(ports.orders, ORDERS_REPLICAS)[0];
-      await placeOrder(orders0, "launcher-metrics");
+      await placeOrder(mesh, orders0, "launcher-metrics");
       const orders = (await scrape(ports.orders + ADMIN_PORT_OFFSET)).body;
       assert.ok(sample(orders, "grpc_server_handled_total", { grpc_method: "PlaceOrder", grpc_code: "OK" })! >= 1, "orders counts the PlaceOrder");
       assert.ok(
@@ -228,9 +244,43 @@ describe("protomesh up (cli/launcher)", function () {
       assert.equal(sample(controlPlane, "protomesh_controlplane_endpoints", { service: "orders", state: "HEALTHY" }), ORDERS_REPLICAS);
     });
 
+    it("runs every port on STRICT mTLS: the printed grpcurl and grpc-health-probe lines work as pasted, a plaintext client and a stranger's certificate are refused fast", async function () {
+      const grpcurl = requireTool(this, "grpcurl");
+      requireTool(this, "grpc-health-probe");
+      const { run, ports } = mesh;
+      const printed = (pattern: RegExp) => run.stdout.split("\n").find((line) => pattern.test(line))?.trim();
+      const setup = ["export PATH=\"$PWD/.tools/bin:$PATH\"", printed(/^ {2}TLS=/), printed(/^ {2}PROBE_TLS=/)];
+      const getProduct = printed(/^ {2}grpcurl \$TLS -d '\{"id":"sku-1001"\}' /);
+      const probe = printed(/^ {2}grpc-health-probe -addr /);
+      assert.ok(setup.every(Boolean) && getProduct && probe, run.stdout);
+      // As a person pastes them, from the directory make up runs in (its .tools/bin linked in).
+      fs.symlinkSync(path.join(path.dirname(grpcurl), ".."), path.join(run.cwd, ".tools"));
+      // grpc-health-probe prints its verdict on stderr.
+      const pasted = execFileSync("bash", ["-c", [...setup, getProduct, `${probe} 2>&1`].join("\n")], { cwd: run.cwd, encoding: "utf8" });
+      assert.match(pasted, /"name": "Espresso beans 1 kg"/);
+      assert.match(pasted, /status: SERVING/);
+      const catalog0 = `127.0.0.1:${ports.catalog}`;
+      const plaintext = createClient(CatalogServiceClient, catalog0, { logger: captureLog().logger, defaultDeadlineMs: 5_000 });
+      const startedAt = Date.now();
+      const refused = await callUnary(plaintext.getProduct, plaintext, { id: "sku-1001" });
+      plaintext.close();
+      assert.equal(refused.error?.code, status.UNAVAILABLE, "a plaintext client never reaches a handler");
+      assert.ok(Date.now() - startedAt < 3_000, `refused within ${Date.now() - startedAt} ms`);
+      const elsewhere = await createMeshCa({ dir: path.join(run.cwd, "stranger"), trustDomain: "protomesh.local" });
+      const stranger = await issueWorkloadCertificate(elsewhere, { service: "orders" });
+      const forged = createClient(CatalogServiceClient, catalog0, {
+        logger: captureLog().logger,
+        defaultDeadlineMs: 5_000,
+        tls: { caFile: mesh.tls!.caFile, certFile: stranger.certFile, keyFile: stranger.keyFile, serverService: "catalog" },
+      });
+      const denied = await callUnary(forged.getProduct, forged, { id: "sku-1001" });
+      forged.close();
+      assert.equal(denied.error?.code, status.UNAVAILABLE, "a certificate of another CA fails the handshake");
+    });
+
     it("places an order through an orders replica, which finds the catalog by name through the control plane", async function () {
       const orders1 = mesh.rows.find((row) => row.log.endsWith("orders-1.log"))!;
-      const response = await placeOrder(orders1.endpoint, "launcher-by-name");
+      const response = await placeOrder(mesh, orders1.endpoint, "launcher-by-name");
       assert.equal(response.order?.lines[0]?.productName, product.name, "orders priced the item from the catalog");
       assert.equal(response.order?.totalCents, 2 * product.priceCents);
       // Services log asynchronously: the line is written soon after the call, not before it returns.
@@ -257,7 +307,7 @@ describe("protomesh up (cli/launcher)", function () {
       assert.equal(table.filter((row) => row.service === "orders" && row.health === "HEALTHY").length, ORDERS_REPLICAS);
       assert.ok(run.isRunning, "the launcher runs on");
       for (let i = 0; i < 6; i += 1) {
-        const response = await placeOrder(`127.0.0.1:${ports.orders}`, `after-stop-${i}`);
+        const response = await placeOrder(mesh, `127.0.0.1:${ports.orders}`, `after-stop-${i}`);
         assert.equal(response.order?.lines[0]?.productName, product.name);
       }
     });
@@ -278,6 +328,37 @@ describe("protomesh up (cli/launcher)", function () {
     });
   });
 
+  describe("with PROTOMESH_PLAINTEXT=1, the plaintext mesh of local debugging", function () {
+    const runs = new Runs();
+    let mesh: RunningMesh;
+
+    before(async function () {
+      mesh = await runs.up({ CATALOG_TARGET: "127.0.0.1:1", PROTOMESH_PLAINTEXT: "1" });
+    });
+    after(() => runs.cleanUp());
+
+    it("says so loudly before anything starts, prints plaintext commands, makes no certificates, and serves plaintext", async function () {
+      const { run, ports } = mesh;
+      assert.match(run.stderr, /PLAINTEXT MESH \(PROTOMESH_PLAINTEXT=1\): no mTLS, no identities, no authorization\./);
+      assert.ok(run.stderr.indexOf("PLAINTEXT MESH") < run.stderr.indexOf("started control-plane"), "before the first process");
+      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext 127\\.0\\.0\\.1:${ports.controlPlane} list$`, "m"));
+      assert.doesNotMatch(run.stdout, /TLS=/);
+      assert.equal(fs.existsSync(path.join(run.cwd, ".run", "tls")), false);
+      const response = await placeOrder(mesh, `127.0.0.1:${ports.orders}`, "plaintext-1");
+      assert.equal(response.order?.lines[0]?.productName, product.name);
+      const log = fs.readFileSync(path.join(run.cwd, ".run", "control-plane.log"), "utf8");
+      assert.match(log, /PLAINTEXT: the control plane runs without mTLS/);
+    });
+
+    it("refuses a PROTOMESH_PLAINTEXT it cannot read, naming the variable, starting nothing", async function () {
+      const run = runs.cli(["up"], { PROTOMESH_PLAINTEXT: "maybe" });
+      const exit = await run.exitWithin(EXIT_TIMEOUT_MS);
+      assert.deepEqual(exit, { code: 2, signal: null }, run.output());
+      assert.match(run.stderr, /PROTOMESH_PLAINTEXT: must be 1 \(a plaintext mesh\) or unset, got "maybe"/);
+      assert.deepEqual(run.startedPids, []);
+    });
+  });
+
   // README's "Watch the mesh change", step by step, in its order.
   describe("following the README walkthrough", function () {
     const runs = new Runs();
@@ -285,7 +366,7 @@ describe("protomesh up (cli/launcher)", function () {
     let byHand: ChildProcess | undefined;
     const catalog = (index: number) => mesh.rows.find((row) => row.log.endsWith(`catalog-${index}.log`))!;
     const orderOk = async (key: string) => {
-      const response = await placeOrder(`127.0.0.1:${mesh.ports.orders}`, key);
+      const response = await placeOrder(mesh, `127.0.0.1:${mesh.ports.orders}`, key);
       assert.equal(response.order?.lines[0]?.productName, product.name);
     };
     const change = (row: Row, what: string) =>
@@ -328,13 +409,21 @@ describe("protomesh up (cli/launcher)", function () {
 
     it("step 6: a replica started by hand joins and serves", async function () {
       const [port] = await freePorts(1);
+      // The mesh is mTLS: the replica gets its identity from make up's CA first, as the README says.
+      const exports = execFileSync(process.execPath, [path.join(__dirname, "..", "..", "cli", "protomesh.js"), "identity", "catalog"], {
+        cwd: mesh.run.cwd,
+        encoding: "utf8",
+      });
+      const identity = Object.fromEntries([...exports.matchAll(/^export (PROTOMESH_[A-Z_]+)=(\S+)$/gm)].map(([, name, value]) => [name, value]));
+      assert.deepEqual(Object.keys(identity).sort(), ["PROTOMESH_TLS_CA_FILE", "PROTOMESH_TLS_CERT_FILE", "PROTOMESH_TLS_KEY_FILE", "PROTOMESH_XDS_SOCKET"], exports);
+      assert.match(exports, /^# spiffe:\/\/protomesh\.local\/service\/catalog, valid until /m);
       byHand = spawn(process.execPath, [path.resolve(__dirname, "..", "..", "services", "catalog", "main.js")], {
-        env: { ...process.env, PROTOMESH_CONTROL_PLANE: `127.0.0.1:${mesh.ports.controlPlane}`, PORT: String(port), HOST: "127.0.0.1" },
+        env: { ...process.env, ...identity, PROTOMESH_CONTROL_PLANE: `127.0.0.1:${mesh.ports.controlPlane}`, PORT: String(port), HOST: "127.0.0.1" },
         stdio: "ignore",
       });
       const row = { endpoint: `127.0.0.1:${port}` } as Row;
       await mesh.run.waitFor("stdout", change(row, "joined"), CHANGE_TIMEOUT_MS);
-      await waitForServing(row.endpoint, READY_TIMEOUT_MS);
+      await waitForServing(row.endpoint, READY_TIMEOUT_MS, undefined, mesh.tls);
       for (let i = 0; i < 4; i += 1) await orderOk(`walk-6-${i}`);
     });
 
@@ -378,7 +467,7 @@ describe("protomesh up (cli/launcher)", function () {
         PROTOMESH_MESH_CONFIG: path.resolve(__dirname, "..", "..", "..", "deploy", "mesh.yaml"),
       });
       await run.waitFor("stdout", READY, 2 * READY_TIMEOUT_MS);
-      mesh = { run, ports, rows: tablesIn(run.stdout)[0] };
+      mesh = { run, ports, rows: tablesIn(run.stdout)[0], tls: operatorFiles(run.cwd) };
     });
     after(() => runs.cleanUp());
 
@@ -403,14 +492,14 @@ describe("protomesh up (cli/launcher)", function () {
         rows.filter((row) => row.service === "inventory" || row.service === "pricing").map((row) => row.endpoint),
         [...endpoints(extraPorts.inventory, 2), ...endpoints(extraPorts.pricing, 2)],
       );
-      assert.match(run.stdout, new RegExp(`^  grpcurl -plaintext -d '\\{"product_id":"sku-1001"\\}' 127\\.0\\.0\\.1:${extraPorts.inventory} shop\\.inventory\\.v1\\.InventoryService/GetStock$`, "m"));
+      assert.match(run.stdout, new RegExp(`^  grpcurl \\$TLS -d '\\{"product_id":"sku-1001"\\}' 127\\.0\\.0\\.1:${extraPorts.inventory} shop\\.inventory\\.v1\\.InventoryService/GetStock$`, "m"));
       assert.match(run.stdout, new RegExp(`127\\.0\\.0\\.1:${extraPorts.pricing} shop\\.pricing\\.v1\\.PricingService/QuoteBasket$`, "m"));
       assert.doesNotMatch(run.stderr, /is not started/);
     });
 
     it("places an order through all four services: stock reserved by inventory, basket quoted by pricing, lines named by the catalog", async function () {
       const orders0 = mesh.rows.find((row) => row.service === "orders")!;
-      const client = createClient(OrderServiceClient, orders0.endpoint, { logger: captureLog().logger });
+      const client = createClient(OrderServiceClient, orders0.endpoint, { logger: captureLog().logger, tls: { ...mesh.tls!, serverService: "orders" } });
       try {
         const response = await new Promise<PlaceOrderResponse>((resolve, reject) =>
           client.placeOrder(
