@@ -4,6 +4,7 @@
  * importing it does nothing. This is a program: it reads the environment (mesh/settings.ts) and
  * hands plain options to the kit, the control plane and the launcher.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
 import { isServiceError } from "../mesh/errors";
@@ -15,7 +16,7 @@ import type { MeshTlsOptions } from "../mesh/tls";
 import { runControlPlane } from "./control-plane";
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } from "./gateway/dev-keys";
 import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
-import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, issueOperator, secureStack, stackCa, TLS_DIR } from "./identities";
+import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, secureStack, stackCa, TLS_DIR } from "./identities";
 import type { StackIdentities } from "./identities";
 import { launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
@@ -260,17 +261,15 @@ async function up(args: string[]): Promise<number> {
 }
 
 /**
- * The operator identity of the `make up` mesh running from `runDir` (its CA in runDir/tls), issued
- * for this command; undefined when no mesh CA is there (a plaintext mesh, or none running).
+ * The operator identity of the `make up` mesh running from `runDir` (runDir/tls/admin.*,
+ * spiffe://protomesh.local/admin/cli, which deploy/mesh.yaml's policies admit) and its xDS socket;
+ * undefined when there is none (a plaintext mesh, or none running).
  */
-async function stackOperator(runDir: string): Promise<{ tls: MeshTlsOptions; xdsSocket: string } | undefined> {
-  let ca;
-  try {
-    ca = stackCa(runDir);
-  } catch {
-    return undefined;
-  }
-  return { tls: await issueOperator(ca, `place-orders-${process.pid}`), xdsSocket: path.join(runDir, TLS_DIR, "xds.sock") };
+function stackOperator(runDir: string): { tls: MeshTlsOptions; xdsSocket: string } | undefined {
+  const dir = path.join(runDir, TLS_DIR);
+  const tls = { caFile: path.join(dir, "ca.crt"), certFile: path.join(dir, "admin.crt"), keyFile: path.join(dir, "admin.key") };
+  if (![tls.caFile, tls.certFile, tls.keyFile].every((file) => fs.existsSync(file))) return undefined;
+  return { tls, xdsSocket: path.join(dir, "xds.sock") };
 }
 
 /**
@@ -347,7 +346,7 @@ async function placeOrdersCommand(args: string[]): Promise<number> {
   const settings = settingsOf("place-orders");
   if (settings === undefined) return USAGE_EXIT_CODE;
   // On the mTLS mesh of `make up` (its CA in .run/tls), as its operator; PROTOMESH_TLS_* name other files.
-  const operator = settings.tls === undefined && !isPlaintext(process.env) ? await stackOperator(path.resolve(RUN_DIR)) : undefined;
+  const operator = settings.tls === undefined && !isPlaintext(process.env) ? stackOperator(path.resolve(RUN_DIR)) : undefined;
   const tls = settings.tls ?? operator?.tls;
   const xdsSocket = settings.xdsSocket ?? operator?.xdsSocket;
   const report = await placeOrders(settings.controlPlane ?? `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`, count, {

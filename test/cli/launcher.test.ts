@@ -278,6 +278,25 @@ describe("protomesh up (cli/launcher)", function () {
       assert.equal(denied.error?.code, status.UNAVAILABLE, "a certificate of another CA fails the handshake");
     });
 
+    it("enforces deploy/mesh.yaml's authorization: orders refuses a workload its policy does not name PERMISSION_DENIED, naming the caller and the method", async function () {
+      const exports = execFileSync(process.execPath, [path.join(__dirname, "..", "..", "cli", "protomesh.js"), "identity", "pricing"], {
+        cwd: mesh.run.cwd,
+        encoding: "utf8",
+      });
+      const files = Object.fromEntries([...exports.matchAll(/^export (PROTOMESH_TLS_[A-Z_]+)=(\S+)$/gm)].map(([, name, value]) => [name, value]));
+      const asPricing = createClient(OrderServiceClient, `127.0.0.1:${mesh.ports.orders}`, {
+        logger: captureLog().logger,
+        defaultDeadlineMs: 5_000,
+        tls: { caFile: files.PROTOMESH_TLS_CA_FILE, certFile: files.PROTOMESH_TLS_CERT_FILE, keyFile: files.PROTOMESH_TLS_KEY_FILE, serverService: "orders" },
+      });
+      const refused = await callUnary(asPricing.placeOrder, asPricing, { customerId: "cust-x", items: [{ productId: "sku-1001", quantity: 1 }], idempotencyKey: "authz-1" });
+      asPricing.close();
+      assert.equal(refused.error?.code, status.PERMISSION_DENIED, refused.error?.message);
+      assert.equal(refused.error?.details, "spiffe://protomesh.local/service/pricing may not call /shop.orders.v1.OrderService/PlaceOrder (no rule allows it)");
+      const placed = await placeOrder(mesh, `127.0.0.1:${mesh.ports.orders}`, "authz-2");
+      assert.equal(placed.order?.lines[0]?.productName, product.name, "the operator is allowed, and orders may call the catalog");
+    });
+
     it("places an order through an orders replica, which finds the catalog by name through the control plane", async function () {
       const orders1 = mesh.rows.find((row) => row.log.endsWith("orders-1.log"))!;
       const response = await placeOrder(mesh, orders1.endpoint, "launcher-by-name");
@@ -530,6 +549,27 @@ describe("protomesh up (cli/launcher)", function () {
       assert.equal(placed.status, 200, await placed.clone().text());
       assert.notEqual(((await placed.json()) as { order: { reservationId: string } }).order.reservationId, "");
       assert.match(mesh.run.stdout, new RegExp(`^  curl -s http://127\\.0\\.0\\.1:${extraPorts.gatewayHttp}/v1/products/sku-1001$`, "m"));
+    });
+
+    it("enforces inventory's policy in the Go kit: the gateway may read stock but not reserve it (deny wins)", async function () {
+      // deploy/mesh.yaml: deny gateway ReserveStock and ReleaseStock, allow gateway "*".
+      const base = `http://127.0.0.1:${extraPorts.gatewayHttp}`;
+      const token = execFileSync(process.execPath, [path.join(__dirname, "..", "..", "cli", "protomesh.js"), "token", "--scope", "admin"], {
+        cwd: mesh.run.cwd,
+        encoding: "utf8",
+      }).trim();
+      const headers = { authorization: `Bearer ${token}` };
+      const stock = await fetch(`${base}/v1/stock/sku-1001`);
+      assert.equal(stock.status, 200, await stock.clone().text());
+      const reserve = await fetch(`${base}/v1/reservations`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ orderId: "ord-gw", items: [{ productId: "sku-1001", quantity: 1 }] }),
+      });
+      const body = await reserve.text();
+      assert.equal(reserve.status, 403, body);
+      // Past the gateway's own check (the admin scope): the Go inventory refused the gateway's identity.
+      assert.match(body, /spiffe:\/\/protomesh\.local\/service\/gateway may not call \/shop\.inventory\.v1\.InventoryService\/ReserveStock \(denied by rules\[0\]\)/);
     });
 
     it("Ctrl-C stops every replica of every language with exit code 0", async function () {
