@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { credentials, status } from "@grpc/grpc-js";
 import type { ClientReadableStream } from "@grpc/grpc-js";
+import { HealthCheckResponse_ServingStatus, HealthClient } from "../../generated/ts/health/v1/health";
 import { CatalogServiceClient, CatalogServiceService } from "../../generated/ts/shop/catalog/v1/catalog";
 import type {
   GetProductRequest,
@@ -204,6 +205,32 @@ describe("mTLS", function () {
     const orders = client(`127.0.0.1:${server.port}`, { tls: filesOf(ca, ordersCert, { serverService: "catalog" }) });
     assertFailsFast(await timedCall(orders));
     assert.equal(server.handled(), 0);
+  });
+
+  it("answers plaintext health checks on its health address with the server's statuses, and nothing else there; closes with it", async () => {
+    const server = createServer({ name: "catalog", logger: log.logger, tls: filesOf(ca, catalogCert), healthAddress: "127.0.0.1:0", loadShedding: false });
+    server.addService(CatalogServiceService, catalogService());
+    await server.listen("127.0.0.1:0");
+    const healthAddress = `127.0.0.1:${server.healthPort}`;
+    const health = new HealthClient(healthAddress, credentials.createInsecure());
+    const check = () =>
+      callUnary(health.check, health, { service: "" }, { deadline: Date.now() + DEADLINE_MS }).then((outcome) => outcome.response?.status ?? outcome.error?.code);
+    try {
+      assert.equal(await check(), HealthCheckResponse_ServingStatus.SERVING);
+      const plain = new CatalogServiceClient(healthAddress, credentials.createInsecure());
+      const outcome = await callUnary(plain.getProduct, plain, { id: "sku-1001" }, { deadline: Date.now() + DEADLINE_MS });
+      plain.close();
+      assert.equal(outcome.error?.code, status.UNIMPLEMENTED, "the application's methods are not on the plaintext port");
+      // The same statuses as the mTLS port: what a drain reports first.
+      server.health.setServing(false);
+      assert.equal(await check(), HealthCheckResponse_ServingStatus.NOT_SERVING);
+      server.health.setServing(true);
+      await server.drain(1_000);
+      assert.equal(await check(), status.UNAVAILABLE, "closed with the server");
+    } finally {
+      health.close();
+      await server.drain(100);
+    }
   });
 
   it("refuses to listen when the certificate files cannot be read, naming them", async () => {
