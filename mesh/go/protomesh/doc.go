@@ -24,7 +24,9 @@
 // control plane too, everything the kit says to it is mTLS, requiring its SPIFFE ID
 // ([ControlPlaneService]): the registry lease, the xDS stream (gRFC A65 "tls" channel credentials
 // in the bootstrap) and the renewal of the server's certificate at half its validity through
-// protomesh.certificate.v1.CertificateService.
+// protomesh.certificate.v1.CertificateService. A health address ([WithHealthAddress],
+// PROTOMESH_HEALTH_ADDRESS) opens a plaintext port serving grpc.health.v1 alone, with the same
+// statuses, for probes that cannot present a mesh certificate.
 //
 // Environment variables are read once, by [LoadSettings] (and [TracingFromEnvironment]), at the
 // program's edge; everything else takes plain options.

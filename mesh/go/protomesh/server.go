@@ -40,6 +40,7 @@ type serverOptions struct {
 	drainGrace    time.Duration
 	random        func() float64
 	adminAddress  string
+	healthAddress string
 	tracing       *Tracing
 	tls           *TLSFiles
 	isRenewalOff  bool
@@ -52,10 +53,12 @@ type serverOptions struct {
 }
 
 // WithSettings applies a program's settings: its control plane, zone and advertised host, its
-// TLS files when they are set ([WithTLS]) and its mesh config file ([WithMeshConfig]).
+// TLS files when they are set ([WithTLS]), its mesh config file ([WithMeshConfig]) and its plaintext
+// health port ([WithHealthAddress]).
 func WithSettings(s Settings) ServerOption {
 	return func(o *serverOptions) {
 		o.controlPlane, o.zone, o.advertiseHost, o.meshConfig = s.ControlPlane, s.Zone, s.AdvertiseHost, s.MeshConfig
+		o.healthAddress = s.HealthAddress
 		if s.TLS != nil {
 			files := *s.TLS
 			o.tls = &files
@@ -178,6 +181,7 @@ type Server struct {
 	mu         sync.Mutex
 	listener   net.Listener
 	admin      *adminServer
+	healthPort *healthPort
 	lease      *lease
 	renewer    *certificateRenewer
 	serveErr   chan error
@@ -283,10 +287,10 @@ func (s *Server) OnDraining(listener func()) {
 	s.onDraining = append(s.onDraining, listener)
 }
 
-// Listen binds address ("127.0.0.1:0" picks a free port) and, with WithAdminAddress, the admin
-// port and the admin services, serves in the background, reports SERVING and, with a control plane,
-// registers and keeps the lease (over mTLS with WithTLS, renewing the certificate too). It returns
-// the bound address.
+// Listen binds address ("127.0.0.1:0" picks a free port), then with WithHealthAddress the plaintext
+// health port, and with WithAdminAddress the admin port and the admin services, serves in the
+// background, reports SERVING and, with a control plane, registers and keeps the lease (over mTLS
+// with WithTLS, renewing the certificate too). It returns the bound address.
 func (s *Server) Listen(address string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -315,10 +319,26 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen on %s: %w", s.name, address, err)
 	}
+	if s.options.healthAddress != "" {
+		port, err := listenHealthPort(s.options.healthAddress, s.health, s.serveErr)
+		if err != nil {
+			_ = listener.Close()
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		s.healthPort = port
+	}
+	// closeHealthPort undoes the health port when a later step fails.
+	closeHealthPort := func() {
+		if s.healthPort != nil {
+			s.healthPort.stop()
+			s.healthPort = nil
+		}
+	}
 	if s.options.adminAddress != "" {
 		admin, err := listenAdmin(s.options.adminAddress, s.logger)
 		if err != nil {
 			_ = listener.Close()
+			closeHealthPort()
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		s.admin = admin
@@ -328,6 +348,7 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 			names, cleanup, err := registerAdminServices(s.grpc)
 			if err != nil {
 				_ = listener.Close()
+				closeHealthPort()
 				admin.close()
 				s.admin = nil
 				return nil, fmt.Errorf("%s: %w", s.name, err)
@@ -342,7 +363,11 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 		s.health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	}
 	bound := listener.Addr()
-	s.logger.Info("listening", "address", address, "port", bound.(*net.TCPAddr).Port, "services", s.services, "isTLS", s.tls != nil)
+	fields := []any{"address", address, "port", bound.(*net.TCPAddr).Port, "services", s.services, "isTLS", s.tls != nil}
+	if s.healthPort != nil {
+		fields = append(fields, "healthPort", s.healthPort.addr().(*net.TCPAddr).Port)
+	}
+	s.logger.Info("listening", fields...)
 	if s.options.controlPlane != "" {
 		healthService := ""
 		if len(s.services) > 0 {
@@ -418,11 +443,11 @@ func (s *Server) IsRegistered() bool {
 // healthFlushDelay is how long a drain lets health Watch streams send NOT_SERVING before ending them.
 const healthFlushDelay = 50 * time.Millisecond
 
-// Drain deregisters from the control plane, reports NOT_SERVING, refuses new calls, ends the
-// long-lived streams (health Watch; OnDraining listeners end the rest), lets calls in flight finish
-// within the grace period, then stops, cancelling what is left, releases the admin services,
-// closes the admin port (which is scraped until then) and, with WithTracing, exports the spans
-// ended so far, within another grace period. Idempotent: later calls wait for the first.
+// Drain deregisters from the control plane, reports NOT_SERVING (on the plaintext health port too),
+// refuses new calls, ends the long-lived streams (health Watch; OnDraining listeners end the rest),
+// lets calls in flight finish within the grace period, then stops, cancelling what is left, closes
+// the health port, releases the admin services, closes the admin port (which is scraped until
+// then) and, with WithTracing, exports the spans ended so far, within another grace period. Idempotent: later calls wait for the first.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		defer close(s.drained)
@@ -430,7 +455,7 @@ func (s *Server) Drain() {
 		grace := s.options.drainGrace
 		s.logger.Info("draining", "graceMs", grace.Milliseconds())
 		s.mu.Lock()
-		l, renewer, listeners, admin, adminCleanup := s.lease, s.renewer, s.onDraining, s.admin, s.adminCleanup
+		l, renewer, listeners, admin, adminCleanup, healthPort := s.lease, s.renewer, s.onDraining, s.admin, s.adminCleanup, s.healthPort
 		s.mu.Unlock()
 		if renewer != nil {
 			renewer.stop()
@@ -460,6 +485,10 @@ func (s *Server) Drain() {
 			s.logger.Warn("grace period over; cancelling calls in flight")
 			s.grpc.Stop()
 			<-stopped
+		}
+		// Probes of the plaintext health port have seen NOT_SERVING since the drain began.
+		if healthPort != nil {
+			healthPort.stop()
 		}
 		if adminCleanup != nil {
 			adminCleanup()

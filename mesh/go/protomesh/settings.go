@@ -21,6 +21,7 @@ const (
 	EnvTLSCertFile   = "PROTOMESH_TLS_CERT_FILE"
 	EnvTLSKeyFile    = "PROTOMESH_TLS_KEY_FILE"
 	EnvMeshConfig    = "PROTOMESH_MESH_CONFIG"
+	EnvHealthAddress = "PROTOMESH_HEALTH_ADDRESS"
 	EnvHost          = "HOST"
 	EnvPort          = "PORT"
 )
@@ -53,6 +54,10 @@ type Settings struct {
 	// MeshConfig is the mesh config file (PROTOMESH_MESH_CONFIG); with TLS, [WithSettings] makes a
 	// server enforce its service's authorization block there ([WithMeshConfig]). "" is none.
 	MeshConfig string
+	// HealthAddress is "host:port" of a plaintext port serving grpc.health.v1 alone
+	// (PROTOMESH_HEALTH_ADDRESS), for probes that cannot do mTLS ([WithHealthAddress]); "" is none.
+	// Port 0 picks a free one.
+	HealthAddress string
 	// Host to listen on (HOST, default 127.0.0.1).
 	Host string
 	// Port to listen on (PORT); -1 when unset, for the program's own default.
@@ -116,6 +121,13 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 		s.TLS = &files
 	}
 	s.MeshConfig = value(EnvMeshConfig)
+	if address := value(EnvHealthAddress); address != "" {
+		m := hostPortPattern.FindStringSubmatch(address)
+		if m == nil || !isPort(m[3], 0) {
+			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:8086, got %q", EnvHealthAddress, address)
+		}
+		s.HealthAddress = address
+	}
 	if host := value(EnvHost); host != "" {
 		s.Host = host
 	}

@@ -18,6 +18,10 @@ func TestLoadSettingsRefusesBadValuesNamingTheVariable(t *testing.T) {
 		{EnvAdminAddress, ":9464"},
 		{EnvAdminAddress, "127.0.0.1:70000"},
 		{EnvAdminAddress, "http://127.0.0.1:9464"},
+		{EnvHealthAddress, "8086"},
+		{EnvHealthAddress, ":8086"},
+		{EnvHealthAddress, "127.0.0.1:70000"},
+		{EnvHealthAddress, "grpc://127.0.0.1:8086"},
 	} {
 		env := map[string]string{tc.variable: tc.value}
 		_, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
@@ -42,12 +46,12 @@ func TestLoadSettingsTakesPinosLevels(t *testing.T) {
 }
 
 func TestLoadSettingsReadsEveryVariable(t *testing.T) {
-	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvAdminAddress: "0.0.0.0:9464", EnvMeshConfig: "deploy/mesh.yaml", EnvHost: "0.0.0.0", EnvPort: "0"}
+	env := map[string]string{EnvControlPlane: "127.0.0.1:50050", EnvZone: "zone-a", EnvAdvertiseHost: "10.0.0.7", EnvLogLevel: "debug", EnvAdminAddress: "0.0.0.0:9464", EnvMeshConfig: "deploy/mesh.yaml", EnvHealthAddress: "0.0.0.0:8086", EnvHost: "0.0.0.0", EnvPort: "0"}
 	s, err := LoadSettings(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", AdminAddress: "0.0.0.0:9464", MeshConfig: "deploy/mesh.yaml", Host: "0.0.0.0", Port: 0}
+	want := Settings{ControlPlane: "127.0.0.1:50050", Zone: "zone-a", AdvertiseHost: "10.0.0.7", LogLevel: "debug", AdminAddress: "0.0.0.0:9464", MeshConfig: "deploy/mesh.yaml", HealthAddress: "0.0.0.0:8086", Host: "0.0.0.0", Port: 0}
 	if s != want {
 		t.Fatalf("got %+v, want %+v", s, want)
 	}
@@ -57,6 +61,9 @@ func TestLoadSettingsReadsEveryVariable(t *testing.T) {
 	}
 	if empty.AdminAddress != "" {
 		t.Fatalf("admin address %q when %s is unset, want none", empty.AdminAddress, EnvAdminAddress)
+	}
+	if empty.HealthAddress != "" {
+		t.Fatalf("health address %q when %s is unset, want none", empty.HealthAddress, EnvHealthAddress)
 	}
 }
 
