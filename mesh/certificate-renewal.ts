@@ -3,7 +3,6 @@ import { readFile } from "node:fs/promises";
 import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 import { CertificateServiceClient } from "../generated/ts/protomesh/certificate/v1/certificate";
-import type { SignCertificateResponse } from "../generated/ts/protomesh/certificate/v1/certificate";
 import { Backoff } from "./backoff";
 import { systemClock } from "./clock";
 import type { Cancel, Clock } from "./clock";
@@ -18,6 +17,13 @@ export const RENEW_AT_FRACTION = 1 / 2;
 /** Deadline of one SignCertificate call: the control plane signs with openssl, in milliseconds. */
 export const SIGN_DEADLINE_MS = 10_000;
 
+/** Has a CSR (PEM) signed for the certificate's own identity, for `lifetimeMs`; resolves to the certificate (PEM). */
+export interface CertificateSigner {
+  (csrPem: string, lifetimeMs: number): Promise<string>;
+  /** Releases what the signer holds (a channel); none unless given. */
+  close?(): void;
+}
+
 /** Options of a {@link CertificateRenewer}. */
 export interface RenewalOptions {
   clock?: Clock;
@@ -28,33 +34,46 @@ export interface RenewalOptions {
 
 /**
  * Keeps a workload's certificate files fresh: once `RENEW_AT_FRACTION` of the certificate's
- * validity has passed, it makes a new key and CSR (openssl), asks the control plane's
- * protomesh.certificate.v1.CertificateService to sign it over mTLS with the current certificate,
- * and writes the key and the certificate over the files by rename. Every server and client of the
+ * validity has passed, it makes a new key and CSR (openssl), has it signed (a workload asks the
+ * control plane's protomesh.certificate.v1.CertificateService over mTLS with its current
+ * certificate, `throughControlPlane`; the control plane, which holds the CA, signs its own), and writes the key and the certificate over the files by rename. Every server and client of the
  * process watches those files (tls-certificate-files.ts), so new handshakes use the new
  * certificate and open connections keep theirs: no restart, no broken stream. A failure is logged
  * and retried with backoff while the current certificate serves; a control plane that issues no
  * certificates (UNIMPLEMENTED: it holds no CA key) ends the renewals with one warning.
  */
 export class CertificateRenewer {
-  private readonly client: CertificateServiceClient;
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private cancelTimer: Cancel | undefined;
   private isStopped = false;
 
+  /** `sign` has a CSR signed, asking for `lifetimeMs` (the control plane's CertificateService, or the CA itself). */
   constructor(
-    controlPlane: string,
     private readonly files: MeshTlsOptions,
     logger: Logger,
+    private readonly sign: CertificateSigner,
     private readonly options: RenewalOptions = {},
   ) {
     this.logger = logger.child({ component: "certificate-renewal", certFile: files.certFile });
     this.clock = options.clock ?? systemClock;
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000 }, options.random);
-    const tls = clientTls(files, CONTROL_PLANE_SERVICE, this.logger);
-    this.client = new CertificateServiceClient(controlPlane, tls.credentials, { "grpc.ssl_target_name_override": tls.serverName });
+  }
+
+  /** A renewer that has the control plane at `controlPlane` sign, over mTLS with the current certificate. */
+  static throughControlPlane(controlPlane: string, files: MeshTlsOptions, logger: Logger, options: RenewalOptions = {}): CertificateRenewer {
+    const tls = clientTls(files, CONTROL_PLANE_SERVICE, logger);
+    const client = new CertificateServiceClient(controlPlane, tls.credentials, { "grpc.ssl_target_name_override": tls.serverName });
+    const sign: CertificateSigner = (csrPem, lifetimeMs) =>
+      new Promise((resolve, reject) => {
+        const ttl = { seconds: Math.floor(lifetimeMs / 1000), nanos: 0 };
+        client.signCertificate({ csrPem, ttl }, new Metadata(), { deadline: Date.now() + SIGN_DEADLINE_MS }, (error, response) =>
+          error ? reject(error) : resolve(response.certificatePem),
+        );
+      });
+    sign.close = () => client.close();
+    return new CertificateRenewer(files, logger, sign, options);
   }
 
   /** Schedules the first renewal from the certificate on disk. */
@@ -62,11 +81,11 @@ export class CertificateRenewer {
     this.schedule(this.renewalDelayMs(await this.current()));
   }
 
-  /** Stops renewing and closes the channel. */
+  /** Stops renewing (and closes the signer's channel). */
   stop(): void {
     this.isStopped = true;
     this.cancelTimer?.();
-    this.client.close();
+    this.sign.close?.();
   }
 
   /** Renews now: a new key and certificate written over the files. Resolves to the new certificate. */
@@ -74,13 +93,14 @@ export class CertificateRenewer {
     const before = await this.current();
     const { keyPem, csrPem } = await createCertificateRequest();
     const lifetimeMs = Date.parse(before.validTo) - Date.parse(before.validFrom);
-    const response = await this.sign(csrPem, lifetimeMs);
-    const renewed = new X509Certificate(response.certificatePem);
-    if (spiffeIdOf(response.certificatePem) !== spiffeIdOf(before.raw)) {
-      throw new Error(`certificate renewal: the control plane signed ${spiffeIdOf(response.certificatePem)}, not ${spiffeIdOf(before.raw)}`);
+    const certificatePem = await this.sign(csrPem, lifetimeMs);
+    const renewed = new X509Certificate(certificatePem);
+    const spiffeId = spiffeIdOf(certificatePem);
+    if (spiffeId !== spiffeIdOf(before.raw)) {
+      throw new Error(`certificate renewal: the signer signed ${spiffeId}, not ${spiffeIdOf(before.raw)}`);
     }
-    await writeKeyAndCertificate(this.files, keyPem, response.certificatePem);
-    this.logger.info({ serialNumber: renewed.serialNumber, notAfter: renewed.validTo, spiffeId: response.spiffeId }, "certificate renewed");
+    await writeKeyAndCertificate(this.files, keyPem, certificatePem);
+    this.logger.info({ serialNumber: renewed.serialNumber, notAfter: renewed.validTo, spiffeId }, "certificate renewed");
     this.options.onRenewed?.(renewed);
     return renewed;
   }
@@ -120,12 +140,4 @@ export class CertificateRenewer {
     return new X509Certificate(await readFile(this.files.certFile));
   }
 
-  private sign(csrPem: string, lifetimeMs: number): Promise<SignCertificateResponse> {
-    const ttl = { seconds: Math.floor(lifetimeMs / 1000), nanos: 0 };
-    return new Promise((resolve, reject) => {
-      this.client.signCertificate({ csrPem, ttl }, new Metadata(), { deadline: Date.now() + SIGN_DEADLINE_MS }, (error, response) =>
-        error ? reject(error) : resolve(response),
-      );
-    });
-  }
 }

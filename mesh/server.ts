@@ -326,7 +326,7 @@ export class MeshServer {
         { ...this.options.lease, leaseTtlMs: this.options.leaseTtlMs, tls: this.options.tls },
       );
       if (this.options.tls && this.options.renewCertificate !== false) {
-        this.renewer = new CertificateRenewer(this.options.controlPlane, this.options.tls, this.rootLogger);
+        this.renewer = CertificateRenewer.throughControlPlane(this.options.controlPlane, this.options.tls, this.rootLogger);
         await this.renewer.start();
       }
       await this.lease.start();

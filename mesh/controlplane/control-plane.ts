@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { chmod, rm } from "node:fs/promises";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
@@ -15,6 +16,10 @@ import { register } from "../register";
 import { createServer } from "../server";
 import type { MeshServer } from "../server";
 import type { ServerLimits } from "../server-limits";
+import { CertificateRenewer } from "../certificate-renewal";
+import type { CertificateSigner } from "../certificate-renewal";
+import { signCertificateRequest, spiffeIdOf } from "../identity";
+import type { MeshCa } from "../identity";
 import { trustDomainOfCaFile } from "../tls";
 import type { MeshTlsOptions } from "../tls";
 import { OPEN_ACCESS, meshAccess } from "./access";
@@ -138,6 +143,7 @@ export class ControlPlane {
   /** The live dashboard on the admin port; undefined without one. */
   private readonly dashboard: Dashboard | undefined;
   private stopped: Promise<void> | undefined;
+  private readonly renewer: CertificateRenewer | undefined;
 
   constructor(options: ControlPlaneOptions = {}) {
     this.options = options;
@@ -208,6 +214,8 @@ export class ControlPlane {
     if (options.caKeyFile !== undefined && options.tls !== undefined) {
       const ca = { trustDomain: trustDomain!, certFile: options.tls.caFile, keyFile: options.caKeyFile, certPem: readFileSync(options.tls.caFile, "utf8") };
       this.server.addService(CertificateServiceService, certificateService({ ca, access, workloadTtlMs: options.workloadTtlMs }));
+      // Its own certificate too, at half its life, signed by the CA it holds, with the same names.
+      this.renewer = new CertificateRenewer(options.tls, rootLogger, selfSigner(ca, options.tls.certFile));
     }
     this.xdsSocketServer =
       options.xdsSocket === undefined
@@ -237,6 +245,7 @@ export class ControlPlane {
   /** Binds `address` (port 0 picks a free one), reports SERVING, and resolves to the port. */
   async listen(address = `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`): Promise<number> {
     const port = await this.server.listen(address);
+    await this.renewer?.start();
     if (this.xdsSocketServer && this.options.xdsSocket !== undefined) {
       const socket = this.options.xdsSocket;
       // A socket file left by a control plane that was killed would refuse the bind.
@@ -308,6 +317,7 @@ export class ControlPlane {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.warmup?.close();
+      this.renewer?.stop();
       this.stopMetrics?.();
       this.dashboard?.close();
       await Promise.all([this.server.drain(STOP_GRACE_MS), this.xdsSocketServer?.drain(STOP_GRACE_MS)]);
@@ -351,4 +361,25 @@ export class ControlPlane {
       names: () => [...new Set([...this.registry.serviceNames(), ...this.config.services.keys()])].sort(),
     };
   }
+}
+
+/**
+ * Signs the control plane's own renewals with the CA it holds, naming what its current certificate
+ * names (its SPIFFE ID, DNS names and IP addresses), read again at each renewal.
+ */
+function selfSigner(ca: MeshCa, certFile: string): CertificateSigner {
+  return async (csrPem, lifetimeMs) => {
+    const current = new X509Certificate(readFileSync(certFile));
+    const names = (current.subjectAltName ?? "").split(", ");
+    const spiffeId = spiffeIdOf(current.raw);
+    if (spiffeId === undefined) throw new Error(`control plane: its certificate ${certFile} names no SPIFFE ID to renew`);
+    const signed = await signCertificateRequest(ca, {
+      csrPem,
+      spiffeId,
+      ttlMs: lifetimeMs,
+      dnsNames: names.filter((name) => name.startsWith("DNS:")).map((name) => name.slice("DNS:".length)),
+      ipAddresses: names.filter((name) => name.startsWith("IP Address:")).map((name) => name.slice("IP Address:".length)),
+    });
+    return signed.certPem;
+  };
 }

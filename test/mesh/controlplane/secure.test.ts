@@ -228,6 +228,26 @@ describe("control plane over mTLS", function () {
     assert.equal(refused.error?.code, status.UNIMPLEMENTED);
   });
 
+  it("renews its own certificate at half its life with the CA it holds, keeping its names, and registrations go on", async () => {
+    const own = await issueWorkloadCertificate(ca, {
+      service: "control-plane",
+      ttlMs: 4_000,
+      dir: path.join(dir, "own"),
+      dnsNames: ["control-plane", "localhost"],
+      ipAddresses: ["127.0.0.1"],
+    });
+    const { plane, address } = await controlPlane({ tls: filesOf(ca, own, { refreshIntervalMs: 250 }) });
+    await waitFor("the control plane's renewal", async () => normalSerial(new X509Certificate(await readFile(own.certFile)).serialNumber) !== normalSerial(own.serialNumber), 5_000);
+    const renewed = new X509Certificate(await readFile(own.certFile));
+    assert.equal(renewed.subjectAltName, "URI:spiffe://protomesh.test/service/control-plane, DNS:control-plane, DNS:localhost, IP Address:127.0.0.1");
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const port = Number(address.split(":")[1]);
+    // Renewed again by now, maybe (every 2 s): what matters is that the first one is gone.
+    assert.notEqual(await serverCertificateSerial(port, filesOf(ca, ordersCert)), normalSerial(own.serialNumber), "new handshakes get a renewed one");
+    await catalog(address, filesOf(ca, catalogCert));
+    await waitFor("catalog HEALTHY past the first certificate's expiry", () => health(plane).includes(HealthState.HEALTH_STATE_HEALTHY), 5_000);
+  });
+
   it("renews a server's short-lived certificate through the control plane before it expires, with no failed call under traffic", async () => {
     const { plane, address, socket } = await controlPlane();
     const shortLived = await issueWorkloadCertificate(ca, { service: "catalog", ttlMs: 6_000, dir: path.join(dir, "renewed") });
