@@ -19,7 +19,8 @@ export const ADMIN_NAME = "cli";
 export const STACK_WORKLOAD_TTL_MS = 60 * 60 * 1000;
 /**
  * Lifetime of the control plane's own certificate and the operator's: a day. The control plane
- * holds the CA key and issues renewals; nothing renews its own certificate or the operator's yet.
+ * renews its own at half of it with the CA key it holds; the operator's is not renewed (a new
+ * `make up` issues a new one).
  */
 export const STACK_LONG_TTL_MS = 24 * 60 * 60 * 1000;
 /** Host every process of the stack listens on: loopback; each certificate names it as an IP SAN so grpcurl verifies it as dialled. */
