@@ -41,6 +41,7 @@ from .sink_log import LogSink
 from .spiffe_id import spiffe_id_for, spiffe_id_of_certificate, trust_domain_of, trust_domain_of_ca_file
 from .tls import peer_identity
 from .tls_certificate_files import DEFAULT_CERTIFICATE_REFRESH_S, TlsFiles
+from .tls_channel import RenewingChannel
 from .tracing import ProcessTracing, sampler_from_environment, tracing_from_environment
 from .xds_bootstrap import xds_bootstrap
 
@@ -76,6 +77,7 @@ __all__ = [
     "MethodAuthorization",
     "MetricsSink",
     "ProcessTracing",
+    "RenewingChannel",
     "Settings",
     "SettingsError",
     "TlsFiles",

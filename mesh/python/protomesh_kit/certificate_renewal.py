@@ -6,7 +6,7 @@ protomesh.certificate.v1.CertificateService to sign it over mTLS with the curren
 (the control plane signs only the caller's own SPIFFE ID), and writes the key, then the
 certificate, over the same files, each by rename. The server's file watcher
 (tls_certificate_files.py) and the xDS client (xds_bootstrap.py) load them for new handshakes, the
-registry lease on its next call (control_plane_channel.py); open connections keep theirs. A
+registry lease and the kit's client channels on their next calls (tls_channel.py); open connections keep theirs. A
 failure is logged and retried with backoff while the current certificate serves; a control plane
 that issues no certificates (UNIMPLEMENTED: it holds no CA key) ends the renewals with one warning.
 """
@@ -29,7 +29,7 @@ from google.protobuf import duration_pb2
 from protomesh.certificate.v1 import certificate_pb2, certificate_pb2_grpc
 
 from .backoff import Backoff
-from .control_plane_channel import ControlPlaneChannel
+from .control_plane_channel import dial_control_plane
 from .logger import Logger
 from .spiffe_id import spiffe_id_of_certificate
 from .tls_certificate_files import TlsFiles
@@ -101,7 +101,7 @@ class CertificateRenewer:
         self._now = now
         self._backoff = Backoff(initial_ms=RETRY_INITIAL_MS, max_ms=RETRY_MAX_MS, random=random)
         self._on_renewed = on_renewed
-        self._channels = ControlPlaneChannel(control_plane, files, self._logger, close_grace_s=SIGN_DEADLINE_S)
+        self._channel = dial_control_plane(control_plane, files, self._logger)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -120,7 +120,7 @@ class CertificateRenewer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self._channels.close()
+        await self._channel.close()
 
     async def renew(self) -> x509.Certificate:
         """Renews now: a new key and certificate written over the files; returns the new certificate."""
@@ -128,7 +128,7 @@ class CertificateRenewer:
         before = x509.load_pem_x509_certificate(before_pem)
         key_pem, csr_pem = create_certificate_request()
         lifetime = before.not_valid_after_utc - before.not_valid_before_utc
-        stub = certificate_pb2_grpc.CertificateServiceStub(self._channels.channel())
+        stub = certificate_pb2_grpc.CertificateServiceStub(self._channel)
         response = await stub.SignCertificate(
             certificate_pb2.SignCertificateRequest(
                 csr_pem=csr_pem.decode("ascii"), ttl=duration_pb2.Duration(seconds=int(lifetime.total_seconds()))

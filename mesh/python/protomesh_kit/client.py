@@ -22,9 +22,9 @@ from .names import is_service_name
 from .observer import CallSink
 from .observer_client import DEFAULT_DEADLINE_MARGIN_S, DEFAULT_DEADLINE_S, ClientObserver
 from .sink_log import LogSink
-from .tls import channel_credentials
 from .tls import channel_options as tls_options
 from .tls_certificate_files import TlsFiles
+from .tls_channel import RenewingChannel
 from .tracing import ProcessTracing
 from .xds_bootstrap import install_bootstrap
 
@@ -72,9 +72,11 @@ def dial(
 
     ``tls``: mTLS (tls.py): the channel presents ``cert_file`` and accepts only a server whose
     certificate chains to ``ca_file`` and names ``server_service`` (by default the mesh service
-    ``target`` names; required for any other target). The files are read now: the channel keeps
-    them, a channel dialled after a rotation uses the new ones. Plaintext unless given. With
-    ``control_plane`` too, the xDS stream is mTLS with the same files (xds_bootstrap.py)."""
+    ``target`` names; required for any other target). The files are read now, and looked at again
+    by new calls every ``tls.refresh_interval_s``: once they changed (a renewal), new calls go on a
+    new channel made from them and the old one is closed when its calls in flight have ended
+    (tls_channel.py), so a long-lived channel outlives its first certificate. Plaintext unless given.
+    With ``control_plane`` too, the xDS stream is mTLS with the same files (xds_bootstrap.py)."""
     channel_target = mesh_target(target, control_plane, fallback_target)
     channel_options = list(options)
     if tls is not None:
@@ -100,5 +102,5 @@ def dial(
     )
     interceptor_chain = [*observer.interceptors(), *interceptors]
     if tls is not None:
-        return grpc.aio.secure_channel(channel_target, channel_credentials(tls), options=channel_options, interceptors=interceptor_chain)
+        return RenewingChannel(channel_target, tls, channel_logger, options=channel_options, interceptors=interceptor_chain)
     return grpc.aio.insecure_channel(channel_target, options=channel_options, interceptors=interceptor_chain)

@@ -23,7 +23,7 @@ import grpc
 from protomesh.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from .backoff import INITIAL_MS, Backoff
-from .control_plane_channel import ControlPlaneChannel
+from .control_plane_channel import dial_control_plane
 from .logger import Logger
 from .tls_certificate_files import TlsFiles
 
@@ -56,7 +56,7 @@ class RegistryLease:
         self._backoff = self._backoff_up_to(retry_max_ms)
         # The channel's own reconnect backoff is bounded the same way (grpc grows it to 120 s), so
         # a replica reaches a restarted control plane within a keep-alive interval.
-        self._channels = ControlPlaneChannel(
+        self._channel = dial_control_plane(
             control_plane,
             tls,
             self._logger,
@@ -65,9 +65,8 @@ class RegistryLease:
                 ("grpc.max_reconnect_backoff_ms", int(retry_max_ms)),
                 ("grpc.min_reconnect_backoff_ms", int(min(INITIAL_MS, retry_max_ms))),
             ],
-            close_grace_s=REGISTRY_CALL_DEADLINE_S,
         )
-        self._stubs: tuple[grpc.aio.Channel, registry_pb2_grpc.RegistryServiceStub] | None = None
+        self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self._lease_id: str | None = None
         self._failures_in_a_row = 0
         self._is_stopped = False
@@ -95,11 +94,11 @@ class RegistryLease:
         lease_id, self._lease_id = self._lease_id, None
         if lease_id:
             try:
-                await self._stub().Deregister(registry_pb2.DeregisterRequest(lease_id=lease_id), timeout=REGISTRY_CALL_DEADLINE_S)
+                await self._registry.Deregister(registry_pb2.DeregisterRequest(lease_id=lease_id), timeout=REGISTRY_CALL_DEADLINE_S)
                 self._logger.info("deregistered")
             except grpc.aio.AioRpcError as error:
                 self._logger.warn("deregistration failed; the lease will expire", **_status_of(error))
-        await self._channels.close()
+        await self._channel.close()
 
     async def _run(self) -> None:
         delay_s = 0.0
@@ -127,7 +126,7 @@ class RegistryLease:
     async def _register(self) -> float:
         """One registration attempt; returns the wait before the next step (seconds)."""
         try:
-            response = await self._stub().Register(
+            response = await self._registry.Register(
                 registry_pb2.RegisterRequest(endpoint=self.endpoint, lease_ttl_ms=self._lease_ttl_ms),
                 timeout=REGISTRY_CALL_DEADLINE_S,
             )
@@ -146,7 +145,7 @@ class RegistryLease:
 
     async def _keep_alive(self) -> float:
         try:
-            response = await self._stub().KeepAlive(
+            response = await self._registry.KeepAlive(
                 registry_pb2.KeepAliveRequest(lease_id=self._lease_id or ""), timeout=REGISTRY_CALL_DEADLINE_S
             )
         except grpc.aio.AioRpcError as error:
@@ -159,13 +158,6 @@ class RegistryLease:
         if self._failures_in_a_row > 0:
             self._logger.info("keep-alive restored", **self._after_failures())
         return response.lease_ttl_ms * KEEPALIVE_FRACTION / 1000
-
-    def _stub(self) -> registry_pb2_grpc.RegistryServiceStub:
-        """The registry's stub on the channel of the files as they are now (a new one after a renewal)."""
-        channel = self._channels.channel()
-        if self._stubs is None or self._stubs[0] is not channel:
-            self._stubs = (channel, registry_pb2_grpc.RegistryServiceStub(channel))
-        return self._stubs[1]
 
     def _retry(self, error: grpc.aio.AioRpcError, message: str) -> float:
         """The wait before retrying; the first failure of a run logs at warn, the rest at debug."""

@@ -2,7 +2,8 @@
 
 A server requires a client certificate from the mesh CA and re-reads its files for new handshakes
 (tls_certificate_files.py); open connections keep theirs. A client presents its certificate and
-accepts only a server whose certificate chains to the mesh CA and names the service it dials.
+accepts only a server whose certificate chains to the mesh CA and names the service it dials; its
+new calls go on a channel made from the files as they are then (tls_channel.py).
 
 What grpcio can check on the client: its public API has no hook to verify a peer certificate, and
 C-core's host-name check matches DNS and IP SANs only, never a URI SAN (the SPIFFE ID). The mesh CA
@@ -20,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from .tls_certificate_files import CertificateFileWatcher, TlsFiles, read_certificate_files
+from .tls_certificate_files import CertificateFileWatcher, CertificatePems
 
 #: The auth-context property C-core sets to the peer's SPIFFE ID: its one URI SAN, when that is a valid SPIFFE ID.
 PEER_SPIFFE_ID_PROPERTY = "peer_spiffe_id"
@@ -33,13 +34,12 @@ def server_credentials(watcher: CertificateFileWatcher) -> grpc.ServerCredential
     return grpc.dynamic_ssl_server_credentials(watcher.initial_configuration(), watcher, require_client_authentication=True)
 
 
-def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
-    """Channel credentials presenting ``files.cert_file`` and trusting ``files.ca_file``, read once.
+def channel_credentials(pems: CertificatePems) -> grpc.ChannelCredentials:
+    """Channel credentials presenting ``pems.cert`` and trusting ``pems.ca``.
 
-    grpcio has no channel credentials that re-read files: a channel keeps the certificate it was
-    made with for every connection it makes; a channel made after a rotation uses the new files.
+    grpcio has no channel credentials that re-read files: a channel keeps these bytes for every
+    connection it makes, so a RenewingChannel (tls_channel.py) makes a new channel when the files change.
     """
-    pems = read_certificate_files(files)
     return grpc.ssl_channel_credentials(root_certificates=pems.ca, private_key=pems.key, certificate_chain=pems.cert)
 
 

@@ -2,7 +2,8 @@
 
 grpcio asks a dynamic server credential's fetcher for a configuration at every new handshake
 (``grpc.dynamic_ssl_server_credentials``); :class:`CertificateFileWatcher` answers it, looking at the
-files at most every ``refresh_interval_s`` and reading them only when they changed. A read that
+files at most every ``refresh_interval_s`` and reading them only when they changed. A client channel
+asks the same of its own watcher at every new call (tls_channel.py). A read that
 fails, or that finds a key that does not match its certificate (files caught between two renames),
 is not passed on: the last good files stay in use and the next look reads them again, as grpc-go's
 pemfile provider does.
@@ -30,7 +31,8 @@ DEFAULT_CERTIFICATE_REFRESH_S = 60.0
 class TlsFiles:
     """The files of one workload's TLS: the mesh CA bundle, its certificate and its key (PEM).
 
-    ``refresh_interval_s``: how often a server looks at the files for new handshakes.
+    ``refresh_interval_s``: how often a server looks at the files for new handshakes, and a client
+    channel for new calls (0: at every one).
     ``trust_domain``: the mesh's SPIFFE trust domain, as the TypeScript kit's ``tls.trustDomain``;
     unset, the one the CA certificate's spiffe:// SAN names. A server's authorization matches
     callers given by service name in it (authorization.py).
@@ -82,8 +84,9 @@ def files_signature(files: TlsFiles) -> tuple[tuple[int, int, int], ...]:
 class CertificateFileWatcher:
     """The fetcher of a dynamic server credential: a new configuration when the files changed and read well, else None.
 
-    Called by grpcio on its own threads at every new handshake; the look at the files is rate-limited
-    to ``refresh_interval_s``. ``now`` is injected so tests can pin it.
+    Called by grpcio on its own threads at every new handshake (``__call__``), or by a client channel
+    at every new call (``changed``); the look at the files is rate-limited to ``refresh_interval_s``.
+    ``now`` is injected so tests can pin it.
     """
 
     def __init__(self, files: TlsFiles, logger: Logger, now: Callable[[], float] = time.monotonic) -> None:
@@ -105,6 +108,11 @@ class CertificateFileWatcher:
         return _configuration(self.current)
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        pems = self.changed()
+        return _configuration(pems) if pems is not None else None
+
+    def changed(self) -> CertificatePems | None:
+        """The files when they changed since the last good read and read well now (also in ``current``), else None."""
         with self._lock:
             now = self._now()
             if now - self._looked_at < self._files.refresh_interval_s:
@@ -124,7 +132,7 @@ class CertificateFileWatcher:
                 return None
             self.current = pems
             self._logger.info("certificate files reloaded", certFile=self._files.cert_file)
-            return _configuration(pems)
+            return pems
 
 
 def _configuration(pems: CertificatePems) -> grpc.ServerCertificateConfiguration:
