@@ -1,17 +1,21 @@
 """The pricing service: ``.venv/bin/python services/pricing/main.py``.
 
 Environment: the kit's settings (PROTOMESH_CONTROL_PLANE, PROTOMESH_ZONE, PROTOMESH_ADVERTISE_HOST,
-PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, PROTOMESH_TLS_CA_FILE, PROTOMESH_TLS_CERT_FILE,
-PROTOMESH_TLS_KEY_FILE, PROTOMESH_MESH_CONFIG, HOST, PORT; default port 50054) and CATALOG_TARGET, a
-target that replaces the catalog's mesh name outright. The catalog is dialled as "catalog" through
-the mesh (xds:///catalog) with a control plane, else at 127.0.0.1:50051. With an admin address,
-GET /metrics there has the server's calls and those it makes to the catalog. Traces: the standard
-OpenTelemetry variables (protomesh_kit.tracing_from_environment): with OTEL_EXPORTER_OTLP_ENDPOINT
-(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
+PROTOMESH_LOG_LEVEL, PROTOMESH_ADMIN_ADDRESS, PROTOMESH_HEALTH_ADDRESS, PROTOMESH_TLS_CA_FILE,
+PROTOMESH_TLS_CERT_FILE, PROTOMESH_TLS_KEY_FILE, PROTOMESH_MESH_CONFIG, HOST, PORT; default port
+50054) and CATALOG_TARGET, a target that replaces the catalog's mesh name outright. The catalog is
+dialled as "catalog" through the mesh (xds:///catalog) with a control plane, else at
+127.0.0.1:50051. With an admin address, GET /metrics there has the server's calls and those it makes
+to the catalog. Traces: the standard OpenTelemetry variables
+(protomesh_kit.tracing_from_environment): with OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, a span per call it serves and per call it makes to the
 catalog goes to that OTLP/HTTP collector, the last of them flushed after the drain. With the
 PROTOMESH_TLS_* files, its port is STRICT mTLS and it dials the catalog over mTLS; with a control
-plane too, it registers, reads xDS and renews its certificate over mTLS; with them and PROTOMESH_MESH_CONFIG, the file's services.pricing.authorization
-(if any) decides which callers may call which methods (protomesh_kit.authorization).
+plane too, it registers, reads xDS and renews its certificate over mTLS; with them and
+PROTOMESH_MESH_CONFIG, the file's services.pricing.authorization (if any) decides which callers may
+call which methods (protomesh_kit.authorization). With PROTOMESH_HEALTH_ADDRESS, a plaintext port
+there answers grpc.health.v1 alone with the server's statuses, for probes that cannot present a mesh
+certificate. Its catalog channel follows the renewed certificate files.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ async def main() -> int:
         zone=settings.zone,
         advertise_host=settings.advertise_host,
         admin_address=settings.admin_address,
+        health_address=settings.health_address,
         tracing=tracing,
         tls=settings.tls,
         authorization=authorization,

@@ -4,9 +4,9 @@ grpc.health.v1 and server reflection, one log line per call and handlers that ne
 exception (observer_server.py), go-grpc-prometheus' metrics (metrics.py) on an admin HTTP port
 (admin.py) and channelz and CSDS on the gRPC port with it (admin_services.py), a trace span per call
 (tracing.py), registration with the control plane (registry_lease.py), mTLS with certificate
-renewal (tls.py, certificate_renewal.py) and authorization (authorization.py), and a drain: deregister,
-NOT_SERVING, end health Watch streams, refuse new calls, let the calls in flight finish within the
-grace period, then stop.
+renewal (tls.py, certificate_renewal.py) and authorization (authorization.py), a plaintext port of
+health alone for probes (health_port.py), and a drain: deregister, NOT_SERVING, end health Watch
+streams, refuse new calls, let the calls in flight finish within the grace period, then stop.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .admin_services import ADMIN_SERVICE_FILES, REFLECTED_ADMIN_SERVICES, add_a
 from .authorization import AuthorizationPolicy, Authorizer, parse_authorization_policy
 from .certificate_renewal import CertificateRenewer
 from .health import HEALTH_SERVICE_NAME, HealthReporter
+from .health_port import HealthPort
 from .interceptor_authorization import AuthorizationInterceptor
 from .logger import Logger
 from .metrics import MeshMetrics, MetricsSink, metrics_of
@@ -136,6 +137,11 @@ class MeshServer:
     ``authorization.<field>``), enforced before the handler and ``interceptors``: deny wins, default
     deny PERMISSION_DENIED, UNAUTHENTICATED without a caller identity, health and reflection exempt.
     Needs ``tls``; a caller named by service name matches in ``tls.trust_domain``, else the CA's.
+    ``health_address``: "host:port" of a plaintext port serving grpc.health.v1 alone, with this
+    server's statuses (health_port.py), for probes that cannot present a mesh certificate (a
+    Kubernetes gRPC probe) when the gRPC port is mTLS; every other method is UNIMPLEMENTED there.
+    Opened by ``listen``; NOT_SERVING from the start of the drain, closed once the server has
+    stopped. None unless set.
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class MeshServer:
         tls: TlsFiles | None = None,
         authorization: AuthorizationPolicy | Mapping[str, Any] | None = None,
         renew_certificate: bool = True,
+        health_address: str | None = None,
     ) -> None:
         self.name = name
         self._descriptor_set = descriptor_set
@@ -182,6 +189,8 @@ class MeshServer:
         self.metrics: MeshMetrics | None = metrics_of(metrics, admin_address)
         self._admin_address = admin_address
         self._admin: AdminServer | None = None
+        self._health_address = health_address
+        self._health_port: HealthPort | None = None
         metric_sinks = [MetricsSink(self.metrics)] if self.metrics is not None else []
         tracer = tracing.tracer if tracing is not None else None
         self._observer = ServerObserver(self.logger, self._draining, [LogSink(self.logger), *metric_sinks, *sinks], tracer)
@@ -229,6 +238,11 @@ class MeshServer:
         return None if self._admin is None else self._admin.port
 
     @property
+    def health_port(self) -> int | None:
+        """The bound plaintext health port; None without ``health_address`` or before ``listen``."""
+        return None if self._health_port is None else self._health_port.port
+
+    @property
     def inflight_calls(self) -> int:
         """Calls in flight now (health Watch streams included)."""
         return self._observer.inflight
@@ -258,13 +272,23 @@ class MeshServer:
         if port == 0:
             raise OSError(f"{self.name}: could not bind {address}")
         self._port = port
+        if self._health_address is not None:
+            # Bound before the first await too: a drain begun during start-up closes it.
+            try:
+                self._health_port = HealthPort(self._health_address, self.health)
+            except OSError as error:
+                await self._server.stop(None)
+                raise OSError(f"{self.name}: {error}") from error
         if self._admin_address is not None:
             # Before the first await, so that a drain begun during start-up finds it to close.
             registry = self.metrics.registry if self.metrics is not None else REGISTRY
             self._admin = start_admin_server(self._admin_address, registry, self.logger)
         await self._server.start()
+        if self._health_port is not None:
+            await self._health_port.start()
         await self.health.set_serving(True)
-        self.logger.info("listening", address=address, port=port, services=self._services, tls=self._credentials is not None)
+        health_port = {"healthPort": self.health_port} if self.health_port is not None else {}
+        self.logger.info("listening", address=address, port=port, services=self._services, tls=self._credentials is not None, **health_port)
         # A drain that began while this was binding (a SIGTERM during start-up) must not be
         # followed by a registration nobody would ever remove.
         if self._control_plane and self._drained is None:
@@ -306,6 +330,9 @@ class MeshServer:
         await self.health.set_serving(False)
         self._draining.set()
         await self._server.stop(grace_s)
+        # Probes of the plaintext health port have seen NOT_SERVING since the drain began.
+        if self._health_port is not None:
+            await self._health_port.stop()
         if self._admin is not None:
             await self._admin.close()
         self.logger.info("stopped", durationMs=round((time.monotonic() - started) * 1000))

@@ -22,6 +22,8 @@ ZONE_ENV = "PROTOMESH_ZONE"
 ADVERTISE_HOST_ENV = "PROTOMESH_ADVERTISE_HOST"
 LOG_LEVEL_ENV = "PROTOMESH_LOG_LEVEL"
 ADMIN_ADDRESS_ENV = "PROTOMESH_ADMIN_ADDRESS"
+#: A plaintext port of grpc.health.v1 alone, for probes that cannot do mTLS (health_port.py).
+HEALTH_ADDRESS_ENV = "PROTOMESH_HEALTH_ADDRESS"
 #: The mesh config file (YAML); with mTLS, a service reads its own authorization from it.
 MESH_CONFIG_ENV = "PROTOMESH_MESH_CONFIG"
 HOST_ENV = "HOST"
@@ -62,6 +64,8 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     #: The admin HTTP port, "host:port" (GET /metrics); None: no admin port, and no metrics.
     admin_address: str | None = None
+    #: A plaintext grpc.health.v1-only port, "host:port", for probes that cannot do mTLS; None: none.
+    health_address: str | None = None
     #: Host to listen on.
     host: str = DEFAULT_HOST
     #: Port to listen on; None means the program's own default.
@@ -119,6 +123,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         match = _HOST_PORT.fullmatch(admin_address)
         if match is None or not _is_port(match.group(3), 0):
             raise SettingsError(ADMIN_ADDRESS_ENV, f"must be host:port, e.g. 127.0.0.1:9464, got {admin_address!r}")
+    health_address = value(HEALTH_ADDRESS_ENV)
+    if health_address is not None:
+        match = _HOST_PORT.fullmatch(health_address)
+        if match is None or not _is_port(match.group(3), 0):
+            raise SettingsError(HEALTH_ADDRESS_ENV, f"must be host:port, e.g. 127.0.0.1:8086, got {health_address!r}")
     port_text = value(PORT_ENV)
     if port_text is not None and not _is_port(port_text, 0):
         raise SettingsError(PORT_ENV, f"must be an integer from 0 to 65535, got {port_text!r}")
@@ -135,6 +144,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         advertise_host=advertise_host,
         log_level=log_level,
         admin_address=admin_address,
+        health_address=health_address,
         host=value(HOST_ENV) or DEFAULT_HOST,
         port=int(port_text) if port_text is not None else None,
         tls=tls,

@@ -110,9 +110,9 @@ async def test_new_calls_take_a_channel_of_the_replaced_files_and_the_old_one_cl
     orders = issue_workload_certificate(ca, "orders", tmp_path / "orders")
     first = serial_of(orders)
     log = io.StringIO()
-    channel = kit.dial(
-        "catalog", fallback_target=f"127.0.0.1:{server.port}", logger=kit.Logger(level="debug", stream=log), tls=files_of(ca, orders, refresh_interval_s=0)
-    )
+    # refresh_interval_s=0: every call looks at the files, so the test needs no clock.
+    tls = files_of(ca, orders, refresh_interval_s=0)
+    channel = kit.dial("catalog", fallback_target=f"127.0.0.1:{server.port}", logger=kit.Logger(level="debug", stream=log), tls=tls)
     cleanups.append(channel.close)
     stub = interop_pb2_grpc.InteropServiceStub(channel)
     held = stub.Hold(interop_pb2.HoldRequest(), timeout=WAIT_S)

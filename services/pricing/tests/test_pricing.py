@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import protomesh_kit as kit
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protomesh_testing import PYTHON, ControlPlane, OtlpReceiver, Process, free_port, sample, scrape, start_catalog
 from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate
 from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
@@ -237,6 +238,46 @@ async def test_main_refuses_an_admin_address_that_is_not_host_port() -> None:
     finally:
         await pricing.stop()
     assert line["err"]["message"].startswith("PROTOMESH_ADMIN_ADDRESS: must be host:port")
+
+
+async def test_main_refuses_a_health_address_that_is_not_host_port() -> None:
+    pricing = await Process.start(PYTHON, MAIN, env={"PORT": str(free_port()), "PROTOMESH_HEALTH_ADDRESS": "8086"})
+    try:
+        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
+        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
+    finally:
+        await pricing.stop()
+    assert line["err"]["message"] == "PROTOMESH_HEALTH_ADDRESS: must be host:port, e.g. 127.0.0.1:8086, got '8086'"
+
+
+async def test_main_with_tls_answers_plaintext_health_checks_on_its_health_address(tmp_path: Path) -> None:
+    ca = create_mesh_ca(tmp_path / "ca", "protomesh.test")
+    workload = issue_workload_certificate(ca, "pricing", tmp_path / "pricing")
+    health_port = free_port()
+    env = {
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "PROTOMESH_CONTROL_PLANE": "",
+        "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
+        "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file),
+        "PROTOMESH_TLS_KEY_FILE": str(workload.key_file),
+        "PROTOMESH_HEALTH_ADDRESS": f"127.0.0.1:{health_port}",
+        "CATALOG_TARGET": f"127.0.0.1:{free_port()}",
+    }
+    pricing = await Process.start(PYTHON, MAIN, env=env)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{health_port}")
+    try:
+        listening = await pricing.wait_line(lambda line: line.get("msg") == "listening")
+        assert (listening["tls"], listening["healthPort"]) == (True, health_port)
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="shop.pricing.v1.PricingService"), timeout=3)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pricing_pb2_grpc.PricingServiceStub(channel).QuoteBasket(basket((ESPRESSO, 1)), timeout=3)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await channel.close()
+        exit_code = await pricing.stop()
+    assert exit_code == 0
 
 
 PRICING_POLICY = """services:
