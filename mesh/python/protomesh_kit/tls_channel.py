@@ -38,7 +38,6 @@ class _Generation:
         self.channel = channel
         self.serial_number = serial_number
         self.inflight = 0
-        self.is_replaced = False
 
 
 class RenewingChannel(grpc.aio.Channel):
@@ -124,7 +123,6 @@ class RenewingChannel(grpc.aio.Channel):
         pems = None if self._is_closed else self._watcher.changed()
         if pems is not None:
             replaced, self._current = self._current, self._dial(pems)
-            replaced.is_replaced = True
             self._logger.info(
                 "client channel made with the renewed certificate files",
                 certFile=self._files.cert_file,
@@ -145,7 +143,7 @@ class RenewingChannel(grpc.aio.Channel):
 
     def _release(self, generation: _Generation) -> None:
         generation.inflight -= 1
-        if generation.is_replaced and generation.inflight == 0 and generation in self._replaced:
+        if generation.inflight == 0 and generation in self._replaced:
             self._replaced.discard(generation)
             self._close_replaced(generation)
 
