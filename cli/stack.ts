@@ -165,7 +165,9 @@ export function referenceStack(settings: Pick<MeshSettings, "meshConfigPath">, e
       }
       ports.set(port, origin);
       const spec = replica(name, index, port, controlPlaneAddress, how);
-      spec.env = { ...spec.env, [SETTINGS_ENV.adminAddress]: adminOf(port) };
+      // The same mesh config as the control plane's: on mTLS each replica enforces its service's
+      // authorization block from it.
+      spec.env = { ...spec.env, [SETTINGS_ENV.adminAddress]: adminOf(port), [SETTINGS_ENV.meshConfig]: configPath };
       return spec;
     });
     if (stage.length > 0) byService.set(name, stage);

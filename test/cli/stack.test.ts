@@ -33,6 +33,8 @@ describe("the reference stack of `protomesh up` (cli/stack)", function () {
     assert.equal(gateway.env.GATEWAY_HTTP_PORT, "8080");
     assert.equal(stack.gatewayHttp, "127.0.0.1:8080");
     assert.ok(stack.tryCommands(() => undefined).some((command) => command.startsWith("curl -s http://127.0.0.1:8080/v1/products/sku-1001")));
+    // Every replica reads the control plane's mesh config: on mTLS it enforces its authorization block.
+    for (const spec of stack.stages.flat()) assert.equal(spec.env.PROTOMESH_MESH_CONFIG, path.join(repoRoot(), "deploy", "mesh.yaml"), spec.name);
   });
 
   it("leaves out a service whose language is missing, saying what to install, and orders does without it", function () {
