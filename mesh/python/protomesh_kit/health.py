@@ -23,7 +23,7 @@ class HealthReporter:
         self._is_serving = False
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Adds the Health service to ``server``, once, before it starts."""
+        """Adds the Health service to ``server`` before it starts: the gRPC port's, and the plaintext health port's (health_port.py)."""
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
 
     def track(self, service: str) -> None:

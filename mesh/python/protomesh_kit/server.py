@@ -135,7 +135,7 @@ class MeshServer:
     ``authorization``: per-method authorization of callers by their SPIFFE ID (authorization.py), an
     AuthorizationPolicy or the raw ``authorization`` block (validated here, the error naming
     ``authorization.<field>``), enforced before the handler and ``interceptors``: deny wins, default
-    deny PERMISSION_DENIED, UNAUTHENTICATED without a caller identity, health and reflection exempt.
+    deny PERMISSION_DENIED, UNAUTHENTICATED without a caller identity, health, reflection and ORCA exempt.
     Needs ``tls``; a caller named by service name matches in ``tls.trust_domain``, else the CA's.
     ``health_address``: "host:port" of a plaintext port serving grpc.health.v1 alone, with this
     server's statuses (health_port.py), for probes that cannot present a mesh certificate (a
@@ -179,7 +179,7 @@ class MeshServer:
         self._advertise_host = advertise_host
         self._lease_ttl_ms = lease_ttl_ms
         self._tls = tls
-        self._is_renewing = renew_certificate
+        self._renews_certificate = renew_certificate
         # Read now, so that unusable files fail create_server rather than the first handshake.
         self._watcher = CertificateFileWatcher(tls, self.root_logger.child(component="tls")) if tls is not None else None
         self._credentials = server_credentials(self._watcher) if self._watcher is not None else None
@@ -302,7 +302,7 @@ class MeshServer:
                 admin_port=self.admin_port,
             )
             self._lease = RegistryLease(self._control_plane, endpoint, self.root_logger, lease_ttl_ms=self._lease_ttl_ms, tls=self._tls)
-            if self._tls is not None and self._is_renewing and self._watcher is not None:
+            if self._tls is not None and self._renews_certificate and self._watcher is not None:
                 watcher = self._watcher
                 self._renewer = CertificateRenewer(self._control_plane, self._tls, self.root_logger, on_renewed=lambda _: watcher.look_soon())
                 await self._renewer.start()
@@ -322,9 +322,10 @@ class MeshServer:
     async def _run_drain(self, grace_s: float) -> None:
         started = time.monotonic()
         self.logger.info("draining", inflight=self._observer.inflight, graceMs=round(grace_s * 1000))
-        # Leave the mesh first, so that clients stop picking this server before it refuses calls.
+        # Renewal stops first: one under way is abandoned before it writes (certificate_renewal.py).
         if self._renewer is not None:
             await self._renewer.stop()
+        # Then leave the mesh, so that clients stop picking this server before it refuses calls.
         if self._lease is not None:
             await self._lease.stop()
         await self.health.set_serving(False)

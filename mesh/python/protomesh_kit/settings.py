@@ -101,11 +101,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         text = source.get(name)
         return text if text else None
 
-    control_plane = value(CONTROL_PLANE_ENV)
-    if control_plane is not None:
-        match = _HOST_PORT.fullmatch(control_plane)
-        if match is None or not _is_port(match.group(3), 1):
-            raise SettingsError(CONTROL_PLANE_ENV, f"must be host:port, e.g. 127.0.0.1:50050, got {control_plane!r}")
+    def address(name: str, minimum_port: int, example: str) -> str | None:
+        text = value(name)
+        if text is not None:
+            match = _HOST_PORT.fullmatch(text)
+            if match is None or not _is_port(match.group(3), minimum_port):
+                raise SettingsError(name, f"must be host:port, e.g. {example}, got {text!r}")
+        return text
+
+    control_plane = address(CONTROL_PLANE_ENV, 1, "127.0.0.1:50050")
     zone = value(ZONE_ENV) or ""
     if not ZONE_PATTERN.fullmatch(zone):
         raise SettingsError(ZONE_ENV, f"must be a DNS label (lowercase letters, digits and '-'), got {zone!r}")
@@ -118,16 +122,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = value(LOG_LEVEL_ENV) or DEFAULT_LOG_LEVEL
     if log_level not in LEVEL_NAMES:
         raise SettingsError(LOG_LEVEL_ENV, f"must be one of {', '.join(LEVEL_NAMES)}, got {log_level!r}")
-    admin_address = value(ADMIN_ADDRESS_ENV)
-    if admin_address is not None:
-        match = _HOST_PORT.fullmatch(admin_address)
-        if match is None or not _is_port(match.group(3), 0):
-            raise SettingsError(ADMIN_ADDRESS_ENV, f"must be host:port, e.g. 127.0.0.1:9464, got {admin_address!r}")
-    health_address = value(HEALTH_ADDRESS_ENV)
-    if health_address is not None:
-        match = _HOST_PORT.fullmatch(health_address)
-        if match is None or not _is_port(match.group(3), 0):
-            raise SettingsError(HEALTH_ADDRESS_ENV, f"must be host:port, e.g. 127.0.0.1:8086, got {health_address!r}")
+    admin_address = address(ADMIN_ADDRESS_ENV, 0, "127.0.0.1:9464")
+    health_address = address(HEALTH_ADDRESS_ENV, 0, "127.0.0.1:8086")
     port_text = value(PORT_ENV)
     if port_text is not None and not _is_port(port_text, 0):
         raise SettingsError(PORT_ENV, f"must be an integer from 0 to 65535, got {port_text!r}")

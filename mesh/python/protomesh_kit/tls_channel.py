@@ -69,10 +69,6 @@ class RenewingChannel(grpc.aio.Channel):
         self._closing: set[asyncio.Task[None]] = set()
         self._is_closed = False
 
-    def look_soon(self) -> None:
-        """Makes the next call look at the files whatever the refresh interval (a renewal has just written them)."""
-        self._watcher.look_soon()
-
     async def __aenter__(self) -> RenewingChannel:
         return self
 
@@ -157,8 +153,9 @@ class RenewingChannel(grpc.aio.Channel):
         self._logger.debug("replaced client channel closed", serialNumber=generation.serial_number)
 
     def _dial(self, pems: CertificatePems) -> _Generation:
+        serial_number = format(x509.load_pem_x509_certificate(pems.cert).serial_number, "X")  # before the channel: nothing to close if it raises
         channel = grpc.aio.secure_channel(self._target, channel_credentials(pems), options=self._options, interceptors=self._interceptors)
-        return _Generation(channel, format(x509.load_pem_x509_certificate(pems.cert).serial_number, "X"))
+        return _Generation(channel, serial_number)
 
 
 class _Picker(Generic[_MultiCallable]):

@@ -17,7 +17,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +155,13 @@ class ControlPlane:
         self.process: Process | None = None
         self._channel: grpc.aio.Channel | None = None
         self._env = {"PORT": str(self.port), "HOST": "127.0.0.1"}
-        self._observer: WorkloadCertificate | None = None
+        self._admin_identity: WorkloadCertificate | None = None
         self.ca = ca
         if ca is not None:
             own = issue_workload_certificate(
                 ca, CONTROL_PLANE_SERVICE, tmp / "control-plane", dns_names=[CONTROL_PLANE_SERVICE, "localhost"], ip_addresses=["127.0.0.1"]
             )
-            self._observer = issue_workload_certificate(ca, "tests", tmp / "control-plane", spiffe_id=f"spiffe://{ca.trust_domain}/admin/tests")
+            self._admin_identity = issue_workload_certificate(ca, "tests", tmp / "control-plane", spiffe_id=f"spiffe://{ca.trust_domain}/admin/tests")
             self._env |= {
                 "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
                 "PROTOMESH_TLS_CERT_FILE": str(own.cert_file),
@@ -192,12 +192,12 @@ class ControlPlane:
         return [endpoint for s in response.services if s.name == service for endpoint in s.endpoints]
 
     def _dial(self) -> grpc.aio.Channel:
-        if self.ca is None or self._observer is None:
+        if self.ca is None or self._admin_identity is None:
             return grpc.aio.insecure_channel(self.address)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.ca.cert_file.read_bytes(),
-            private_key=self._observer.key_file.read_bytes(),
-            certificate_chain=self._observer.cert_file.read_bytes(),
+            private_key=self._admin_identity.key_file.read_bytes(),
+            certificate_chain=self._admin_identity.cert_file.read_bytes(),
         )
         return grpc.aio.secure_channel(self.address, credentials, options=[("grpc.ssl_target_name_override", CONTROL_PLANE_SERVICE)])
 
@@ -272,6 +272,15 @@ async def control_plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
     await plane.start()
     yield plane
     await plane.stop()
+
+
+@pytest.fixture
+async def cleanups() -> AsyncIterator[list[Callable[[], Awaitable[object]]]]:
+    """Closers a test appends (``server.drain``, ``channel.close``, ...), awaited last first after it."""
+    pending: list[Callable[[], Awaitable[object]]] = []
+    yield pending
+    for close in reversed(pending):
+        await close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +59,6 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("authz"))
-
-
-@pytest.fixture
-async def cleanups() -> AsyncIterator[list]:
-    pending: list = []
-    yield pending
-    for close in reversed(pending):
-        await close()
 
 
 class CountingCatalog(catalog_pb2_grpc.CatalogServiceServicer):

@@ -21,7 +21,7 @@ import protomesh_kit as kit
 import pytest
 from cryptography import x509
 from protomesh.registry.v1 import registry_pb2
-from protomesh_testing import ControlPlane
+from protomesh_testing import ControlPlane, log_lines
 from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -53,14 +53,6 @@ async def plane(tmp_path: Path, ca: MeshCa) -> AsyncIterator[ControlPlane]:
     await started.stop()
 
 
-@pytest.fixture
-async def cleanups() -> AsyncIterator[list]:
-    pending: list = []
-    yield pending
-    for close in reversed(pending):
-        await close()
-
-
 def files_of(ca: MeshCa, workload: WorkloadCertificate, **extra) -> kit.TlsFiles:
     return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file), **extra)
 
@@ -74,10 +66,6 @@ async def serve(cleanups: list, plane: ControlPlane, tls: kit.TlsFiles, log: io.
     await server.listen("127.0.0.1:0")
     cleanups.append(lambda: server.drain(0.2))
     return server, servicer
-
-
-def lines_of(log: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in log.getvalue().splitlines()]
 
 
 async def wait_for(what: str, condition, timeout_s: float = WAIT_S) -> None:
@@ -125,7 +113,7 @@ async def test_a_registration_under_another_services_name_is_refused_permission_
     log = io.StringIO()
     server, _ = await serve(cleanups, plane, files_of(ca, workload), log, mesh_service="orders")
     assert server.lease is not None and not server.lease.is_registered
-    [refused] = [line for line in lines_of(log) if line.get("msg") == "registration failed; retrying with backoff"]
+    [refused] = [line for line in log_lines(log) if line.get("msg") == "registration failed; retrying with backoff"]
     assert refused["code"] == "PERMISSION_DENIED"
     assert refused["details"].startswith(f"spiffe://{TRUST_DOMAIN}/service/catalog may not ")
     assert await plane.endpoints("orders") == []
@@ -189,7 +177,7 @@ async def test_a_short_lived_certificate_is_renewed_at_half_life_and_calls_keep_
         await asyncio.sleep(0.02)
     assert failures == []
     assert calls > 50 and len(servicer.callers) == calls
-    renewals = [line for line in lines_of(log) if line.get("msg") == "certificate renewed"]
+    renewals = [line for line in log_lines(log) if line.get("msg") == "certificate renewed"]
     assert renewals, "renewed before the first certificate expired"
     first_renewal_ms = renewals[0]["time"]
     half_life_ms = (first.not_valid_before_utc.timestamp() + 3) * 1000
@@ -247,10 +235,10 @@ async def test_renewal_ends_with_one_warning_when_the_control_plane_issues_no_ce
     warning = "the control plane issues no certificates (it holds no CA key): this certificate will not be renewed"
 
     async def warned() -> bool:
-        return any(line.get("msg") == warning for line in lines_of(log))
+        return any(line.get("msg") == warning for line in log_lines(log))
 
     await wait_for("the renewal's warning, at half life", warned)
     assert server.renewer is not None and server.renewer.is_renewing is False
-    assert [line["msg"] for line in lines_of(log) if line.get("component") == "certificate-renewal"] == [warning]
+    assert [line["msg"] for line in log_lines(log) if line.get("component") == "certificate-renewal"] == [warning]
     assert short.cert_file.read_bytes() == before
     assert await health_of(plane, "catalog") == [registry_pb2.HEALTH_STATE_HEALTHY]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -44,14 +43,6 @@ class Holding(interop_pb2_grpc.InteropServiceServicer):
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> MeshCa:
     return create_mesh_ca(tmp_path_factory.mktemp("mesh-ca"), "protomesh.test")
-
-
-@pytest.fixture
-async def cleanups() -> AsyncIterator[list]:
-    pending: list = []
-    yield pending
-    for close in reversed(pending):
-        await close()
 
 
 def tls_files(ca: MeshCa, service: str, directory: Path) -> kit.TlsFiles:

@@ -8,7 +8,6 @@ import io
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -50,14 +49,6 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("mtls"))
-
-
-@pytest.fixture
-async def cleanups() -> AsyncIterator[list]:
-    pending: list = []
-    yield pending
-    for close in reversed(pending):
-        await close()
 
 
 async def serve(cleanups: list, tls: kit.TlsFiles | None) -> tuple[int, Counting]:

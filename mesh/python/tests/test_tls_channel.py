@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +16,7 @@ import protomesh_kit as kit
 import pytest
 from cryptography import x509
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
-from protomesh_testing import ControlPlane
+from protomesh_testing import ControlPlane, log_lines
 from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file
 
 TRUST_DOMAIN = "protomesh.test"
@@ -65,14 +63,6 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> MeshCa:
     return create_mesh_ca(tmp_path_factory.mktemp("mesh-ca"), TRUST_DOMAIN)
 
 
-@pytest.fixture
-async def cleanups() -> AsyncIterator[list]:
-    pending: list = []
-    yield pending
-    for close in reversed(pending):
-        await close()
-
-
 def files_of(ca: MeshCa, workload: WorkloadCertificate, **extra) -> kit.TlsFiles:
     return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file), **extra)
 
@@ -82,7 +72,7 @@ def serial_of(workload: WorkloadCertificate) -> int:
 
 
 def lines_of(log: io.StringIO, msg: str) -> list[dict]:
-    return [line for line in map(json.loads, log.getvalue().splitlines()) if line.get("msg") == msg]
+    return [line for line in log_lines(log) if line.get("msg") == msg]
 
 
 async def serve(cleanups: list, tls: kit.TlsFiles, **options) -> tuple[kit.MeshServer, Recording]:
