@@ -21,12 +21,7 @@ import (
 // only the drain's flush can have sent them.
 func TestSIGTERMExportsTheSpansOfTheCallsServed(t *testing.T) {
 	receiver := protomeshtest.StartOTLPReceiver(t)
-	binary := filepath.Join(t.TempDir(), "inventory")
-	build := exec.Command("go", "build", "-o", binary, "./services/inventory")
-	build.Dir = protomeshtest.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	binary := buildInventory(t)
 	port := protomeshtest.FreePort(t)
 	cmd := exec.Command(binary)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "PROTOMESH_CONTROL_PLANE=", "PROTOMESH_ADMIN_ADDRESS=", "PROTOMESH_LOG_LEVEL=warn",

@@ -51,11 +51,20 @@ func orEmpty(value any) any {
 	return value
 }
 
+// mayAuthorize reports whether the server can have a policy to enforce (authorizationOf), so that
+// NewServer adds the authorization interceptors.
+func (o *serverOptions) mayAuthorize() bool {
+	return o.authorization != nil || (o.meshConfig != "" && o.tls != nil)
+}
+
 // authorizationOf is the policy a server enforces: WithAuthorization's, else, with TLS and a mesh
 // config file, its mesh service's block there; nil for none.
 func (s *Server) authorizationOf() (*AuthorizationPolicy, error) {
-	if s.options.authorization != nil || s.options.meshConfig == "" || s.options.tls == nil {
+	if s.options.authorization != nil {
 		return s.options.authorization, nil
+	}
+	if !s.options.mayAuthorize() {
+		return nil, nil
 	}
 	policy, err := LoadAuthorizationPolicy(s.options.meshConfig, s.options.meshService)
 	if err != nil {

@@ -21,12 +21,12 @@
 // certificates and [DialTLS] checks the server's SPIFFE ID (mesh/tls.ts); [WithAuthorization] then
 // decides every call of the application's services by its caller's SPIFFE ID, before the handler,
 // with the rules and the words of mesh/authorization.ts ([ParseAuthorizationPolicy]). With a
-// control plane too, everything the kit says to it is mTLS, requiring its SPIFFE ID
-// ([ControlPlaneService]): the registry lease, the xDS stream (gRFC A65 "tls" channel credentials
-// in the bootstrap) and the renewal of the server's certificate at half its validity through
-// protomesh.certificate.v1.CertificateService. A health address ([WithHealthAddress],
-// PROTOMESH_HEALTH_ADDRESS) opens a plaintext port serving grpc.health.v1 alone, with the same
-// statuses, for probes that cannot present a mesh certificate.
+// control plane too, everything the kit says to it is mTLS: the registry lease and the renewal of
+// the server's certificate at half its validity through protomesh.certificate.v1.CertificateService
+// require its SPIFFE ID ([ControlPlaneService]); the xDS stream (gRFC A65 "tls" channel
+// credentials in the bootstrap, [XDSBootstrap]) checks its certificate against the host dialled.
+// A health address ([WithHealthAddress], PROTOMESH_HEALTH_ADDRESS) opens a plaintext port serving
+// grpc.health.v1 alone, with the same statuses, for probes that cannot present a mesh certificate.
 //
 // Environment variables are read once, by [LoadSettings] (and [TracingFromEnvironment]), at the
 // program's edge; everything else takes plain options.

@@ -27,7 +27,7 @@ func (s *Server) streamAuthorization(srv any, stream grpc.ServerStream, info *gr
 }
 
 // authorize decides a call by its caller's SPIFFE ID. The authorizer is set by Listen before it
-// serves; nil when the mesh config gives the server no policy.
+// serves; nil when the server has no policy (none given, or none for it in the mesh config).
 func (s *Server) authorize(ctx context.Context, fullMethod string) error {
 	if s.authorizer == nil {
 		return nil

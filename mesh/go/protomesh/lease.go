@@ -51,7 +51,7 @@ type lease struct {
 }
 
 // newLease makes the lease of endpoint at controlPlane, reached with transport: plaintext, or mTLS
-// requiring the control plane's SPIFFE ID (controlPlaneCredentials).
+// requiring the control plane's SPIFFE ID (clientTLSCredentials with ControlPlaneService).
 func newLease(controlPlane string, transport credentials.TransportCredentials, endpoint *registryv1.Endpoint, ttl time.Duration, logger *slog.Logger, random func() float64) (*lease, error) {
 	retryMax := registerRetryMax
 	if ttl > 0 {

@@ -132,7 +132,8 @@ func WithDrainGrace(grace time.Duration) ServerOption {
 	return func(o *serverOptions) { o.drainGrace = grace }
 }
 
-// WithRandom sets the randomness of the lease's retry jitter, in [0, 1) (tests pin it).
+// WithRandom sets the randomness of the retry jitter, in [0, 1) (tests pin it): the lease's and,
+// with TLS and a control plane, the certificate renewal's, which call it from their own goroutines.
 func WithRandom(random func() float64) ServerOption {
 	return func(o *serverOptions) { o.random = random }
 }
@@ -197,7 +198,8 @@ type Server struct {
 	// tls is the source of the port's certificate with WithTLS; tlsErr what was wrong with its files.
 	tls    *tlsSource
 	tlsErr error
-	// authorizer decides calls with WithAuthorization; set by Listen, before it serves.
+	// authorizer decides calls under WithAuthorization's policy or the mesh config's
+	// (authorizationOf); set by Listen, before it serves; nil without a policy.
 	authorizer *Authorizer
 }
 
@@ -226,7 +228,7 @@ func NewServer(name string, options ...ServerOption) *Server {
 	}
 	unary := []grpc.UnaryServerInterceptor{s.unaryObserver}
 	stream := []grpc.StreamServerInterceptor{s.streamObserver}
-	if o.authorization != nil || (o.meshConfig != "" && o.tls != nil) {
+	if o.mayAuthorize() {
 		unary = append(unary, s.unaryAuthorization)
 		stream = append(stream, s.streamAuthorization)
 	}
@@ -357,7 +359,15 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 		}
 	}
 	s.listener = listener
-	go func() { s.serveErr <- s.grpc.Serve(listener) }()
+	go func() {
+		// Not blocking: the health port may have sent its error first, and ServeUntilSignal takes
+		// only one; a blocked send would keep this goroutine past the drain.
+		err := s.grpc.Serve(listener)
+		select {
+		case s.serveErr <- err:
+		default:
+		}
+	}()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, service := range s.services {
 		s.health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
@@ -447,7 +457,8 @@ const healthFlushDelay = 50 * time.Millisecond
 // refuses new calls, ends the long-lived streams (health Watch; OnDraining listeners end the rest),
 // lets calls in flight finish within the grace period, then stops, cancelling what is left, closes
 // the health port, releases the admin services, closes the admin port (which is scraped until
-// then) and, with WithTracing, exports the spans ended so far, within another grace period. Idempotent: later calls wait for the first.
+// then) and, with WithTracing, exports the spans ended so far, within another grace period.
+// Idempotent: later calls wait for the first.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		defer close(s.drained)

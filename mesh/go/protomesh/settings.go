@@ -83,9 +83,8 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 	}
 	s := Settings{Host: DefaultHost, Port: -1, LogLevel: "info"}
 	if cp := value(EnvControlPlane); cp != "" {
-		m := hostPortPattern.FindStringSubmatch(cp)
-		if m == nil || !isPort(m[3], 1) {
-			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:50050, got %q", EnvControlPlane, cp)
+		if err := checkHostPort(EnvControlPlane, cp, 1, "127.0.0.1:50050"); err != nil {
+			return Settings{}, err
 		}
 		s.ControlPlane = cp
 	}
@@ -106,9 +105,8 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 		s.LogLevel = level
 	}
 	if admin := value(EnvAdminAddress); admin != "" {
-		m := hostPortPattern.FindStringSubmatch(admin)
-		if m == nil || !isPort(m[3], 0) {
-			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:9464, got %q", EnvAdminAddress, admin)
+		if err := checkHostPort(EnvAdminAddress, admin, 0, "127.0.0.1:9464"); err != nil {
+			return Settings{}, err
 		}
 		s.AdminAddress = admin
 	}
@@ -122,9 +120,8 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 	}
 	s.MeshConfig = value(EnvMeshConfig)
 	if address := value(EnvHealthAddress); address != "" {
-		m := hostPortPattern.FindStringSubmatch(address)
-		if m == nil || !isPort(m[3], 0) {
-			return Settings{}, fmt.Errorf("%s: must be host:port, e.g. 127.0.0.1:8086, got %q", EnvHealthAddress, address)
+		if err := checkHostPort(EnvHealthAddress, address, 0, "127.0.0.1:8086"); err != nil {
+			return Settings{}, err
 		}
 		s.HealthAddress = address
 	}
@@ -138,6 +135,15 @@ func LoadSettings(lookup func(string) (string, bool)) (Settings, error) {
 		s.Port, _ = strconv.Atoi(port)
 	}
 	return s, nil
+}
+
+// checkHostPort refuses address unless it is host:port with a port of at least minPort, naming
+// the variable it came from and showing example.
+func checkHostPort(variable, address string, minPort int, example string) error {
+	if m := hostPortPattern.FindStringSubmatch(address); m == nil || !isPort(m[3], minPort) {
+		return fmt.Errorf("%s: must be host:port, e.g. %s, got %q", variable, example, address)
+	}
+	return nil
 }
 
 // ListenAddress is the address to bind: the settings' host and port, else defaultPort.

@@ -17,8 +17,9 @@ import (
 // are not checked: endpoints are addresses, and the identity is the SPIFFE ID (X509-SVID spec).
 
 // ControlPlaneService is the mesh service name of the control plane's identity: over mTLS its
-// certificate names spiffe://<trust-domain>/service/control-plane, which the kit's registry lease,
-// certificate renewal and xDS clients require (mesh/names.ts CONTROL_PLANE_SERVICE).
+// certificate names spiffe://<trust-domain>/service/control-plane, which the kit's registry lease
+// and certificate renewal require (mesh/names.ts CONTROL_PLANE_SERVICE); the xDS client checks the
+// host it dials instead ([XDSBootstrap]).
 const ControlPlaneService = "control-plane"
 
 // serverTLSCredentials are the transport credentials of a TLS server port. Each handshake takes
