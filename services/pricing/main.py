@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import grpc
 from protomesh_kit import (
@@ -50,22 +51,53 @@ async def main() -> int:
         settings = load_settings()
         tracing = tracing_from_environment(os.environ, "pricing")
         authorization = settings.authorization_of("pricing")
-    except (SettingsError, MeshError, OSError) as error:
+    except (SettingsError, MeshError, OSError, UnicodeDecodeError) as error:
         Logger(name="pricing").fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
         return 1
     logger = Logger(name="pricing", level=settings.log_level)
-    catalog = dial(
-        os.environ.get("CATALOG_TARGET") or "catalog",
-        control_plane=settings.control_plane,
-        zone=settings.zone,
-        fallback_target=CATALOG_FALLBACK_TARGET,
-        logger=logger,
-        metrics=settings.admin_address is not None,
-        tracing=tracing,
-        tls=settings.tls,
-        server_service="catalog",
-    )
-    server = create_server(
+    catalog = None
+    try:
+        catalog = dial(
+            os.environ.get("CATALOG_TARGET") or "catalog",
+            control_plane=settings.control_plane,
+            zone=settings.zone,
+            fallback_target=CATALOG_FALLBACK_TARGET,
+            logger=logger,
+            metrics=settings.admin_address is not None,
+            tracing=tracing,
+            tls=settings.tls,
+            server_service="catalog",
+        )
+        server = make_server(settings, logger, tracing, authorization)
+    except (ValueError, OSError) as error:
+        # A TLS file that cannot be used, an authorization block that cannot: one line, no traceback.
+        logger.fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+        if catalog is not None:
+            await catalog.close()
+        return 1
+    # Connect to the catalog now, in the background: a channel's first xDS resolution and
+    # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.
+    warm_up = asyncio.create_task(connect_early(catalog, logger))
+    server.add_service(pricing_pb2_grpc.add_PricingServiceServicer_to_server, PricingService(catalog))
+    exit_code = drain_on_signals(server.drain, logger)
+    try:
+        await server.listen(settings.listen_address(PRICING_DEFAULT_PORT))
+    except (ValueError, OSError) as error:
+        logger.fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+        warm_up.cancel()
+        await catalog.close()
+        return 1
+    code = await exit_code
+    warm_up.cancel()
+    await catalog.close()
+    if tracing is not None:
+        await tracing.shutdown()  # after the drain: the spans of every call it let finish
+    return code
+
+
+def make_server(settings: Any, logger: Logger, tracing: Any, authorization: Any) -> Any:
+    """The pricing server of these settings (not yet listening)."""
+    return create_server(
         "pricing",
         logger=logger,
         control_plane=settings.control_plane,
@@ -77,18 +109,6 @@ async def main() -> int:
         tls=settings.tls,
         authorization=authorization,
     )
-    # Connect to the catalog now, in the background: a channel's first xDS resolution and
-    # connection take a moment, which the first quote's budget (the caller's deadline) should not pay.
-    warm_up = asyncio.create_task(connect_early(catalog, logger))
-    server.add_service(pricing_pb2_grpc.add_PricingServiceServicer_to_server, PricingService(catalog))
-    exit_code = drain_on_signals(server.drain, logger)
-    await server.listen(settings.listen_address(PRICING_DEFAULT_PORT))
-    code = await exit_code
-    warm_up.cancel()
-    await catalog.close()
-    if tracing is not None:
-        await tracing.shutdown()  # after the drain: the spans of every call it let finish
-    return code
 
 
 async def connect_early(channel: grpc.aio.Channel, logger: Logger, timeout_s: float = CATALOG_CONNECT_TIMEOUT_S) -> None:

@@ -354,3 +354,32 @@ async def test_main_refuses_a_bad_authorization_block_naming_the_field(tmp_path:
 
 def tls_files(ca: MeshCa, workload: WorkloadCertificate) -> kit.TlsFiles:
     return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file))
+
+
+async def test_main_refuses_a_mesh_config_that_is_not_text_and_a_key_file_that_is_not_a_key_with_one_line(tmp_path: Path) -> None:
+    ca = create_mesh_ca(tmp_path / "ca", "protomesh.test")
+    workload = issue_workload_certificate(ca, "pricing", tmp_path / "pricing")
+    binary = tmp_path / "mesh.yaml"
+    binary.write_bytes(b"\xff\xfe services: {}")
+    not_a_key = tmp_path / "not-a.key"
+    not_a_key.write_text("not a key\n")
+    cases = [
+        ({"PROTOMESH_MESH_CONFIG": str(binary)}, "utf-8"),
+        ({"PROTOMESH_TLS_KEY_FILE": str(not_a_key)}, ""),
+    ]
+    for extra, fragment in cases:
+        env = {
+            "PORT": str(free_port()),
+            "PROTOMESH_CONTROL_PLANE": "",
+            "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
+            "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file),
+            "PROTOMESH_TLS_KEY_FILE": str(workload.key_file),
+            **extra,
+        }
+        pricing = await Process.start(PYTHON, MAIN, env=env)
+        try:
+            line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
+            assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
+        finally:
+            await pricing.stop()
+        assert fragment in line["err"]["message"].lower(), line
