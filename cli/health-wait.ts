@@ -54,7 +54,7 @@ export async function waitForServing(address: string, timeoutMs: number, signal?
 function meshHealthClient(address: string, tls: MeshTlsOptions | undefined): HealthClient {
   if (tls === undefined) return new HealthClient(address, credentials.createInsecure(), HEALTH_CHANNEL_OPTIONS);
   const secured = clientTls(tls, undefined, createLogger({ level: "silent" }));
-  return new HealthClient(address, secured.credentials, { ...HEALTH_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": secured.serverName });
+  return new HealthClient(address, secured.credentials, { ...HEALTH_CHANNEL_OPTIONS, ...secured.channelOptions });
 }
 
 /** One Check; resolves to the status name, or to the gRPC code and details of a failed call. */

@@ -25,6 +25,8 @@ export const STACK_WORKLOAD_TTL_MS = 60 * 60 * 1000;
 export const STACK_LONG_TTL_MS = 24 * 60 * 60 * 1000;
 /** Host every process of the stack listens on: loopback; each certificate names it as an IP SAN so grpcurl verifies it as dialled. */
 const STACK_IP = "127.0.0.1";
+/** File name stem of the operator identity `protomesh up` writes (admin.crt, admin.key). */
+const ADMIN_FILE_STEM = "admin";
 
 /** The mesh CA of a run and the files of its operator identity. */
 export interface StackIdentities {
@@ -55,7 +57,7 @@ export async function secureStack(plan: MeshPlan, runDir: string): Promise<Stack
   const dir = path.join(runDir, TLS_DIR);
   fs.rmSync(dir, { recursive: true, force: true });
   const ca = await createMeshCa({ dir, trustDomain: STACK_TRUST_DOMAIN });
-  const xdsSocket = path.join(dir, "xds.sock");
+  const xdsSocket = stackXdsSocket(runDir);
   const filesOf = (certFile: string, keyFile: string): Record<string, string> => ({
     [SETTINGS_ENV.tlsCaFile]: ca.certFile,
     [SETTINGS_ENV.tlsCertFile]: certFile,
@@ -83,12 +85,12 @@ export async function secureStack(plan: MeshPlan, runDir: string): Promise<Stack
   return { dir, ca, admin, xdsSocket };
 }
 
-/** Issues the operator identity spiffe://protomesh.local/admin/<name> into admin.crt / admin.key (name "cli") or <name>.crt. */
+/** Issues the operator identity spiffe://protomesh.local/admin/<name> into admin.crt / admin.key (name "cli") or admin-<name>.crt / .key. */
 export async function issueOperator(ca: MeshCa, name: string): Promise<MeshTlsOptions> {
   const certificate = await issueWorkloadCertificate(ca, {
     service: name,
     spiffeId: `spiffe://${ca.trustDomain}/admin/${name}`,
-    fileStem: name === ADMIN_NAME ? "admin" : `admin-${name}`,
+    fileStem: name === ADMIN_NAME ? ADMIN_FILE_STEM : `${ADMIN_FILE_STEM}-${name}`,
     ttlMs: STACK_LONG_TTL_MS,
   });
   return { caFile: ca.certFile, certFile: certificate.certFile, keyFile: certificate.keyFile };
@@ -106,6 +108,27 @@ export function stackCa(runDir: string): MeshCa {
     throw new TypeError(`no mesh CA in ${dir}: start the mesh with \`make up\` first (run this from the directory make up runs in)`);
   }
   return { trustDomain: STACK_TRUST_DOMAIN, certFile, keyFile, certPem: fs.readFileSync(certFile, "utf8") };
+}
+
+/** The control plane's plaintext ADS socket of the `protomesh up` run in `runDir` (runDir/tls/xds.sock). */
+export function stackXdsSocket(runDir: string): string {
+  return path.join(runDir, TLS_DIR, "xds.sock");
+}
+
+/**
+ * The operator identity of the `make up` mesh running from `runDir` (runDir/tls/admin.*,
+ * spiffe://protomesh.local/admin/cli, which deploy/mesh.yaml's policies admit) and its xDS socket;
+ * undefined when there is none (a plaintext mesh, or none running).
+ */
+export function stackOperator(runDir: string): { tls: MeshTlsOptions; xdsSocket: string } | undefined {
+  const dir = path.join(runDir, TLS_DIR);
+  const tls = {
+    caFile: path.join(dir, "ca.crt"),
+    certFile: path.join(dir, `${ADMIN_FILE_STEM}.crt`),
+    keyFile: path.join(dir, `${ADMIN_FILE_STEM}.key`),
+  };
+  if (![tls.caFile, tls.certFile, tls.keyFile].every((file) => fs.existsSync(file))) return undefined;
+  return { tls, xdsSocket: stackXdsSocket(runDir) };
 }
 
 /** The mesh service of a replica's process name ("catalog-0" → "catalog"). */

@@ -36,9 +36,12 @@ export interface MeshPlan {
   stages: ProcessSpec[][];
 }
 
+/** The launcher's directory of log files unless given another, under the working directory. */
+export const DEFAULT_RUN_DIR = ".run";
+
 /** Options of {@link launch}. */
 export interface LaunchOptions {
-  /** Directory of the log files, created when missing; default `.run` under the working directory. */
+  /** Directory of the log files, created when missing; DEFAULT_RUN_DIR under the working directory unless given. */
   runDir?: string;
   /** How long a stage may take to report SERVING, and the registry to see the replicas HEALTHY. */
   readyTimeoutMs?: number;
@@ -79,7 +82,7 @@ export async function launch(plan: MeshPlan, options: LaunchOptions = {}): Promi
   assertDistinct(specs.map((spec) => spec.name), "process names");
   assertDistinct(specs.map((spec) => spec.address), "addresses");
   for (const spec of specs) await assertAddressFree(spec);
-  const runDir = path.resolve(options.runDir ?? ".run");
+  const runDir = path.resolve(options.runDir ?? DEFAULT_RUN_DIR);
   fs.mkdirSync(runDir, { recursive: true });
   return new MeshRun(plan, runDir, options).run();
 }

@@ -4,7 +4,6 @@
  * importing it does nothing. This is a program: it reads the environment (mesh/settings.ts) and
  * hands plain options to the kit, the control plane and the launcher.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { CONTROL_PLANE_DEFAULT_PORT } from "../mesh/controlplane/control-plane";
 import { isServiceError } from "../mesh/errors";
@@ -12,13 +11,12 @@ import { issueWorkloadCertificate } from "../mesh/identity";
 import { isServiceName } from "../mesh/names";
 import { SETTINGS_ENV, loadSettings } from "../mesh/settings";
 import type { MeshSettings } from "../mesh/settings";
-import type { MeshTlsOptions } from "../mesh/tls";
 import { runControlPlane } from "./control-plane";
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } from "./gateway/dev-keys";
 import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
-import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, secureStack, stackCa, TLS_DIR } from "./identities";
+import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, secureStack, stackCa, stackOperator, stackXdsSocket } from "./identities";
 import type { StackIdentities } from "./identities";
-import { launch } from "./launcher";
+import { DEFAULT_RUN_DIR, launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
 import { ADMIN_PORT_OFFSET, CATALOG_DEFAULT_PORT, ORDERS_DEFAULT_PORT, REPLICA_PORT_STRIDE, referenceStack } from "./stack";
 import type { Stack } from "./stack";
@@ -28,7 +26,7 @@ const MESH_CONFIG_ENV = SETTINGS_ENV.meshConfig;
 const DEFAULT_GATEWAY_CONFIG = path.resolve(__dirname, "..", "..", "deploy", "gateway.yaml");
 
 /** Where `protomesh up` keeps its logs and, on mTLS, its CA and certificates (tls/). */
-const RUN_DIR = ".run";
+const RUN_DIR = DEFAULT_RUN_DIR;
 /** What `PROTOMESH_PLAINTEXT=1 make up` says before anything starts. */
 const PLAINTEXT_BANNER = [
   "",
@@ -261,18 +259,6 @@ async function up(args: string[]): Promise<number> {
 }
 
 /**
- * The operator identity of the `make up` mesh running from `runDir` (runDir/tls/admin.*,
- * spiffe://protomesh.local/admin/cli, which deploy/mesh.yaml's policies admit) and its xDS socket;
- * undefined when there is none (a plaintext mesh, or none running).
- */
-function stackOperator(runDir: string): { tls: MeshTlsOptions; xdsSocket: string } | undefined {
-  const dir = path.join(runDir, TLS_DIR);
-  const tls = { caFile: path.join(dir, "ca.crt"), certFile: path.join(dir, "admin.crt"), keyFile: path.join(dir, "admin.key") };
-  if (![tls.caFile, tls.certFile, tls.keyFile].every((file) => fs.existsSync(file))) return undefined;
-  return { tls, xdsSocket: path.join(dir, "xds.sock") };
-}
-
-/**
  * `protomesh identity <service>`: issues a workload of the running `make up` mesh its certificate
  * and prints the variables that give it that identity, for `eval`.
  */
@@ -296,7 +282,7 @@ async function identityCommand(args: string[]): Promise<number> {
     [SETTINGS_ENV.tlsCaFile]: ca.certFile,
     [SETTINGS_ENV.tlsCertFile]: workload.certFile,
     [SETTINGS_ENV.tlsKeyFile]: workload.keyFile,
-    [SETTINGS_ENV.xdsSocket]: path.join(runDir, TLS_DIR, "xds.sock"),
+    [SETTINGS_ENV.xdsSocket]: stackXdsSocket(runDir),
   };
   process.stdout.write(
     `# ${workload.spiffeId}, valid until ${workload.notAfter.toISOString()} (the kit renews it through the control plane)\n` +

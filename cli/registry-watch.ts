@@ -59,7 +59,7 @@ export class RegistryWatch {
     const tls = options.tls && clientTls(options.tls, CONTROL_PLANE_SERVICE, createLogger({ level: "silent" }));
     this.client = new RegistryServiceClient(controlPlane, tls?.credentials ?? credentials.createInsecure(), {
       ...WATCH_CHANNEL_OPTIONS,
-      ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
+      ...tls?.channelOptions,
     });
     this.open();
   }

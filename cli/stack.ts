@@ -211,7 +211,7 @@ const SAMPLE_ORDER = {
 };
 
 function tryCommands(
-  transport: string,
+  grpcurlTls: string,
   controlPlane: string,
   replicas: { catalog: ProcessSpec[]; orders: ProcessSpec[]; inventory: ProcessSpec[]; pricing: ProcessSpec[] },
   pidOf: (name: string) => number | undefined,
@@ -221,27 +221,27 @@ function tryCommands(
   const catalog = replicas.catalog[0]?.address;
   const orders = replicas.orders[0]?.address;
   const commands = [
-    `grpcurl ${transport} ${controlPlane} list`,
-    `grpcurl ${transport} ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
+    `grpcurl ${grpcurlTls} ${controlPlane} list`,
+    `grpcurl ${grpcurlTls} ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
   ];
   if (catalog !== undefined) {
-    commands.push(`grpcurl ${transport} -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
+    commands.push(`grpcurl ${grpcurlTls} -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
   }
   const inventory = replicas.inventory[0]?.address;
   if (inventory !== undefined) {
-    commands.push(`grpcurl ${transport} -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
+    commands.push(`grpcurl ${grpcurlTls} -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
   }
   const pricing = replicas.pricing[0]?.address;
   if (pricing !== undefined) {
     commands.push(
-      `grpcurl ${transport} -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
+      `grpcurl ${grpcurlTls} -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
     );
   }
   if (orders !== undefined) {
     commands.push(
-      `grpcurl ${transport} -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
-      `grpcurl ${transport} ${orders} grpc.health.v1.Health/Check`,
-      transport === "-plaintext" ? `grpc-health-probe -addr ${orders}` : `grpc-health-probe -addr ${orders} $PROBE_TLS`,
+      `grpcurl ${grpcurlTls} -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
+      `grpcurl ${grpcurlTls} ${orders} grpc.health.v1.Health/Check`,
+      grpcurlTls === "-plaintext" ? `grpc-health-probe -addr ${orders}` : `grpc-health-probe -addr ${orders} $PROBE_TLS`,
     );
   }
   const catalogAdmin = replicas.catalog[0] && adminOf(Number(replicas.catalog[0].address.split(":").at(-1)));

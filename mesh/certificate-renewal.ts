@@ -28,7 +28,7 @@ export interface CertificateSigner {
 export interface RenewalOptions {
   clock?: Clock;
   random?: () => number;
-  /** Called after each renewal has been written, with the new certificate's serial (tests, logs). */
+  /** Called after each renewal has been written, with the new certificate (tests, logs). */
   onRenewed?: (certificate: X509Certificate) => void;
 }
 
@@ -36,7 +36,8 @@ export interface RenewalOptions {
  * Keeps a workload's certificate files fresh: once `RENEW_AT_FRACTION` of the certificate's
  * validity has passed, it makes a new key and CSR (openssl), has it signed (a workload asks the
  * control plane's protomesh.certificate.v1.CertificateService over mTLS with its current
- * certificate, `throughControlPlane`; the control plane, which holds the CA, signs its own), and writes the key and the certificate over the files by rename. Every server and client of the
+ * certificate, `throughControlPlane`; the control plane, which holds the CA, signs its own), and
+ * writes the key and the certificate over the files by rename. Every server and client of the
  * process watches those files (tls-certificate-files.ts), so new handshakes use the new
  * certificate and open connections keep theirs: no restart, no broken stream. A failure is logged
  * and retried with backoff while the current certificate serves; a control plane that issues no
@@ -64,7 +65,7 @@ export class CertificateRenewer {
   /** A renewer that has the control plane at `controlPlane` sign, over mTLS with the current certificate. */
   static throughControlPlane(controlPlane: string, files: MeshTlsOptions, logger: Logger, options: RenewalOptions = {}): CertificateRenewer {
     const tls = clientTls(files, CONTROL_PLANE_SERVICE, logger);
-    const client = new CertificateServiceClient(controlPlane, tls.credentials, { "grpc.ssl_target_name_override": tls.serverName });
+    const client = new CertificateServiceClient(controlPlane, tls.credentials, tls.channelOptions);
     const sign: CertificateSigner = (csrPem, lifetimeMs) =>
       new Promise((resolve, reject) => {
         const ttl = { seconds: Math.floor(lifetimeMs / 1000), nanos: 0 };
@@ -96,9 +97,8 @@ export class CertificateRenewer {
     const certificatePem = await this.sign(csrPem, lifetimeMs);
     const renewed = new X509Certificate(certificatePem);
     const spiffeId = spiffeIdOf(certificatePem);
-    if (spiffeId !== spiffeIdOf(before.raw)) {
-      throw new Error(`certificate renewal: the signer signed ${spiffeId}, not ${spiffeIdOf(before.raw)}`);
-    }
+    const expected = spiffeIdOf(before.raw);
+    if (spiffeId !== expected) throw new Error(`certificate renewal: the signer signed ${spiffeId}, not ${expected}`);
     await writeKeyAndCertificate(this.files, keyPem, certificatePem);
     this.logger.info({ serialNumber: renewed.serialNumber, notAfter: renewed.validTo, spiffeId }, "certificate renewed");
     this.options.onRenewed?.(renewed);
@@ -139,5 +139,4 @@ export class CertificateRenewer {
   private async current(): Promise<X509Certificate> {
     return new X509Certificate(await readFile(this.files.certFile));
   }
-
 }

@@ -145,7 +145,7 @@ export function createClient<C extends Client>(
   const tls = options.tls ? clientTls(options.tls, meshService, channelLogger) : undefined;
   return new clientClass(channelTarget, tls?.credentials ?? options.credentials ?? grpcCredentials.createInsecure(), {
     ...xdsOptions,
-    ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
+    ...tls?.channelOptions,
     ...options.channelOptions,
     ...serviceConfigOption(options),
     [BALANCER_LOGGER_OPTION]: channelLogger,

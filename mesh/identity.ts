@@ -10,7 +10,8 @@ import { isServiceName } from "./names";
 /**
  * Workload identities of the mesh: a development CA and short-lived X.509-SVIDs (SPIFFE's X509-SVID
  * spec: one URI SAN `spiffe://<trust-domain>/service/<name>`, which other SAN types may accompany,
- * here the service's DNS name; CA:FALSE, digitalSignature, serverAuth and clientAuth), made by the openssl CLI (a kept tool; no crypto is written here).
+ * here DNS names and IP addresses; CA:FALSE, digitalSignature, serverAuth and clientAuth), made by
+ * the openssl CLI (a kept tool; no crypto is written here).
  * `openssl ca` issues the workload certificates because it alone of the 3.0 commands takes a start
  * and an end date to the second (`x509 -req` and `req -x509` count whole days), which short
  * lifetimes and already-expired test certificates need.
@@ -95,8 +96,11 @@ export interface SignOptions {
   spiffeId: string;
   /** Lifetime (ms), rounded up to whole seconds; DEFAULT_WORKLOAD_TTL_MS unless given. */
   ttlMs?: number;
+  /** Start of validity, rounded down to the second; now unless given. */
   notBefore?: Date;
+  /** DNS SANs beside the SPIFFE ID; none unless given. */
   dnsNames?: readonly string[];
+  /** IP address SANs beside the SPIFFE ID; none unless given. */
   ipAddresses?: readonly string[];
 }
 
@@ -143,9 +147,10 @@ export async function createMeshCa(options: MeshCaOptions): Promise<MeshCa> {
 
 /**
  * Issues `service` a key (EC P-256) and a certificate signed by `ca`, whose SANs are its SPIFFE ID
- * and its DNS names, valid from `notBefore` (now) for `ttlMs`. The files are replaced by rename,
- * key first, so that a reader never sees half a file (a watcher may still see a new key beside the
- * old certificate for an instant: tls-certificate-files.ts holds such a pair back).
+ * (or `spiffeId`), its DNS names and its IP addresses, valid from `notBefore` (now) for `ttlMs`.
+ * The files are replaced by rename (writeKeyAndCertificate), key first, so that a reader never
+ * sees half a file (a watcher may still see a new key beside the old certificate for an instant:
+ * tls-certificate-files.ts holds such a pair back).
  */
 export async function issueWorkloadCertificate(ca: MeshCa, options: WorkloadCertificateOptions): Promise<WorkloadCertificate> {
   const spiffeId = options.spiffeId ?? spiffeIdFor(ca.trustDomain, options.service);
@@ -184,7 +189,7 @@ export async function createCertificateRequest(): Promise<{ keyPem: string; csrP
  * request's subject and extensions are never copied: what a certificate names is the caller's to
  * decide (the control plane's CertificateService passes the caller's own identity). A request that
  * is not PEM, whose signature does not verify, or whose key is weaker than EC P-256 / RSA 2048 is
- * refused with a TypeError saying why.
+ * refused with a TypeError saying why, as are a `spiffeId` of another trust domain and bad SANs.
  */
 export async function signCertificateRequest(ca: MeshCa, options: SignOptions): Promise<SignedCertificate> {
   if (trustDomainOf(options.spiffeId) !== ca.trustDomain || !/^spiffe:\/\/[^/]+(\/[A-Za-z0-9._-]+)+$/.test(options.spiffeId)) {
@@ -306,7 +311,7 @@ function asn1Time(date: Date): string {
   return date.toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z";
 }
 
-/** The SAN extension's value: the SPIFFE ID first, then DNS names and IP addresses. */
+/** The SAN extension's value: the SPIFFE ID first, then DNS names and IP addresses; a bad name or address is a TypeError. */
 function subjectAltName(options: SignOptions): string {
   for (const name of options.dnsNames ?? []) {
     if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) throw new TypeError(`identity: dnsNames: not a DNS name: ${JSON.stringify(name)}`);
@@ -321,7 +326,7 @@ function subjectAltName(options: SignOptions): string {
   ].join(",");
 }
 
-/** Refuses a public key weaker than EC P-256 or RSA 2048 (what the mesh's own keys are). */
+/** Refuses a public key weaker than EC P-256 or RSA 2048 (what the mesh's own keys are); Ed25519 passes. */
 function checkKeyStrength(publicKeyPem: string): void {
   const key = createPublicKey(publicKeyPem);
   const details = key.asymmetricKeyDetails ?? {};

@@ -76,7 +76,7 @@ export class RegistryLease {
     this.client = new RegistryServiceClient(controlPlane, tls?.credentials ?? credentials.createInsecure(), {
       "grpc.initial_reconnect_backoff_ms": Math.min(CONNECTION_BACKOFF.initialMs, Math.round(retryMaxMs)),
       "grpc.max_reconnect_backoff_ms": Math.round(retryMaxMs),
-      ...(tls ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
+      ...tls?.channelOptions,
     });
   }
 

@@ -185,8 +185,7 @@ export class MeshServer {
   private lease: RegistryLease | undefined;
   private renewer: CertificateRenewer | undefined;
   private healthServer: Server | undefined;
-  /** The plaintext health port's bound port; undefined without `healthAddress`. */
-  healthPort: number | undefined;
+  private boundHealthPort: number | undefined;
   /** The logger without a component, for the parts of this server that name their own. */
   private readonly rootLogger: Logger;
   /** This server's load, for its ORCA reports; undefined when they are off. */
@@ -289,7 +288,7 @@ export class MeshServer {
     if (this.options.healthAddress !== undefined) {
       const healthServer = new Server();
       this.health.addToServer(healthServer);
-      this.healthPort = await new Promise<number>((resolve, reject) => {
+      this.boundHealthPort = await new Promise<number>((resolve, reject) => {
         healthServer.bindAsync(this.options.healthAddress!, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
       }).catch((error: unknown) => {
         this.server.forceShutdown();
@@ -309,7 +308,7 @@ export class MeshServer {
     this.health.setServing(true);
     this.load?.start();
     this.shedder?.start();
-    this.logger.info({ address, port: this.boundPort, services: this.services, tls: this.tls !== undefined, healthPort: this.healthPort }, "listening");
+    this.logger.info({ address, port: this.boundPort, services: this.services, tls: this.tls !== undefined, healthPort: this.boundHealthPort }, "listening");
     if (this.options.controlPlane) {
       this.lease = leaseForServer(
         this.options.controlPlane,
@@ -338,6 +337,11 @@ export class MeshServer {
   get port(): number {
     if (this.boundPort === undefined) throw new Error(`${this.name}: not listening`);
     return this.boundPort;
+  }
+
+  /** The bound port of the plaintext health port; undefined without `healthAddress` or before `listen`. */
+  get healthPort(): number | undefined {
+    return this.boundHealthPort;
   }
 
   /** The bound admin HTTP port (GET /metrics); undefined without `adminAddress` or before `listen`. */

@@ -54,8 +54,9 @@ export interface MeshSettings {
   /** The mesh CA's key (PROTOMESH_CA_KEY_FILE), for the control plane to sign renewals with. */
   caKeyFile: string | undefined;
   /**
-   * The control plane's plaintext ADS-only unix socket (PROTOMESH_XDS_SOCKET): the control plane
-   * serves it, TypeScript clients read xDS from it when the mesh runs on mTLS.
+   * The control plane's plaintext unix socket for ADS (PROTOMESH_XDS_SOCKET; no registry, fault or
+   * certificate API there): the control plane serves it, TypeScript clients read xDS from it when
+   * the mesh runs on mTLS.
    */
   xdsSocket: string | undefined;
   /** A plaintext grpc.health.v1-only port, "host:port" (PROTOMESH_HEALTH_ADDRESS), for probes that cannot do mTLS. */
@@ -103,9 +104,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
   if (portText !== undefined && !isPort(portText, 0)) {
     throw invalidArgument(SETTINGS_ENV.port, `must be an integer from 0 to 65535, got ${JSON.stringify(portText)}`);
   }
-  const tlsFiles = [SETTINGS_ENV.tlsCaFile, SETTINGS_ENV.tlsCertFile, SETTINGS_ENV.tlsKeyFile].map(value);
+  const tlsFileVariables = [SETTINGS_ENV.tlsCaFile, SETTINGS_ENV.tlsCertFile, SETTINGS_ENV.tlsKeyFile];
+  const tlsFiles = tlsFileVariables.map(value);
   if (tlsFiles.some((file) => file !== undefined) && tlsFiles.some((file) => file === undefined)) {
-    const missing = [SETTINGS_ENV.tlsCaFile, SETTINGS_ENV.tlsCertFile, SETTINGS_ENV.tlsKeyFile].filter((_name, index) => tlsFiles[index] === undefined);
+    const missing = tlsFileVariables.filter((_name, index) => tlsFiles[index] === undefined);
     throw invalidArgument(missing[0], "must be set with the other PROTOMESH_TLS_* files (all three, or none for plaintext)");
   }
   const [caFile, certFile, keyFile] = tlsFiles;
@@ -138,9 +140,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): MeshSettings
 }
 
 /**
- * What a program's servers take from its settings: the control plane, zone and advertised host,
- * and on mTLS the files, the plaintext health port, and `services.<service>.authorization` from the
- * mesh config file (validated, the error naming the field; none in the file, no policy).
+ * What a program's servers take from its settings: the control plane, zone, advertised host, admin
+ * address and plaintext health port, the TLS files, and on mTLS `services.<service>.authorization`
+ * from the mesh config file (validated, the error naming the field; none in the file, no policy).
  */
 export function serverOptionsFrom(
   settings: MeshSettings,
@@ -158,7 +160,7 @@ export function serverOptionsFrom(
   };
 }
 
-/** What a program's clients take from its settings: the control plane, zone, and on mTLS the files and the xDS socket. */
+/** What a program's clients take from its settings: the control plane, zone, the TLS files and the xDS socket (as a unix: target). */
 export function clientOptionsFrom(settings: MeshSettings): Pick<MeshClientOptions, "controlPlane" | "zone" | "tls" | "xdsServer"> {
   return {
     controlPlane: settings.controlPlane,

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { experimental } from "@grpc/grpc-js";
-import type { ChannelCredentials, ServerCredentials } from "@grpc/grpc-js";
+import type { ChannelCredentials, ChannelOptions, ServerCredentials } from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
 import { spiffeIdFor, spiffeIdOf, spiffeIdOfSubjectAltName, trustDomainOf } from "./identity";
 import type { Logger } from "./logger";
@@ -46,6 +46,8 @@ export interface ClientTls {
    * the target's host, an IP address for mesh endpoints, which RFC 6066 forbids (node's DEP0123).
    */
   serverName: string;
+  /** The channel options that send `serverName` (grpc.ssl_target_name_override), for the channel these credentials go on. */
+  channelOptions: ChannelOptions;
 }
 
 /** A server call's view of its connection (grpc-js' ServerUnaryCall, ServerWritableStream, ...). */
@@ -76,7 +78,8 @@ export function clientTls(options: MeshTlsOptions, service: string | undefined, 
   const credentials = experimental.createCertificateProviderChannelCredentials(files, files, {
     checkServerIdentity: (_host, certificate) => checkSpiffeId(expected, certificate),
   });
-  return { credentials, expected, serverName: target ?? trustDomain };
+  const serverName = target ?? trustDomain;
+  return { credentials, expected, serverName, channelOptions: { "grpc.ssl_target_name_override": serverName } };
 }
 
 /**

@@ -11,8 +11,9 @@ import type { GatewayMethod } from "./methods";
 export interface BackendsOptions {
   /** Control plane address: mesh services are dialled by name over xDS through it. */
   controlPlane?: string;
-  /** mTLS of the backend calls (the gateway's own identity) and where grpc-js-xds reads xDS then. */
+  /** mTLS of the backend calls (the gateway's own identity). */
   tls?: MeshTlsOptions;
+  /** Where grpc-js-xds reads xDS from with `tls` (the control plane's xDS socket, MeshClientOptions.xdsServer). */
   xdsServer?: string;
   /** The gateway's zone (its xDS locality). */
   zone?: string;

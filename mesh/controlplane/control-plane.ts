@@ -110,9 +110,11 @@ export interface ControlPlaneOptions {
   /** Longest (and default) lifetime of a certificate CertificateService signs (ms); an hour unless given. */
   workloadTtlMs?: number;
   /**
-   * A unix socket path to serve ADS on alone, plaintext, with mode 0600 (only this user's
-   * processes may connect). For grpc-js-xds, which speaks to an xDS server in plaintext only (it
-   * has no gRFC A65 channel credentials); Go and Python xDS clients use the mTLS port.
+   * A unix socket path to serve ADS on, plaintext, with mode 0600 (only this user's processes may
+   * connect): no registry, fault or certificate API there, only what every kit server serves
+   * beside it (grpc.health.v1, reflection, ORCA). For grpc-js-xds, which speaks to an xDS server
+   * in plaintext only (it has no gRFC A65 channel credentials); Go and Python xDS clients use the
+   * mTLS port.
    */
   xdsSocket?: string;
 }
@@ -129,7 +131,7 @@ export class ControlPlane {
   readonly registry: Registry;
   readonly xds: XdsServer;
   readonly server: MeshServer;
-  /** The plaintext ADS-only server on `xdsSocket`; undefined without one. */
+  /** The plaintext ADS server on `xdsSocket` (no registry, fault or certificate API); undefined without one. */
   readonly xdsSocketServer: MeshServer | undefined;
   /** The faults injected through protomesh.fault.v1.FaultService, in force until they expire. */
   readonly faults: FaultStore;

@@ -143,7 +143,7 @@ export class HealthProber {
         channel = { credentials: credentials.createInsecure(), options: PROBE_CHANNEL_OPTIONS };
       } else {
         const tls = clientTls(this.options.tls, service, this.logger, this.tlsFiles);
-        channel = { credentials: tls.credentials, options: { ...PROBE_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": tls.serverName } };
+        channel = { credentials: tls.credentials, options: { ...PROBE_CHANNEL_OPTIONS, ...tls.channelOptions } };
       }
       this.channels.set(service, channel);
     }
