@@ -23,7 +23,11 @@ export const STACK_WORKLOAD_TTL_MS = 60 * 60 * 1000;
  * `make up` issues a new one).
  */
 export const STACK_LONG_TTL_MS = 24 * 60 * 60 * 1000;
-/** Host every process of the stack listens on: loopback; each certificate names it as an IP SAN so grpcurl verifies it as dialled. */
+/**
+ * Host every process of the stack listens on: loopback. Only the control plane's certificate names
+ * it (an IP SAN): Go and Python xDS clients verify the control plane by the host they dial (gRFC
+ * A65), so no workload may carry it. A workload is verified by its DNS name (grpcurl -servername).
+ */
 const STACK_IP = "127.0.0.1";
 /** File name stem of the operator identity `protomesh up` writes (admin.crt, admin.key). */
 const ADMIN_FILE_STEM = "admin";
@@ -56,6 +60,8 @@ export function isPlaintext(env: NodeJS.ProcessEnv): boolean {
 export async function secureStack(plan: MeshPlan, runDir: string): Promise<StackIdentities> {
   const dir = path.join(runDir, TLS_DIR);
   fs.rmSync(dir, { recursive: true, force: true });
+  // This user's alone: the CA key, every workload's key and the plaintext xDS socket live here.
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createMeshCa({ dir, trustDomain: STACK_TRUST_DOMAIN });
   const xdsSocket = stackXdsSocket(runDir);
   const filesOf = (certFile: string, keyFile: string): Record<string, string> => ({
@@ -77,7 +83,6 @@ export async function secureStack(plan: MeshPlan, runDir: string): Promise<Stack
       fileStem: spec.name,
       ttlMs: STACK_WORKLOAD_TTL_MS,
       dnsNames: [serviceOf(spec)],
-      ipAddresses: [STACK_IP],
     });
     spec.env = { ...spec.env, ...filesOf(workload.certFile, workload.keyFile) };
   }

@@ -277,7 +277,7 @@ async function identityCommand(args: string[]): Promise<number> {
     return 1;
   }
   const stem = `${service}-byhand-${process.pid}`;
-  const workload = await issueWorkloadCertificate(ca, { service, fileStem: stem, dnsNames: [service], ipAddresses: ["127.0.0.1"] });
+  const workload = await issueWorkloadCertificate(ca, { service, fileStem: stem, dnsNames: [service] });
   const exports: Record<string, string> = {
     [SETTINGS_ENV.tlsCaFile]: ca.certFile,
     [SETTINGS_ENV.tlsCertFile]: workload.certFile,
@@ -332,7 +332,14 @@ async function placeOrdersCommand(args: string[]): Promise<number> {
   const settings = settingsOf("place-orders");
   if (settings === undefined) return USAGE_EXIT_CODE;
   // On the mTLS mesh of `make up` (its CA in .run/tls), as its operator; PROTOMESH_TLS_* name other files.
-  const operator = settings.tls === undefined && !isPlaintext(process.env) ? stackOperator(path.resolve(RUN_DIR)) : undefined;
+  let plaintext: boolean;
+  try {
+    plaintext = isPlaintext(process.env);
+  } catch (error) {
+    process.stderr.write(`protomesh place-orders: ${(error as Error).message}\n`);
+    return USAGE_EXIT_CODE;
+  }
+  const operator = settings.tls === undefined && !plaintext ? stackOperator(path.resolve(RUN_DIR)) : undefined;
   const tls = settings.tls ?? operator?.tls;
   const xdsSocket = settings.xdsSocket ?? operator?.xdsSocket;
   const report = await placeOrders(settings.controlPlane ?? `127.0.0.1:${CONTROL_PLANE_DEFAULT_PORT}`, count, {

@@ -220,28 +220,31 @@ function tryCommands(
 ): string[] {
   const catalog = replicas.catalog[0]?.address;
   const orders = replicas.orders[0]?.address;
+  // On mTLS a workload is verified by its DNS name, the service's (only the control plane's
+  // certificate names 127.0.0.1): grpcurl is told which one it dials.
+  const as = (service: string) => (grpcurlTls === "-plaintext" ? grpcurlTls : `${grpcurlTls} -servername ${service}`);
   const commands = [
     `grpcurl ${grpcurlTls} ${controlPlane} list`,
     `grpcurl ${grpcurlTls} ${controlPlane} protomesh.registry.v1.RegistryService/ListServices`,
   ];
   if (catalog !== undefined) {
-    commands.push(`grpcurl ${grpcurlTls} -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
+    commands.push(`grpcurl ${as("catalog")} -d '{"id":"sku-1001"}' ${catalog} shop.catalog.v1.CatalogService/GetProduct`);
   }
   const inventory = replicas.inventory[0]?.address;
   if (inventory !== undefined) {
-    commands.push(`grpcurl ${grpcurlTls} -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
+    commands.push(`grpcurl ${as("inventory")} -d '{"product_id":"sku-1001"}' ${inventory} shop.inventory.v1.InventoryService/GetStock`);
   }
   const pricing = replicas.pricing[0]?.address;
   if (pricing !== undefined) {
     commands.push(
-      `grpcurl ${grpcurlTls} -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
+      `grpcurl ${as("pricing")} -d '${JSON.stringify({ customer_id: "cust-42", lines: [{ product_id: "sku-1001", quantity: 5 }] })}' ${pricing} shop.pricing.v1.PricingService/QuoteBasket`,
     );
   }
   if (orders !== undefined) {
     commands.push(
-      `grpcurl ${grpcurlTls} -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
-      `grpcurl ${grpcurlTls} ${orders} grpc.health.v1.Health/Check`,
-      grpcurlTls === "-plaintext" ? `grpc-health-probe -addr ${orders}` : `grpc-health-probe -addr ${orders} $PROBE_TLS`,
+      `grpcurl ${as("orders")} -d '${JSON.stringify(SAMPLE_ORDER)}' ${orders} shop.orders.v1.OrderService/PlaceOrder`,
+      `grpcurl ${as("orders")} ${orders} grpc.health.v1.Health/Check`,
+      grpcurlTls === "-plaintext" ? `grpc-health-probe -addr ${orders}` : `grpc-health-probe -addr ${orders} $PROBE_TLS -tls-server-name orders`,
     );
   }
   const catalogAdmin = replicas.catalog[0] && adminOf(Number(replicas.catalog[0].address.split(":").at(-1)));

@@ -14,6 +14,8 @@ import type { MeshTlsOptions } from "./tls";
 
 /** The fraction of a certificate's validity after which it is renewed (SPIRE's agent: one half). */
 export const RENEW_AT_FRACTION = 1 / 2;
+/** The shortest wait between two renewals (ms), as the Go kit's. */
+export const MIN_RENEWAL_INTERVAL_MS = 500;
 /** Deadline of one SignCertificate call: the control plane signs with openssl, in milliseconds. */
 export const SIGN_DEADLINE_MS = 10_000;
 
@@ -116,7 +118,9 @@ export class CertificateRenewer {
     try {
       const renewed = await this.renew();
       this.backoff.reset();
-      this.schedule(this.renewalDelayMs(renewed));
+      // At least a moment: a certificate already past its half (a clock ahead of the signer's) must
+      // not make renewals spin.
+      this.schedule(Math.max(MIN_RENEWAL_INTERVAL_MS, this.renewalDelayMs(renewed)));
     } catch (error) {
       if (this.isStopped) return;
       if ((error as Partial<ServiceError>).code === status.UNIMPLEMENTED) {

@@ -257,6 +257,18 @@ export function spiffeIdOfSubjectAltName(subjectAltName: string | undefined): st
   return uris[0];
 }
 
+/**
+ * The DNS names and IP addresses beside the SPIFFE ID in a subjectAltName as node prints it
+ * ("URI:spiffe://td/service/x, DNS:x, IP Address:127.0.0.1"): what a renewal names again.
+ */
+export function otherNamesOf(subjectAltName: string | undefined): { dnsNames: string[]; ipAddresses: string[] } {
+  const names = (subjectAltName ?? "").split(", ");
+  return {
+    dnsNames: names.filter((name) => name.startsWith("DNS:")).map((name) => name.slice("DNS:".length)),
+    ipAddresses: names.filter((name) => name.startsWith("IP Address:")).map((name) => name.slice("IP Address:".length)),
+  };
+}
+
 /** The trust domain a SPIFFE ID names ("spiffe://td/service/x" → "td"). */
 export function trustDomainOf(spiffeId: string): string | undefined {
   return /^spiffe:\/\/([^/]+)/.exec(spiffeId)?.[1];

@@ -286,13 +286,14 @@ export class MeshServer {
       throw error;
     });
     if (this.options.healthAddress !== undefined) {
-      const healthServer = new Server();
+      // The same limits as the main port: this one is unauthenticated.
+      const healthServer = new Server(limitsToChannelOptions(this.options.limits));
       this.health.addToServer(healthServer);
       this.boundHealthPort = await new Promise<number>((resolve, reject) => {
         healthServer.bindAsync(this.options.healthAddress!, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
       }).catch((error: unknown) => {
         this.server.forceShutdown();
-        throw error;
+        throw new Error(`${this.name}: healthAddress ${this.options.healthAddress}: ${(error as Error).message}`, { cause: error });
       });
       this.healthServer = healthServer;
     }

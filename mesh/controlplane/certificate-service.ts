@@ -1,8 +1,9 @@
 import type { CertificateServiceServer } from "../../generated/ts/protomesh/certificate/v1/certificate";
 import type { Duration } from "../../generated/ts/google/protobuf/duration";
-import { invalidArgument } from "../errors";
+import { status } from "@grpc/grpc-js";
+import { MeshError, invalidArgument } from "../errors";
 import { unary } from "../handler";
-import { DEFAULT_WORKLOAD_TTL_MS, signCertificateRequest } from "../identity";
+import { DEFAULT_WORKLOAD_TTL_MS, otherNamesOf, signCertificateRequest } from "../identity";
 import type { MeshCa } from "../identity";
 import type { ControlPlaneAccess } from "./access";
 
@@ -22,8 +23,10 @@ export interface CertificateServiceOptions {
 /**
  * protomesh.certificate.v1.CertificateService: signs a workload's CSR for the caller's own SPIFFE
  * ID (the one its client certificate proves), never for a name the request asks for, so that a
- * workload renews its identity and gains no other. The certificate carries the service's DNS name
- * beside the SPIFFE ID, as the first one `protomesh up` issued it does.
+ * workload renews its identity and gains no other. Beside the SPIFFE ID the certificate names what
+ * the caller's current certificate (signed by the same CA) names, its DNS names and IP addresses,
+ * so that a renewal keeps what peers verify it by; a caller whose certificate names no DNS name gets
+ * its service's.
  */
 export function certificateService(options: CertificateServiceOptions): CertificateServiceServer {
   const maxTtlMs = options.workloadTtlMs ?? DEFAULT_WORKLOAD_TTL_MS;
@@ -33,13 +36,19 @@ export function certificateService(options: CertificateServiceOptions): Certific
       if (request.csrPem === "") throw invalidArgument("csr_pem", "required");
       if (Buffer.byteLength(request.csrPem) > MAX_CSR_BYTES) throw invalidArgument("csr_pem", `must be at most ${MAX_CSR_BYTES} bytes`);
       const ttlMs = ttlOf(request.ttl, maxTtlMs);
+      const presented = otherNamesOf(call.getAuthContext().sslPeerCertificate?.subjectaltname);
       const service = /\/service\/([^/]+)$/.exec(spiffeId)?.[1];
+      const dnsNames = presented.dnsNames.length > 0 || service === undefined ? presented.dnsNames : [service];
       let signed;
       try {
-        signed = await signCertificateRequest(options.ca, { csrPem: request.csrPem, spiffeId, ttlMs, dnsNames: service === undefined ? [] : [service] });
+        signed = await signCertificateRequest(options.ca, { csrPem: request.csrPem, spiffeId, ttlMs, dnsNames, ipAddresses: presented.ipAddresses });
       } catch (error) {
-        // signCertificateRequest refuses bad input with a TypeError saying why; anything else is ours.
-        if (error instanceof TypeError) throw invalidArgument("csr_pem", error.message.replace(/^identity: (csr: |csr )?/, ""));
+        // signCertificateRequest refuses a bad CSR with a TypeError saying why ("identity: csr..."); a
+        // name it cannot put in a certificate is the caller's identity's, not the request's.
+        if (error instanceof TypeError && /^identity: csr/.test(error.message)) {
+          throw invalidArgument("csr_pem", error.message.replace(/^identity: (csr: |csr )?/, ""));
+        }
+        if (error instanceof TypeError) throw new MeshError(status.PERMISSION_DENIED, `${spiffeId}: no certificate can be issued for it (${error.message})`);
         throw error;
       }
       return { certificatePem: signed.certPem, caCertificatePem: options.ca.certPem, spiffeId, notAfter: signed.notAfter };

@@ -18,7 +18,7 @@ import type { MeshServer } from "../server";
 import type { ServerLimits } from "../server-limits";
 import { CertificateRenewer } from "../certificate-renewal";
 import type { CertificateSigner } from "../certificate-renewal";
-import { signCertificateRequest, spiffeIdOf } from "../identity";
+import { otherNamesOf, signCertificateRequest, spiffeIdOf } from "../identity";
 import type { MeshCa } from "../identity";
 import { trustDomainOfCaFile } from "../tls";
 import type { MeshTlsOptions } from "../tls";
@@ -372,16 +372,9 @@ export class ControlPlane {
 function selfSigner(ca: MeshCa, certFile: string): CertificateSigner {
   return async (csrPem, lifetimeMs) => {
     const current = new X509Certificate(readFileSync(certFile));
-    const names = (current.subjectAltName ?? "").split(", ");
     const spiffeId = spiffeIdOf(current.raw);
     if (spiffeId === undefined) throw new Error(`control plane: its certificate ${certFile} names no SPIFFE ID to renew`);
-    const signed = await signCertificateRequest(ca, {
-      csrPem,
-      spiffeId,
-      ttlMs: lifetimeMs,
-      dnsNames: names.filter((name) => name.startsWith("DNS:")).map((name) => name.slice("DNS:".length)),
-      ipAddresses: names.filter((name) => name.startsWith("IP Address:")).map((name) => name.slice("IP Address:".length)),
-    });
+    const signed = await signCertificateRequest(ca, { csrPem, spiffeId, ttlMs: lifetimeMs, ...otherNamesOf(current.subjectAltName) });
     return signed.certPem;
   };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -250,7 +251,7 @@ describe("protomesh up (cli/launcher)", function () {
       const { run, ports } = mesh;
       const printed = (pattern: RegExp) => run.stdout.split("\n").find((line) => pattern.test(line))?.trim();
       const setup = ["export PATH=\"$PWD/.tools/bin:$PATH\"", printed(/^ {2}TLS=/), printed(/^ {2}PROBE_TLS=/)];
-      const getProduct = printed(/^ {2}grpcurl \$TLS -d '\{"id":"sku-1001"\}' /);
+      const getProduct = printed(/^ {2}grpcurl \$TLS -servername catalog -d '\{"id":"sku-1001"\}' /);
       const probe = printed(/^ {2}grpc-health-probe -addr /);
       assert.ok(setup.every(Boolean) && getProduct && probe, run.stdout);
       // As a person pastes them, from the directory make up runs in (its .tools/bin linked in).
@@ -259,6 +260,11 @@ describe("protomesh up (cli/launcher)", function () {
       const pasted = execFileSync("bash", ["-c", [...setup, getProduct, `${probe} 2>&1`].join("\n")], { cwd: run.cwd, encoding: "utf8" });
       assert.match(pasted, /"name": "Espresso beans 1 kg"/);
       assert.match(pasted, /status: SERVING/);
+      // Only the control plane's certificate names 127.0.0.1 (what Go and Python xDS clients verify it by).
+      const tlsDir = path.join(run.cwd, ".run", "tls");
+      assert.match(new X509Certificate(fs.readFileSync(path.join(tlsDir, "control-plane.crt"))).subjectAltName!, /IP Address:127\.0\.0\.1/);
+      assert.equal(new X509Certificate(fs.readFileSync(path.join(tlsDir, "catalog-0.crt"))).subjectAltName, "URI:spiffe://protomesh.local/service/catalog, DNS:catalog");
+      assert.equal(fs.statSync(tlsDir).mode & 0o777, 0o700, "the CA key, the workloads' keys and the xDS socket are this user's alone");
       const catalog0 = `127.0.0.1:${ports.catalog}`;
       const plaintext = createClient(CatalogServiceClient, catalog0, { logger: captureLog().logger, defaultDeadlineMs: 5_000 });
       const startedAt = Date.now();
@@ -511,7 +517,7 @@ describe("protomesh up (cli/launcher)", function () {
         rows.filter((row) => row.service === "inventory" || row.service === "pricing").map((row) => row.endpoint),
         [...endpoints(extraPorts.inventory, 2), ...endpoints(extraPorts.pricing, 2)],
       );
-      assert.match(run.stdout, new RegExp(`^  grpcurl \\$TLS -d '\\{"product_id":"sku-1001"\\}' 127\\.0\\.0\\.1:${extraPorts.inventory} shop\\.inventory\\.v1\\.InventoryService/GetStock$`, "m"));
+      assert.match(run.stdout, new RegExp(`^  grpcurl \\$TLS -servername inventory -d '\\{"product_id":"sku-1001"\\}' 127\\.0\\.0\\.1:${extraPorts.inventory} shop\\.inventory\\.v1\\.InventoryService/GetStock$`, "m"));
       assert.match(run.stdout, new RegExp(`127\\.0\\.0\\.1:${extraPorts.pricing} shop\\.pricing\\.v1\\.PricingService/QuoteBasket$`, "m"));
       assert.doesNotMatch(run.stderr, /is not started/);
     });
