@@ -228,6 +228,19 @@ describe("control plane over mTLS", function () {
     assert.equal(refused.error?.code, status.UNIMPLEMENTED);
   });
 
+  it("signs at most a few CSRs at once and refuses the rest RESOURCE_EXHAUSTED, so that no caller can load it with openssl runs", async () => {
+    const { address } = await controlPlane();
+    const orders = planeClient(CertificateServiceClient, address, ordersCert);
+    const { csrPem } = await createCertificateRequest();
+    const outcomes = await Promise.all(
+      Array.from({ length: 24 }, () => callUnary(orders.signCertificate, orders, { csrPem, ttl: undefined }, { deadline: Date.now() + 10_000 })),
+    );
+    const codes = outcomes.map((outcome) => outcome.error?.code ?? status.OK);
+    assert.ok(codes.includes(status.OK), JSON.stringify(codes));
+    assert.ok(codes.includes(status.RESOURCE_EXHAUSTED), JSON.stringify(codes));
+    assert.deepEqual([...new Set(codes)].sort(), [status.OK, status.RESOURCE_EXHAUSTED].sort(), "nothing else");
+  });
+
   it("renews its own certificate at half its life with the CA it holds, keeping its names, and registrations go on", async () => {
     const own = await issueWorkloadCertificate(ca, {
       service: "control-plane",
