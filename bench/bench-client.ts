@@ -1,4 +1,6 @@
 import * as path from "node:path";
+import { tlsFlags } from "./bench-tls";
+import type { TlsFiles } from "./bench-tls";
 import type { ClientKind, ClientLoad, ClientResult } from "./client-process";
 import { LOAD_CORE, NodeChild } from "./pinned-process";
 import type { BenchContext } from "./scenario";
@@ -11,16 +13,20 @@ export class BenchClient {
     private readonly child: NodeChild,
   ) {}
 
-  /** Starts a client of `kind` calling `target`; the mesh client balances with `policy` when given. */
+  /**
+   * Starts a client of `kind` calling `target`; the mesh client balances with `policy` when given.
+   * The -tls kinds need `tls`, the client side of the bench TLS (bench-tls.ts).
+   */
   static async start(
     kind: ClientKind,
     target: string,
     policy: string | undefined,
     context: BenchContext,
+    tls?: TlsFiles,
   ): Promise<BenchClient> {
     const { child } = await NodeChild.start({
       script: path.join(BENCH_DIST_DIR, "client-process.js"),
-      args: ["--kind", kind, "--target", target, ...(policy ? ["--policy", policy] : [])],
+      args: ["--kind", kind, "--target", target, ...(policy ? ["--policy", policy] : []), ...(tls ? tlsFlags(tls) : [])],
       core: LOAD_CORE,
       logFile: context.logDir ? path.join(context.logDir, `client-${kind}-${Date.now()}.log`) : undefined,
     });

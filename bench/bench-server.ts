@@ -1,4 +1,6 @@
 import * as path from "node:path";
+import { tlsFlags } from "./bench-tls";
+import type { TlsFiles } from "./bench-tls";
 import { NodeChild, SERVER_CORE } from "./pinned-process";
 import type { ProcessSample } from "./process-probe";
 import type { BenchContext } from "./scenario";
@@ -23,11 +25,15 @@ export class BenchServer {
     private readonly child: NodeChild,
   ) {}
 
-  /** Starts a server of `kind`; its log (stdout, level info) goes to context.logDir or /dev/null. */
-  static async start(kind: ServerKind, context: BenchContext): Promise<BenchServer> {
+  /**
+   * Starts a server of `kind`; its log (stdout, level info) goes to context.logDir or /dev/null.
+   * The -tls kinds need `tls`, the server side of the bench TLS (bench-tls.ts).
+   */
+  static async start(kind: ServerKind, context: BenchContext, tls?: TlsFiles): Promise<BenchServer> {
+    if (isTlsServer(kind) && tls === undefined) throw new Error(`bench: a ${kind} server needs the bench TLS files`);
     const { child, port } = await NodeChild.start({
       script: path.join(BENCH_DIST_DIR, "server-process.js"),
-      args: ["--kind", kind],
+      args: ["--kind", kind, ...(isTlsServer(kind) && tls ? tlsFlags(tls) : [])],
       core: SERVER_CORE,
       nodeArgs: ["--expose-gc"],
       logFile: context.logDir ? path.join(context.logDir, `server-${kind}-${Date.now()}.log`) : undefined,
@@ -40,8 +46,12 @@ export class BenchServer {
     return `127.0.0.1:${this.port}`;
   }
 
-  /** The http:// URL of a gRPC method path, for h2load. */
+  /**
+   * The http:// URL of a gRPC method path, for h2load. Not for the -tls kinds: h2load presents no
+   * client certificate (nghttp2/nghttp2#1479), so it reaches them through a TLS relay (tls-relay.ts).
+   */
   url(methodPath: string): string {
+    if (isTlsServer(this.kind)) throw new Error(`bench: h2load reaches a ${this.kind} server through a TLS relay (tls-relay.ts)`);
     return `http://${this.address}${methodPath}`;
   }
 
@@ -66,17 +76,26 @@ export class BenchServer {
   }
 }
 
-/** Starts one server per kind, runs `body`, and stops them all whatever happens. */
+/** Whether a server of `kind` speaks mTLS only. */
+export function isTlsServer(kind: ServerKind): boolean {
+  return kind === "plain-tls" || kind === "mesh-tls";
+}
+
+/**
+ * Starts one server per kind, runs `body`, and stops them all whatever happens; the -tls kinds
+ * get `tls`, the server side of the bench TLS.
+ */
 export async function withServers<K extends ServerKind, T>(
   kinds: readonly K[],
   context: BenchContext,
   body: (servers: Record<K, BenchServer>) => Promise<T>,
+  tls?: TlsFiles,
 ): Promise<T> {
   const started: BenchServer[] = [];
   try {
     const servers = {} as Record<K, BenchServer>;
     for (const kind of kinds) {
-      const server = await BenchServer.start(kind, context);
+      const server = await BenchServer.start(kind, context, tls);
       started.push(server);
       servers[kind] = server;
     }

@@ -6,16 +6,20 @@ import { createClient } from "../mesh/client";
 import { benchTracer } from "./bench-tracer";
 import { createLogger } from "../mesh/logger";
 import { BENCH_PRODUCT_ID } from "./bench-catalog";
+import { meshClientTls, plainChannelTls, tlsFilesFromFlags } from "./bench-tls";
 import { flag, serveControl } from "./control-channel";
 import { policyChannelOptions } from "./lb-policy";
 import { ProcessProbe } from "./process-probe";
 import type { ProcessSample } from "./process-probe";
 
 /**
- * Entry point of a Node load client (B2): `--kind plain|mesh|metrics|tracing --target <grpc target> [--policy <lb>]`.
+ * Entry point of a Node load client (B2, B2T): `--kind plain|mesh|metrics|tracing|plain-tls|mesh-tls
+ * --target <grpc target> [--policy <lb>]` (`--ca --cert --key` with the -tls kinds).
  * - plain: ts-proto's CatalogServiceClient on grpc-js with no options, as a grpc-js user writes it;
  * - mesh: protomesh's createClient (deadline and log interceptors, the production log level), with
- *   the load-balancing policy named by --policy in its service config, or none (pick_first).
+ *   the load-balancing policy named by --policy in its service config, or none (pick_first);
+ * - plain-tls: plain with grpc-js' own mTLS credentials (credentials.createSsl, bench-tls.ts);
+ * - mesh-tls: mesh with createClient's `tls` option, the same files (B2T).
  * The harness starts it on the load core and sends `run` with a closed-loop load.
  */
 
@@ -40,11 +44,15 @@ export interface ClientResult {
 }
 
 /** The kinds of client this entry point runs. */
-export const CLIENT_KINDS = ["plain", "mesh", "metrics", "tracing"] as const;
+export const CLIENT_KINDS = ["plain", "mesh", "metrics", "tracing", "plain-tls", "mesh-tls"] as const;
 export type ClientKind = (typeof CLIENT_KINDS)[number];
 
 function makeClient(kind: ClientKind, target: string, policy: string): CatalogServiceClient {
   if (kind === "plain") return new CatalogServiceClient(target, credentials.createInsecure());
+  if (kind === "plain-tls") {
+    const tls = plainChannelTls(tlsFilesFromFlags());
+    return new CatalogServiceClient(target, tls.credentials, tls.options);
+  }
   return createClient(CatalogServiceClient, target, {
     logger: createLogger({ name: "bench-client" }),
     channelOptions: policy === "" ? {} : policyChannelOptions(policy),
@@ -52,6 +60,7 @@ function makeClient(kind: ClientKind, target: string, policy: string): CatalogSe
     metrics: kind === "metrics" ? new Registry() : undefined,
     // tracing: a span per call (bench-tracer.ts drops the batches).
     tracer: kind === "tracing" ? benchTracer() : undefined,
+    tls: kind === "mesh-tls" ? meshClientTls(tlsFilesFromFlags()) : undefined,
   });
 }
 

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { TlsFiles } from "./bench-tls";
 import { runTool } from "./pinned-process";
 import { REPO_ROOT, toolPath } from "./tools";
 
@@ -24,6 +25,8 @@ export interface GhzCheck {
   /** The request, as the JSON ghz takes. */
   data: unknown;
   requests: number;
+  /** The client side of the bench TLS, for a server that speaks mTLS only (B1T, B2T); plaintext when absent. */
+  tls?: TlsFiles;
 }
 
 /** A ghz load: closed loop, `concurrency` calls in flight over `connections`, timed or counted. */
@@ -42,6 +45,8 @@ export interface GhzLoad {
   durationS?: number;
   /** A counted run, when `durationS` is absent. */
   requests?: number;
+  /** The client side of the bench TLS; plaintext when absent. */
+  tls?: TlsFiles;
 }
 
 /** What the scenarios read from ghz's JSON report. */
@@ -57,8 +62,8 @@ export interface GhzResult {
 
 /** Runs `check` and throws, naming the status codes seen, unless every call ended OK. */
 export async function verifyWithGhz(check: GhzCheck, timeoutMs = 30_000): Promise<void> {
-  const { address, call, data, requests } = check;
-  const result = await runGhz({ address, call, data, requests, connections: 2, concurrency: 10, cpus: 2 }, timeoutMs);
+  const { address, call, data, requests, tls } = check;
+  const result = await runGhz({ address, call, data, requests, tls, connections: 2, concurrency: 10, cpus: 2 }, timeoutMs);
   assertAllOk(result, `ghz ${check.call} on ${check.address}`, requests);
 }
 
@@ -81,7 +86,7 @@ export async function runGhz(load: GhzLoad, timeoutMs: number): Promise<GhzResul
     await runTool(
       toolPath("ghz"),
       [
-        "--insecure",
+        ...transportFlags(load.tls),
         "--protoset", DESCRIPTOR_SET,
         "--call", load.call,
         "-d", JSON.stringify(load.data),
@@ -99,6 +104,15 @@ export async function runGhz(load: GhzLoad, timeoutMs: number): Promise<GhzResul
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * ghz's flags for plaintext, or for mTLS with the bench client's certificate. The server's chain
+ * goes unchecked (--skipTLS): Go checks a host name, and an X.509-SVID names none, only its SPIFFE
+ * ID; the server still checks the client's certificate, which is what the verification needs.
+ */
+function transportFlags(tls: TlsFiles | undefined): string[] {
+  return tls ? ["--skipTLS", "--cert", tls.certFile, "--key", tls.keyFile] : ["--insecure"];
 }
 
 /** The figures of a ghz JSON report (ghz v0.120: durations in ns). */

@@ -14,7 +14,8 @@ export const THROUGHPUT_CONCURRENCY = 100;
 /** How long each client runs at THROUGHPUT_CONCURRENCY before the first pair (full mode). */
 const CLIENT_WARM_UP_MS = 4_000;
 
-function clientLoad(context: BenchContext, concurrency: number): ClientLoad {
+/** B2's closed loop at `concurrency`: 2.5 s after a 0.5 s warm-up in full mode, 300 calls in smoke (B2T too). */
+export function clientLoad(context: BenchContext, concurrency: number): ClientLoad {
   return context.mode === "full"
     ? { concurrency, warmUpMs: 500, durationMs: 2_500, maxCalls: 1_000_000 }
     : { concurrency, warmUpMs: 100, durationMs: 2_000, maxCalls: 300 };
@@ -58,8 +59,8 @@ export const B2: BuiltScenario = {
           const load = clientLoad(context, concurrency);
           return runPairs(context.pairs, () => baseline.run(load), () => protomesh.run(load), (pair, index) =>
             context.progress(
-              `B2 c=${concurrency} pair ${index + 1}/${context.pairs}: plain ${describe(pair.baseline)}, ` +
-                `protomesh ${describe(pair.protomesh)}`,
+              `B2 c=${concurrency} pair ${index + 1}/${context.pairs}: plain ${describeClientRun(pair.baseline)}, ` +
+                `protomesh ${describeClientRun(pair.protomesh)}`,
             ),
           );
         };
@@ -70,8 +71,8 @@ export const B2: BuiltScenario = {
           const load = clientLoad(context, concurrency);
           return runPairs(context.pairs, () => protomesh.run(load), () => withMetrics.run(load), (pair, index) =>
             context.progress(
-              `B2 metrics c=${concurrency} pair ${index + 1}/${context.pairs}: protomesh ${describe(pair.baseline)}, ` +
-                `with metrics ${describe(pair.protomesh)}`,
+              `B2 metrics c=${concurrency} pair ${index + 1}/${context.pairs}: protomesh ${describeClientRun(pair.baseline)}, ` +
+                `with metrics ${describeClientRun(pair.protomesh)}`,
             ),
           );
         };
@@ -108,6 +109,7 @@ export const B2: BuiltScenario = {
     }),
 };
 
-function describe(run: ClientResult): string {
+/** One client run in a progress line: calls/s, p50 and p99. */
+export function describeClientRun(run: ClientResult): string {
   return `${run.callsPerSecond.toFixed(0)} calls/s p50 ${run.p50Us.toFixed(0)} µs p99 ${run.p99Us.toFixed(0)} µs`;
 }

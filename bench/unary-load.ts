@@ -1,6 +1,7 @@
 import { CatalogServiceService, GetProductRequest } from "../generated/ts/shop/catalog/v1/catalog";
 import { BENCH_PRODUCT_ID } from "./bench-catalog";
 import type { BenchServer } from "./bench-server";
+import type { TlsFiles } from "./bench-tls";
 import { verifyWithGhz } from "./ghz";
 import { encodeGrpcFrame } from "./grpc-frame";
 import type { H2loadLoad } from "./h2load";
@@ -32,11 +33,14 @@ export const RUN_WARM_UP_MS = 500;
 /** Requests of each counted run (smoke mode). */
 export const SMOKE_REQUESTS = 300;
 
+/** Where h2load sends its requests: a server, or the TLS relay in front of one (B1T, tls-relay.ts). */
+export type LoadTarget = Pick<BenchServer, "url">;
+
 /** Bound on any one h2load run. */
 export const H2LOAD_TIMEOUT_MS = 60_000;
 
 /** A closed-loop load that saturates the server: timed in full mode, a few hundred requests in smoke. */
-export function saturationLoad(server: BenchServer, mode: BenchMode, path = UNARY_PATH, body = UNARY_BODY): H2loadLoad {
+export function saturationLoad(server: LoadTarget, mode: BenchMode, path = UNARY_PATH, body = UNARY_BODY): H2loadLoad {
   const shape = { url: server.url(path), body, connections: SATURATION_CONNECTIONS };
   return mode === "full"
     ? {
@@ -52,7 +56,7 @@ export function saturationLoad(server: BenchServer, mode: BenchMode, path = UNAR
  * An open-loop load at `requestsPerSecond` in total (h2load --rps, per connection), the streams
  * per connection capped as at saturation.
  */
-export function rateLoad(server: BenchServer, mode: BenchMode, requestsPerSecond: number): H2loadLoad {
+export function rateLoad(server: LoadTarget, mode: BenchMode, requestsPerSecond: number): H2loadLoad {
   const shape = {
     url: server.url(UNARY_PATH),
     body: UNARY_BODY,
@@ -63,13 +67,17 @@ export function rateLoad(server: BenchServer, mode: BenchMode, requestsPerSecond
   return mode === "full" ? { ...shape, durationS: RUN_SECONDS } : { ...shape, requests: SMOKE_REQUESTS };
 }
 
-/** Checks with ghz (grpc-go) that GetProduct on `server` ends OK, before anything is measured. */
-export function verifyUnary(server: BenchServer, mode: BenchMode): Promise<void> {
+/**
+ * Checks with ghz (grpc-go) that GetProduct on `server` ends OK, before anything is measured; with
+ * `tls` (the client side of the bench TLS) over mTLS.
+ */
+export function verifyUnary(server: BenchServer, mode: BenchMode, tls?: TlsFiles): Promise<void> {
   return verifyWithGhz({
     address: server.address,
     call: "shop.catalog.v1.CatalogService.GetProduct",
     data: { id: BENCH_PRODUCT_ID },
     requests: mode === "full" ? 1000 : 50,
+    tls,
   });
 }
 
@@ -78,7 +86,7 @@ export function verifyUnary(server: BenchServer, mode: BenchMode): Promise<void>
  * Measured here: with 2 s, B5's throughput still rose by half over the first three pairs, which
  * favours protomesh (it runs second in each pair); after 6 s successive pairs stay within the noise.
  */
-export async function warmUp(server: BenchServer, mode: BenchMode, load = saturationLoad(server, mode)): Promise<void> {
+export async function warmUp(server: LoadTarget, mode: BenchMode, load = saturationLoad(server, mode)): Promise<void> {
   if (mode !== "full") return;
   await runH2load({ ...load, durationS: 6, warmUpMs: undefined }, H2LOAD_TIMEOUT_MS);
 }

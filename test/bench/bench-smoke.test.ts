@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { MTLS_COMPARISONS } from "../../bench/bench-tls";
 import type { BenchReport } from "../../bench/report";
 import { CONNECT_VS_PLAIN } from "../../bench/scenario";
 import type { Row } from "../../bench/scenario";
@@ -124,5 +125,45 @@ describe("bench harness (smoke mode)", function () {
     assert.ok(report.machine.nproc >= 1);
     assert.ok(report.machine.cpuModel.length > 0);
     assert.equal(report.machine.node, process.version);
+  });
+});
+
+/** B1T and B2T, run on request only (~25 s here in smoke mode on a busy machine). */
+const MTLS_SMOKE_TIMEOUT_MS = 90_000;
+
+describe("bench harness, the mTLS scenarios (smoke mode)", function () {
+  this.timeout(MTLS_SMOKE_TIMEOUT_MS + 15_000);
+
+  it("measures B1T and B2T: protomesh against plain grpc-js under the same mTLS, and each side's mTLS against its plaintext", async function () {
+    const missing = missingTools();
+    if (missing.length > 0) {
+      const reason = `${missing.join(" and ")} not installed: run \`make ${TOOLS_TARGET}\``;
+      if (isCi()) throw new Error(`${reason} (CI=true: missing tools fail the run)`);
+      process.stderr.write(`skipping "${this.test?.fullTitle() ?? "the mTLS scenarios"}": ${reason}\n`);
+      this.skip();
+    }
+    const outDir = fs.mkdtempSync(path.join(os.tmpdir(), "protomesh-bench-smoke-mtls-"));
+    try {
+      const run = await runNodeScript(RUN_SCRIPT, ["--smoke", "--out", outDir, "B1T", "B2T"], MTLS_SMOKE_TIMEOUT_MS);
+      assert.equal(run.code, 0, `harness exited ${String(run.code)}:\n${run.stderr}\n${run.stdout}`);
+      const report = JSON.parse(fs.readFileSync(path.join(outDir, "smoke-latest.json"), "utf8")) as BenchReport;
+      const measured = report.scenarios.filter((outcome) => outcome.status === "measured").map((outcome) => outcome.name);
+      assert.deepEqual(measured, ["B1T", "B2T"], "the scenarios named, and only they, are measured");
+      for (const scenario of ["B1T", "B2T"]) {
+        const rows = measuredRows(report, scenario);
+        for (const { prefix, baselineName } of Object.values(MTLS_COMPARISONS)) {
+          const compared = rows.filter((row) => row.metric.startsWith(`${prefix}: `));
+          assert.ok(compared.some((row) => row.ratio !== null), `${scenario}: no "${prefix}" ratio`);
+          assert.ok(compared.every((row) => row.baselineName === baselineName), `${scenario} "${prefix}": baseline is not ${baselineName}`);
+        }
+        for (const row of rows) {
+          const where = `${row.scenario} ${row.metric}`;
+          assert.ok(Number.isFinite(row.protomesh), `${where}: protomesh is ${String(row.protomesh)}`);
+          if (row.ratio !== null) assert.ok(Number.isFinite(row.baseline) && Number.isFinite(row.ratio), `${where}: no ratio`);
+        }
+      }
+    } finally {
+      fs.rmSync(outDir, { recursive: true, force: true });
+    }
   });
 });
