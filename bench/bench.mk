@@ -13,7 +13,7 @@ B9_ARGS ?=
 # B10's own flags, e.g. B10_ARGS="--endpoints 200 --services 4 --repeats 1 --cases SIGKILL"; see bench/b10-registration-storm.ts.
 B10_ARGS ?=
 
-.PHONY: bench bench-smoke bench-tools bench-h2load bench-b9 bench-b10
+.PHONY: bench bench-smoke bench-tools bench-h2load bench-b9 bench-b10 bench-mtls
 
 # h2load comes from Debian's nghttp2-client (the Makefile's apt-install).
 bench-h2load:
@@ -38,3 +38,6 @@ bench-b9: build ## B9: control-plane scale, one endpoint change to K xDS subscri
 # B10 pins its own processes: the control plane on core 0, replicas, subscribers and the caller on core 1.
 bench-b10: build ## B10: registration storm, the control plane restarted under 1,000 leases (time until the mesh is whole, flapping, losses)
 	node dist/bench/b10-registration-storm.js $(B10_ARGS)
+
+bench-mtls: build bench-tools ## B1T and B2T: B1 and B2 under mTLS against plain grpc-js with the same certificates, and each side in plaintext
+	node dist/bench/run.js B1T B2T $(BENCH_ARGS)
