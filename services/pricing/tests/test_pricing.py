@@ -219,35 +219,30 @@ async def test_main_exports_its_spans_to_the_otlp_endpoint_when_it_drains(catalo
     assert {(span.trace_id, span.parent_span_id) for span in outbound} == {(trace_id, server.span_id)}
 
 
-async def test_main_refuses_a_sampler_it_does_not_know() -> None:
-    env = {"PORT": str(free_port()), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"}
-    pricing = await Process.start(PYTHON, MAIN, env=env)
+async def start_up_error(env: dict[str, str]) -> str:
+    """The message pricing logs when it refuses to start with ``env``, having asserted that it exits 1."""
+    pricing = await Process.start(PYTHON, MAIN, env={"PORT": str(free_port()), **env})
     try:
         line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
         assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
     finally:
         await pricing.stop()
-    assert line["err"]["message"].startswith("OTEL_TRACES_SAMPLER: must be always_on, always_off")
+    return line["err"]["message"]
+
+
+async def test_main_refuses_a_sampler_it_does_not_know() -> None:
+    message = await start_up_error({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"})
+    assert message.startswith("OTEL_TRACES_SAMPLER: must be always_on, always_off")
 
 
 async def test_main_refuses_an_admin_address_that_is_not_host_port() -> None:
-    pricing = await Process.start(PYTHON, MAIN, env={"PORT": str(free_port()), "PROTOMESH_ADMIN_ADDRESS": "9464"})
-    try:
-        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
-        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
-    finally:
-        await pricing.stop()
-    assert line["err"]["message"].startswith("PROTOMESH_ADMIN_ADDRESS: must be host:port")
+    message = await start_up_error({"PROTOMESH_ADMIN_ADDRESS": "9464"})
+    assert message.startswith("PROTOMESH_ADMIN_ADDRESS: must be host:port")
 
 
 async def test_main_refuses_a_health_address_that_is_not_host_port() -> None:
-    pricing = await Process.start(PYTHON, MAIN, env={"PORT": str(free_port()), "PROTOMESH_HEALTH_ADDRESS": "8086"})
-    try:
-        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
-        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
-    finally:
-        await pricing.stop()
-    assert line["err"]["message"] == "PROTOMESH_HEALTH_ADDRESS: must be host:port, e.g. 127.0.0.1:8086, got '8086'"
+    message = await start_up_error({"PROTOMESH_HEALTH_ADDRESS": "8086"})
+    assert message == "PROTOMESH_HEALTH_ADDRESS: must be host:port, e.g. 127.0.0.1:8086, got '8086'"
 
 
 async def test_main_with_tls_answers_plaintext_health_checks_on_its_health_address(tmp_path: Path) -> None:
@@ -336,20 +331,13 @@ async def test_main_refuses_a_bad_authorization_block_naming_the_field(tmp_path:
     config = tmp_path / "mesh.yaml"
     config.write_text(PRICING_POLICY.replace("action: allow", "action: permit"))
     env = {
-        "PORT": str(free_port()),
         "PROTOMESH_CONTROL_PLANE": "",
         "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
         "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file),
         "PROTOMESH_TLS_KEY_FILE": str(workload.key_file),
         "PROTOMESH_MESH_CONFIG": str(config),
     }
-    pricing = await Process.start(PYTHON, MAIN, env=env)
-    try:
-        line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
-        assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
-    finally:
-        await pricing.stop()
-    assert "services.pricing.authorization.rules[0].action: must be allow or deny" in line["err"]["message"]
+    assert "services.pricing.authorization.rules[0].action: must be allow or deny" in await start_up_error(env)
 
 
 def tls_files(ca: MeshCa, workload: WorkloadCertificate) -> kit.TlsFiles:
@@ -369,17 +357,11 @@ async def test_main_refuses_a_mesh_config_that_is_not_text_and_a_key_file_that_i
     ]
     for extra, fragment in cases:
         env = {
-            "PORT": str(free_port()),
             "PROTOMESH_CONTROL_PLANE": "",
             "PROTOMESH_TLS_CA_FILE": str(ca.cert_file),
             "PROTOMESH_TLS_CERT_FILE": str(workload.cert_file),
             "PROTOMESH_TLS_KEY_FILE": str(workload.key_file),
             **extra,
         }
-        pricing = await Process.start(PYTHON, MAIN, env=env)
-        try:
-            line = await pricing.wait_line(lambda line: line.get("msg") == "pricing failed to start")
-            assert await asyncio.wait_for(pricing.proc.wait(), 10) == 1
-        finally:
-            await pricing.stop()
-        assert fragment in line["err"]["message"].lower(), line
+        message = await start_up_error(env)
+        assert fragment in message.lower(), message
