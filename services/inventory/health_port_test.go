@@ -43,12 +43,10 @@ func inventoryCommand(t *testing.T, binary string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-// The program as it is run: PROTOMESH_HEALTH_ADDRESS alone opens the plaintext health port
-// (through WithSettings), which answers the inventory's health and none of its methods.
-func TestHealthAddressFromTheEnvironmentServesTheInventorysHealthAlone(t *testing.T) {
-	binary := buildInventory(t)
-	healthAddr := "127.0.0.1:" + strconv.Itoa(protomeshtest.FreePort(t))
-	cmd := inventoryCommand(t, binary, "PORT="+strconv.Itoa(protomeshtest.FreePort(t)), "PROTOMESH_HEALTH_ADDRESS="+healthAddr)
+// startInventory starts cmd, its output on the test's stderr and killed at cleanup; the channel
+// receives what its Wait returns.
+func startInventory(t *testing.T, cmd *exec.Cmd) <-chan error {
+	t.Helper()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -56,6 +54,32 @@ func TestHealthAddressFromTheEnvironmentServesTheInventorysHealthAlone(t *testin
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return exited
+}
+
+// drainInventory sends cmd SIGTERM and fails unless it exits 0 within 10 s.
+func drainInventory(t *testing.T, cmd *exec.Cmd, exited <-chan error) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after the drain: %v, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the inventory did not exit after its drain")
+	}
+}
+
+// The program as it is run: PROTOMESH_HEALTH_ADDRESS alone opens the plaintext health port
+// (through WithSettings), which answers the inventory's health and none of its methods.
+func TestHealthAddressFromTheEnvironmentServesTheInventorysHealthAlone(t *testing.T) {
+	binary := buildInventory(t)
+	healthAddr := "127.0.0.1:" + strconv.Itoa(protomeshtest.FreePort(t))
+	cmd := inventoryCommand(t, binary, "PORT="+strconv.Itoa(protomeshtest.FreePort(t)), "PROTOMESH_HEALTH_ADDRESS="+healthAddr)
+	exited := startInventory(t, cmd)
 	conn, err := grpc.NewClient(healthAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -70,17 +94,7 @@ func TestHealthAddressFromTheEnvironmentServesTheInventorysHealthAlone(t *testin
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("GetStock on the health port: %v, want UNIMPLEMENTED", err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after the drain: %v, want 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the inventory did not exit after its drain")
-	}
+	drainInventory(t, cmd, exited)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {

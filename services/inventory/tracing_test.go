@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,13 +27,7 @@ func TestSIGTERMExportsTheSpansOfTheCallsServed(t *testing.T) {
 		"INVENTORY_STORE_URL=sqlite:"+filepath.Join(t.TempDir(), "inventory.sqlite"),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+receiver.URL, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_SDK_DISABLED=", "OTEL_TRACES_EXPORTER=",
 		"OTEL_SERVICE_NAME=", "OTEL_TRACES_SAMPLER=", "OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_BSP_SCHEDULE_DELAY=3600000")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	exited := startInventory(t, cmd)
 	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -48,17 +41,7 @@ func TestSIGTERMExportsTheSpansOfTheCallsServed(t *testing.T) {
 	if spans := receiver.Spans(); len(spans) != 0 {
 		t.Fatalf("%d spans exported before the drain, want none within the hour's schedule delay", len(spans))
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after the drain: %v, want 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the inventory did not exit after its drain")
-	}
+	drainInventory(t, cmd, exited)
 	spans := receiver.Spans()
 	if len(spans) != 1 {
 		t.Fatalf("%d spans, want the one GetStock's server span", len(spans))
