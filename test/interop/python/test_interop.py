@@ -31,6 +31,16 @@ async def call(control_plane: ControlPlane, *args: str, env: dict[str, str] | No
     return proc.returncode or 0, [json.loads(line) for line in out.decode().splitlines()], err.decode()
 
 
+async def call_until_ok(control_plane: ControlPlane, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
+    """Calls until the call answers OK, or 40 times: the control plane's warm-up publishes no endpoints for one lease TTL."""
+    for _ in range(40):
+        code, [line], _ = await call(control_plane, *args, env=env)
+        if line["codeName"] == "OK":
+            break
+        await asyncio.sleep(0.1)
+    return code, line
+
+
 async def test_usage_errors_name_the_flag(control_plane: ControlPlane) -> None:
     code, lines, err = await call(control_plane, "--target", "x", "--method", HOLD, "--request", "{}", "--count", "0")
     assert (code, lines) == (2, []) and "--count" in err
@@ -44,14 +54,10 @@ async def test_relays_by_name_with_the_deadline_and_request_id_and_drains_on_sig
         await control_plane.wait_healthy("interop-py-front")
         await control_plane.wait_healthy("interop-py-back")
         request = json.dumps({"holdMs": 1, "relayTo": ["interop-py-back"]})
-        for _ in range(40):  # the control plane's warm-up publishes no endpoints for one lease TTL
-            code, [line], _ = await call(
-                control_plane, "--target", "interop-py-front", "--method", HOLD, "--request", request,
-                "--deadline-ms", "2000", "--request-id", "rid-77",
-            )
-            if line["codeName"] == "OK":
-                break
-            await asyncio.sleep(0.1)
+        code, line = await call_until_ok(
+            control_plane, "--target", "interop-py-front", "--method", HOLD, "--request", request,
+            "--deadline-ms", "2000", "--request-id", "rid-77",
+        )
         assert (code, line["codeName"]) == (0, "OK"), line
         front_hop, back_hop = line["response"]["hops"]
         assert (front_hop["language"], back_hop["language"]) == ("python", "python")
@@ -96,13 +102,9 @@ async def test_relays_by_name_over_mtls_with_a_control_plane_on_mtls_each_hop_se
         await plane.wait_healthy("interop-py-front")
         await plane.wait_healthy("interop-py-back")
         request = json.dumps({"holdMs": 1, "relayTo": ["interop-py-back"]})
-        for _ in range(40):  # the control plane's warm-up publishes no endpoints for one lease TTL
-            code, [line], _ = await call(
-                plane, "--target", "interop-py-front", "--method", HOLD, "--request", request, "--deadline-ms", "2000", env=caller
-            )
-            if line["codeName"] == "OK":
-                break
-            await asyncio.sleep(0.1)
+        code, line = await call_until_ok(
+            plane, "--target", "interop-py-front", "--method", HOLD, "--request", request, "--deadline-ms", "2000", env=caller
+        )
         assert (code, line["codeName"]) == (0, "OK"), line
         assert [hop["language"] for hop in line["response"]["hops"]] == ["python", "python"]
         # The back's policy refuses a direct call from the caller; with TLS a target must be a mesh service name.
