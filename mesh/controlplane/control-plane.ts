@@ -193,8 +193,8 @@ export class ControlPlane {
         logger: this.logger,
       });
     }
-    this.server = createServer({
-      name: CONTROL_PLANE_NAME,
+    // What the TCP server and the xDS socket's server share.
+    const serverBase = {
       logger: rootLogger,
       limits: options.limits,
       // Its xDS clients keep their connections open, idle, and may not close them after a GOAWAY.
@@ -204,6 +204,10 @@ export class ControlPlane {
       loadShedding: false,
       descriptorSetPath: options.descriptorSetPath,
       extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
+    } as const;
+    this.server = createServer({
+      ...serverBase,
+      name: CONTROL_PLANE_NAME,
       metrics: options.metrics,
       adminAddress: options.adminAddress,
       adminRoutes: this.dashboard?.routes,
@@ -222,15 +226,7 @@ export class ControlPlane {
     this.xdsSocketServer =
       options.xdsSocket === undefined
         ? undefined
-        : createServer({
-            name: `${CONTROL_PLANE_NAME}-xds`,
-            logger: rootLogger,
-            limits: options.limits,
-            drainMode: "calls",
-            loadShedding: false,
-            descriptorSetPath: options.descriptorSetPath,
-            extraDescriptorFiles: xdsProtos.fileDescriptorProtos,
-          });
+        : createServer({ ...serverBase, name: `${CONTROL_PLANE_NAME}-xds` });
     this.xdsSocketServer?.addService(this.xds.definition, this.xds.implementation as unknown as UntypedServiceImplementation);
     // Once a stop begins: clients keep what they have and reconnect (to the next control plane).
     this.server.onDraining(() => {

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ServerInterceptingCall, credentials, status } from "@grpc/grpc-js";
-import type { ServerInterceptor } from "@grpc/grpc-js";
+import type { ChannelOptions, ServerInterceptor } from "@grpc/grpc-js";
 import { CertificateServiceClient } from "../../../generated/ts/protomesh/certificate/v1/certificate";
 import { FaultServiceClient } from "../../../generated/ts/protomesh/fault/v1/fault";
 import { HealthState, RegistryServiceClient } from "../../../generated/ts/protomesh/registry/v1/registry";
@@ -95,6 +95,20 @@ describe("control plane over mTLS", function () {
     return server;
   }
 
+  /** A mesh client of catalog with orders' certificate, dialling it by name with xDS from `socket`. */
+  function catalogClient(address: string, socket: string, channelOptions?: ChannelOptions): CatalogServiceClient {
+    const client = createClient(CatalogServiceClient, "catalog", {
+      logger: log.logger,
+      controlPlane: address,
+      xdsServer: `unix://${socket}`,
+      tls: filesOf(ca, ordersCert),
+      defaultDeadlineMs: DEADLINE_MS,
+      channelOptions,
+    });
+    cleanups.push(() => client.close());
+    return client;
+  }
+
   function health(plane: ControlPlane, service = "catalog"): HealthState[] {
     return (plane.registry.list(service)[0]?.endpoints ?? []).map((endpoint) => endpoint.health);
   }
@@ -117,14 +131,7 @@ describe("control plane over mTLS", function () {
     await catalog(address, filesOf(ca, catalogCert), served);
     await waitFor("catalog HEALTHY", () => health(plane).includes(HealthState.HEALTH_STATE_HEALTHY), 5_000);
     assert.equal((await stat(socket)).mode & 0o777, 0o600, "the plaintext xDS socket is for this user only");
-    const client = createClient(CatalogServiceClient, "catalog", {
-      logger: log.logger,
-      controlPlane: address,
-      xdsServer: `unix://${socket}`,
-      tls: filesOf(ca, ordersCert),
-      defaultDeadlineMs: DEADLINE_MS,
-    });
-    cleanups.push(() => client.close());
+    const client = catalogClient(address, socket);
     const product = await getProduct(client, DEADLINE_MS);
     assert.equal(product.product?.id, "sku-1001");
     assert.equal(served.calls, 1);
@@ -267,16 +274,8 @@ describe("control plane over mTLS", function () {
     const files = filesOf(ca, shortLived, { refreshIntervalMs: 250 });
     await catalog(address, files);
     await waitFor("catalog HEALTHY", () => health(plane).includes(HealthState.HEALTH_STATE_HEALTHY), 5_000);
-    const client = createClient(CatalogServiceClient, "catalog", {
-      logger: log.logger,
-      controlPlane: address,
-      xdsServer: `unix://${socket}`,
-      tls: filesOf(ca, ordersCert),
-      defaultDeadlineMs: DEADLINE_MS,
-      // New connections along the way take the new certificate.
-      channelOptions: { "grpc.max_connection_age_ms": 1_000 },
-    });
-    cleanups.push(() => client.close());
+    // New connections along the way take the new certificate.
+    const client = catalogClient(address, socket, { "grpc.max_connection_age_ms": 1_000 });
     const port = plane.registry.list("catalog")[0].endpoints[0].endpoint!.port;
     const firstSerial = normalSerial(shortLived.serialNumber);
     let calls = 0;
