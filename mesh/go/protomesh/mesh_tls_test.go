@@ -145,7 +145,7 @@ func TestTLSCertificateIsRenewedAtHalfLifeWithoutAFailedCall(t *testing.T) {
 			t.Errorf("a call failed across the renewal: %v / %v", err, freshErr)
 			continue
 		}
-		serials[p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].SerialNumber.String()] = true
+		serials[serverSerial(&p)] = true
 		time.Sleep(100 * time.Millisecond)
 	}
 	renewed, err := readCertificateFile(serverFiles.CertFile)

@@ -167,6 +167,12 @@ func echo(conn *grpc.ClientConn, options ...grpc.CallOption) (*interopv1.EchoRes
 	return response, err, time.Since(startedAt)
 }
 
+// serverSerial is the serial number of the certificate the server presented on the call p was
+// given to (grpc.Peer).
+func serverSerial(p *peer.Peer) string {
+	return p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].SerialNumber.String()
+}
+
 func TestTLSRightCAReachesTheHandlerWithTheCallersSPIFFEID(t *testing.T) {
 	ca := newTestCA(t, testTrustDomain)
 	serverFiles := ca.issue(t, "catalog", "catalog", time.Now(), time.Hour)
@@ -247,15 +253,12 @@ func TestTLSRotatedServerFilesServeNewHandshakesWithoutAFailedCall(t *testing.T)
 	serverFiles.RefreshInterval = 100 * time.Millisecond
 	clientFiles := ca.issue(t, "orders", "orders", time.Now(), time.Hour)
 	service, addr := startTLSServer(t, "catalog", &serverFiles)
-	serialOf := func(p *peer.Peer) string {
-		return p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].SerialNumber.String()
-	}
 	held := dialTLS(t, addr, clientFiles, "catalog")
 	var p peer.Peer
 	if _, err, _ := echo(held, grpc.Peer(&p)); err != nil {
 		t.Fatal(err)
 	}
-	oldSerial := serialOf(&p)
+	oldSerial := serverSerial(&p)
 
 	// Calls go on, over the held connection and over a new connection (a new handshake) each, while
 	// the files are replaced: none may fail, and the new handshakes come to see the new certificate.
@@ -281,7 +284,7 @@ func TestTLSRotatedServerFilesServeNewHandshakesWithoutAFailedCall(t *testing.T)
 				t.Errorf("a call failed during the rotation: %v / %v", err, heldErr)
 				continue
 			}
-			if serial := serialOf(&fresh); serial != oldSerial {
+			if serial := serverSerial(&fresh); serial != oldSerial {
 				newSerial <- serial
 				return
 			}
