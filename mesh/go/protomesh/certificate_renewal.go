@@ -45,7 +45,6 @@ const (
 // certificate serves; a control plane that issues no certificates (UNIMPLEMENTED: it holds no CA
 // key) ends the renewals with one warning.
 type certificateRenewer struct {
-	files  TLSFiles
 	source *tlsSource
 	conn   *grpc.ClientConn
 	client certificatev1.CertificateServiceClient
@@ -67,7 +66,6 @@ func newCertificateRenewer(controlPlane string, source *tlsSource, logger *slog.
 		random = mathrand.Float64
 	}
 	return &certificateRenewer{
-		files:   source.files,
 		source:  source,
 		conn:    conn,
 		client:  certificatev1.NewCertificateServiceClient(conn),
@@ -95,7 +93,7 @@ func (r *certificateRenewer) stop() {
 func (r *certificateRenewer) run() {
 	defer close(r.done)
 	retry := &Backoff{Initial: renewRetryInitial, Multiplier: 1.6, Jitter: 0.2, Max: renewRetryMax, Random: r.random}
-	current, err := readCertificate(r.files.CertFile)
+	current, err := readCertificate(r.source.files.CertFile)
 	wait := time.Duration(0)
 	if err == nil {
 		wait = time.Until(renewalDue(current))
@@ -132,7 +130,7 @@ func renewalDue(certificate *x509.Certificate) time.Time {
 // renew renews now: a new key and certificate for the same SPIFFE ID and lifetime, written over
 // the files and read by the TLS source. It returns the new certificate.
 func (r *certificateRenewer) renew() (*x509.Certificate, error) {
-	before, err := readCertificate(r.files.CertFile)
+	before, err := readCertificate(r.source.files.CertFile)
 	if err != nil {
 		return nil, err
 	}
@@ -170,10 +168,10 @@ func (r *certificateRenewer) renew() (*x509.Certificate, error) {
 	if got := spiffeIDOf(renewed); got != spiffeID {
 		return nil, fmt.Errorf("the control plane signed %q, not %q", got, spiffeID)
 	}
-	if err := replaceFileContents(r.files.KeyFile, keyPEM, 0o600); err != nil {
+	if err := replaceFileContents(r.source.files.KeyFile, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := replaceFileContents(r.files.CertFile, certPEM, 0o644); err != nil {
+	if err := replaceFileContents(r.source.files.CertFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	if err := r.source.load(); err != nil {

@@ -33,6 +33,14 @@ type TLSFiles struct {
 	TrustDomain string
 }
 
+// refreshInterval is RefreshInterval, or DefaultTLSRefreshInterval when it is not above 0.
+func (f TLSFiles) refreshInterval() time.Duration {
+	if f.RefreshInterval <= 0 {
+		return DefaultTLSRefreshInterval
+	}
+	return f.RefreshInterval
+}
+
 // tlsMaterial is one good read of the files.
 type tlsMaterial struct {
 	certificate tls.Certificate
@@ -62,9 +70,7 @@ func newTLSSource(files TLSFiles, logger *slog.Logger) (*tlsSource, error) {
 	if files.RefreshInterval < 0 {
 		return nil, fmt.Errorf("tls: RefreshInterval must be >= 0, got %s", files.RefreshInterval)
 	}
-	if files.RefreshInterval == 0 {
-		files.RefreshInterval = DefaultTLSRefreshInterval
-	}
+	files.RefreshInterval = files.refreshInterval()
 	return &tlsSource{files: files, logger: logger.With("component", "tls"), now: time.Now}, nil
 }
 

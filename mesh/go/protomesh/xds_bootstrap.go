@@ -24,10 +24,7 @@ func XDSBootstrap(controlPlane, zone string, tls *TLSFiles) []byte {
 	host, _ := os.Hostname()
 	creds := map[string]any{"type": "insecure"}
 	if tls != nil {
-		refresh := tls.RefreshInterval
-		if refresh <= 0 {
-			refresh = DefaultTLSRefreshInterval
-		}
+		refresh := tls.refreshInterval()
 		creds = map[string]any{"type": "tls", "config": map[string]string{
 			"ca_certificate_file": tls.CAFile,
 			"certificate_file":    tls.CertFile,
