@@ -121,7 +121,7 @@ func parseAuthorizationRule(value any, field string) (AuthorizationRule, error) 
 			return AuthorizationRule{}, fieldError(methodField,
 				`must be a method name (GetProduct), a full path (/shop.catalog.v1.CatalogService/GetProduct), /<service>/* or "*", got `+strconv.Quote(method))
 		}
-		if strings.HasPrefix(method, "/") && slices.Contains(meshServices, method[1:strings.LastIndex(method, "/")]) {
+		if service, _ := splitMethod(method); strings.HasPrefix(method, "/") && slices.Contains(meshServices, service) {
 			return AuthorizationRule{}, fieldError(methodField, "names a mesh service (health, reflection, ORCA), whose calls are never authorized")
 		}
 	}
