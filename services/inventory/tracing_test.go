@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -22,10 +19,9 @@ func TestSIGTERMExportsTheSpansOfTheCallsServed(t *testing.T) {
 	receiver := protomeshtest.StartOTLPReceiver(t)
 	binary := buildInventory(t)
 	port := protomeshtest.FreePort(t)
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "PROTOMESH_CONTROL_PLANE=", "PROTOMESH_ADMIN_ADDRESS=", "PROTOMESH_LOG_LEVEL=warn",
-		"INVENTORY_STORE_URL=sqlite:"+filepath.Join(t.TempDir(), "inventory.sqlite"),
-		"OTEL_EXPORTER_OTLP_ENDPOINT="+receiver.URL, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_SDK_DISABLED=", "OTEL_TRACES_EXPORTER=",
+	// os/exec keeps the last of a variable given twice: OTEL_EXPORTER_OTLP_ENDPOINT is the receiver's.
+	cmd := inventoryCommand(t, binary, "PORT="+strconv.Itoa(port),
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+receiver.URL, "OTEL_SDK_DISABLED=", "OTEL_TRACES_EXPORTER=",
 		"OTEL_SERVICE_NAME=", "OTEL_TRACES_SAMPLER=", "OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_BSP_SCHEDULE_DELAY=3600000")
 	exited := startInventory(t, cmd)
 	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
