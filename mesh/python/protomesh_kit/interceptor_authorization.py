@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from .authorization import Authorizer, MethodAuthorization
+from .observer import method_path
 from .observer_server import HANDLER_KINDS
 from .tls import peer_identity
 
@@ -35,8 +36,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # grpcio answers UNIMPLEMENTED; no rule is compiled for a path nobody serves
-        path = handler_call_details.method
-        method = self.authorizer.method(path.decode() if isinstance(path, bytes) else path)
+        method = self.authorizer.method(method_path(handler_call_details.method))
         if method.is_exempt:
             return handler
         for kind, make, _ in HANDLER_KINDS:

@@ -38,6 +38,11 @@ def call_type_of(is_request_streaming: bool, is_response_streaming: bool) -> Cal
     return "server_stream" if is_response_streaming else "unary"
 
 
+def method_path(method: str | bytes) -> str:
+    """The ``/pkg.Service/Method`` path of a call, whichever of str or bytes grpcio handed it as."""
+    return method.decode() if isinstance(method, bytes) else method
+
+
 def split_method(path: str) -> tuple[str, str]:
     """``/pkg.Service/Method`` → ``("pkg.Service", "Method")``."""
     service, _, method = path.lstrip("/").rpartition("/")

@@ -26,7 +26,7 @@ import grpc
 from opentelemetry.trace import Span, Tracer
 
 from .call_context import current_inbound_call
-from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
+from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, method_path, split_method
 from .request_id import REQUEST_ID_KEY, is_acceptable_request_id, request_id_from
 from .tracing import end_span, start_client_span
 
@@ -110,7 +110,7 @@ class ClientObserver:
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any, call_type: CallType
     ) -> tuple[_Outbound, Any]:
         """Starts the call with its deadline and request id (or fails it unsent); the call and its bookkeeping."""
-        path = details.method.decode() if isinstance(details.method, bytes) else details.method
+        path = method_path(details.method)
         inbound = current_inbound_call()
         metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
         if REQUEST_ID_KEY in metadata and not is_acceptable_request_id(metadata[REQUEST_ID_KEY]):

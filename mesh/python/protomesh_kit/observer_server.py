@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, Tracer
 from .call_context import InboundCall, inbound_call
 from .errors import INTERNAL_DETAILS, MeshError
 from .logger import Logger
-from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, split_method
+from .observer import MESH_SERVICES, CallRecord, CallSink, CallStart, CallType, counts_messages, method_path, split_method
 from .request_id import REQUEST_ID_KEY, request_id_from
 from .tracing import as_current, end_span, start_server_span
 
@@ -168,8 +168,7 @@ class ServerObserver(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # grpcio answers UNIMPLEMENTED
-        path = handler_call_details.method
-        path = path.decode() if isinstance(path, bytes) else path
+        path = method_path(handler_call_details.method)
         for kind, make, call_type in HANDLER_KINDS:
             behaviour = getattr(handler, kind)
             if behaviour is not None:
