@@ -5,12 +5,17 @@ a DNS SAN beside it; ``openssl ca`` for validity to the second, so that expired 
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
+
+from protomesh_kit.tls_certificate_files import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,24 @@ def issue_workload_certificate(
         replace_file(key_file, key.read_bytes())
         replace_file(cert_file, cert.read_bytes())
     return WorkloadCertificate(spiffe_id, cert_file, key_file)
+
+
+def tls_files(ca: MeshCa, workload: WorkloadCertificate, **options: Any) -> TlsFiles:
+    """The kit's ``TlsFiles`` for ``workload`` trusting ``ca``; ``options`` as ``TlsFiles`` takes them."""
+    return TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file), **options)
+
+
+def served_certificate(port: int, ca: MeshCa, client: WorkloadCertificate) -> bytes:
+    """The DER certificate a new TLS connection to ``port`` on 127.0.0.1 is given (the stdlib ssl client, as ``client``)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(str(ca.cert_file))
+    context.load_cert_chain(str(client.cert_file), str(client.key_file))
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        certificate = tls.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
 
 
 def issue_certificate_without_spiffe_id(ca: MeshCa, name: str, directory: Path) -> WorkloadCertificate:

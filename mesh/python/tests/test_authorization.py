@@ -22,6 +22,7 @@ from protomesh_testing.identity import (
     create_mesh_ca,
     issue_certificate_without_spiffe_id,
     issue_workload_certificate,
+    tls_files,
 )
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -53,7 +54,7 @@ class Pki:
         self.anonymous = issue_certificate_without_spiffe_id(self.ca, "anonymous", root / "anonymous")
 
     def files(self, workload: WorkloadCertificate, ca: MeshCa | None = None) -> kit.TlsFiles:
-        return kit.TlsFiles(str((ca or self.ca).cert_file), str(workload.cert_file), str(workload.key_file))
+        return tls_files(ca or self.ca, workload)
 
 
 @pytest.fixture(scope="module")

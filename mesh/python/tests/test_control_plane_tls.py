@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ import pytest
 from cryptography import x509
 from protomesh.registry.v1 import registry_pb2
 from protomesh_testing import ControlPlane, log_lines
-from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate
+from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, served_certificate, tls_files
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 TRUST_DOMAIN = "protomesh.test"
@@ -53,10 +52,6 @@ async def plane(tmp_path: Path, ca: MeshCa) -> AsyncIterator[ControlPlane]:
     await started.stop()
 
 
-def files_of(ca: MeshCa, workload: WorkloadCertificate, **extra) -> kit.TlsFiles:
-    return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file), **extra)
-
-
 async def serve(cleanups: list, plane: ControlPlane, tls: kit.TlsFiles, log: io.StringIO, mesh_service: str | None = None) -> tuple[kit.MeshServer, Catalog]:
     servicer = Catalog()
     server = kit.create_server(
@@ -83,22 +78,14 @@ async def health_of(plane: ControlPlane, service: str) -> list[int]:
 
 def served_serial(port: int, ca: MeshCa, client: WorkloadCertificate) -> int:
     """The serial of the certificate a new TLS connection to ``port`` is given (the stdlib ssl client)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.load_verify_locations(str(ca.cert_file))
-    context.load_cert_chain(str(client.cert_file), str(client.key_file))
-    context.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
+    return x509.load_der_x509_certificate(served_certificate(port, ca, client)).serial_number
 
 
 async def test_a_tls_server_registers_over_mtls_and_the_control_plane_probes_it_healthy(
     plane: ControlPlane, ca: MeshCa, cleanups: list, tmp_path: Path
 ) -> None:
     workload = issue_workload_certificate(ca, "catalog", tmp_path)
-    server, _ = await serve(cleanups, plane, files_of(ca, workload), io.StringIO())
+    server, _ = await serve(cleanups, plane, tls_files(ca, workload), io.StringIO())
     assert server.lease is not None
     await plane.wait_healthy("catalog")
     [endpoint] = await plane.endpoints("catalog")
@@ -111,7 +98,7 @@ async def test_a_registration_under_another_services_name_is_refused_permission_
 ) -> None:
     workload = issue_workload_certificate(ca, "catalog", tmp_path)
     log = io.StringIO()
-    server, _ = await serve(cleanups, plane, files_of(ca, workload), log, mesh_service="orders")
+    server, _ = await serve(cleanups, plane, tls_files(ca, workload), log, mesh_service="orders")
     assert server.lease is not None and not server.lease.is_registered
     [refused] = [line for line in log_lines(log) if line.get("msg") == "registration failed; retrying with backoff"]
     assert refused["code"] == "PERMISSION_DENIED"
@@ -124,9 +111,9 @@ async def test_a_client_dials_xds_name_over_mtls_with_xds_from_the_control_plane
 ) -> None:
     catalog_cert = issue_workload_certificate(ca, "catalog", tmp_path / "catalog")
     orders_cert = issue_workload_certificate(ca, "orders", tmp_path / "orders")
-    _, servicer = await serve(cleanups, plane, files_of(ca, catalog_cert), io.StringIO())
+    _, servicer = await serve(cleanups, plane, tls_files(ca, catalog_cert), io.StringIO())
     await plane.wait_healthy("catalog")
-    channel = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=files_of(ca, orders_cert))
+    channel = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=tls_files(ca, orders_cert))
     cleanups.append(channel.close)
     response = await catalog_pb2_grpc.CatalogServiceStub(channel).GetProduct(catalog_pb2.GetProductRequest(id="sku-1"), timeout=WAIT_S)
     assert response.product.name == "over mTLS"
@@ -134,7 +121,7 @@ async def test_a_client_dials_xds_name_over_mtls_with_xds_from_the_control_plane
 
 
 def test_the_xds_bootstrap_names_the_workloads_files_as_a65_tls_channel_credentials(ca: MeshCa, tmp_path: Path) -> None:
-    files = files_of(ca, issue_workload_certificate(ca, "orders", tmp_path), refresh_interval_s=30)
+    files = tls_files(ca, issue_workload_certificate(ca, "orders", tmp_path), refresh_interval_s=30)
     [server] = json.loads(kit.xds_bootstrap("127.0.0.1:50050", tls=files))["xds_servers"]
     assert server["server_uri"] == "127.0.0.1:50050"
     assert server["channel_creds"] == [
@@ -158,10 +145,10 @@ async def test_a_short_lived_certificate_is_renewed_at_half_life_and_calls_keep_
     first = x509.load_pem_x509_certificate(short.cert_file.read_bytes())
     orders_cert = issue_workload_certificate(ca, "orders", tmp_path / "orders")
     log = io.StringIO()
-    server, servicer = await serve(cleanups, plane, files_of(ca, short, refresh_interval_s=0.1), log)
+    server, servicer = await serve(cleanups, plane, tls_files(ca, short, refresh_interval_s=0.1), log)
     assert server.renewer is not None
     await plane.wait_healthy("catalog")
-    channel = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=files_of(ca, orders_cert))
+    channel = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=tls_files(ca, orders_cert))
     cleanups.append(channel.close)
     stub = catalog_pb2_grpc.CatalogServiceStub(channel)
     failures: list[grpc.aio.AioRpcError] = []
@@ -196,7 +183,7 @@ async def test_a_short_lived_certificate_is_renewed_at_half_life_and_calls_keep_
     assert server.lease is not None and server.lease.is_registered
     assert await health_of(plane, "catalog") == [registry_pb2.HEALTH_STATE_HEALTHY]
     # A channel dialled now, after the first certificate expired, is served too.
-    late = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=files_of(ca, orders_cert))
+    late = kit.dial("catalog", control_plane=plane.address, logger=kit.Logger(stream=io.StringIO()), tls=tls_files(ca, orders_cert))
     cleanups.append(late.close)
     await catalog_pb2_grpc.CatalogServiceStub(late).GetProduct(catalog_pb2.GetProductRequest(id="sku-1"), timeout=DEADLINE_S)
 
@@ -207,7 +194,7 @@ async def test_renew_writes_a_new_key_and_certificate_for_the_callers_own_identi
     key_before = workload.key_file.read_bytes()
     renewed_serials: list[int] = []
     renewer = kit.CertificateRenewer(
-        plane.address, files_of(ca, workload), kit.Logger(stream=io.StringIO()), on_renewed=lambda cert: renewed_serials.append(cert.serial_number)
+        plane.address, tls_files(ca, workload), kit.Logger(stream=io.StringIO()), on_renewed=lambda cert: renewed_serials.append(cert.serial_number)
     )
     try:
         renewed = await renewer.renew()
@@ -230,7 +217,7 @@ async def test_renewal_ends_with_one_warning_when_the_control_plane_issues_no_ce
     short = issue_workload_certificate(ca, "catalog", tmp_path / "catalog", ttl=timedelta(seconds=4))
     before = short.cert_file.read_bytes()
     log = io.StringIO()
-    server, _ = await serve(cleanups, plane, files_of(ca, short), log)
+    server, _ = await serve(cleanups, plane, tls_files(ca, short), log)
     await plane.wait_healthy("catalog")
     warning = "the control plane issues no certificates (it holds no CA key): this certificate will not be renewed"
 

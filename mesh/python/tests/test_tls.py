@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import ssl
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,7 +14,7 @@ import grpc
 import protomesh_kit as kit
 import pytest
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
-from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file
+from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file, served_certificate, tls_files
 
 TRUST_DOMAIN = "protomesh.test"
 #: What "fails fast" means here: the handshake's failure, not a deadline (calls get 10 s).
@@ -43,7 +42,7 @@ class Pki:
         self.orders = issue_workload_certificate(self.ca, "orders", root / "orders")
 
     def files(self, workload: WorkloadCertificate, ca: MeshCa | None = None, **extra) -> kit.TlsFiles:
-        return kit.TlsFiles(str((ca or self.ca).cert_file), str(workload.cert_file), str(workload.key_file), **extra)
+        return tls_files(ca or self.ca, workload, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +77,9 @@ async def assert_fails_fast(channel: grpc.aio.Channel) -> None:
     assert time.monotonic() - started < FAST_S
 
 
-def served_certificate(port: int, pki: Pki) -> bytes:
-    """The DER certificate a new TLS connection to ``port`` is given (the stdlib ssl client, with the orders identity)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.load_verify_locations(str(pki.ca.cert_file))
-    context.load_cert_chain(str(pki.orders.cert_file), str(pki.orders.key_file))
-    context.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
-        certificate = tls.getpeercert(binary_form=True)
-    assert certificate is not None
-    return certificate
+def served_to_orders(port: int, pki: Pki) -> bytes:
+    """The DER certificate a new TLS connection to ``port`` is given, with the orders identity."""
+    return served_certificate(port, pki.ca, pki.orders)
 
 
 def der_of(path: Path) -> bytes:
@@ -163,7 +154,7 @@ async def test_replaced_server_files_serve_new_connections_with_no_failed_call(p
     port, servicer = await serve(cleanups, pki.files(served, refresh_interval_s=0.05))
     channel = dial(cleanups, port, pki.files(pki.orders))
     first = der_of(served.cert_file)
-    assert served_certificate(port, pki) == first
+    assert served_to_orders(port, pki) == first
     failures: list[BaseException] = []
     stop = asyncio.Event()
 
@@ -184,14 +175,14 @@ async def test_replaced_server_files_serve_new_connections_with_no_failed_call(p
     stray = issue_workload_certificate(pki.ca, "catalog", tmp_path / "stray")
     replace_file(served.key_file, stray.key_file.read_bytes())
     await asyncio.sleep(0.2)
-    assert served_certificate(port, pki) == first
+    assert served_to_orders(port, pki) == first
     await echo(dial(cleanups, port, pki.files(pki.orders)))
     rotated = issue_workload_certificate(pki.ca, "catalog", tmp_path)
     second = der_of(rotated.cert_file)
     assert second != first
 
     async def new_connection_sees_it() -> None:
-        while await asyncio.to_thread(served_certificate, port, pki) != second:
+        while await asyncio.to_thread(served_to_orders, port, pki) != second:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(new_connection_sees_it(), 5)

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
 from protomesh_testing import ControlPlane, log_lines
-from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file
+from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file, tls_files
 
 TRUST_DOMAIN = "protomesh.test"
 DEADLINE_S = 5.0
@@ -63,10 +63,6 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> MeshCa:
     return create_mesh_ca(tmp_path_factory.mktemp("mesh-ca"), TRUST_DOMAIN)
 
 
-def files_of(ca: MeshCa, workload: WorkloadCertificate, **extra) -> kit.TlsFiles:
-    return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file), **extra)
-
-
 def serial_of(workload: WorkloadCertificate) -> int:
     return x509.load_pem_x509_certificate(workload.cert_file.read_bytes()).serial_number
 
@@ -96,12 +92,12 @@ async def wait_for_line(log: io.StringIO, msg: str, timeout_s: float = WAIT_S) -
 async def test_new_calls_take_a_channel_of_the_replaced_files_and_the_old_one_closes_once_its_call_in_flight_ends(
     ca: MeshCa, cleanups: list, tmp_path: Path
 ) -> None:
-    server, servicer = await serve(cleanups, files_of(ca, issue_workload_certificate(ca, "catalog", tmp_path / "catalog")))
+    server, servicer = await serve(cleanups, tls_files(ca, issue_workload_certificate(ca, "catalog", tmp_path / "catalog")))
     orders = issue_workload_certificate(ca, "orders", tmp_path / "orders")
     first = serial_of(orders)
     log = io.StringIO()
     # refresh_interval_s=0: every call looks at the files, so the test needs no clock.
-    tls = files_of(ca, orders, refresh_interval_s=0)
+    tls = tls_files(ca, orders, refresh_interval_s=0)
     channel = kit.dial("catalog", fallback_target=f"127.0.0.1:{server.port}", logger=kit.Logger(level="debug", stream=log), tls=tls)
     cleanups.append(channel.close)
     stub = interop_pb2_grpc.InteropServiceStub(channel)
@@ -131,12 +127,12 @@ async def test_a_client_whose_certificate_is_renewed_keeps_calling_past_its_expi
 ) -> None:
     plane = await ControlPlane(tmp_path, "lease_ttl_ms: 3000\n", ca=ca).start()
     cleanups.append(plane.stop)
-    catalog = files_of(ca, issue_workload_certificate(ca, "catalog", tmp_path / "catalog"))
+    catalog = tls_files(ca, issue_workload_certificate(ca, "catalog", tmp_path / "catalog"))
     old_server, old_servicer = await serve(cleanups, catalog, control_plane=plane.address)
     await plane.wait_healthy("catalog")
     short = issue_workload_certificate(ca, "orders", tmp_path / "orders", ttl=timedelta(seconds=6))
     first = x509.load_pem_x509_certificate(short.cert_file.read_bytes())
-    orders = files_of(ca, short, refresh_interval_s=0.1)
+    orders = tls_files(ca, short, refresh_interval_s=0.1)
     renewals = io.StringIO()
     renewer = kit.CertificateRenewer(plane.address, orders, kit.Logger(stream=renewals))
     await renewer.start()

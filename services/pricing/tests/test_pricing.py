@@ -13,7 +13,7 @@ import protomesh_kit as kit
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protomesh_testing import PYTHON, ControlPlane, OtlpReceiver, Process, free_port, sample, scrape, start_catalog
-from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate
+from protomesh_testing.identity import create_mesh_ca, issue_workload_certificate, tls_files
 from shop.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -338,10 +338,6 @@ async def test_main_refuses_a_bad_authorization_block_naming_the_field(tmp_path:
         "PROTOMESH_MESH_CONFIG": str(config),
     }
     assert "services.pricing.authorization.rules[0].action: must be allow or deny" in await start_up_error(env)
-
-
-def tls_files(ca: MeshCa, workload: WorkloadCertificate) -> kit.TlsFiles:
-    return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file))
 
 
 async def test_main_refuses_a_mesh_config_that_is_not_text_and_a_key_file_that_is_not_a_key_with_one_line(tmp_path: Path) -> None:
