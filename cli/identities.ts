@@ -64,12 +64,7 @@ export async function secureStack(plan: MeshPlan, runDir: string): Promise<Stack
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createMeshCa({ dir, trustDomain: STACK_TRUST_DOMAIN });
   const xdsSocket = stackXdsSocket(runDir);
-  const filesOf = (certFile: string, keyFile: string): Record<string, string> => ({
-    [SETTINGS_ENV.tlsCaFile]: ca.certFile,
-    [SETTINGS_ENV.tlsCertFile]: certFile,
-    [SETTINGS_ENV.tlsKeyFile]: keyFile,
-    [SETTINGS_ENV.xdsSocket]: xdsSocket,
-  });
+  const filesOf = (certFile: string, keyFile: string): Record<string, string> => identityEnv(ca, { certFile, keyFile }, xdsSocket);
   const controlPlane = await issueWorkloadCertificate(ca, {
     service: CONTROL_PLANE_SERVICE,
     ttlMs: STACK_LONG_TTL_MS,
@@ -88,6 +83,16 @@ export async function secureStack(plan: MeshPlan, runDir: string): Promise<Stack
   }
   const admin = await issueOperator(ca, ADMIN_NAME);
   return { dir, ca, admin, xdsSocket };
+}
+
+/** The environment that gives a process the identity in `workload`'s files: its PROTOMESH_TLS_* files and the control plane's xDS socket. */
+export function identityEnv(ca: MeshCa, workload: { certFile: string; keyFile: string }, xdsSocket: string): Record<string, string> {
+  return {
+    [SETTINGS_ENV.tlsCaFile]: ca.certFile,
+    [SETTINGS_ENV.tlsCertFile]: workload.certFile,
+    [SETTINGS_ENV.tlsKeyFile]: workload.keyFile,
+    [SETTINGS_ENV.xdsSocket]: xdsSocket,
+  };
 }
 
 /** Issues the operator identity spiffe://protomesh.local/admin/<name> into admin.crt / admin.key (name "cli") or admin-<name>.crt / .key. */

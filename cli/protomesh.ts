@@ -14,7 +14,7 @@ import type { MeshSettings } from "../mesh/settings";
 import { runControlPlane } from "./control-plane";
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_JWKS_FILE, ensureDevKeys, mintDevToken } from "./gateway/dev-keys";
 import { GATEWAY_DEFAULT_PORT, runGateway } from "./gateway/run";
-import { ADMIN_NAME, STACK_TRUST_DOMAIN, isPlaintext, secureStack, stackCa, stackOperator, stackXdsSocket } from "./identities";
+import { ADMIN_NAME, STACK_TRUST_DOMAIN, identityEnv, isPlaintext, secureStack, stackCa, stackOperator, stackXdsSocket } from "./identities";
 import type { StackIdentities } from "./identities";
 import { DEFAULT_RUN_DIR, launch } from "./launcher";
 import { formatReport, placeOrders } from "./place-orders";
@@ -219,13 +219,8 @@ async function up(args: string[]): Promise<number> {
     process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
     return USAGE_EXIT_CODE;
   }
-  let plaintext: boolean;
-  try {
-    plaintext = isPlaintext(process.env);
-  } catch (error) {
-    process.stderr.write(`protomesh up: ${(error as Error).message}\n`);
-    return USAGE_EXIT_CODE;
-  }
+  const plaintext = plaintextOf("up");
+  if (plaintext === undefined) return USAGE_EXIT_CODE;
   // The gateway's development tokens: a key pair in .data/ whose public half deploy/gateway.yaml names.
   if (stack.gatewayHttp !== undefined) await ensureDevKeys();
   const runDir = path.resolve(RUN_DIR);
@@ -278,12 +273,7 @@ async function identityCommand(args: string[]): Promise<number> {
   }
   const stem = `${service}-byhand-${process.pid}`;
   const workload = await issueWorkloadCertificate(ca, { service, fileStem: stem, dnsNames: [service] });
-  const exports: Record<string, string> = {
-    [SETTINGS_ENV.tlsCaFile]: ca.certFile,
-    [SETTINGS_ENV.tlsCertFile]: workload.certFile,
-    [SETTINGS_ENV.tlsKeyFile]: workload.keyFile,
-    [SETTINGS_ENV.xdsSocket]: stackXdsSocket(runDir),
-  };
+  const exports = identityEnv(ca, workload, stackXdsSocket(runDir));
   process.stdout.write(
     `# ${workload.spiffeId}, valid until ${workload.notAfter.toISOString()} (the kit renews it through the control plane)\n` +
       Object.entries(exports)
@@ -332,13 +322,8 @@ async function placeOrdersCommand(args: string[]): Promise<number> {
   const settings = settingsOf("place-orders");
   if (settings === undefined) return USAGE_EXIT_CODE;
   // On the mTLS mesh of `make up` (its CA in .run/tls), as its operator; PROTOMESH_TLS_* name other files.
-  let plaintext: boolean;
-  try {
-    plaintext = isPlaintext(process.env);
-  } catch (error) {
-    process.stderr.write(`protomesh place-orders: ${(error as Error).message}\n`);
-    return USAGE_EXIT_CODE;
-  }
+  const plaintext = plaintextOf("place-orders");
+  if (plaintext === undefined) return USAGE_EXIT_CODE;
   const operator = settings.tls === undefined && !plaintext ? stackOperator(path.resolve(RUN_DIR)) : undefined;
   const tls = settings.tls ?? operator?.tls;
   const xdsSocket = settings.xdsSocket ?? operator?.xdsSocket;
@@ -393,6 +378,16 @@ function settingsOf(command: string): MeshSettings | undefined {
     return loadSettings(process.env);
   } catch (error) {
     process.stderr.write(`protomesh ${command}: ${isServiceError(error) ? error.details : (error as Error).message}\n`);
+    return undefined;
+  }
+}
+
+/** Whether the environment asks for the plaintext mesh, or undefined after printing why PROTOMESH_PLAINTEXT is wrong. */
+function plaintextOf(command: string): boolean | undefined {
+  try {
+    return isPlaintext(process.env);
+  } catch (error) {
+    process.stderr.write(`protomesh ${command}: ${(error as Error).message}\n`);
     return undefined;
   }
 }
