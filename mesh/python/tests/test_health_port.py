@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
 from protomesh_testing import log_lines
-from protomesh_testing.identity import MeshCa, create_mesh_ca, issue_workload_certificate
+from protomesh_testing.identity import MeshCa, create_mesh_ca, issue_workload_certificate, tls_files
 
 SERVICE = "protomesh.interop.v1.InteropService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -45,14 +45,13 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> MeshCa:
     return create_mesh_ca(tmp_path_factory.mktemp("mesh-ca"), "protomesh.test")
 
 
-def tls_files(ca: MeshCa, service: str, directory: Path) -> kit.TlsFiles:
-    workload = issue_workload_certificate(ca, service, directory)
-    return kit.TlsFiles(str(ca.cert_file), str(workload.cert_file), str(workload.key_file))
+def issued_tls_files(ca: MeshCa, service: str, directory: Path) -> kit.TlsFiles:
+    return tls_files(ca, issue_workload_certificate(ca, service, directory))
 
 
 async def serve(cleanups: list, ca: MeshCa, tmp_path: Path, log: io.StringIO | None = None) -> tuple[kit.MeshServer, Holding]:
     servicer = Holding()
-    tls = tls_files(ca, "catalog", tmp_path / "catalog")
+    tls = issued_tls_files(ca, "catalog", tmp_path / "catalog")
     server = kit.create_server("catalog", logger=kit.Logger(name="catalog", stream=log or io.StringIO()), tls=tls, health_address="127.0.0.1:0")
     server.add_service(interop_pb2_grpc.add_InteropServiceServicer_to_server, servicer)
     await server.listen("127.0.0.1:0")
@@ -105,7 +104,7 @@ async def test_the_health_port_reports_not_serving_when_the_server_drains_and_cl
     watch = health_pb2_grpc.HealthStub(health).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
     assert (await asyncio.wait_for(watch.read(), DEADLINE_S)).status == SERVING
     # A call in flight on the mTLS port holds the drain open while the health port is watched.
-    orders = tls_files(ca, "orders", tmp_path / "orders")
+    orders = issued_tls_files(ca, "orders", tmp_path / "orders")
     client = kit.dial("catalog", fallback_target=f"127.0.0.1:{server.port}", logger=kit.Logger(stream=io.StringIO()), tls=orders)
     cleanups.append(client.close)
     held = interop_pb2_grpc.InteropServiceStub(client).Hold(interop_pb2.HoldRequest(), timeout=DEADLINE_S * 2)
@@ -130,7 +129,7 @@ async def test_a_health_address_that_cannot_be_bound_fails_listen_naming_it(ca: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        server = kit.create_server("catalog", logger=kit.Logger(stream=io.StringIO()), tls=tls_files(ca, "catalog", tmp_path), health_address=address)
+        server = kit.create_server("catalog", logger=kit.Logger(stream=io.StringIO()), tls=issued_tls_files(ca, "catalog", tmp_path), health_address=address)
         with pytest.raises(OSError, match=f"^catalog: health port: could not bind {address}$"):
             await server.listen("127.0.0.1:0")
 
