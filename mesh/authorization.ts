@@ -4,7 +4,7 @@ import { parse as parseYaml } from "yaml";
 import { knownKeys, objectAt } from "./config-fields";
 import type { Plain } from "./config-fields";
 import { invalidArgument } from "./errors";
-import { TRUST_DOMAIN_PATTERN, trustDomainOf } from "./identity";
+import { SPIFFE_ID_PATTERN, TRUST_DOMAIN_PATTERN, trustDomainOf } from "./identity";
 import { MESH_SERVICES, methodOf } from "./method-path";
 import { isServiceName } from "./names";
 
@@ -51,8 +51,6 @@ export type AuthorizationDecision =
 const ALLOWED: AuthorizationDecision = Object.freeze({ outcome: "allow" });
 /** "*", "/pkg.Service/*", "/pkg.Service/Method" or "Method" (the method keys of the mesh config, plus wildcards). */
 const METHOD_PATTERN = /^(\*|\/[A-Za-z_][A-Za-z0-9_.]*\/\*|(\/[A-Za-z_][A-Za-z0-9_.]*\/)?[A-Za-z_][A-Za-z0-9_]*)$/;
-/** A SPIFFE ID (SPIFFE ID spec, 2.1 and 2.2): spiffe://<trust domain>/<segment>[/<segment>...]. */
-const SPIFFE_ID_PATTERN = /^spiffe:\/\/[^/]+(\/[A-Za-z0-9._-]+)+$/;
 /** The service name of a mesh workload's SPIFFE ID. */
 const SERVICE_OF_SPIFFE_ID = /^spiffe:\/\/[^/]+\/service\/([^/]+)$/;
 

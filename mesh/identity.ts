@@ -27,6 +27,8 @@ export const DEFAULT_WORKLOAD_TTL_MS = 60 * 60 * 1000;
 export const DEFAULT_CA_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 /** A SPIFFE trust domain: lowercase letters, digits, dots, dashes and underscores (SPIFFE ID spec, 2.1). */
 export const TRUST_DOMAIN_PATTERN = /^[a-z0-9._-]{1,255}$/;
+/** A SPIFFE ID (SPIFFE ID spec, 2.1 and 2.2): spiffe://<trust domain>/<segment>[/<segment>...]. */
+export const SPIFFE_ID_PATTERN = /^spiffe:\/\/[^/]+(\/[A-Za-z0-9._-]+)+$/;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -192,7 +194,7 @@ export async function createCertificateRequest(): Promise<{ keyPem: string; csrP
  * refused with a TypeError saying why, as are a `spiffeId` of another trust domain and bad SANs.
  */
 export async function signCertificateRequest(ca: MeshCa, options: SignOptions): Promise<SignedCertificate> {
-  if (trustDomainOf(options.spiffeId) !== ca.trustDomain || !/^spiffe:\/\/[^/]+(\/[A-Za-z0-9._-]+)+$/.test(options.spiffeId)) {
+  if (trustDomainOf(options.spiffeId) !== ca.trustDomain || !SPIFFE_ID_PATTERN.test(options.spiffeId)) {
     throw new TypeError(`identity: spiffeId must be a SPIFFE ID of spiffe://${ca.trustDomain}, got ${JSON.stringify(options.spiffeId)}`);
   }
   const ttlMs = checkTtl("ttlMs", options.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS);
