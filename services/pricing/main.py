@@ -23,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
 
 import grpc
 from protomesh_kit import (
+    AuthorizationPolicy,
     Logger,
     MeshError,
+    MeshServer,
+    ProcessTracing,
+    Settings,
     SettingsError,
     create_server,
     dial,
@@ -52,7 +55,7 @@ async def main() -> int:
         tracing = tracing_from_environment(os.environ, "pricing")
         authorization = settings.authorization_of("pricing")
     except (SettingsError, MeshError, OSError, UnicodeDecodeError) as error:
-        Logger(name="pricing").fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+        log_start_failure(Logger(name="pricing"), error)
         return 1
     logger = Logger(name="pricing", level=settings.log_level)
     catalog = None
@@ -71,7 +74,7 @@ async def main() -> int:
         server = make_server(settings, logger, tracing, authorization)
     except (ValueError, OSError) as error:
         # A TLS file that cannot be used, an authorization block that cannot: one line, no traceback.
-        logger.fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+        log_start_failure(logger, error)
         if catalog is not None:
             await catalog.close()
         return 1
@@ -83,7 +86,7 @@ async def main() -> int:
     try:
         await server.listen(settings.listen_address(PRICING_DEFAULT_PORT))
     except (ValueError, OSError) as error:
-        logger.fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+        log_start_failure(logger, error)
         warm_up.cancel()
         await catalog.close()
         return 1
@@ -95,7 +98,14 @@ async def main() -> int:
     return code
 
 
-def make_server(settings: Any, logger: Logger, tracing: Any, authorization: Any) -> Any:
+def log_start_failure(logger: Logger, error: BaseException) -> None:
+    """Logs why pricing could not start, in one line without a traceback."""
+    logger.fatal("pricing failed to start", err={"type": type(error).__name__, "message": str(error)})
+
+
+def make_server(
+    settings: Settings, logger: Logger, tracing: ProcessTracing | None, authorization: AuthorizationPolicy | None
+) -> MeshServer:
     """The pricing server of these settings (not yet listening)."""
     return create_server(
         "pricing",
