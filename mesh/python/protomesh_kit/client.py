@@ -80,8 +80,8 @@ def dial(
     channel_target = mesh_target(target, control_plane, fallback_target)
     channel_options = list(options)
     if tls is not None:
-        service = server_service or (target if is_service_name(target) else None)
-        if service is None or not is_service_name(service):
+        service = server_service or target
+        if not is_service_name(service):
             raise ValueError(
                 f"dial: tls needs server_service, the mesh service whose certificate {target!r} must present (a DNS label such as \"catalog\")"
             )
