@@ -260,6 +260,22 @@ def sample(exposition: str, name: str, labels: dict[str, str] | None = None) -> 
     return found[0].value if found else None
 
 
+async def call_repeatedly(
+    call: Callable[[], Awaitable[object]], is_done: asyncio.Event, failures: list[grpc.aio.AioRpcError], interval_s: float
+) -> int:
+    """Makes ``call`` every ``interval_s`` until ``is_done`` is set, adding each failed call's error to
+    ``failures``; the number of calls that succeeded."""
+    succeeded = 0
+    while not is_done.is_set():
+        try:
+            await call()
+            succeeded += 1
+        except grpc.aio.AioRpcError as error:
+            failures.append(error)
+        await asyncio.sleep(interval_s)
+    return succeeded
+
+
 def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     """The JSON lines a Logger wrote to ``stream``."""
     return [json.loads(line) for line in stream.getvalue().splitlines() if line]

@@ -14,6 +14,7 @@ import grpc
 import protomesh_kit as kit
 import pytest
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
+from protomesh_testing import call_repeatedly
 from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file, served_certificate, tls_files
 
 TRUST_DOMAIN = "protomesh.test"
@@ -155,21 +156,9 @@ async def test_replaced_server_files_serve_new_connections_with_no_failed_call(p
     channel = dial(cleanups, port, pki.files(pki.orders))
     first = der_of(served.cert_file)
     assert served_to_orders(port, pki) == first
-    failures: list[BaseException] = []
+    failures: list[grpc.aio.AioRpcError] = []
     stop = asyncio.Event()
-
-    async def traffic() -> int:
-        count = 0
-        while not stop.is_set():
-            try:
-                await echo(channel)
-                count += 1
-            except grpc.aio.AioRpcError as error:
-                failures.append(error)
-            await asyncio.sleep(0.005)
-        return count
-
-    calls = asyncio.create_task(traffic())
+    calls = asyncio.create_task(call_repeatedly(lambda: echo(channel), stop, failures, 0.005))
     await asyncio.sleep(0.05)
     # A key that does not match the certificate (the instant between two renames) is held back.
     stray = issue_workload_certificate(pki.ca, "catalog", tmp_path / "stray")

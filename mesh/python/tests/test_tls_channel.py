@@ -16,7 +16,7 @@ import protomesh_kit as kit
 import pytest
 from cryptography import x509
 from protomesh.interop.v1 import interop_pb2, interop_pb2_grpc
-from protomesh_testing import ControlPlane, log_lines
+from protomesh_testing import ControlPlane, call_repeatedly, log_lines
 from protomesh_testing.identity import MeshCa, WorkloadCertificate, create_mesh_ca, issue_workload_certificate, replace_file, tls_files
 
 TRUST_DOMAIN = "protomesh.test"
@@ -143,19 +143,7 @@ async def test_a_client_whose_certificate_is_renewed_keeps_calling_past_its_expi
     stub = interop_pb2_grpc.InteropServiceStub(channel)
     failures: list[grpc.aio.AioRpcError] = []
     is_done = asyncio.Event()
-
-    async def traffic() -> int:
-        calls = 0
-        while not is_done.is_set():
-            try:
-                await stub.Echo(interop_pb2.EchoRequest(), timeout=DEADLINE_S)
-                calls += 1
-            except grpc.aio.AioRpcError as error:
-                failures.append(error)
-            await asyncio.sleep(0.02)
-        return calls
-
-    calls = asyncio.create_task(traffic())
+    calls = asyncio.create_task(call_repeatedly(lambda: stub.Echo(interop_pb2.EchoRequest(), timeout=DEADLINE_S), is_done, failures, 0.02))
     # Once the client's first certificate has expired, the catalog is replaced: the calls need a new connection.
     expiry = first.not_valid_after_utc.timestamp()
     await asyncio.sleep(max(0.0, expiry + 0.5 - time.time()))
