@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { ServerCredentials, credentials } from "@grpc/grpc-js";
 import type { ChannelCredentials, ChannelOptions } from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
-import { createMeshCa, issueWorkloadCertificate, spiffeIdFor, spiffeIdOfSubjectAltName } from "../mesh/identity";
+import { createMeshCa, issueWorkloadCertificate, spiffeIdFor, spiffeIdOfSubjectAltName, workloadFiles } from "../mesh/identity";
 import type { MeshTlsOptions } from "../mesh/tls";
 import { flag } from "./control-channel";
 
@@ -48,12 +48,7 @@ export async function createBenchTls(): Promise<BenchTls> {
     const issue = (service: string) => issueWorkloadCertificate(ca, { service, ttlMs: BENCH_CERTIFICATE_TTL_MS });
     const server = await issue(BENCH_TLS_SERVER_SERVICE);
     const client = await issue(BENCH_TLS_CLIENT_SERVICE);
-    const files = (certificate: { certFile: string; keyFile: string }) => ({
-      caFile: ca.certFile,
-      certFile: certificate.certFile,
-      keyFile: certificate.keyFile,
-    });
-    return { server: files(server), client: files(client), remove: () => rm(dir, { recursive: true, force: true }) };
+    return { server: workloadFiles(ca, server), client: workloadFiles(ca, client), remove: () => rm(dir, { recursive: true, force: true }) };
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;

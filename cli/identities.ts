@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createMeshCa, issueWorkloadCertificate } from "../mesh/identity";
+import { createMeshCa, issueWorkloadCertificate, workloadFiles } from "../mesh/identity";
 import type { MeshCa } from "../mesh/identity";
 import { CONTROL_PLANE_SERVICE } from "../mesh/names";
 import { SETTINGS_ENV } from "../mesh/settings";
@@ -103,7 +103,7 @@ export async function issueOperator(ca: MeshCa, name: string): Promise<MeshTlsOp
     fileStem: name === ADMIN_NAME ? ADMIN_FILE_STEM : `${ADMIN_FILE_STEM}-${name}`,
     ttlMs: STACK_LONG_TTL_MS,
   });
-  return { caFile: ca.certFile, certFile: certificate.certFile, keyFile: certificate.keyFile };
+  return workloadFiles(ca, certificate);
 }
 
 /**

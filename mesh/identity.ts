@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { isServiceName } from "./names";
+import type { CertificateFiles } from "./tls-certificate-files";
 
 /**
  * Workload identities of the mesh: a development CA and short-lived X.509-SVIDs (SPIFFE's X509-SVID
@@ -121,6 +122,11 @@ export function spiffeIdFor(trustDomain: string, service: string): string {
     throw new TypeError(`identity: service must be a mesh service name (a DNS label such as "catalog"), got ${JSON.stringify(service)}`);
   }
   return `spiffe://${trustDomain}/service/${service}`;
+}
+
+/** The files that give a workload its identity (a `tls` option): `ca`'s certificate as the trust bundle, the workload's key and certificate. */
+export function workloadFiles(ca: MeshCa, workload: { certFile: string; keyFile: string }): CertificateFiles {
+  return { caFile: ca.certFile, certFile: workload.certFile, keyFile: workload.keyFile };
 }
 
 /**

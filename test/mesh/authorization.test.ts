@@ -17,10 +17,9 @@ import type { AuthorizationPolicy } from "../../mesh/authorization";
 import { createClient } from "../../mesh/client";
 import { parseMeshConfig, policyFor } from "../../mesh/controlplane/config";
 import { unary } from "../../mesh/handler";
-import { createMeshCa, issueWorkloadCertificate, OPENSSL } from "../../mesh/identity";
+import { createMeshCa, issueWorkloadCertificate, OPENSSL, workloadFiles } from "../../mesh/identity";
 import type { MeshCa, WorkloadCertificate } from "../../mesh/identity";
 import { createServer } from "../../mesh/server";
-import type { MeshTlsOptions } from "../../mesh/tls";
 import { catalogService } from "../../services/catalog/catalog-service";
 import { callUnary } from "../support/calls";
 import { captureLog } from "../support/log-capture";
@@ -40,10 +39,6 @@ const POLICY_BLOCK = {
     { action: "deny", callers: ["gateway"], methods: ["ListProducts"] },
   ],
 };
-
-function filesOf(ca: MeshCa, workload: { certFile: string; keyFile: string }): MeshTlsOptions {
-  return { caFile: ca.certFile, certFile: workload.certFile, keyFile: workload.keyFile };
-}
 
 /**
  * A certificate signed by the mesh CA that carries no SPIFFE ID (a DNS SAN only): it passes the
@@ -111,7 +106,7 @@ describe("authorization", function () {
     const server = createServer({
       name: "catalog",
       logger: log.logger,
-      tls: filesOf(ca, certs.catalog),
+      tls: workloadFiles(ca, certs.catalog),
       authorization: POLICY_BLOCK,
       interceptors: [counting],
       loadShedding: false,
@@ -138,7 +133,7 @@ describe("authorization", function () {
       logger: log.logger,
       defaultDeadlineMs: DEADLINE_MS,
       fallbackTarget: `127.0.0.1:${port}`,
-      tls: filesOf(ca, workload),
+      tls: workloadFiles(ca, workload),
     });
     cleanups.push(() => made.close());
     return made;
@@ -198,7 +193,7 @@ describe("authorization", function () {
           logger: log.logger,
           defaultDeadlineMs: DEADLINE_MS,
           fallbackTarget: `127.0.0.1:${port}`,
-          tls: filesOf(ca, workload),
+          tls: workloadFiles(ca, workload),
         });
         cleanups.push(() => health.close());
         const checked = await callUnary<{ service: string }, HealthCheckResponse>(health.check, health, { service: "" });
@@ -252,7 +247,7 @@ describe("authorization", function () {
           createServer({
             name: "catalog",
             logger: log.logger,
-            tls: filesOf(ca, certs.catalog),
+            tls: workloadFiles(ca, certs.catalog),
             authorization: { rules: [{ action: "permit", callers: ["orders"], methods: ["*"] }] },
           }),
         /authorization\.rules\[0\]\.action: must be allow or deny/,

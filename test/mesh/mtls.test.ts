@@ -18,7 +18,7 @@ import type {
 import { createClient } from "../../mesh/client";
 import type { MeshClientOptions } from "../../mesh/client";
 import { serverStream, unary } from "../../mesh/handler";
-import { OPENSSL, createCertificateRequest, createMeshCa, issueWorkloadCertificate, signCertificateRequest, spiffeIdOf } from "../../mesh/identity";
+import { OPENSSL, createCertificateRequest, createMeshCa, issueWorkloadCertificate, signCertificateRequest, spiffeIdOf, workloadFiles } from "../../mesh/identity";
 import type { MeshCa, WorkloadCertificate } from "../../mesh/identity";
 import { createServer } from "../../mesh/server";
 import { peerIdentity } from "../../mesh/tls";
@@ -38,7 +38,7 @@ const DEADLINE_MS = 10_000;
 
 /** The files a workload is given: the mesh CA bundle and its own certificate. */
 function filesOf(ca: MeshCa, workload: WorkloadCertificate, extra: Partial<MeshTlsOptions> = {}): MeshTlsOptions {
-  return { caFile: ca.certFile, certFile: workload.certFile, keyFile: workload.keyFile, ...extra };
+  return { ...workloadFiles(ca, workload), ...extra };
 }
 
 describe("mTLS", function () {

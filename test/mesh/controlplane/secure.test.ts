@@ -13,7 +13,7 @@ import { createClient } from "../../../mesh/client";
 import { ControlPlane } from "../../../mesh/controlplane/control-plane";
 import type { ControlPlaneOptions } from "../../../mesh/controlplane/control-plane";
 import { parseMeshConfig } from "../../../mesh/controlplane/config";
-import { createCertificateRequest, createMeshCa, issueWorkloadCertificate, spiffeIdOf } from "../../../mesh/identity";
+import { createCertificateRequest, createMeshCa, issueWorkloadCertificate, spiffeIdOf, workloadFiles } from "../../../mesh/identity";
 import type { MeshCa, WorkloadCertificate } from "../../../mesh/identity";
 import { createServer } from "../../../mesh/server";
 import type { MeshServer } from "../../../mesh/server";
@@ -30,7 +30,7 @@ const TRUST_DOMAIN = "protomesh.test";
 const DEADLINE_MS = 5_000;
 
 function filesOf(ca: MeshCa, workload: WorkloadCertificate, extra: Partial<MeshTlsOptions> = {}): MeshTlsOptions {
-  return { caFile: ca.certFile, certFile: workload.certFile, keyFile: workload.keyFile, ...extra };
+  return { ...workloadFiles(ca, workload), ...extra };
 }
 
 describe("control plane over mTLS", function () {
